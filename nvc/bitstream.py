@@ -1,0 +1,221 @@
+"""The .nvc container: the only module that packs bytes (STYLE 1, 2).
+
+    stream  = MAGIC, FORMAT_VERSION (u8), unit*
+    unit    = type (u8), length (varint), payload, crc32(type || payload) (u32 little endian)
+
+Unit order: one SEQUENCE_HEADER, at most one ADAPTERS unit, then one FRAME unit per frame.
+A frame payload is its type (u8), a latent count (u8), then per latent the y and z strings, each
+a varint length and bytes; latent shapes follow from the header's frame size.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from .errors import BitstreamError
+from .models.entropy import LatentStrings
+from .models.ssf import CodedFrame, FrameType
+
+MAGIC = b"NVC\x89"
+FORMAT_VERSION = 1
+HASH_PREFIX_BYTES = 8
+
+
+class UnitType(IntEnum):
+    SEQUENCE_HEADER = 1
+    ADAPTERS = 2  # reserved in format 1 for instance adapters
+    FRAME = 3
+
+
+# -- primitive readers / writers ------------------------------------------------------------------
+def write_varint(value: int) -> bytes:
+    if value < 0:
+        raise ValueError("varint must be non-negative")
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+class Reader:
+    """Bounds-checked cursor; every overrun is a BitstreamError naming what was being read."""
+
+    def __init__(self, data: bytes, what: str = "stream"):
+        self.data, self.pos, self.what = data, 0, what
+
+    def take(self, n: int, field_name: str) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise BitstreamError(f"truncated {self.what}: {field_name} needs {n} bytes, "
+                                 f"{len(self.data) - self.pos} left")
+        out = self.data[self.pos: self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self, field_name: str) -> int:
+        return self.take(1, field_name)[0]
+
+    def varint(self, field_name: str) -> int:
+        value = shift = 0
+        while True:
+            byte = self.u8(field_name)
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise BitstreamError(f"damaged {self.what}: {field_name} is not a valid varint")
+
+    def blob(self, field_name: str) -> bytes:
+        return self.take(self.varint(field_name + " length"), field_name)
+
+    @property
+    def done(self) -> bool:
+        return self.pos == len(self.data)
+
+
+def _blob(b: bytes) -> bytes:
+    return write_varint(len(b)) + b
+
+
+# -- units ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SequenceHeader:
+    model_id: int
+    weights_hash: bytes  # first HASH_PREFIX_BYTES of the weights file's sha256
+    width: int
+    height: int
+    fps_num: int
+    fps_den: int
+    frame_count: int
+    intra_period: int
+    quality: int  # 1 = lowest rate
+    colour_matrix: int  # nvc.io.ColourMatrix code
+
+    def write(self) -> bytes:
+        if len(self.weights_hash) != HASH_PREFIX_BYTES:
+            raise ValueError("weights_hash has the wrong length")
+        return b"".join([
+            write_varint(self.model_id), self.weights_hash,
+            *(write_varint(v) for v in (self.width, self.height, self.fps_num, self.fps_den,
+                                        self.frame_count, self.intra_period)),
+            bytes([self.quality, self.colour_matrix]),
+        ])
+
+    @classmethod
+    def read(cls, payload: bytes) -> "SequenceHeader":
+        r = Reader(payload, "sequence header")
+        header = cls(r.varint("model id"), r.take(HASH_PREFIX_BYTES, "weights hash"),
+                     *(r.varint(n) for n in ("width", "height", "fps numerator",
+                                             "fps denominator", "frame count", "intra period")),
+                     r.u8("quality"), r.u8("colour matrix"))
+        if header.width == 0 or header.height == 0 or header.frame_count == 0:
+            raise BitstreamError("damaged sequence header: zero width, height or frame count")
+        if header.fps_den == 0 or header.intra_period == 0:
+            raise BitstreamError("damaged sequence header: zero fps denominator or intra period")
+        return header
+
+
+def write_frame(frame: CodedFrame) -> bytes:
+    parts = [bytes([int(frame.kind), len(frame.latents)])]
+    for latent in frame.latents:
+        parts += [_blob(latent.y), _blob(latent.z)]
+    return b"".join(parts)
+
+
+def read_frame(payload: bytes, index: int) -> CodedFrame:
+    r = Reader(payload, f"frame {index}")
+    kind_code = r.u8("frame type")
+    if kind_code not in FrameType._value2member_map_:
+        raise BitstreamError(f"damaged frame {index}: unknown frame type {kind_code}")
+    kind = FrameType(kind_code)
+    count = r.u8("latent count")
+    expected = 1 if kind == FrameType.I else 2
+    if count != expected:
+        raise BitstreamError(f"damaged frame {index}: {kind.name}-frame with {count} latents")
+    latents = [LatentStrings(r.blob("y string"), r.blob("z string")) for _ in range(count)]
+    if not r.done:
+        raise BitstreamError(f"damaged frame {index}: {len(payload) - r.pos} trailing bytes")
+    return CodedFrame(kind, latents)
+
+
+# -- the stream -----------------------------------------------------------------------------------
+@dataclass
+class Stream:
+    header: SequenceHeader
+    frames: list[CodedFrame]
+    adapters: bytes | None = None
+    unit_bytes: dict[str, int] = field(default_factory=dict)  # bytes per unit kind, framing included
+
+
+def _unit(kind: UnitType, payload: bytes) -> bytes:
+    crc = zlib.crc32(bytes([kind]) + payload)
+    return bytes([kind]) + write_varint(len(payload)) + payload + struct.pack("<I", crc)
+
+
+def pack(stream: Stream) -> bytes:
+    out = [MAGIC, bytes([FORMAT_VERSION]), _unit(UnitType.SEQUENCE_HEADER, stream.header.write())]
+    if stream.adapters is not None:
+        out.append(_unit(UnitType.ADAPTERS, stream.adapters))
+    out += [_unit(UnitType.FRAME, write_frame(f)) for f in stream.frames]
+    return b"".join(out)
+
+
+def _read_units(data: bytes):
+    r = Reader(data)
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise BitstreamError("not an nvc stream (bad magic bytes)")
+    r.take(len(MAGIC), "magic")
+    version = r.u8("format version")
+    if version > FORMAT_VERSION:
+        raise BitstreamError(f"stream format version {version} is newer than this nvc reads "
+                             f"({FORMAT_VERSION}); upgrade nvc")
+    if version == 0:
+        raise BitstreamError("damaged stream: format version 0")
+    index = 0
+    while not r.done:
+        start = r.pos
+        kind_code = r.u8(f"unit {index} type")
+        payload = r.blob(f"unit {index} payload")
+        (crc,) = struct.unpack("<I", r.take(4, f"unit {index} checksum"))
+        if zlib.crc32(bytes([kind_code]) + payload) != crc:
+            raise BitstreamError(f"damaged stream: checksum mismatch in unit {index}")
+        if kind_code not in UnitType._value2member_map_:
+            raise BitstreamError(f"damaged stream: unknown unit type {kind_code} in unit {index}")
+        yield UnitType(kind_code), payload, r.pos - start
+        index += 1
+
+
+def unpack(data: bytes) -> Stream:
+    header: SequenceHeader | None = None
+    adapters: bytes | None = None
+    frames: list[CodedFrame] = []
+    unit_bytes = {"container": len(MAGIC) + 1}
+    for kind, payload, size in _read_units(data):
+        if kind == UnitType.SEQUENCE_HEADER:
+            if header is not None:
+                raise BitstreamError("damaged stream: two sequence headers")
+            header = SequenceHeader.read(payload)
+        elif header is None:
+            raise BitstreamError("damaged stream: first unit is not the sequence header")
+        elif kind == UnitType.ADAPTERS:
+            if adapters is not None or frames:
+                raise BitstreamError("damaged stream: adapter unit out of place")
+            adapters = payload
+        else:
+            frames.append(read_frame(payload, len(frames)))
+            if frames[-1].kind == FrameType.P and len(frames) == 1:
+                raise BitstreamError("damaged stream: first frame is a P-frame")
+        name = kind.name.lower() if kind != UnitType.FRAME else f"frame_{frames[-1].kind.name}"
+        unit_bytes[name] = unit_bytes.get(name, 0) + size
+    if header is None:
+        raise BitstreamError("truncated stream: no sequence header")
+    if len(frames) < header.frame_count:
+        raise BitstreamError(f"truncated stream: {len(frames)} of {header.frame_count} frames present")
+    if len(frames) > header.frame_count:
+        raise BitstreamError(f"damaged stream: {len(frames)} frames, header says {header.frame_count}")
+    return Stream(header, frames, adapters, unit_bytes)

@@ -1,0 +1,321 @@
+"""`nvc encode|decode|info|eval|demo`. Errors are one line on stderr and a non-zero exit."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit notices from compressai
+
+EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 416x240, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def _fps(text: str) -> Fraction:
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"fps must be a number like 50 or 30000/1001, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"fps must be positive, got {text!r}")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _qualities(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"quality must be N or a list like 1,2,3, got {text!r}") from None
+
+
+def _progress(desc: str):
+    from tqdm import tqdm
+
+    def wrap(it):
+        return tqdm(it, desc=desc, unit="frame", file=sys.stderr, leave=False, disable=None)
+    return wrap
+
+
+def _device(name: str):
+    import torch
+
+    from .errors import NvcError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NvcError("--device cuda: no CUDA device is available")
+    return torch.device(name)
+
+
+def _load(args):
+    from .zoo import load_model
+
+    model, entry = load_model(args.model, Path(args.weights) if args.weights else None)
+    return model.to(_device(args.device)), entry
+
+
+def _read_input(args):
+    from .io import read_video
+
+    return read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames)
+
+
+def _emit(args, payload: dict, lines: list[str]) -> None:
+    print(json.dumps(payload, indent=2) if args.json else "\n".join(lines))
+
+
+# -- commands -------------------------------------------------------------------------------------
+def cmd_encode(args) -> None:
+    from .codec import encode
+    from .io import AtomicFile
+    from .metrics import bpp
+
+    video = _read_input(args)
+    model, entry = _load(args)
+    coded = encode(video, model, entry, args.quality, args.intra_period,
+                   progress=_progress("encode"))
+    with AtomicFile(args.output) as tmp:
+        tmp.write_bytes(coded.data)
+    rate = bpp(len(coded.data), video.width, video.height, len(video.frames))
+    _emit(args, {"output": str(args.output), "bytes": len(coded.data), "bpp": rate,
+                 "frames": len(video.frames), "seconds": coded.seconds},
+          [f"{args.output}: {len(video.frames)} frames {video.width}x{video.height}, "
+           f"{len(coded.data)} bytes, {rate:.4f} bpp, {coded.seconds:.1f} s"])
+
+
+def cmd_decode(args) -> None:
+    from . import bitstream
+    from .codec import decode_stream
+    from .io import write_video
+
+    data = _read_stream(args.input)
+    stream = bitstream.unpack(data)
+    if args.weights is None and args.model is None:
+        from .zoo import entry_by_id
+
+        entry = entry_by_id(stream.header.model_id)
+        if entry is None:
+            from .errors import BitstreamError
+
+            raise BitstreamError(f"stream needs model id {stream.header.model_id}, which this nvc "
+                                 "does not ship; pass --weights FILE")
+        args.model = entry.name
+    model, entry = _load(args)
+    decoded = decode_stream(stream, model, entry, progress=_progress("decode"))
+    write_video(args.output, decoded.to_video())
+    h = decoded.header
+    _emit(args, {"output": str(args.output), "frames": h.frame_count, "width": h.width,
+                 "height": h.height, "seconds": decoded.seconds},
+          [f"{args.output}: {h.frame_count} frames {h.width}x{h.height}, {decoded.seconds:.1f} s"])
+
+
+def _read_stream(path: str) -> bytes:
+    from .errors import InputError
+
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such file")
+    return p.read_bytes()
+
+
+def cmd_info(args) -> None:
+    from . import bitstream
+    from .io import ColourMatrix
+    from .metrics import bpp
+    from .zoo import entry_by_id
+
+    data = _read_stream(args.input)
+    stream = bitstream.unpack(data)
+    h = stream.header
+    entry = entry_by_id(h.model_id)
+    matrix = ColourMatrix(h.colour_matrix).name if h.colour_matrix in ColourMatrix._value2member_map_ \
+        else str(h.colour_matrix)
+    info = {
+        "file": str(args.input), "bytes": len(data), "format_version": data[4],
+        "model_id": h.model_id, "model": entry.name if entry else None,
+        "weights_hash": h.weights_hash.hex(), "width": h.width, "height": h.height,
+        "fps": f"{h.fps_num}/{h.fps_den}", "frames": h.frame_count,
+        "intra_period": h.intra_period, "quality": h.quality, "colour_matrix": matrix,
+        "bpp": bpp(len(data), h.width, h.height, h.frame_count),
+        "bytes_per_unit_type": stream.unit_bytes,
+        "adapters": None if stream.adapters is None else {"bytes": len(stream.adapters)},
+    }
+    lines = [f"{k:>16}: {v}" for k, v in info.items() if k != "bytes_per_unit_type"]
+    lines.append("bytes per unit type:")
+    lines += [f"{k:>16}: {v}" for k, v in stream.unit_bytes.items()]
+    _emit(args, info, lines)
+
+
+def _eval_lines(rows) -> list[str]:
+    head = f"{'q':>2} {'bytes':>9} {'bpp':>7} {'PSNR-RGB':>8} {'PSNR-YUV':>8} {'MS-SSIM':>7} " \
+           f"{'enc s':>6} {'dec s':>6}"
+    return [head] + [f"{r.quality:>2} {r.bytes:>9} {r.bpp:>7.4f} {r.psnr_rgb_db:>8.2f} "
+                     f"{r.psnr_yuv_db:>8.2f} {r.ms_ssim:>7.4f} {r.encode_seconds:>6.1f} "
+                     f"{r.decode_seconds:>6.1f}" for r in rows]
+
+
+def cmd_eval(args) -> None:
+    from .evaluate import evaluate
+
+    video = _read_input(args)
+    model, entry = _load(args)
+    rows = [evaluate(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"))
+            for q in args.quality]
+    _emit(args, {"input": str(args.input), "model": entry.name,
+                 "results": [r.as_dict() for r in rows]},
+          [f"{args.input}: {len(video.frames)} frames {video.width}x{video.height}, "
+           f"model {entry.name}, intra period {args.intra_period}"] + _eval_lines(rows))
+
+
+def cmd_demo(args) -> None:
+    import numpy as np
+
+    from .codec import encode
+    from .evaluate import evaluate
+    from .io import Video, rgb_to_yuv, write_video
+    from .synthetic import demo_clip
+
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    clip = demo_clip(frames=args.frames)
+    video = Video([rgb_to_yuv(np.transpose(f, (1, 2, 0))) for f in clip], Fraction(25), "demo")
+    write_video(out / "demo_source.y4m", video)
+    model, entry = _load(args)
+    coded = encode(video, model, entry, args.quality, args.intra_period, progress=_progress("encode"))
+    (out / "demo.nvc").write_bytes(coded.data)
+    from . import bitstream
+    from .codec import decode_stream
+
+    decoded = decode_stream(bitstream.unpack(coded.data), model, entry, progress=_progress("decode"))
+    write_video(out / "demo_decoded.mp4", decoded.to_video())
+    row = evaluate(video, model, entry, args.quality, args.intra_period)
+    _emit(args, {"out_dir": str(out), **row.as_dict()}, [
+        f"nvc demo: {args.frames} frames {video.width}x{video.height} of scikit-image photographs "
+        "under synthetic camera and object motion",
+        *_eval_lines([row]),
+        f"bit-exact decode: {row.bit_exact}",
+        f"wrote {out / 'demo_source.y4m'}, {out / 'demo.nvc'}, {out / 'demo_decoded.mp4'}",
+    ])
+
+
+# -- parser ---------------------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True) -> None:
+    if reading:
+        p.add_argument("--frames", type=_positive, default=None, help="code at most N frames")
+        p.add_argument("--start", type=int, default=0, help="first frame to read (default 0)")
+        p.add_argument("--size", type=_size, default=None, help="WxH of a raw .yuv input")
+        p.add_argument("--fps", type=_fps, default=None, help="frame rate of a raw .yuv input")
+    if model:
+        p.add_argument("--model", default=None, help="zoo model name (default: the shipped base)")
+        p.add_argument("--weights", default=None, help="a weights file instead of the zoo model")
+        p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                       help="where the network runs (default cpu; streams decode bit-exactly on "
+                            "the kind of device that encoded them)")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def _sub(subs, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    return subs.add_parser(name, help=help_text, description=help_text,
+                           epilog=f"example:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nvc", description="nvc: an instance-adaptive neural video codec",
+        epilog="example:\n  nvc demo", formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
+    subs = parser.add_subparsers(dest="command", required=True)
+
+    p = _sub(subs, "encode", "encode a video into an .nvc stream",
+             "nvc encode clip_416x240_50.yuv -o clip.nvc --quality 2 --frames 12")
+    p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads (mp4, mkv, avi, .264)")
+    p.add_argument("-o", "--output", required=True, help="the .nvc file to write")
+    p.add_argument("--quality", type=int, default=2, help="rate point, 1 = smallest file (default 2)")
+    p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
+    _common(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4 or PNG frames",
+             "nvc decode clip.nvc -o clip_decoded.y4m")
+    p.add_argument("input", help="an .nvc file")
+    p.add_argument("-o", "--output", required=True, help="OUT.y4m, OUT.yuv, OUT.mp4 or OUT_%%04d.png")
+    _common(p, reading=False)
+    p.set_defaults(func=cmd_decode)
+
+    p = _sub(subs, "info", "show an .nvc stream's header and bytes per unit type",
+             "nvc info clip.nvc --json")
+    p.add_argument("input", help="an .nvc file")
+    _common(p, reading=False, model=False)
+    p.set_defaults(func=cmd_info)
+
+    p = _sub(subs, "eval", "encode, decode and report bytes, bpp, PSNR, MS-SSIM and seconds",
+             "nvc eval clip_416x240_50.yuv --quality 1,2,3,4 --frames 12")
+    p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads")
+    p.add_argument("--quality", type=_qualities, default=[2], help="N or a list like 1,2,3,4")
+    p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
+    _common(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = _sub(subs, "demo", "code the embedded offline clip end to end and print a summary",
+             "nvc demo --out-dir nvc-demo")
+    p.add_argument("--out-dir", default="nvc-demo", help="where the demo files go (default nvc-demo)")
+    p.add_argument("--frames", type=_positive, default=12, help="clip length (default 12)")
+    p.add_argument("--quality", type=int, default=2, help="rate point (default 2)")
+    p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
+    _common(p, reading=False)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from .errors import NvcError
+
+    try:
+        args.func(args)
+    except NvcError as e:
+        print(f"nvc: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("nvc: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except Exception as e:  # a bug, not bad input: still one line unless --verbose
+        if args.verbose:
+            raise
+        print(f"nvc: internal error: {type(e).__name__}: {e} (rerun with -v for details)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

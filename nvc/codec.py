@@ -1,0 +1,149 @@
+"""encode(video, model) -> bytes ; decode(bytes) -> frames, with real entropy coding.
+
+The encoder reconstructs every frame through the decoder's own path (`SSF.compress_*` return what
+`SSF.decompress` will produce), so a decoder with the same weights reproduces it bit-exactly.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from . import bitstream
+from .bitstream import HASH_PREFIX_BYTES, SequenceHeader, Stream
+from .errors import BitstreamError, InputError
+from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
+from .models.ssf import SSF, FrameType
+from .zoo import ZooEntry
+
+Progress = Callable[[Iterable], Iterable]
+
+
+def _no_progress(it: Iterable) -> Iterable:
+    return it
+
+
+@dataclass
+class CodedVideo:
+    data: bytes
+    reconstruction: list[np.ndarray]  # RGB float32 (H, W, 3) in [0, 1], 8-bit quantised
+    frame_bytes: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class DecodedVideo:
+    header: SequenceHeader
+    frames: list[np.ndarray]  # RGB float32 (H, W, 3) in [0, 1], 8-bit quantised
+    seconds: float = 0.0
+
+    def to_video(self) -> Video:
+        m = ColourMatrix(self.header.colour_matrix)
+        return Video([rgb_to_yuv(f, m) for f in self.frames],
+                     Fraction(self.header.fps_num, self.header.fps_den))
+
+
+def quantize_8bit(x: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(x, 0, 1) * 255).astype(np.float32) / 255
+
+
+def source_rgb(frame: YUVFrame, matrix: ColourMatrix = ColourMatrix.BT709) -> np.ndarray:
+    """What nvc codes and measures against: the source in RGB, quantised to 8 bits like a PNG."""
+    return quantize_8bit(yuv_to_rgb(frame, matrix))
+
+
+def pad_to(x: Tensor, multiple: int) -> Tensor:
+    """Replicate-pad (B, C, H, W) on the bottom/right to multiples of `multiple`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+def _to_tensor(rgb: np.ndarray, device: torch.device) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device)
+
+
+def _to_numpy(x: Tensor, h: int, w: int) -> np.ndarray:
+    return quantize_8bit(x[0, :, :h, :w].permute(1, 2, 0).float().cpu().numpy())
+
+
+def weights_hash(entry: ZooEntry) -> bytes:
+    return bytes.fromhex(entry.sha256)[:HASH_PREFIX_BYTES]
+
+
+def model_device(model: SSF) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
+           matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
+           adapters: bytes | None = None) -> CodedVideo:
+    """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames."""
+    if not video.frames:
+        raise InputError("no frames to encode")
+    if not 1 <= quality <= model.cfg.num_qualities:
+        raise InputError(f"quality must be 1..{model.cfg.num_qualities}, got {quality}")
+    if intra_period < 1:
+        raise InputError(f"intra period must be >= 1, got {intra_period}")
+    t0 = time.perf_counter()
+    device = model_device(model)
+    q = quality - 1
+    h, w = video.height, video.width
+    fps = Fraction(video.fps).limit_denominator(1 << 20)
+    header = SequenceHeader(entry.model_id, weights_hash(entry), w, h, fps.numerator,
+                            fps.denominator, len(video.frames), intra_period, quality, int(matrix))
+    coded, recon = [], []
+    ref: Tensor | None = None
+    for i, frame in enumerate(progress(video.frames)):
+        x = pad_to(_to_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
+        if i % intra_period == 0:
+            cf, ref = model.compress_intra(x, q)
+        else:
+            cf, ref = model.compress_inter(x, ref, q)
+        coded.append(cf)
+        recon.append(_to_numpy(ref, h, w))
+    stream = Stream(header, coded, adapters)
+    data = bitstream.pack(stream)
+    frame_bytes = [len(bitstream.write_frame(cf)) for cf in coded]
+    return CodedVideo(data, recon, frame_bytes, time.perf_counter() - t0)
+
+
+def check_weights(header: SequenceHeader, entry: ZooEntry) -> None:
+    if header.model_id != entry.model_id or header.weights_hash != weights_hash(entry):
+        raise BitstreamError(
+            f"stream was made for other weights (model id {header.model_id}, weights "
+            f"{header.weights_hash.hex()}); loaded {entry.name} (id {entry.model_id}, "
+            f"{weights_hash(entry).hex()})")
+
+
+@torch.no_grad()
+def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
+                  progress: Progress = _no_progress) -> DecodedVideo:
+    header = stream.header
+    check_weights(header, entry)
+    if stream.adapters is not None:
+        raise BitstreamError("stream carries instance adapters, which this nvc cannot decode yet")
+    if not 1 <= header.quality <= model.cfg.num_qualities:
+        raise BitstreamError(f"damaged stream: quality {header.quality} out of range")
+    t0 = time.perf_counter()
+    m = model.cfg.multiple
+    padded = (header.height + (-header.height) % m, header.width + (-header.width) % m)
+    ref: Tensor | None = None
+    frames = []
+    for i, cf in enumerate(progress(stream.frames)):
+        if (i % header.intra_period == 0) != (cf.kind == FrameType.I):
+            raise BitstreamError(f"damaged stream: frame {i} has the wrong type for intra period "
+                                 f"{header.intra_period}")
+        try:
+            ref = model.decompress(cf, ref, padded, header.quality - 1)
+        except (RuntimeError, ValueError) as e:  # the range coder on bytes that passed the CRC
+            raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
+        frames.append(_to_numpy(ref, header.height, header.width))
+    return DecodedVideo(header, frames, time.perf_counter() - t0)

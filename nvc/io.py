@@ -1,0 +1,359 @@
+"""Video in and out: y4m, raw .yuv, anything PyAV decodes; BT.709 / BT.601 colour conversion.
+
+Frames travel as `YUVFrame` (8-bit 4:2:0 planes); the model sees RGB in [0, 1].
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from enum import IntEnum
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import InputError
+
+RAW_SUFFIXES = {".yuv"}
+Y4M_SUFFIX = ".y4m"
+
+
+class ColourMatrix(IntEnum):
+    """Stable codes written into the stream header."""
+
+    BT709 = 1
+    BT601 = 6
+
+
+# Luma coefficients (Kr, Kb) of ITU-R BT.709 and BT.601.
+_KR_KB = {ColourMatrix.BT709: (0.2126, 0.0722), ColourMatrix.BT601: (0.299, 0.114)}
+
+
+@dataclass
+class YUVFrame:
+    """One 8-bit 4:2:0 frame: y (H, W), u and v (ceil(H/2), ceil(W/2)), uint8."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.y.shape
+        return w, h
+
+
+@dataclass
+class Video:
+    frames: list[YUVFrame]
+    fps: Fraction
+    source: str = ""
+
+    @property
+    def width(self) -> int:
+        return self.frames[0].size[0]
+
+    @property
+    def height(self) -> int:
+        return self.frames[0].size[1]
+
+
+# -- colour ---------------------------------------------------------------------------------------
+def yuv_to_rgb(frame: YUVFrame, matrix: ColourMatrix = ColourMatrix.BT709,
+               full_range: bool = False) -> np.ndarray:
+    """4:2:0 limited-range YUV -> RGB float32 (H, W, 3) in [0, 1] (chroma upsampled by repetition)."""
+    kr, kb = _KR_KB[matrix]
+    kg = 1 - kr - kb
+    h, w = frame.y.shape
+    y = frame.y.astype(np.float32)
+    u = np.repeat(np.repeat(frame.u, 2, 0), 2, 1)[:h, :w].astype(np.float32)
+    v = np.repeat(np.repeat(frame.v, 2, 0), 2, 1)[:h, :w].astype(np.float32)
+    if full_range:
+        y, u, v = y / 255, (u - 128) / 255, (v - 128) / 255
+    else:
+        y, u, v = (y - 16) / 219, (u - 128) / 224, (v - 128) / 224
+    r = y + 2 * (1 - kr) * v
+    b = y + 2 * (1 - kb) * u
+    g = (y - kr * r - kb * b) / kg
+    return np.clip(np.stack((r, g, b), axis=-1), 0, 1)
+
+
+def rgb_to_yuv(rgb: np.ndarray, matrix: ColourMatrix = ColourMatrix.BT709) -> YUVFrame:
+    """RGB float (H, W, 3) in [0, 1] -> limited-range 4:2:0 (chroma: 2x2 mean)."""
+    kr, kb = _KR_KB[matrix]
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    u = (b - y) / (2 * (1 - kb))
+    v = (r - y) / (2 * (1 - kr))
+    h, w = y.shape
+    ph, pw = h + h % 2, w + w % 2
+
+    def sub(c: np.ndarray) -> np.ndarray:
+        c = np.pad(c, ((0, ph - h), (0, pw - w)), mode="edge")
+        return c.reshape(ph // 2, 2, pw // 2, 2).mean(axis=(1, 3))
+
+    def to8(x: np.ndarray) -> np.ndarray:
+        return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+    return YUVFrame(to8(16 + 219 * y), to8(128 + 224 * sub(u)), to8(128 + 224 * sub(v)))
+
+
+# -- raw .yuv names -------------------------------------------------------------------------------
+_SIZE_RE = re.compile(r"(?<![0-9])(\d{2,5})x(\d{2,5})(?![0-9])")
+_FPS_RE = re.compile(r"_(\d{1,3}(?:\.\d+)?)(?:fps|hz|Hz|FPS)?(?=_|$)")
+
+
+def parse_raw_name(path: str | os.PathLike) -> tuple[tuple[int, int] | None, Fraction | None]:
+    """Size and rate from standard names: `BasketballPass_416x240_50.yuv`,
+    `Beauty_1920x1080_120fps_420_8bit_YUV.yuv`, `foreman_cif_352x288_f2_raw.yuv`."""
+    stem = Path(path).stem
+    m = _SIZE_RE.search(stem)
+    if not m:
+        return None, None
+    size = (int(m.group(1)), int(m.group(2)))
+    fps = None
+    fm = _FPS_RE.search(stem[m.end():])
+    if fm:
+        fps = Fraction(fm.group(1)).limit_denominator(1001)
+    return size, fps
+
+
+# -- readers --------------------------------------------------------------------------------------
+def _check_range(start: int, frames: int | None) -> None:
+    if start < 0:
+        raise InputError(f"start frame must be >= 0, got {start}")
+    if frames is not None and frames <= 0:
+        raise InputError(f"frame count must be positive, got {frames}")
+
+
+def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
+                 start: int = 0, frames: int | None = None) -> Video:
+    name_size, name_fps = parse_raw_name(path)
+    size = size or name_size
+    if size is None:
+        raise InputError(f"{path}: cannot tell the frame size of a raw .yuv file; "
+                         "name it like Name_416x240_50.yuv or pass --size WxH")
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise InputError(f"{path}: invalid frame size {w}x{h}")
+    cw, ch = (w + 1) // 2, (h + 1) // 2
+    frame_bytes = w * h + 2 * cw * ch
+    total = path.stat().st_size // frame_bytes
+    if path.stat().st_size % frame_bytes:
+        raise InputError(f"{path}: file size {path.stat().st_size} is not a whole number of "
+                         f"{w}x{h} 4:2:0 frames")
+    count = total - start if frames is None else min(frames, total - start)
+    if count <= 0:
+        raise InputError(f"{path}: no frames to read (file has {total}, start {start})")
+    data = np.fromfile(path, np.uint8, count=count * frame_bytes, offset=start * frame_bytes)
+    data = data.reshape(count, frame_bytes)
+    out = [YUVFrame(f[: w * h].reshape(h, w), f[w * h: w * h + cw * ch].reshape(ch, cw),
+                    f[w * h + cw * ch:].reshape(ch, cw)) for f in data]
+    return Video(out, fps or name_fps or Fraction(30), str(path))
+
+
+def _y4m_header(line: bytes, path: Path) -> tuple[int, int, Fraction]:
+    fields = line.decode("ascii", "replace").split()
+    if not fields or fields[0] != "YUV4MPEG2":
+        raise InputError(f"{path}: not a y4m file")
+    w = h = 0
+    fps = Fraction(30)
+    for f in fields[1:]:
+        if f[0] == "W":
+            w = int(f[1:])
+        elif f[0] == "H":
+            h = int(f[1:])
+        elif f[0] == "F":
+            num, den = f[1:].split(":")
+            fps = Fraction(int(num), int(den))
+        elif f[0] == "C" and not f[1:].startswith("420"):
+            raise InputError(f"{path}: only 8-bit 4:2:0 y4m is supported, found C{f[1:]}")
+    if w <= 0 or h <= 0:
+        raise InputError(f"{path}: y4m header has no valid size")
+    return w, h, fps
+
+
+def read_y4m(path: Path, start: int = 0, frames: int | None = None) -> Video:
+    with open(path, "rb") as f:
+        w, h, fps = _y4m_header(f.readline(), path)
+        cw, ch = (w + 1) // 2, (h + 1) // 2
+        out: list[YUVFrame] = []
+        index = 0
+        while frames is None or len(out) < frames:
+            tag = f.readline()
+            if not tag:
+                break
+            if not tag.startswith(b"FRAME"):
+                raise InputError(f"{path}: damaged y4m frame header at frame {index}")
+            buf = f.read(w * h + 2 * cw * ch)
+            if len(buf) < w * h + 2 * cw * ch:
+                raise InputError(f"{path}: truncated y4m frame {index}")
+            if index >= start:
+                a = np.frombuffer(buf, np.uint8)
+                out.append(YUVFrame(a[: w * h].reshape(h, w).copy(),
+                                    a[w * h: w * h + cw * ch].reshape(ch, cw).copy(),
+                                    a[w * h + cw * ch:].reshape(ch, cw).copy()))
+            index += 1
+    return Video(out, fps, str(path))
+
+
+def read_av(path: Path, start: int = 0, frames: int | None = None) -> Video:
+    import av  # PyAV bundles FFmpeg
+
+    out: list[YUVFrame] = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+            full_range = False
+            for index, frame in enumerate(container.decode(video=0)):
+                if index < start:
+                    continue
+                if frames is not None and len(out) >= frames:
+                    break
+                full_range = full_range or frame.format.name.startswith("yuvj") or \
+                    getattr(frame, "color_range", 1) == 2
+                out.append(_av_frame_to_yuv(frame, full_range))
+    except InputError:
+        raise
+    except Exception as e:  # PyAV raises many kinds: InvalidDataError, FileNotFoundError, ...
+        raise InputError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
+    return Video(out, Fraction(rate), str(path))
+
+
+def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
+    if full_range:  # rescale full-range (yuvj420p) to limited range through RGB
+        rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / 255
+        return rgb_to_yuv(rgb)
+    a = frame.to_ndarray(format="yuv420p")
+    h, w = frame.height, frame.width
+    cw, ch = (w + 1) // 2, (h + 1) // 2
+    flat = a.reshape(-1)
+    return YUVFrame(flat[: w * h].reshape(h, w).copy(),
+                    flat[w * h: w * h + cw * ch].reshape(ch, cw).copy(),
+                    flat[w * h + cw * ch: w * h + 2 * cw * ch].reshape(ch, cw).copy())
+
+
+def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
+               fps: Fraction | None = None, start: int = 0, frames: int | None = None) -> Video:
+    """Read any supported input; raises InputError with a one-line reason."""
+    path = Path(path)
+    _check_range(start, frames)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a video")
+    suffix = path.suffix.lower()
+    if suffix in RAW_SUFFIXES:
+        video = read_raw_yuv(path, size, fps, start, frames)
+    elif suffix == Y4M_SUFFIX:
+        video = read_y4m(path, start, frames)
+    else:
+        video = read_av(path, start, frames)
+    if not video.frames:
+        raise InputError(f"{path}: no frames to read")
+    if fps is not None:
+        video.fps = fps
+    return video
+
+
+# -- writers --------------------------------------------------------------------------------------
+def _atomic_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+class AtomicFile:
+    """Write to a temporary sibling, rename over the target on success, delete it on failure."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.tmp = _atomic_path(self.path)
+
+    def __enter__(self) -> Path:
+        if not self.path.parent.exists():
+            raise InputError(f"{self.path.parent}: output folder does not exist")
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif self.tmp.exists():
+            self.tmp.unlink()
+
+
+def _planes(frame: YUVFrame) -> bytes:
+    return frame.y.tobytes() + frame.u.tobytes() + frame.v.tobytes()
+
+
+def write_y4m(path: Path, video: Video) -> None:
+    fps = Fraction(video.fps).limit_denominator(100000)
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{video.width} H{video.height} F{fps.numerator}:{fps.denominator} "
+                "Ip A1:1 C420jpeg\n".encode())
+        for frame in video.frames:
+            f.write(b"FRAME\n" + _planes(frame))
+
+
+def write_raw_yuv(path: Path, video: Video) -> None:
+    with open(path, "wb") as f:
+        for frame in video.frames:
+            f.write(_planes(frame))
+
+
+def write_mp4(path: Path, video: Video, crf: int = 12) -> None:
+    """H.264 (libx264 in PyAV's FFmpeg), high quality, for viewing; not a lossless archive."""
+    import av
+
+    w, h = video.width, video.height
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(video.fps).limit_denominator(1001))
+        stream.width, stream.height = w + w % 2, h + h % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf)}
+        for frame in video.frames:  # planes go in as they are: no second colour conversion
+            y = np.pad(frame.y, ((0, h % 2), (0, w % 2)), mode="edge")
+            packed = np.concatenate([y.reshape(-1), frame.u.reshape(-1), frame.v.reshape(-1)])
+            av_frame = av.VideoFrame.from_ndarray(packed.reshape(-1, y.shape[1]), "yuv420p")
+            container.mux(stream.encode(av_frame))
+        container.mux(stream.encode())
+
+
+def write_png_frames(pattern: str, video: Video) -> list[Path]:
+    """pattern holds one printf field, e.g. `out/frame_%04d.png`; frames are numbered from 0."""
+    from PIL import Image
+
+    paths = []
+    for i, frame in enumerate(video.frames):
+        p = Path(pattern % i)
+        rgb = np.round(yuv_to_rgb(frame) * 255).astype(np.uint8)
+        with AtomicFile(p) as tmp:
+            Image.fromarray(rgb).save(tmp, format="PNG")
+        paths.append(p)
+    return paths
+
+
+WRITERS = {".y4m": write_y4m, ".yuv": write_raw_yuv, ".mp4": write_mp4}
+
+
+def write_video(path: str | os.PathLike, video: Video) -> None:
+    """Write by suffix (.y4m, .yuv, .mp4, or a `%d` .png pattern), atomically."""
+    path_s = str(path)
+    if path_s.lower().endswith(".png"):
+        if "%" not in path_s:
+            raise InputError(f"{path}: PNG output needs a frame-number pattern such as out_%04d.png")
+        write_png_frames(path_s, video)
+        return
+    writer = WRITERS.get(Path(path_s).suffix.lower())
+    if writer is None:
+        raise InputError(f"{path}: unknown output type; use .y4m, .yuv, .mp4 or a %d .png pattern")
+    with AtomicFile(path) as tmp:
+        writer(tmp, video)
+
+
+def iter_rgb(video: Video, matrix: ColourMatrix = ColourMatrix.BT709) -> Iterator[np.ndarray]:
+    for frame in video.frames:
+        yield yuv_to_rgb(frame, matrix)

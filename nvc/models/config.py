@@ -1,0 +1,54 @@
+"""Frozen model configuration, stored inside every checkpoint and rebuilt from it (STYLE 4)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+# Rate points of the shipped base, lambda in CompressAI's convention:
+# loss = lambda * 255^2 * MSE + bpp  (one variable-rate model, one gain vector per quality).
+DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the SSF-style base. Every field is data; nothing is inferred from weights."""
+
+    name: str = "ssf-small"
+    intra_mid: int = 96  # N of the intra analysis/synthesis transforms
+    intra_latent: int = 128  # M of the intra latent
+    inter_mid: int = 64  # N of the motion and residual transforms
+    inter_latent: int = 96  # M of the motion and residual latents
+    hyper_channels: int = 64  # channels of every hyperprior path
+    scale_levels: int = 5  # depth of the scale-space volume (level 0 = unblurred)
+    sigma0: float = 1.5  # blur of level 1 in pixels; level k has sigma0 * 2**(k-1)
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+
+    @property
+    def num_qualities(self) -> int:
+        return len(self.lambdas)
+
+    @property
+    def multiple(self) -> int:
+        """Frame sizes are padded to this: 16x main path times 4x hyper path."""
+        return 64
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelConfig":
+        raw = json.loads(text)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        if "lambdas" in raw:
+            raw["lambdas"] = tuple(raw["lambdas"])
+        return cls(**raw)
+
+
+TINY = ModelConfig(
+    name="ssf-tiny", intra_mid=8, intra_latent=8, inter_mid=8, inter_latent=8, hyper_channels=8,
+    scale_levels=3, lambdas=(0.01, 0.04),
+)

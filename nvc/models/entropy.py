@@ -1,0 +1,122 @@
+"""Mean-scale hyperprior latent coding with per-quality gain vectors (one variable-rate model).
+
+y is scaled by gain[q] before quantisation and by inverse_gain[q] after, as in Cui et al.'s
+gained VAE and DCVC's q-scales; the hyperprior models the scaled latent. Gains live in log space and
+start at sqrt(lambda_q / geometric mean of lambdas): for a uniform quantiser at high rate the
+RD-optimal step scales as lambda^(-1/2), so each rate point starts near its own operating point.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models.utils import update_registered_buffers
+
+from .layers import hyper_analysis, hyper_synthesis
+
+SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64  # CompressAI's default scale table
+
+
+def scale_table() -> list[float]:
+    return torch.exp(torch.linspace(torch.log(torch.tensor(SCALE_MIN)),
+                                    torch.log(torch.tensor(SCALE_MAX)), SCALE_LEVELS)).tolist()
+
+
+def initial_log_gains(lambdas: tuple[float, ...], latent: int) -> Tensor:
+    logs = torch.tensor([math.log(lam) for lam in lambdas])
+    return (0.5 * (logs - logs.mean()))[:, None].expand(-1, latent).clone()
+
+
+@dataclass
+class LatentOut:
+    """Result of a differentiable pass: dequantised latent and likelihoods of y and z."""
+
+    y_hat: Tensor  # (B, M, h, w), gain removed
+    likelihoods: tuple[Tensor, Tensor]
+
+
+@dataclass
+class LatentStrings:
+    """Coded form of one latent: y and z strings for a batch of one."""
+
+    y: bytes
+    z: bytes
+
+
+class LatentCodec(nn.Module):
+    def __init__(self, latent: int, hyper: int, lambdas: tuple[float, ...]):
+        super().__init__()
+        self.h_a = hyper_analysis(latent, hyper)
+        self.h_s = hyper_synthesis(hyper, latent)
+        self.entropy_bottleneck = EntropyBottleneck(hyper)
+        self.gaussian_conditional = GaussianConditional(None)
+        self.log_gain = nn.Parameter(initial_log_gains(lambdas, latent))
+        self.log_inverse_gain = nn.Parameter(-initial_log_gains(lambdas, latent))
+
+    def _gains(self, q: Tensor | int, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-sample gain and inverse gain, shaped (B, M, 1, 1); q is an int or a (B,) tensor."""
+        q = torch.as_tensor(q, device=y.device).reshape(-1).expand(y.shape[0])
+        g = self.log_gain.exp()[q][:, :, None, None]
+        ig = self.log_inverse_gain.exp()[q][:, :, None, None]
+        return g, ig
+
+    def _params(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        means, scales = self.h_s(z_hat).chunk(2, dim=1)
+        return means, scales
+
+    def forward(self, y: Tensor, q: Tensor | int) -> LatentOut:
+        g, ig = self._gains(q, y)
+        y_s = y * g
+        z = self.h_a(y_s)
+        z_hat, z_lik = self.entropy_bottleneck(z)
+        means, scales = self._params(z_hat)
+        _, y_lik = self.gaussian_conditional(y_s, scales, means=means)
+        # Straight-through rounding around the mean for the synthesis: what the decoder will see.
+        y_q = y_s - means
+        y_q = y_q + (torch.round(y_q) - y_q).detach() + means
+        return LatentOut(y_q * ig, (y_lik, z_lik))
+
+    def compress(self, y: Tensor, q: int) -> tuple[LatentStrings, Tensor]:
+        """Code a batch of one; returns the strings and the exact y_hat the decoder will rebuild."""
+        g, _ = self._gains(q, y)
+        z = self.h_a(y * g)
+        z_string = self.entropy_bottleneck.compress(z)[0]
+        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        means, scales = self._params(z_hat)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        y_string = self.gaussian_conditional.compress(y * g, indexes, means=means)[0]
+        # Rebuild y_hat from the symbols exactly as decompress does.
+        return LatentStrings(y_string, z_string), self._dequantize(
+            torch.round(y * g - means), means, q)
+
+    def decompress(self, strings: LatentStrings, latent_hw: tuple[int, int], q: int) -> Tensor:
+        z_hw = (latent_hw[0] // 4, latent_hw[1] // 4)
+        z_hat = self.entropy_bottleneck.decompress([strings.z], z_hw)
+        means, scales = self._params(z_hat)
+        indexes = self.gaussian_conditional.build_indexes(scales)
+        symbols = self.gaussian_conditional.decompress([strings.y], indexes, means=torch.zeros_like(means))
+        return self._dequantize(symbols, means, q)
+
+    def _dequantize(self, symbols: Tensor, means: Tensor, q: int) -> Tensor:
+        _, ig = self._gains(q, symbols)
+        return (symbols + means) * ig
+
+    def update(self, force: bool = True) -> None:
+        """Build the CDF tables the range coder needs (call after loading weights)."""
+        self.gaussian_conditional.update_scale_table(scale_table(), force=force)
+        self.entropy_bottleneck.update(force=force)
+
+    def aux_loss(self) -> Tensor:
+        return self.entropy_bottleneck.loss()
+
+    def load_cdf_buffers(self, state_dict: dict, prefix: str) -> None:
+        """Resize the registered CDF buffers to the shapes found in a state dict before loading."""
+        update_registered_buffers(
+            self.entropy_bottleneck, prefix + "entropy_bottleneck",
+            ["_quantized_cdf", "_offset", "_cdf_length"], state_dict)
+        update_registered_buffers(
+            self.gaussian_conditional, prefix + "gaussian_conditional",
+            ["_quantized_cdf", "_offset", "_cdf_length", "scale_table"], state_dict)

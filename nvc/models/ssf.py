@@ -1,0 +1,139 @@
+"""The SSF-style base: an intra codec, a motion codec and a residual codec (Agustsson et al. 2020).
+
+Contract (STYLE 5): `forward_*` return dataclasses with reconstructions and likelihoods for
+training; `compress_*` return coded strings plus the exact reconstruction the decoder will make;
+`decompress_*` take the strings back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .entropy import LatentCodec, LatentStrings
+from .layers import analysis, synthesis
+from .warp import scale_space_warp
+
+
+class FrameType(IntEnum):
+    I = 0  # noqa: E741 - the field's own name
+    P = 1
+
+
+@dataclass
+class FrameOut:
+    x_hat: Tensor  # (B, 3, H, W)
+    likelihoods: list[Tensor]
+
+
+@dataclass
+class CodedFrame:
+    kind: FrameType
+    latents: list[LatentStrings]  # I: [image]; P: [motion, residual]
+
+
+class IntraCodec(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.g_a = analysis(3, cfg.intra_mid, cfg.intra_latent, act="gdn")
+        self.g_s = synthesis(cfg.intra_latent, cfg.intra_mid, 3, act="gdn")
+        self.latent = LatentCodec(cfg.intra_latent, cfg.hyper_channels, cfg.lambdas)
+
+
+class MotionCodec(nn.Module):
+    """Codes (x, x_ref) into a scale-space flow (dx, dy in pixels, scale level)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.g_a = analysis(6, cfg.inter_mid, cfg.inter_latent)
+        self.g_s = synthesis(cfg.inter_latent, cfg.inter_mid, 3)
+        self.latent = LatentCodec(cfg.inter_latent, cfg.hyper_channels, cfg.lambdas)
+
+
+class ResidualCodec(nn.Module):
+    """Codes x - warp(x_ref); its synthesis also sees the motion latent."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.g_a = analysis(3, cfg.inter_mid, cfg.inter_latent)
+        self.g_s = synthesis(2 * cfg.inter_latent, cfg.inter_mid, 3)
+        self.latent = LatentCodec(cfg.inter_latent, cfg.hyper_channels, cfg.lambdas)
+
+
+class SSF(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.intra = IntraCodec(cfg)
+        self.motion = MotionCodec(cfg)
+        self.residual = ResidualCodec(cfg)
+
+    # -- shared decoder path ------------------------------------------------------------------
+    def _intra_decode(self, y_hat: Tensor) -> Tensor:
+        return self.intra.g_s(y_hat).clamp(0, 1)
+
+    def _warp(self, x_ref: Tensor, y_m_hat: Tensor) -> Tensor:
+        flow = self.motion.g_s(y_m_hat)
+        return scale_space_warp(x_ref, flow, self.cfg.scale_levels, self.cfg.sigma0)
+
+    def _inter_decode(self, x_pred: Tensor, y_m_hat: Tensor, y_r_hat: Tensor) -> Tensor:
+        r_hat = self.residual.g_s(torch.cat((y_r_hat, y_m_hat), dim=1))
+        return (x_pred + r_hat).clamp(0, 1)
+
+    # -- training -----------------------------------------------------------------------------
+    def forward_intra(self, x: Tensor, q: Tensor | int) -> FrameOut:
+        """x: (B, 3, H, W) in [0, 1], H and W multiples of cfg.multiple."""
+        out = self.intra.latent(self.intra.g_a(x), q)
+        return FrameOut(self._intra_decode(out.y_hat), list(out.likelihoods))
+
+    def forward_inter(self, x: Tensor, x_ref: Tensor, q: Tensor | int) -> FrameOut:
+        m = self.motion.latent(self.motion.g_a(torch.cat((x, x_ref), dim=1)), q)
+        x_pred = self._warp(x_ref, m.y_hat)
+        r = self.residual.latent(self.residual.g_a(x - x_pred), q)
+        return FrameOut(self._inter_decode(x_pred, m.y_hat, r.y_hat),
+                        list(m.likelihoods) + list(r.likelihoods))
+
+    # -- coding (batch of one) ----------------------------------------------------------------
+    def compress_intra(self, x: Tensor, q: int) -> tuple[CodedFrame, Tensor]:
+        strings, y_hat = self.intra.latent.compress(self.intra.g_a(x), q)
+        return CodedFrame(FrameType.I, [strings]), self._intra_decode(y_hat)
+
+    def compress_inter(self, x: Tensor, x_ref: Tensor, q: int) -> tuple[CodedFrame, Tensor]:
+        m_strings, y_m_hat = self.motion.latent.compress(
+            self.motion.g_a(torch.cat((x, x_ref), dim=1)), q)
+        x_pred = self._warp(x_ref, y_m_hat)
+        r_strings, y_r_hat = self.residual.latent.compress(self.residual.g_a(x - x_pred), q)
+        return (CodedFrame(FrameType.P, [m_strings, r_strings]),
+                self._inter_decode(x_pred, y_m_hat, y_r_hat))
+
+    def decompress(self, frame: CodedFrame, x_ref: Tensor | None, padded_hw: tuple[int, int],
+                   q: int) -> Tensor:
+        latent_hw = (padded_hw[0] // 16, padded_hw[1] // 16)
+        if frame.kind == FrameType.I:
+            return self._intra_decode(self.intra.latent.decompress(frame.latents[0], latent_hw, q))
+        if x_ref is None:
+            raise ValueError("a P-frame needs a reference frame")
+        y_m_hat = self.motion.latent.decompress(frame.latents[0], latent_hw, q)
+        x_pred = self._warp(x_ref, y_m_hat)
+        y_r_hat = self.residual.latent.decompress(frame.latents[1], latent_hw, q)
+        return self._inter_decode(x_pred, y_m_hat, y_r_hat)
+
+    # -- entropy-model upkeep -----------------------------------------------------------------
+    def latent_codecs(self) -> list[LatentCodec]:
+        return [self.intra.latent, self.motion.latent, self.residual.latent]
+
+    def update(self) -> None:
+        for codec in self.latent_codecs():
+            codec.update()
+
+    def aux_loss(self) -> Tensor:
+        return sum(c.aux_loss() for c in self.latent_codecs())
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        for name, codec in (("intra", self.intra), ("motion", self.motion),
+                            ("residual", self.residual)):
+            codec.latent.load_cdf_buffers(state_dict, f"{name}.latent.")
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)

@@ -1,0 +1,57 @@
+"""Scale-space warping (Agustsson et al. 2020) with the flow in pixels.
+
+CompressAI's ScaleSpaceFlow adds the decoded flow to a normalised [-1, 1] grid, so a flow learned on
+256x256 crops means something else at 1080p (CompressAI issue #307). Here the motion decoder emits
+(dx, dy) in pixels and the scale in volume levels; the conversion to grid_sample's normalised
+coordinates happens here, from the actual frame size, so the model is resolution-independent.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _gaussian_kernel(sigma: float, device, dtype) -> Tensor:
+    radius = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, device=device, dtype=dtype)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
+    """Separable Gaussian blur with replicate padding. x: (B, C, H, W)."""
+    k = _gaussian_kernel(sigma, x.device, x.dtype)
+    r = k.numel() // 2
+    c = x.shape[1]
+    x = F.pad(x, (r, r, 0, 0), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    x = F.pad(x, (0, 0, r, r), mode="replicate")
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def scale_space_volume(x: Tensor, levels: int, sigma0: float) -> Tensor:
+    """(B, C, H, W) -> (B, C, levels, H, W); level 0 is x, level k is blurred by sigma0 * 2**(k-1)."""
+    vol = [x] + [gaussian_blur(x, sigma0 * 2 ** (k - 1)) for k in range(1, levels)]
+    return torch.stack(vol, dim=2)
+
+
+def scale_space_warp(x_ref: Tensor, flow: Tensor, levels: int, sigma0: float) -> Tensor:
+    """Warp x_ref (B, C, H, W) by flow (B, 3, H, W) = (dx px, dy px, scale level)."""
+    b, _, h, w = x_ref.shape
+    vol = scale_space_volume(x_ref, levels, sigma0)
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=x_ref.device, dtype=x_ref.dtype),
+        torch.arange(w, device=x_ref.device, dtype=x_ref.dtype), indexing="ij")
+    px = xs + flow[:, 0]
+    py = ys + flow[:, 1]
+    level = flow[:, 2].clamp(0, levels - 1)
+    # align_corners=True: pixel centre 0 -> -1, pixel centre (n-1) -> +1.
+    gx = 2 * px / max(w - 1, 1) - 1
+    gy = 2 * py / max(h - 1, 1) - 1
+    gz = 2 * level / max(levels - 1, 1) - 1
+    grid = torch.stack((gx, gy, gz), dim=-1).unsqueeze(1)  # (B, 1, H, W, 3)
+    out = F.grid_sample(vol, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return out.squeeze(2)

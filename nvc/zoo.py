@@ -1,0 +1,142 @@
+"""Shipped weights: stable model ids, sha256, loading (safetensors or weights_only checkpoints).
+
+A model id written into a stream never changes meaning (STYLE 3): new weights get a new id.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import NvcError
+from .models.config import TINY, ModelConfig
+from .models.ssf import SSF
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+ARCHITECTURES: dict[str, ModelConfig] = {"ssf-small": ModelConfig(), "ssf-tiny": TINY}
+# Buffers rebuilt by `update()`; never stored in shipped weights.
+CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    model_id: int  # written into every stream; never reused
+    name: str
+    file: str
+    sha256: str
+
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e for e in [
+        ZooEntry(1, "ssf-small-v1", "ssf-small-v1.safetensors",
+                 "1913e5614f2b83087c5289ffc309ffb680153d135a49f942948035aa1c7f98bc"),
+    ]
+}
+DEFAULT_MODEL = "ssf-small-v1"
+
+
+def entry_by_id(model_id: int) -> ZooEntry | None:
+    return next((e for e in ZOO.values() if e.model_id == model_id), None)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _is_cdf_key(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in CDF_BUFFERS
+
+
+def shippable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
+            if not _is_cdf_key(k)}
+
+
+def save_weights(model: SSF, path: Path, dtype: torch.dtype = torch.float16,
+                 extra: dict[str, str] | None = None) -> str:
+    """Write config + weights as safetensors (floats cast to `dtype`); returns the sha256."""
+    from safetensors.torch import save_file
+
+    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in
+             shippable_state(model).items()}
+    meta = {"config": model.cfg.to_json(), **(extra or {})}
+    tmp = path.with_name(path.name + ".partial")
+    save_file(state, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return sha256_file(path)
+
+
+def read_weights(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
+    """Config and float32 state from a .safetensors file or a Lightning/torch checkpoint."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            cfg = ModelConfig.from_json(f.metadata()["config"])
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    else:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        cfg = ModelConfig.from_json(ckpt["nvc_config"])
+        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()
+             if not _is_cdf_key(k)}
+    return cfg, state
+
+
+def load_state_into(model: SSF, path: str | Path) -> None:
+    """Copy every matching tensor of a weights file into `model` (used to chain training stages)."""
+    _, state = read_weights(Path(path))
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    nn.Module.load_state_dict(model, matched, strict=False)
+    log.info("initialised %d of %d tensors from %s", len(matched), len(own), path)
+
+
+def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> SSF:
+    model = SSF(cfg)
+    missing, unexpected = nn.Module.load_state_dict(model, state, strict=False)
+    missing = [k for k in missing if not _is_cdf_key(k)]
+    if missing or unexpected:
+        raise NvcError(f"weights do not fit the model: missing {missing[:3]}, "
+                       f"unexpected {unexpected[:3]}")
+    model.eval()
+    model.update()
+    return model
+
+
+def load_model(name: str = DEFAULT_MODEL, path: Path | None = None) -> tuple[SSF, ZooEntry]:
+    """Load a zoo model by name (checked against its sha256), or any weights file by path."""
+    if path is not None:
+        digest = sha256_file(Path(path))
+        entry = ZooEntry(0, Path(path).stem, str(path), digest)
+    else:
+        if name not in ZOO:
+            raise NvcError(f"unknown model {name!r}; known: {', '.join(ZOO)}")
+        entry = ZOO[name]
+        path = WEIGHTS_DIR / entry.file
+        if not path.exists():
+            raise NvcError(f"{path}: weights file missing (reinstall nvc)")
+        digest = sha256_file(path)
+        if digest != entry.sha256:
+            raise NvcError(f"{path}: sha256 {digest[:12]}... does not match the zoo "
+                           f"({entry.sha256[:12]}...); the file is damaged or replaced")
+    cfg, state = read_weights(Path(path))
+    return build_model(cfg, state), entry
+
+
+def weights_summary(path: Path) -> dict:
+    cfg, state = read_weights(path)
+    return {"config": json.loads(cfg.to_json()),
+            "parameters": sum(v.numel() for v in state.values())}

@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny model, its weights file, small clips. No network, no ../shared needed."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nvc.io import Video, rgb_to_yuv
+from nvc.models.config import TINY
+from nvc.models.ssf import SSF
+from nvc.synthetic import natural_images, render_clip
+from nvc.zoo import ZooEntry, load_model, save_weights
+
+SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
+
+
+def shared_clip(name: str) -> Path:
+    path = SHARED_VIDEOS / name
+    if not path.exists():
+        pytest.skip(f"{path} absent (../shared/videos is only on the project's machines)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = SSF(TINY)
+    # Untrained latents are near zero and would all quantise to 0: a larger gain makes the entropy
+    # coder do real work (and the qualities differ) in tests.
+    with torch.no_grad():
+        for codec in model.latent_codecs():
+            codec.log_gain.add_(3.0)
+            codec.log_inverse_gain.sub_(3.0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_weights) -> tuple[SSF, ZooEntry]:
+    return load_model(path=tiny_weights)
+
+
+def make_video(frames: int = 4, hw: tuple[int, int] = (50, 70), seed: int = 0) -> Video:
+    rng = np.random.default_rng(seed)
+    images = natural_images()
+    clip = render_clip(images[0], images[1], frames, hw, rng)
+    return Video([rgb_to_yuv(np.transpose(f, (1, 2, 0))) for f in clip], Fraction(25), "test")
+
+
+@pytest.fixture(scope="session")
+def small_video() -> Video:
+    """4 frames of odd size 70x50 (not a multiple of anything)."""
+    return make_video()

@@ -1,0 +1,149 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nvc import bitstream
+from nvc.cli import build_parser, main
+from nvc.io import write_video
+
+from .conftest import make_video
+
+COMMANDS = ["encode", "decode", "info", "eval", "demo"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_help_ends_with_a_runnable_example(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out.rstrip()
+    last = text.splitlines()[-1].strip()
+    assert text.splitlines()[-2].strip() == "example:" and last.startswith(f"nvc {command}")
+    build_parser().parse_args(last.split()[1:])  # the example parses
+
+
+@pytest.fixture
+def clip_y4m(tmp_path):
+    path = tmp_path / "clip.y4m"
+    write_video(path, make_video(frames=3, hw=(40, 56)))
+    return path
+
+
+def _run(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_encode_info_decode(tmp_path, clip_y4m, tiny_weights, capsys):
+    w = ["--weights", str(tiny_weights)]
+    code, out, _ = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "c.nvc"), "--quality", "1",
+                         "--json", *w], capsys)
+    assert code == 0
+    enc = json.loads(out)
+    assert enc["bytes"] == (tmp_path / "c.nvc").stat().st_size and enc["frames"] == 3
+    code, out, _ = _run(["info", str(tmp_path / "c.nvc"), "--json"], capsys)
+    info = json.loads(out)
+    assert code == 0 and (info["width"], info["height"], info["frames"]) == (56, 40, 3)
+    assert sum(info["bytes_per_unit_type"].values()) == info["bytes"]
+    for suffix in ("y4m", "yuv", "mp4"):
+        code, _, err = _run(["decode", str(tmp_path / "c.nvc"), "-o", str(tmp_path / f"d.{suffix}"),
+                             *w], capsys)
+        assert code == 0, err
+        assert (tmp_path / f"d.{suffix}").stat().st_size > 0
+
+
+def test_eval_reports_every_quality(clip_y4m, tiny_weights, capsys):
+    code, out, _ = _run(["eval", str(clip_y4m), "--quality", "1,2", "--json", "--weights",
+                         str(tiny_weights)], capsys)
+    assert code == 0
+    rows = json.loads(out)["results"]
+    assert [r["quality"] for r in rows] == [1, 2] and all(r["bit_exact"] for r in rows)
+    for key in ("bytes", "bpp", "psnr_rgb_db", "psnr_yuv_db", "ms_ssim", "encode_seconds",
+                "decode_seconds"):
+        assert key in rows[0]
+
+
+def test_demo_runs_offline(tmp_path, tiny_weights, capsys):
+    code, out, err = _run(["demo", "--out-dir", str(tmp_path), "--frames", "2", "--weights",
+                           str(tiny_weights)], capsys)
+    assert code == 0, err
+    assert "bit-exact decode: True" in out
+    assert {p.name for p in tmp_path.iterdir()} == {"demo_source.y4m", "demo.nvc", "demo_decoded.mp4"}
+
+
+@pytest.fixture
+def stream_file(tmp_path, clip_y4m, tiny_weights, capsys):
+    path = tmp_path / "c.nvc"
+    assert main(["encode", str(clip_y4m), "-o", str(path), "--weights", str(tiny_weights)]) == 0
+    capsys.readouterr()
+    return path
+
+
+def _corrupt(kind, path, tmp_path, tiny_weights):
+    data = path.read_bytes()
+    target = tmp_path / f"{kind}.nvc"
+    if kind == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+    elif kind == "corrupted":
+        target.write_bytes(data[:40] + bytes([data[40] ^ 0xFF]) + data[41:])
+    elif kind == "newer":
+        target.write_bytes(data[:4] + bytes([bitstream.FORMAT_VERSION + 1]) + data[5:])
+    elif kind == "empty":
+        target.write_bytes(b"")
+    return target
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("truncated", "truncated"), ("corrupted", "checksum"), ("newer", "newer"),
+    ("empty", "not an nvc stream"),
+])
+def test_bad_streams_one_line_no_output(kind, message, stream_file, tmp_path, tiny_weights, capsys):
+    bad = _corrupt(kind, stream_file, tmp_path, tiny_weights)
+    out_path = tmp_path / "out.y4m"
+    code, _, err = _run(["decode", str(bad), "-o", str(out_path), "--weights", str(tiny_weights)],
+                        capsys)
+    assert code != 0 and message in err and len(err.strip().splitlines()) == 1
+    assert not out_path.exists() and not list(tmp_path.glob(".out.y4m*"))
+
+
+def test_stream_for_other_weights(stream_file, tmp_path, capsys):
+    import torch
+
+    from nvc.models.config import TINY
+    from nvc.models.ssf import SSF
+    from nvc.zoo import save_weights
+
+    torch.manual_seed(1)
+    other = tmp_path / "other.safetensors"
+    save_weights(SSF(TINY), other)
+    code, _, err = _run(["decode", str(stream_file), "-o", str(tmp_path / "o.y4m"), "--weights",
+                         str(other)], capsys)
+    assert code == 1 and "other weights" in err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.y4m", "no such file"),
+    (lambda d: _bytes(d / "junk.mp4", b"\x00junk" * 50), "cannot decode"),
+    (lambda d: _bytes(d / "zero_16x16_25.yuv", b""), "no frames"),
+])
+def test_bad_inputs_to_encode(make, message, tmp_path, tiny_weights, capsys):
+    out_path = tmp_path / "out.nvc"
+    code, _, err = _run(["encode", str(make(tmp_path)), "-o", str(out_path), "--weights",
+                         str(tiny_weights)], capsys)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert not out_path.exists()
+
+
+def _bytes(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "nvc.cli", "decode", str(tmp_path / "nope.nvc"),
+                           "-o", str(tmp_path / "x.y4m")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"nvc: error: {tmp_path / 'nope.nvc'}: no such file"

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+import torch
+
+from nvc import bitstream
+from nvc.codec import decode_stream, encode, pad_to
+from nvc.errors import BitstreamError, InputError
+from nvc.models.ssf import FrameType
+from nvc.zoo import ZooEntry, load_model
+
+
+@pytest.mark.parametrize("intra_period", [1, 2, 12])
+def test_fresh_decoder_reproduces_encoder_bit_exactly(tiny_model, tiny_weights, small_video,
+                                                      intra_period):
+    model, entry = tiny_model
+    coded = encode(small_video, model, entry, quality=1, intra_period=intra_period)
+    fresh, fresh_entry = load_model(path=tiny_weights)  # a new model object, as a decoder would
+    assert fresh is not model
+    out = decode_stream(bitstream.unpack(coded.data), fresh, fresh_entry)
+    assert len(out.frames) == len(small_video.frames)
+    for a, b in zip(coded.reconstruction, out.frames):
+        assert a.shape == (50, 70, 3)
+        assert np.array_equal(a, b)
+
+
+def test_frame_types_follow_intra_period(tiny_model, small_video):
+    model, entry = tiny_model
+    s = bitstream.unpack(encode(small_video, model, entry, 1, intra_period=3).data)
+    assert [f.kind for f in s.frames] == [FrameType.I, FrameType.P, FrameType.P, FrameType.I]
+
+
+def test_header_describes_the_clip(tiny_model, small_video):
+    model, entry = tiny_model
+    h = bitstream.unpack(encode(small_video, model, entry, 2, intra_period=5).data).header
+    assert (h.width, h.height, h.frame_count, h.intra_period, h.quality) == (70, 50, 4, 5, 2)
+    assert (h.fps_num, h.fps_den) == (25, 1)
+
+
+def test_quality_changes_the_rate(tiny_model, small_video):
+    model, entry = tiny_model
+    sizes = [len(encode(small_video, model, entry, q).data) for q in (1, 2)]
+    assert sizes[0] < sizes[1]
+
+
+def test_other_weights_are_refused(tiny_model, small_video):
+    model, entry = tiny_model
+    data = encode(small_video, model, entry, 1).data
+    other = ZooEntry(entry.model_id, "other", "", "ff" * 32)
+    with pytest.raises(BitstreamError, match="other weights"):
+        decode_stream(bitstream.unpack(data), model, other)
+
+
+@pytest.mark.parametrize("kwargs, message", [({"quality": 0}, "quality"), ({"quality": 9}, "quality"),
+                                             ({"quality": 1, "intra_period": 0}, "intra period")])
+def test_bad_encode_arguments(tiny_model, small_video, kwargs, message):
+    model, entry = tiny_model
+    with pytest.raises(InputError, match=message):
+        encode(small_video, model, entry, **kwargs)
+
+
+def test_pad_replicates_to_multiple():
+    x = torch.arange(6.0).reshape(1, 1, 2, 3)
+    y = pad_to(x, 4)
+    assert y.shape == (1, 1, 4, 4)
+    assert torch.equal(y[..., :2, :3], x) and torch.equal(y[..., 3, :3], x[..., 1, :])

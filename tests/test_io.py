@@ -1,0 +1,120 @@
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from nvc.errors import InputError
+from nvc.io import (ColourMatrix, Video, parse_raw_name, read_video, rgb_to_yuv, write_video,
+                    yuv_to_rgb)
+from nvc.metrics import psnr_db
+
+from .conftest import make_video, shared_clip
+
+
+@pytest.mark.parametrize("name, size, fps", [
+    ("BasketballPass_416x240_50.yuv", (416, 240), Fraction(50)),
+    ("Beauty_1920x1080_120fps_420_8bit_YUV.yuv", (1920, 1080), Fraction(120)),
+    ("foreman_cif_352x288_f2_raw.yuv", (352, 288), None),
+    ("BQTerrace_1920x1080_60.yuv", (1920, 1080), Fraction(60)),
+    ("clip.yuv", None, None),
+])
+def test_raw_names(name, size, fps):
+    assert parse_raw_name(name) == (size, fps)
+
+
+def test_colour_round_trip_is_close():
+    rng = np.random.default_rng(0)
+    rgb = np.clip(rng.normal(0.5, 0.15, (32, 48, 3)), 0, 1).astype(np.float32)
+    rgb = np.repeat(np.repeat(rgb[::2, ::2], 2, 0), 2, 1)  # chroma-smooth content survives 4:2:0
+    for m in ColourMatrix:
+        assert psnr_db(yuv_to_rgb(rgb_to_yuv(rgb, m), m), rgb) > 38
+
+
+def test_bt709_reference_values():
+    white, black = np.ones((2, 2, 3), np.float32), np.zeros((2, 2, 3), np.float32)
+    assert rgb_to_yuv(white).y[0, 0] == 235 and rgb_to_yuv(black).y[0, 0] == 16
+    red = np.zeros((2, 2, 3), np.float32)
+    red[..., 0] = 1
+    f = rgb_to_yuv(red)  # BT.709: Y' = 0.2126 -> 16 + 219 * 0.2126 = 62.6; Cr = 128 + 112 = 240
+    assert (f.y[0, 0], f.v[0, 0]) == (63, 240)
+
+
+@pytest.mark.parametrize("suffix", [".y4m", ".yuv"])
+def test_lossless_round_trip(tmp_path, suffix):
+    video = make_video(frames=3, hw=(30, 42))
+    path = tmp_path / f"clip_42x30_25{suffix}"
+    write_video(path, video)
+    back = read_video(path)
+    assert len(back.frames) == 3 and back.fps == 25
+    for a, b in zip(video.frames, back.frames):
+        assert np.array_equal(a.y, b.y) and np.array_equal(a.u, b.u) and np.array_equal(a.v, b.v)
+
+
+def test_odd_size_y4m(tmp_path):
+    video = make_video(frames=2, hw=(25, 37))
+    write_video(tmp_path / "odd.y4m", video)
+    back = read_video(tmp_path / "odd.y4m")
+    assert back.frames[0].u.shape == (13, 19)
+
+
+def test_mp4_round_trip_is_high_quality(tmp_path):
+    video = make_video(frames=4, hw=(64, 96))
+    write_video(tmp_path / "c.mp4", video)
+    back = read_video(tmp_path / "c.mp4")
+    assert len(back.frames) == 4 and (back.width, back.height) == (96, 64)
+    assert psnr_db(back.frames[0].y, video.frames[0].y, 255) > 38
+
+
+def test_png_pattern(tmp_path):
+    write_video(tmp_path / "f_%03d.png", make_video(frames=2, hw=(16, 16)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f_000.png", "f_001.png"]
+
+
+def test_frame_range(tmp_path):
+    video = make_video(frames=4, hw=(16, 16))
+    write_video(tmp_path / "c.y4m", video)
+    back = read_video(tmp_path / "c.y4m", start=1, frames=2)
+    assert len(back.frames) == 2 and np.array_equal(back.frames[0].y, video.frames[1].y)
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: d / "missing.y4m", "no such file"),
+    (lambda d: d, "directory"),
+    (lambda d: _write(d / "empty_16x16_25.yuv", b""), "no frames"),
+    (lambda d: _write(d / "noname.yuv", b"\0" * 100), "frame size"),
+    (lambda d: _write(d / "c_16x16_25.yuv", b"\0" * 100), "not a whole number"),
+    (lambda d: _write(d / "junk.mp4", b"not a video at all" * 10), "cannot decode"),
+    (lambda d: _write(d / "bad.y4m", b"P6 something\n"), "not a y4m"),
+])
+def test_bad_inputs(tmp_path, setup, message):
+    with pytest.raises(InputError, match=message):
+        read_video(setup(tmp_path))
+
+
+def test_zero_frames_after_start(tmp_path):
+    write_video(tmp_path / "c.y4m", make_video(frames=2, hw=(16, 16)))
+    with pytest.raises(InputError, match="no frames"):
+        read_video(tmp_path / "c.y4m", start=5)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    video = Video([], Fraction(25))  # writing an empty video breaks inside the writer
+    with pytest.raises(Exception):
+        write_video(tmp_path / "out.y4m", video)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def test_reads_shared_raw_clip():
+    v = read_video(shared_clip("BasketballPass_416x240_50fps_f2_raw.yuv"))
+    assert (v.width, v.height, len(v.frames), v.fps) == (416, 240, 2, 50)
+
+
+def test_reads_shared_full_range_h264():
+    v = read_video(shared_clip("street_1920x1080_f54_h264.264"), frames=2)
+    assert (v.width, v.height, len(v.frames)) == (1920, 1080, 2)
+    assert 16 <= v.frames[0].y.min() and v.frames[0].y.max() <= 235  # full range mapped to limited

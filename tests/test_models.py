@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from nvc.models.config import TINY, ModelConfig
+from nvc.models.ssf import SSF
+from nvc.models.warp import scale_space_volume, scale_space_warp
+
+
+def test_config_round_trip():
+    assert ModelConfig.from_json(ModelConfig().to_json()) == ModelConfig()
+    with pytest.raises(ValueError, match="unknown"):
+        ModelConfig.from_json('{"bogus": 1}')
+
+
+def test_forward_shapes_and_likelihoods():
+    torch.manual_seed(0)
+    m = SSF(TINY)
+    x = torch.rand(2, 3, 64, 128)
+    out = m.forward_intra(x, torch.tensor([0, 1]))
+    assert out.x_hat.shape == x.shape and len(out.likelihoods) == 2
+    assert all(((lik > 0) & (lik <= 1)).all() for lik in out.likelihoods)
+    inter = m.forward_inter(x, out.x_hat, 1)
+    assert inter.x_hat.shape == x.shape and len(inter.likelihoods) == 4
+
+
+def test_gradients_reach_every_codec():
+    torch.manual_seed(0)
+    m = SSF(TINY)
+    x = torch.rand(1, 3, 64, 64)
+    i = m.forward_intra(x, 0)
+    p = m.forward_inter(x, i.x_hat, 0)
+    loss = ((p.x_hat - x) ** 2).mean() + sum(-l.log2().sum() for l in i.likelihoods + p.likelihoods)
+    loss.backward()
+    for name in ("intra", "motion", "residual"):
+        grads = [q.grad for q in getattr(m, name).g_s.parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads), name
+
+
+def _ramp(h, w):
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    return torch.stack((xs, ys, xs + ys))[None] / (h + w)
+
+
+def test_zero_flow_is_identity():
+    x = _ramp(32, 48)
+    assert torch.allclose(scale_space_warp(x, torch.zeros(1, 3, 32, 48), 4, 1.5), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("hw", [(32, 48), (128, 256), (270, 480)])
+def test_flow_is_in_pixels_at_every_resolution(hw):
+    """A flow of (+3, -2) px samples 3 px right, 2 px up, whatever the frame size (CompressAI #307)."""
+    h, w = hw
+    x = _ramp(h, w)
+    flow = torch.zeros(1, 3, h, w)
+    flow[:, 0], flow[:, 1] = 3.0, -2.0
+    out = scale_space_warp(x, flow, 4, 1.5)
+    assert torch.allclose(out[..., 4:-4, 4:-4], x[..., 2:-6, 7:-1], atol=1e-5)
+
+
+def test_scale_level_blurs():
+    x = torch.zeros(1, 1, 33, 33)
+    x[..., 16, 16] = 1
+    vol = scale_space_volume(x, 3, 1.5)
+    assert vol[0, 0, 0, 16, 16] == 1 and vol[0, 0, 2, 16, 16] < vol[0, 0, 1, 16, 16] < 1
+    flow = torch.zeros(1, 3, 33, 33)
+    flow[:, 2] = 2.0
+    assert torch.allclose(scale_space_warp(x, flow, 3, 1.5), vol[:, :, 2], atol=1e-6)

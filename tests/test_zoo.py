@@ -1,0 +1,48 @@
+import pytest
+import torch
+
+from nvc.errors import NvcError
+from nvc.models.config import TINY
+from nvc.models.ssf import SSF
+from nvc.zoo import DEFAULT_MODEL, WEIGHTS_DIR, ZOO, load_model, read_weights, save_weights, sha256_file
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    m = SSF(TINY)
+    digest = save_weights(m, tmp_path / "w.safetensors", dtype=torch.float32)
+    assert digest == sha256_file(tmp_path / "w.safetensors")
+    cfg, state = read_weights(tmp_path / "w.safetensors")
+    assert cfg == TINY
+    loaded, entry = load_model(path=tmp_path / "w.safetensors")
+    assert entry.sha256 == digest
+    for k, v in SSF(TINY).state_dict().items():
+        if k in state:
+            assert torch.equal(loaded.state_dict()[k], m.state_dict()[k]), k
+
+
+def test_model_ids_are_unique_and_stable():
+    ids = [e.model_id for e in ZOO.values()]
+    assert len(ids) == len(set(ids)) and 0 not in ids  # 0 marks a user's own weights file
+    assert ZOO["ssf-small-v1"].model_id == 1
+
+
+def test_shipped_weights_match_the_registry():
+    entry = ZOO[DEFAULT_MODEL]
+    path = WEIGHTS_DIR / entry.file
+    assert path.exists(), f"{path} missing"
+    assert sha256_file(path) == entry.sha256
+    assert sum(p.stat().st_size for p in WEIGHTS_DIR.iterdir()) < 30 * 2**20
+
+
+def test_damaged_weights_are_refused(tmp_path, monkeypatch):
+    entry = ZOO[DEFAULT_MODEL]
+    (tmp_path / entry.file).write_bytes(b"garbage")
+    monkeypatch.setattr("nvc.zoo.WEIGHTS_DIR", tmp_path)
+    with pytest.raises(NvcError, match="sha256"):
+        load_model(DEFAULT_MODEL)
+
+
+def test_unknown_model_name():
+    with pytest.raises(NvcError, match="unknown model"):
+        load_model("nope")
