@@ -1,16 +1,44 @@
 """Encode, decode from the bytes, and measure against the source: what `nvc eval` and the
-benchmarks report. Every rate is the coded file's size."""
+benchmarks report. Every rate is the coded file's size; every codec is scored by `measure`."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
 from . import bitstream
-from .codec import decode_stream, encode, source_rgb
+from .codec import decode_stream, encode, quantize_8bit, source_rgb
 from .errors import NvcError
-from .io import ColourMatrix, Video, rgb_to_yuv
+from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .metrics import bpp, ms_ssim, psnr_rgb_db, psnr_yuv_db
 from .models.ssf import SSF
 from .zoo import ZooEntry
+
+
+@dataclass
+class Quality:
+    bytes: int
+    bpp: float
+    psnr_rgb_db: float
+    psnr_yuv_db: float
+    psnr_y_db: float
+    ms_ssim: float
+
+
+def measure(source: Video, num_bytes: int, decoded_rgb: list[np.ndarray] | None = None,
+            decoded_yuv: list[YUVFrame] | None = None,
+            matrix: ColourMatrix = ColourMatrix.BT709) -> Quality:
+    """Score a decoded clip against its source. Give the decoder's native output: RGB for nvc
+    (converted to 4:2:0 for PSNR-YUV), YUV for x264/x265 (converted to RGB for PSNR-RGB)."""
+    if decoded_rgb is None:
+        decoded_rgb = [quantize_8bit(yuv_to_rgb(f, matrix)) for f in decoded_yuv]
+    if decoded_yuv is None:
+        decoded_yuv = [rgb_to_yuv(f, matrix) for f in decoded_rgb]
+    src_rgb = [source_rgb(f, matrix) for f in source.frames]
+    yuv = psnr_yuv_db(source.frames, decoded_yuv)
+    return Quality(num_bytes, bpp(num_bytes, source.width, source.height, len(source.frames)),
+                   psnr_rgb_db(src_rgb, decoded_rgb), yuv["yuv"], yuv["y"],
+                   ms_ssim(src_rgb, decoded_rgb))
 
 
 @dataclass
@@ -41,12 +69,7 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
     exact = all((a == b).all() for a, b in zip(coded.reconstruction, decoded.frames))
     if not exact:
         raise NvcError("decoder output differs from the encoder's reconstruction")
-    src_rgb = [source_rgb(f, matrix) for f in video.frames]
-    yuv = psnr_yuv_db(video.frames, [rgb_to_yuv(f, matrix) for f in decoded.frames])
-    return EvalResult(
-        quality=quality, frames=len(video.frames), width=video.width, height=video.height,
-        bytes=len(coded.data), bpp=bpp(len(coded.data), video.width, video.height,
-                                       len(video.frames)),
-        psnr_rgb_db=psnr_rgb_db(src_rgb, decoded.frames), psnr_yuv_db=yuv["yuv"],
-        psnr_y_db=yuv["y"], ms_ssim=ms_ssim(src_rgb, decoded.frames),
-        encode_seconds=coded.seconds, decode_seconds=decoded.seconds, bit_exact=exact)
+    q = measure(video, len(coded.data), decoded_rgb=decoded.frames, matrix=matrix)
+    return EvalResult(quality=quality, frames=len(video.frames), width=video.width,
+                      height=video.height, **asdict(q), encode_seconds=coded.seconds,
+                      decode_seconds=decoded.seconds, bit_exact=exact)

@@ -64,3 +64,17 @@ def test_bd_rate_sign_follows_quality():
 def test_bd_rate_refuses_disjoint_curves():
     with pytest.raises(ValueError, match="overlap"):
         bd_rate(RATES, PSNRS, RATES, [p + 20 for p in PSNRS])
+
+
+# Published worked example: the x265 data in the README of FAU-LMS/bjontegaard (the JCT-VC CTC
+# Excel PCHIP method in Python, verified against the sheet to 10 decimals). Its
+# bd_rate(..., method="pchip") returns -4.417485350589045 (package 1.3.0); a second pair of curves
+# from the VCEG-M33 style demos gives 31.379878202397627.
+@pytest.mark.parametrize("anchor, test, expected", [
+    (([9487.76, 4593.60, 2486.44, 1358.24], [40.037, 38.615, 36.845, 34.851]),
+     ([9787.80, 4469.00, 2451.52, 1356.24], [40.121, 38.651, 36.970, 34.987]), -4.417485350589045),
+    (([686.76, 309.58, 157.11, 85.95], [40.28, 37.18, 34.24, 31.42]),
+     ([893.34, 407.8, 204.93, 112.75], [40.39, 37.21, 34.17, 31.24]), 31.379878202397627),
+])
+def test_bd_rate_matches_the_published_pchip_example(anchor, test, expected):
+    assert bd_rate(*anchor, *test) == pytest.approx(expected, abs=1e-9)

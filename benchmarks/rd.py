@@ -1,0 +1,134 @@
+"""Rate-distortion benchmark: nvc against x264 / x265 on UVG, HEVC classes or any manifest.
+
+Every point is cached under OUT/points/, so an interrupted run resumes where it stopped.
+Writes OUT/results.json (with provenance), OUT/results.md (tables, BD-rates) and OUT/rd_*.png.
+
+Example:
+    python -m benchmarks.rd --root ../shared/videos --dataset shared --codecs nvc,x264,x265 \\
+        --frames 12 --out out/rd-shared
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from nvc.errors import NvcError
+from nvc.io import read_video
+
+from .anchors import ffmpeg_version
+from .codecs import CODECS, Conditions, PointResult, points
+from .manifest import DATASETS, Sequence, dataset_manifest, read_manifest
+from .report import summarize, write_markdown, write_plots
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def provenance(cond: Conditions, codecs: list[str]) -> dict:
+    import torch
+
+    from nvc.zoo import DEFAULT_MODEL, ZOO
+
+    return {"git_commit": _git_commit(), "model": DEFAULT_MODEL,
+            "weights_sha256": ZOO[DEFAULT_MODEL].sha256, "ffmpeg": ffmpeg_version(),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "device": cond.device if cond.device != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
+            "conditions": asdict(cond), "codecs": codecs}
+
+
+def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,
+              cache: Path) -> dict:
+    path = cache / f"{seq.name}__{codec}__{point}__f{cond.frames}_ip{cond.intra_period}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result: PointResult = CODECS[codec](source, point, cond)
+    record = {"sequence": seq.name, "frames": len(source.frames), "width": source.width,
+              "height": source.height, **asdict(result)}
+    tmp = path.with_suffix(".partial")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.rd", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--root", required=True, help="folder holding the dataset's files")
+    p.add_argument("--dataset", required=True, choices=(*DATASETS, "manifest"))
+    p.add_argument("--manifest", help="a manifest file (with --dataset manifest)")
+    p.add_argument("--codecs", default="nvc,x264,x265", help=f"from {', '.join(CODECS)}")
+    p.add_argument("--anchor", default="x265", help="BD-rates are against this codec (default x265)")
+    p.add_argument("--frames", type=int, default=96, help="frames per sequence (default 96)")
+    p.add_argument("--intra-period", type=int, default=12, help="12 by default, 32 as an option")
+    p.add_argument("--qualities", default="1,2,3,4", help="nvc rate points")
+    p.add_argument("--crfs", default=None, help="CRF sweep of the anchors (default 22..47 step 5)")
+    p.add_argument("--sequences", default=None, help="only these sequence names, comma-separated")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--out", required=True, help="output folder (cache, results.json, .md, .png)")
+    args = p.parse_args(argv)
+    try:
+        return _run(args)
+    except (NvcError, ValueError, OSError) as e:
+        print(f"benchmarks.rd: error: {e}", file=sys.stderr)
+        return 1
+
+
+def _run(args) -> int:
+    from tqdm import tqdm
+
+    codecs = args.codecs.split(",")
+    unknown = [c for c in codecs if c not in CODECS]
+    if unknown:
+        raise ValueError(f"unknown codecs {unknown}; known: {', '.join(CODECS)}")
+    if args.anchor not in codecs:
+        raise ValueError(f"the anchor {args.anchor} must be one of --codecs")
+    manifest = Path(args.manifest) if args.dataset == "manifest" else dataset_manifest(args.dataset)
+    if args.dataset == "manifest" and not args.manifest:
+        raise ValueError("--dataset manifest needs --manifest FILE")
+    seqs = read_manifest(manifest)
+    if args.sequences:
+        wanted = set(args.sequences.split(","))
+        seqs = [s for s in seqs if s.name in wanted]
+    cond = Conditions(intra_period=args.intra_period, frames=args.frames,
+                      qualities=tuple(int(q) for q in args.qualities.split(",")),
+                      device=args.device)
+    if args.crfs:
+        cond.crfs = tuple(int(c) for c in args.crfs.split(","))
+    root, out = Path(args.root), Path(args.out)
+    missing = [s.file for s in seqs if not (root / s.file).exists()]
+    if missing:
+        raise ValueError(f"{root}: missing {len(missing)} sequence file(s), e.g. {missing[0]}")
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    jobs = [(s, c, pt) for s in seqs for c in codecs for pt in points(c, cond)]
+    records = []
+    bar = tqdm(total=len(jobs), desc="points", unit="point", file=sys.stderr)
+    for seq in seqs:
+        source = read_video(root / seq.file, size=seq.size, fps=seq.fps,
+                            frames=min(cond.frames, seq.frames))
+        for _, codec, point in [j for j in jobs if j[0] is seq]:
+            bar.set_postfix_str(f"{seq.name} {codec} {point}")
+            records.append(run_point(seq, source, codec, point, cond, out / "points"))
+            bar.update()
+    bar.close()
+    summary = summarize(records, codecs, args.anchor)
+    results = {"provenance": provenance(cond, codecs), "manifest": str(manifest),
+               "points": records, "summary": summary}
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    plots = write_plots(records, codecs, out)
+    write_markdown(results, plots, out / "results.md")
+    print((out / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

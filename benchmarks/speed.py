@@ -1,0 +1,121 @@
+"""Coding speed: frames per second to encode and decode at 416x240, 832x480 and 1920x1080, split
+into network time and entropy-coding time, on CPU and (when present) CUDA.
+
+Entropy-coding time is measured by timing the range coder's calls (compress/decompress of the
+entropy bottleneck and the Gaussian conditional); network time is the rest.
+
+Example:
+    python -m benchmarks.speed --frames 4 --sizes 416x240,832x480 --out out/speed.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from contextlib import contextmanager
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nvc import bitstream
+from nvc.codec import decode_stream, encode
+from nvc.io import Video, rgb_to_yuv
+from nvc.synthetic import demo_clip
+from nvc.zoo import load_model
+
+SIZES = ((416, 240), (832, 480), (1920, 1080))
+
+
+class CoderTimer:
+    """Wraps the range-coder entry points of every latent codec and sums their wall time."""
+
+    def __init__(self, model):
+        self.seconds = 0.0
+        self.targets = [(m, name) for codec in model.latent_codecs()
+                        for m in (codec.entropy_bottleneck, codec.gaussian_conditional)
+                        for name in ("compress", "decompress")]
+
+    @contextmanager
+    def active(self):
+        originals = [(m, name, getattr(m, name)) for m, name in self.targets]
+        for m, name, fn in originals:
+            setattr(m, name, self._timed(fn))
+        try:
+            yield self
+        finally:
+            for m, name, _ in originals:
+                delattr(m, name)
+
+    def _timed(self, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+        return wrapper
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(model, entry, size: tuple[int, int], frames: int, device: torch.device,
+            quality: int = 2) -> dict:
+    w, h = size
+    clip = demo_clip(frames=frames, out_hw=(h, w))
+    video = Video([rgb_to_yuv(np.transpose(f, (1, 2, 0))) for f in clip], Fraction(25))
+    encode(Video(video.frames[:2], video.fps), model, entry, quality)  # warm-up
+    timer = CoderTimer(model)
+    with timer.active():
+        _sync(device)
+        coded = encode(video, model, entry, quality, intra_period=12)
+        _sync(device)
+        enc_coder = timer.seconds
+        timer.seconds = 0.0
+        decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
+        _sync(device)
+        dec_coder = timer.seconds
+    return {"size": f"{w}x{h}", "device": str(device), "frames": frames,
+            "encode_fps": frames / coded.seconds, "decode_fps": frames / decoded.seconds,
+            "encode_network_s": coded.seconds - enc_coder, "encode_entropy_s": enc_coder,
+            "decode_network_s": decoded.seconds - dec_coder, "decode_entropy_s": dec_coder}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES))
+    p.add_argument("--devices", default="cpu,cuda", help="devices to try; absent ones are skipped")
+    p.add_argument("--out", default=None, help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    rows = []
+    for dev in args.devices.split(","):
+        if dev == "cuda" and not torch.cuda.is_available():
+            print("cuda: not available, skipped", file=sys.stderr)
+            continue
+        device = torch.device(dev)
+        model, entry = load_model()
+        model.to(device)
+        for s in args.sizes.split(","):
+            w, h = (int(v) for v in s.split("x"))
+            with torch.no_grad():
+                rows.append(measure(model, entry, (w, h), args.frames, device))
+            r = rows[-1]
+            print(f"{r['device']:>5} {r['size']:>9}: encode {r['encode_fps']:6.2f} fps "
+                  f"(network {r['encode_network_s']:.2f} s, entropy {r['encode_entropy_s']:.2f} s), "
+                  f"decode {r['decode_fps']:6.2f} fps (network {r['decode_network_s']:.2f} s, "
+                  f"entropy {r['decode_entropy_s']:.2f} s), {r['frames']} frames", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps({"torch_threads": torch.get_num_threads(),
+                                              "rows": rows}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The SSF-style base model."""

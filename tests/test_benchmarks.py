@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from benchmarks.anchors import ANCHORS, run_anchor
+from benchmarks.manifest import DATASETS, dataset_manifest, read_manifest
+from benchmarks.rd import main as rd_main
+from nvc.evaluate import measure
+from nvc.io import write_video
+
+from .conftest import make_video
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_manifests_parse(name):
+    seqs = read_manifest(dataset_manifest(name))
+    assert seqs and all(s.frames > 0 for s in seqs)
+    if name == "uvg":
+        assert len(seqs) == 7 and all(s.size == (1920, 1080) for s in seqs)
+
+
+@pytest.mark.parametrize("anchor", ["x264", "x265"])
+def test_anchor_round_trip(anchor):
+    video = make_video(frames=3, hw=(64, 96))
+    r = run_anchor(video, ANCHORS[anchor], 30, intra_period=12)
+    assert len(r.decoded.frames) == 3 and r.data_bytes > 0
+    assert r.version.startswith(anchor)
+    assert measure(video, r.data_bytes, decoded_yuv=r.decoded.frames).psnr_rgb_db > 25
+
+
+def test_rd_pipeline_two_points_per_codec_and_resume(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    write_video(root / "tiny_96x64_25.y4m", make_video(frames=3, hw=(64, 96)))
+    (tmp_path / "m.txt").write_text("tiny_96x64_25.y4m 96 64 25 3\n")
+    out = tmp_path / "out"
+    args = ["--root", str(root), "--dataset", "manifest", "--manifest", str(tmp_path / "m.txt"),
+            "--codecs", "nvc,x264,x265", "--qualities", "1,4", "--crfs", "20,45", "--frames", "3",
+            "--out", str(out)]
+    assert rd_main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["points"]) == 6
+    assert results["provenance"]["weights_sha256"] and results["provenance"]["ffmpeg"]["version"]
+    assert results["summary"]["bd_rate_percent"]["psnr_rgb_db"]["x265"]["tiny"] == pytest.approx(0)
+    assert (out / "results.md").exists() and (out / "rd_tiny.png").stat().st_size > 1000
+    cached = {p: p.stat().st_mtime_ns for p in (out / "points").iterdir()}
+    assert rd_main(args) == 0  # resumed: every point comes from the cache
+    assert {p: p.stat().st_mtime_ns for p in (out / "points").iterdir()} == cached
+
+
+def test_rd_refuses_missing_files(tmp_path, capsys):
+    code = rd_main(["--root", str(tmp_path), "--dataset", "hevc-d", "--out", str(tmp_path / "o")])
+    assert code == 1 and "missing 4 sequence file(s)" in capsys.readouterr().err
