@@ -143,6 +143,53 @@ def read_frame(payload: bytes, index: int) -> CodedFrame:
     return CodedFrame(kind, latents)
 
 
+@dataclass(frozen=True)
+class AdapterUnit:
+    """Instance adapters: which layers, how, the prior and the entropy-coded parameters."""
+
+    kind: int  # nvc.adapters.AdapterKind
+    seed: int  # A matrices are regenerated from it, never sent
+    alpha: float
+    step: float
+    pi_spike: float
+    sigma_spike: float
+    sigma_slab: float
+    layers: tuple[str, ...]
+    ranks: tuple[int, ...]
+    symbol_count: int
+    coded: bytes
+
+    def write(self) -> bytes:
+        parts = [bytes([self.kind]), write_varint(self.seed),
+                 struct.pack("<5f", self.alpha, self.step, self.pi_spike, self.sigma_spike,
+                             self.sigma_slab), write_varint(len(self.layers))]
+        for name, rank in zip(self.layers, self.ranks, strict=True):
+            parts += [_blob(name.encode("ascii")), write_varint(rank)]
+        parts += [write_varint(self.symbol_count), _blob(self.coded)]
+        return b"".join(parts)
+
+    @classmethod
+    def read(cls, payload: bytes) -> "AdapterUnit":
+        r = Reader(payload, "adapter unit")
+        kind, seed = r.u8("adapter type"), r.varint("seed")
+        floats = struct.unpack("<5f", r.take(20, "adapter prior"))
+        count = r.varint("layer count")
+        if count > 4096:
+            raise BitstreamError(f"damaged adapter unit: {count} layers")
+        layers, ranks = [], []
+        for _ in range(count):
+            try:
+                layers.append(r.blob("layer name").decode("ascii"))
+            except UnicodeDecodeError:
+                raise BitstreamError("damaged adapter unit: layer name is not ASCII") from None
+            ranks.append(r.varint("rank"))
+        unit = cls(kind, seed, *floats, tuple(layers), tuple(ranks), r.varint("symbol count"),
+                   r.blob("coded parameters"))
+        if not r.done:
+            raise BitstreamError("damaged adapter unit: trailing bytes")
+        return unit
+
+
 # -- the stream -----------------------------------------------------------------------------------
 @dataclass
 class Stream:

@@ -96,15 +96,65 @@ def cmd_encode(args) -> None:
 
     video = _read_input(args)
     model, entry = _load(args)
-    coded = encode(video, model, entry, args.quality, args.intra_period,
-                   progress=_progress("encode"))
+    extra, lines = {}, []
+    if args.adapt:
+        result = _encode_adaptive(args, video, model, entry)
+        coded = result.coded
+        extra = _adapt_summary(result)
+        lines.append(_adapt_line(result))
+    else:
+        coded = encode(video, model, entry, args.quality, args.intra_period,
+                       progress=_progress("encode"))
     with AtomicFile(args.output) as tmp:
         tmp.write_bytes(coded.data)
     rate = bpp(len(coded.data), video.width, video.height, len(video.frames))
     _emit(args, {"output": str(args.output), "bytes": len(coded.data), "bpp": rate,
-                 "frames": len(video.frames), "seconds": coded.seconds},
+                 "frames": len(video.frames), "seconds": coded.seconds, **extra},
           [f"{args.output}: {len(video.frames)} frames {video.width}x{video.height}, "
-           f"{len(coded.data)} bytes, {rate:.4f} bpp, {coded.seconds:.1f} s"])
+           f"{len(coded.data)} bytes, {rate:.4f} bpp, {coded.seconds:.1f} s"] + lines)
+
+
+def _adapt_config(args):
+    from adapt import AdaptConfig
+    from nvc.adapters import AdapterKind
+
+    return AdaptConfig(kind=AdapterKind[args.adapter.upper()], steps=args.adapt_steps,
+                       seconds=args.adapt_seconds)
+
+
+def _encode_adaptive(args, video, model, entry, quality=None):
+    from tqdm import tqdm
+
+    from adapt import encode_adaptive
+
+    cfg = _adapt_config(args)
+    bar = tqdm(total=cfg.steps, desc="adapt", unit="step", file=sys.stderr, leave=False,
+               disable=None)
+
+    def on_step(stats, base_cost):
+        gain = 100 * (base_cost - stats.objective) / base_cost
+        bar.set_postfix_str(f"bpp {stats.bpp:.3f} PSNR {stats.psnr_db:.2f} dB RD gain {gain:+.1f}%")
+        bar.update()
+    try:
+        result = encode_adaptive(video, model, entry, quality or args.quality, args.intra_period,
+                                 cfg, on_step=on_step)
+    finally:
+        bar.close()
+    result.coded.seconds = result.total_seconds  # encode time includes fitting
+    return result
+
+
+def _adapt_summary(r) -> dict:
+    return {"adapted": r.adapted, "base_bytes": r.base_bytes, "adapted_bytes": r.adapted_bytes,
+            "adapter_bytes": r.adapter_bytes, "base_rd_cost": r.base_cost,
+            "adapted_rd_cost": r.adapted_cost, "adapt_steps": r.steps,
+            "adapt_seconds": r.fit_seconds}
+
+
+def _adapt_line(r) -> str:
+    verdict = "kept" if r.adapted else "dropped: they did not lower the clip's RD cost"
+    return (f"adapters {verdict} ({r.adapter_bytes} bytes, {r.steps} steps in {r.fit_seconds:.1f} s; "
+            f"RD cost {r.base_cost:.4f} -> {r.adapted_cost:.4f})")
 
 
 def cmd_decode(args) -> None:
@@ -185,10 +235,21 @@ def cmd_eval(args) -> None:
     model, entry = _load(args)
     rows = [evaluate(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"))
             for q in args.quality]
-    _emit(args, {"input": str(args.input), "model": entry.name,
-                 "results": [r.as_dict() for r in rows]},
-          [f"{args.input}: {len(video.frames)} frames {video.width}x{video.height}, "
-           f"model {entry.name}, intra period {args.intra_period}"] + _eval_lines(rows))
+    payload = {"input": str(args.input), "model": entry.name, "results": [r.as_dict() for r in rows]}
+    lines = [f"{args.input}: {len(video.frames)} frames {video.width}x{video.height}, "
+             f"model {entry.name}, intra period {args.intra_period}", "base:"] + _eval_lines(rows)
+    if args.adapt:
+        from .evaluate import evaluate_coded
+
+        adapted, notes = [], []
+        for q in args.quality:
+            r = _encode_adaptive(args, video, model, entry, quality=q)
+            adapted.append((evaluate_coded(video, r.coded, model, entry, q), r))
+            notes.append(f"q{q}: " + _adapt_line(r))
+        payload["adapted"] = [{**row.as_dict(), **_adapt_summary(r)} for row, r in adapted]
+        lines += [f"adapted ({args.adapter}, encode seconds include fitting):"]
+        lines += _eval_lines([row for row, _ in adapted]) + notes
+    _emit(args, payload, lines)
 
 
 def cmd_demo(args) -> None:
@@ -238,6 +299,15 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
+def _adapt_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--adapt", action="store_true",
+                   help="fit decoder adapters to this clip and send them in the stream")
+    p.add_argument("--adapter", choices=("lora", "dora"), default="lora", help="adapter type (lora)")
+    p.add_argument("--adapt-steps", type=_positive, default=300, help="most fitting steps (300)")
+    p.add_argument("--adapt-seconds", type=float, default=None,
+                   help="wall-clock budget for fitting; whichever of steps/seconds ends first")
+
+
 def _sub(subs, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
     return subs.add_parser(name, help=help_text, description=help_text,
                            epilog=f"example:\n  {example}",
@@ -252,11 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", required=True)
 
     p = _sub(subs, "encode", "encode a video into an .nvc stream",
-             "nvc encode clip_416x240_50.yuv -o clip.nvc --quality 2 --frames 12")
+             "nvc encode clip_416x240_50.yuv -o clip.nvc --quality 2 --frames 12 --adapt --adapt-steps 100")
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads (mp4, mkv, avi, .264)")
     p.add_argument("-o", "--output", required=True, help="the .nvc file to write")
     p.add_argument("--quality", type=int, default=2, help="rate point, 1 = smallest file (default 2)")
     p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
+    _adapt_options(p)
     _common(p)
     p.set_defaults(func=cmd_encode)
 
@@ -278,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads")
     p.add_argument("--quality", type=_qualities, default=[2], help="N or a list like 1,2,3,4")
     p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
+    _adapt_options(p)
     _common(p)
     p.set_defaults(func=cmd_eval)
 

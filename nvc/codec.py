@@ -128,8 +128,10 @@ def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
                   progress: Progress = _no_progress) -> DecodedVideo:
     header = stream.header
     check_weights(header, entry)
-    if stream.adapters is not None:
-        raise BitstreamError("stream carries instance adapters, which this nvc cannot decode yet")
+    if stream.adapters is not None:  # merged once per clip; decoding then runs at the base's speed
+        from .adapted import apply_unit
+
+        model = apply_unit(model, bitstream.AdapterUnit.read(stream.adapters))
     if not 1 <= header.quality <= model.cfg.num_qualities:
         raise BitstreamError(f"damaged stream: quality {header.quality} out of range")
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import bitstream
-from .codec import decode_stream, encode, quantize_8bit, source_rgb
+from .codec import CodedVideo, decode_stream, encode, quantize_8bit, source_rgb
 from .errors import NvcError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .metrics import bpp, ms_ssim, psnr_rgb_db, psnr_yuv_db
@@ -61,10 +61,11 @@ class EvalResult:
         return asdict(self)
 
 
-def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
-             matrix: ColourMatrix = ColourMatrix.BT709, progress=None) -> EvalResult:
+def evaluate_coded(video: Video, coded: CodedVideo, model: SSF, entry: ZooEntry, quality: int,
+                   matrix: ColourMatrix = ColourMatrix.BT709, progress=None) -> EvalResult:
+    """Decode `coded` from its bytes with a decoder's path, check it matches the encoder's
+    reconstruction bit for bit, and measure it."""
     kw = {"progress": progress} if progress else {}
-    coded = encode(video, model, entry, quality, intra_period, matrix, **kw)
     decoded = decode_stream(bitstream.unpack(coded.data), model, entry, **kw)
     exact = all((a == b).all() for a, b in zip(coded.reconstruction, decoded.frames))
     if not exact:
@@ -73,3 +74,10 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
     return EvalResult(quality=quality, frames=len(video.frames), width=video.width,
                       height=video.height, **asdict(q), encode_seconds=coded.seconds,
                       decode_seconds=decoded.seconds, bit_exact=exact)
+
+
+def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
+             matrix: ColourMatrix = ColourMatrix.BT709, progress=None) -> EvalResult:
+    kw = {"progress": progress} if progress else {}
+    coded = encode(video, model, entry, quality, intra_period, matrix, **kw)
+    return evaluate_coded(video, coded, model, entry, quality, matrix, progress)

@@ -65,10 +65,12 @@ def shippable_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_weights(model: SSF, path: Path, dtype: torch.dtype = torch.float16,
                  extra: dict[str, str] | None = None) -> str:
-    """Write config + weights as safetensors (floats cast to `dtype`); returns the sha256."""
+    """Write config + weights as safetensors; parameters are cast to `dtype`, buffers (bounds such
+    as the 1e-9 likelihood floor, which fp16 would flush to zero) stay float32. Returns the sha256."""
     from safetensors.torch import save_file
 
-    state = {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in
+    params = {name for name, _ in model.named_parameters()}
+    state = {k: (v.to(dtype) if k in params and v.is_floating_point() else v) for k, v in
              shippable_state(model).items()}
     meta = {"config": model.cfg.to_json(), **(extra or {})}
     tmp = path.with_name(path.name + ".partial")

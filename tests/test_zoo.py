@@ -46,3 +46,11 @@ def test_damaged_weights_are_refused(tmp_path, monkeypatch):
 def test_unknown_model_name():
     with pytest.raises(NvcError, match="unknown model"):
         load_model("nope")
+
+
+def test_fp16_export_keeps_buffers_exact(tmp_path):
+    m = SSF(TINY)
+    save_weights(m, tmp_path / "w.safetensors")  # fp16 parameters
+    loaded, _ = load_model(path=tmp_path / "w.safetensors")
+    bound = loaded.intra.latent.entropy_bottleneck.likelihood_lower_bound.bound
+    assert float(bound) == pytest.approx(1e-9)  # fp16 would flush this floor to 0

@@ -1,0 +1,131 @@
+"""The adaptation loop: fit LoRA / DoRA adapters in the decoders to one clip.
+
+Objective (per pixel of the clip): lambda * 255^2 * MSE + (latent bits + adapter bits) / pixels,
+over the clip's own frames coded as they will be coded (I-frame, then unrolled P-frames), on a
+random window per step (the same window in every frame). Sent tensors are rounded to the prior's
+step in the forward pass (straight-through); their rate uses additive uniform noise, so its
+gradient reaches them. Only B (and DoRA's magnitude deltas) are fitted: A comes from the seed.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from nvc.adapter_coding import SpikeSlabPrior, quantize_ste
+from nvc.adapters import (AdapterKind, AdapterSpec, LowRankConv, default_layers, default_ranks,
+                          inject, sent_tensors)
+from nvc.models.ssf import SSF
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AdaptConfig:
+    kind: AdapterKind = AdapterKind.LORA
+    steps: int = 300
+    seconds: float | None = None  # wall-clock budget; whichever of steps/seconds ends first
+    lr: float = 2e-3
+    layers: tuple[str, ...] | None = None  # default: every transposed conv of the decoders
+    ranks: tuple[int, ...] | None = None  # default: 16/8/8/2 by depth
+    seed: int = 1
+    window: int = 256  # fitting window (px, multiple of 64), clipped to the frame
+    patience: int = 60  # steps without a better smoothed objective before stopping
+    prior: SpikeSlabPrior = field(default_factory=SpikeSlabPrior)
+
+
+@dataclass
+class StepStats:
+    step: int
+    objective: float
+    bpp: float
+    psnr_db: float
+    adapter_bits: float
+
+
+def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
+    layers = list(cfg.layers or default_layers(model))
+    ranks = list(cfg.ranks or default_ranks(layers))
+    return AdapterSpec(cfg.kind, tuple(layers), tuple(ranks), cfg.seed)
+
+
+def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: float,
+                   full_pixels: int, adapter_bits: Tensor) -> tuple[Tensor, dict]:
+    """frames: (T, 3, h, w) window of the padded clip. Returns the per-pixel RD objective."""
+    t, _, h, w = frames.shape
+    mse, latent_bits, ref = [], frames.new_zeros(()), None
+    for i in range(t):
+        x = frames[i: i + 1]
+        out = model.forward_intra(x, q) if i % intra_period == 0 else model.forward_inter(x, ref, q)
+        ref = out.x_hat
+        mse.append(((out.x_hat - x) ** 2).mean())
+        latent_bits = latent_bits + sum(-torch.log2(lik).sum() for lik in out.likelihoods)
+    mse_t = torch.stack(mse).mean()
+    scale = full_pixels / (h * w)  # the window's latent bits stand for the whole frame's
+    bits = latent_bits * scale + adapter_bits
+    objective = lam * 255 ** 2 * mse_t + bits / (full_pixels * t)
+    psnr = -10 * torch.log10(torch.stack(mse).clamp_min(1e-10)).mean()
+    return objective, {"bpp": float(bits.detach() / (full_pixels * t)), "psnr_db": float(psnr.detach())}
+
+
+def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
+        on_step: Callable[[StepStats], None] | None = None) -> tuple[AdapterSpec, list[Tensor], list[StepStats]]:
+    """frames: (T, 3, H, W) padded clip in [0, 1]. Returns the spec, the fitted sent tensors
+    (not yet quantised) and the history."""
+    spec = make_spec(model, cfg)
+    work = copy.deepcopy(model)
+    for p in work.parameters():
+        p.requires_grad_(False)
+    wrappers: list[LowRankConv] = inject(work, spec)
+    params = sent_tensors(wrappers)
+    for p in params:
+        p.requires_grad_(True)
+    step_size = cfg.prior.step
+    for wr in wrappers:
+        wr.sent_transform = lambda t: quantize_ste(t, step_size)
+    work.train()  # noise-proxy likelihoods, so the latent rate has gradients
+    opt = torch.optim.Adam(params, lr=cfg.lr)
+    q = quality - 1
+    lam = model.cfg.lambdas[q]
+    t, _, hp, wp = frames.shape
+    win_h, win_w = min(cfg.window, hp), min(cfg.window, wp)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    history: list[StepStats] = []
+    best, smoothed, since_best = float("inf"), None, 0
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        if cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds:
+            break
+        y0 = int(torch.randint(0, hp - win_h + 1, (1,), generator=gen))
+        x0 = int(torch.randint(0, wp - win_w + 1, (1,), generator=gen))
+        window = frames[:, :, y0: y0 + win_h, x0: x0 + win_w]
+        adapter_bits = cfg.prior.bits(torch.cat([p.reshape(-1) for p in params]))
+        objective, info = clip_objective(work, window, q, intra_period, lam, hp * wp, adapter_bits)
+        if not torch.isfinite(objective):
+            log.warning("adaptation stopped at step %d: non-finite objective", step)
+            break
+        opt.zero_grad()
+        objective.backward()
+        opt.step()
+        stats = StepStats(step, float(objective.detach()), info["bpp"], info["psnr_db"],
+                          float(adapter_bits.detach()))
+        history.append(stats)
+        if on_step:
+            on_step(stats)
+        smoothed = stats.objective if smoothed is None else 0.9 * smoothed + 0.1 * stats.objective
+        if smoothed < best - 1e-4:
+            best, since_best = smoothed, 0
+        else:
+            since_best += 1
+            if since_best >= cfg.patience:
+                log.info("adaptation stopped at step %d: objective no longer falling", step)
+                break
+    tensors = [p.detach().clone() for p in params]
+    if not all(torch.isfinite(t).all() for t in tensors):
+        tensors = [torch.zeros_like(t) for t in tensors]  # an unusable fit sends nothing useful
+    return spec, tensors, history
