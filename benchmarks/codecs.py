@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from nvc.evaluate import evaluate, measure
+from nvc.evaluate import Quality, evaluate, measure
 from nvc.io import Video
 
 from .anchors import ANCHORS, CRF_SWEEP, run_anchor
@@ -20,15 +20,9 @@ class Conditions:
 
 
 @dataclass
-class PointResult:
+class PointResult(Quality):
     codec: str
     point: str  # "q2" or "crf27"
-    bytes: int
-    bpp: float
-    psnr_rgb_db: float
-    psnr_yuv_db: float
-    psnr_y_db: float
-    ms_ssim: float
     encode_seconds: float
     decode_seconds: float
     version: str = ""
@@ -57,15 +51,16 @@ def _nvc_model(device: str):
 def run_nvc(source: Video, point: str, cond: Conditions) -> PointResult:
     model, entry = _nvc_model(cond.device)
     r = evaluate(source, model, entry, int(point[1:]), cond.intra_period)
-    return PointResult("nvc", point, r.bytes, r.bpp, r.psnr_rgb_db, r.psnr_yuv_db, r.psnr_y_db,
-                       r.ms_ssim, r.encode_seconds, r.decode_seconds, f"{entry.name} {entry.sha256[:12]}")
+    quality = {k: getattr(r, k) for k in Quality.__dataclass_fields__}
+    return PointResult(**quality, codec="nvc", point=point, encode_seconds=r.encode_seconds,
+                       decode_seconds=r.decode_seconds, version=f"{entry.name} {entry.sha256[:12]}")
 
 
 def _run_anchor(name: str) -> Callable[[Video, str, Conditions], PointResult]:
     def run(source: Video, point: str, cond: Conditions) -> PointResult:
         r = run_anchor(source, ANCHORS[name], int(point[3:]), cond.intra_period)
         q = measure(source, r.data_bytes, decoded_yuv=r.decoded.frames)
-        return PointResult(name, point, **asdict(q), encode_seconds=r.encode_seconds,
+        return PointResult(**asdict(q), codec=name, point=point, encode_seconds=r.encode_seconds,
                            decode_seconds=r.decode_seconds, version=r.version)
     return run
 

@@ -299,6 +299,13 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
+def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, quality_help) -> None:
+    p.add_argument("--quality", type=quality_type, default=quality_default, help=quality_help)
+    p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
+    _adapt_options(p)
+    _common(p)
+
+
 def _adapt_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapt", action="store_true",
                    help="fit decoder adapters to this clip and send them in the stream")
@@ -325,10 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
              "nvc encode clip_416x240_50.yuv -o clip.nvc --quality 2 --frames 12 --adapt --adapt-steps 100")
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads (mp4, mkv, avi, .264)")
     p.add_argument("-o", "--output", required=True, help="the .nvc file to write")
-    p.add_argument("--quality", type=int, default=2, help="rate point, 1 = smallest file (default 2)")
-    p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
-    _adapt_options(p)
-    _common(p)
+    _coding_options(p, int, 2, "rate point, 1 = smallest file (default 2)")
     p.set_defaults(func=cmd_encode)
 
     p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4 or PNG frames",
@@ -347,10 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "eval", "encode, decode and report bytes, bpp, PSNR, MS-SSIM and seconds",
              "nvc eval clip_416x240_50.yuv --quality 1,2,3,4 --frames 12")
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads")
-    p.add_argument("--quality", type=_qualities, default=[2], help="N or a list like 1,2,3,4")
-    p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
-    _adapt_options(p)
-    _common(p)
+    _coding_options(p, _qualities, [2], "rate point N or a list like 1,2,3,4 (default 2)")
     p.set_defaults(func=cmd_eval)
 
     p = _sub(subs, "demo", "code the embedded offline clip end to end and print a summary",

@@ -42,17 +42,11 @@ def measure(source: Video, num_bytes: int, decoded_rgb: list[np.ndarray] | None 
 
 
 @dataclass
-class EvalResult:
+class EvalResult(Quality):
     quality: int
     frames: int
     width: int
     height: int
-    bytes: int
-    bpp: float
-    psnr_rgb_db: float
-    psnr_yuv_db: float
-    psnr_y_db: float
-    ms_ssim: float
     encode_seconds: float
     decode_seconds: float
     bit_exact: bool

@@ -52,3 +52,22 @@ def test_datasets_give_clips():
     clips = VideoClips([video], frames=3, crop=32, length=4)
     x = clips[1]
     assert x.shape == (3, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
+
+
+@pytest.mark.slow
+def test_two_process_ddp_fit_on_cpu(tmp_path):
+    """Lightning's DDP (gloo on CPU), 2 processes, a few steps, through the real CLI."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "train", "fit", "--config", CONFIG,
+         f"--trainer.default_root_dir={tmp_path}", "--trainer.strategy=ddp", "--trainer.devices=2",
+         "--trainer.max_steps=2", f"--trainer.callbacks.init_args.dirpath={tmp_path / 'ckpt'}"],
+        capture_output=True, text=True, timeout=600, env=env, cwd=Path(CONFIG).parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "distributed_backend=gloo" in proc.stderr + proc.stdout
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 2

@@ -56,6 +56,9 @@ class VideoCodecModule(L.LightningModule):
             load_state_into(self.model, path)
         self.automatic_optimization = False
         self._t_last: float | None = None
+        active = {id(p) for mod in self._active_modules() for p in mod.parameters()}
+        for p in self.model.parameters():  # frozen codecs: no gradients, nothing unused under DDP
+            p.requires_grad_(id(p) in active)
 
     # -- parameters ---------------------------------------------------------------------------
     def _active_modules(self):
@@ -113,14 +116,16 @@ class VideoCodecModule(L.LightningModule):
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         opt, aux_opt = self.optimizers()
         stats = self.rd_loss(batch)
+        aux = sum(mod.latent.aux_loss() for mod in self._active_modules())
+        # One backward (DDP allows one per step): the aux loss reaches only the quantiles (CompressAI
+        # stops its gradient into the density model) and the RD loss never reaches them, so the sum
+        # gives each optimizer exactly its own gradients.
         opt.zero_grad()
-        self.manual_backward(stats["loss"])
+        aux_opt.zero_grad()
+        self.manual_backward(stats["loss"] + aux)
         self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip,
                             gradient_clip_algorithm="norm")
         opt.step()
-        aux = sum(mod.latent.aux_loss() for mod in self._active_modules())
-        aux_opt.zero_grad()
-        self.manual_backward(aux)
         aux_opt.optimizer.step()  # the raw optimizer: global_step counts RD steps only
         now = time.perf_counter()
         if self._t_last is not None:
