@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from nvc.adapter_coding import SpikeSlabPrior, quantize_ste
-from nvc.adapters import (AdapterKind, AdapterSpec, LowRankConv, default_layers, default_ranks,
+from nvc.adapters import (AdapterKind, AdapterSpec, AdaptedConv, default_layers, default_ranks,
                           inject, sent_tensors)
 from nvc.models.ssf import SSF
 
@@ -81,7 +81,7 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     work = copy.deepcopy(model)
     for p in work.parameters():
         p.requires_grad_(False)
-    wrappers: list[LowRankConv] = inject(work, spec)
+    wrappers: list[AdaptedConv] = inject(work, spec)
     params = sent_tensors(wrappers)
     for p in params:
         p.requires_grad_(True)

@@ -17,6 +17,7 @@ class Conditions:
     qualities: tuple[int, ...] = (1, 2, 3, 4)
     crfs: tuple[int, ...] = CRF_SWEEP
     device: str = "cpu"
+    adapt_steps: int = 100  # budget of the adapted codecs (nvc-adapt, nvc-dora, nvc-full)
 
 
 @dataclass
@@ -29,6 +30,7 @@ class PointResult(Quality):
 
 
 def points(codec: str, cond: Conditions) -> list[str]:
+    """Rate points of a codec: CRFs for the anchors, qualities for nvc and its adapted forms."""
     if codec in ANCHORS:
         return [f"crf{c}" for c in cond.crfs]
     return [f"q{q}" for q in cond.qualities]
@@ -56,6 +58,26 @@ def run_nvc(source: Video, point: str, cond: Conditions) -> PointResult:
                        decode_seconds=r.decode_seconds, version=f"{entry.name} {entry.sha256[:12]}")
 
 
+def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], PointResult]:
+    def run(source: Video, point: str, cond: Conditions) -> PointResult:
+        from adapt import AdaptConfig, encode_adaptive
+        from nvc.adapters import AdapterKind
+        from nvc.evaluate import evaluate_coded
+
+        model, entry = _nvc_model(cond.device)
+        q = int(point[1:])
+        r = encode_adaptive(source, model, entry, q, cond.intra_period,
+                            AdaptConfig(kind=AdapterKind[kind], steps=cond.adapt_steps))
+        r.coded.seconds = r.total_seconds
+        e = evaluate_coded(source, r.coded, model, entry, q)
+        quality = {k: getattr(e, k) for k in Quality.__dataclass_fields__}
+        return PointResult(**quality, codec=name, point=point, encode_seconds=e.encode_seconds,
+                           decode_seconds=e.decode_seconds,
+                           version=f"{kind.lower()} {r.steps} steps, adapters "
+                                   f"{'kept' if r.adapted else 'dropped'} ({r.adapter_bytes} B)")
+    return run
+
+
 def _run_anchor(name: str) -> Callable[[Video, str, Conditions], PointResult]:
     def run(source: Video, point: str, cond: Conditions) -> PointResult:
         r = run_anchor(source, ANCHORS[name], int(point[3:]), cond.intra_period)
@@ -65,6 +87,8 @@ def _run_anchor(name: str) -> Callable[[Video, str, Conditions], PointResult]:
     return run
 
 
+ADAPTED = {"nvc-adapt": "LORA", "nvc-dora": "DORA", "nvc-full": "FULL"}
 CODECS: dict[str, Callable[[Video, str, Conditions], PointResult]] = {
-    "nvc": run_nvc, **{name: _run_anchor(name) for name in ANCHORS},
+    "nvc": run_nvc, **{name: _run_adapted(name, kind) for name, kind in ADAPTED.items()},
+    **{name: _run_anchor(name) for name in ANCHORS},
 }

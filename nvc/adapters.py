@@ -9,7 +9,8 @@ DoRA (Liu et al. 2024) is a hook on the same class: W' = m * (W + dW) / ||W + dW
 per-output-channel magnitude m initialised to ||W||_c.
 
 A is drawn from a seed (`seed`, layer index) and frozen by default, so only B (and m for DoRA)
-needs to be sent; the decoder regenerates A from the seed in the header.
+needs to be sent; the decoder regenerates A from the seed in the header. FULL is the same hook with
+dW a full tensor: fine-tuning every decoder weight, coded like the adapters, for comparison.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 class AdapterKind(IntEnum):
     LORA = 1
     DORA = 2
+    FULL = 3  # every weight of the layer fine-tuned (the baseline adapters are measured against)
 
 
 @dataclass(frozen=True)
@@ -47,19 +49,22 @@ def regenerate_a(shape: tuple[int, ...], seed: int, index: int) -> Tensor:
     return (torch.rand(shape, generator=g) * 2 - 1) * bound
 
 
-class LowRankConv(nn.Module):
+class AdaptedConv(nn.Module):
     """Wraps one Conv2d or ConvTranspose2d; the base weight stays frozen."""
 
     def __init__(self, base: nn.Conv2d | nn.ConvTranspose2d, rank: int, kind: AdapterKind,
-                 a: Tensor, alpha: float = 0.0):
+                 a: Tensor | None, alpha: float = 0.0):
         super().__init__()
         self.base, self.rank, self.kind = base, rank, kind
-        self.scale = (alpha or rank) / rank
+        self.scale = (alpha or rank) / max(rank, 1)
         self.transposed = isinstance(base, nn.ConvTranspose2d)
         w = base.weight
         out_ch = w.shape[1] if self.transposed else w.shape[0]
-        self.lora_a = nn.Parameter(a.to(w), requires_grad=False)
-        self.lora_b = nn.Parameter(torch.zeros(out_ch, rank, device=w.device, dtype=w.dtype))
+        full = kind == AdapterKind.FULL
+        self.lora_a = None if full else nn.Parameter(a.to(w), requires_grad=False)
+        self.lora_b = None if full else nn.Parameter(torch.zeros(out_ch, rank, device=w.device,
+                                                                 dtype=w.dtype))
+        self.full_delta = nn.Parameter(torch.zeros_like(w)) if full else None
         # DoRA: m = ||W||_c + magnitude_delta; the delta starts at 0 and is what travels.
         self.magnitude_delta = nn.Parameter(torch.zeros_like(self._column_norm(w))) \
             if kind == AdapterKind.DORA else None
@@ -85,6 +90,8 @@ class LowRankConv(nn.Module):
         return t if self.sent_transform is None else self.sent_transform(t)
 
     def delta(self, b: Tensor | None = None) -> Tensor:
+        if self.full_delta is not None:
+            return self._sent(self.full_delta)
         b = self._sent(self.lora_b) if b is None else b
         if self.transposed:
             return torch.einsum("irkl,or->iokl", self.lora_a, b) * self.scale
@@ -133,7 +140,7 @@ def _parent(model: nn.Module, path: str) -> tuple[nn.Module, str]:
     return (model.get_submodule(parent_path) if parent_path else model), child
 
 
-def inject(model: nn.Module, spec: AdapterSpec) -> list[LowRankConv]:
+def inject(model: nn.Module, spec: AdapterSpec) -> list[AdaptedConv]:
     """Wrap the named layers in place; returns the wrappers in spec order."""
     if len(spec.layers) != len(spec.ranks):
         raise ValueError("one rank per adapted layer")
@@ -143,8 +150,9 @@ def inject(model: nn.Module, spec: AdapterSpec) -> list[LowRankConv]:
         base = getattr(parent, child)
         if not isinstance(base, (nn.Conv2d, nn.ConvTranspose2d)):
             raise ValueError(f"{path} is a {type(base).__name__}, not a convolution")
-        a = regenerate_a(LowRankConv.a_shape(base, rank), spec.seed, index)
-        wrapper = LowRankConv(base, rank, spec.kind, a, spec.alpha)
+        a = None if spec.kind == AdapterKind.FULL else \
+            regenerate_a(AdaptedConv.a_shape(base, rank), spec.seed, index)
+        wrapper = AdaptedConv(base, rank, spec.kind, a, spec.alpha)
         setattr(parent, child, wrapper)
         wrappers.append(wrapper)
     return wrappers
@@ -153,23 +161,23 @@ def inject(model: nn.Module, spec: AdapterSpec) -> list[LowRankConv]:
 def merge(model: nn.Module) -> None:
     """Fold every adapter into its layer and remove the wrappers."""
     for name, m in list(model.named_modules()):
-        if isinstance(m, LowRankConv):
+        if isinstance(m, AdaptedConv):
             parent, child = _parent(model, name)
             setattr(parent, child, m.merged())
 
 
-def sent_tensors(wrappers: list[LowRankConv]) -> list[Tensor]:
+def sent_tensors(wrappers: list[AdaptedConv]) -> list[Tensor]:
     """What travels in the stream, in order: each layer's B, then its magnitude delta for DoRA.
     All start at zero, so one zero-centred prior codes them."""
     out = []
     for w in wrappers:
-        out.append(w.lora_b)
+        out.append(w.full_delta if w.full_delta is not None else w.lora_b)
         if w.magnitude_delta is not None:
             out.append(w.magnitude_delta)
     return out
 
 
-def load_sent(wrappers: list[LowRankConv], tensors: list[Tensor]) -> None:
+def load_sent(wrappers: list[AdaptedConv], tensors: list[Tensor]) -> None:
     expected = sent_tensors(wrappers)
     if len(tensors) != len(expected):
         raise ValueError(f"expected {len(expected)} adapter tensors, got {len(tensors)}")

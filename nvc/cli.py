@@ -309,7 +309,8 @@ def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, q
 def _adapt_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapt", action="store_true",
                    help="fit decoder adapters to this clip and send them in the stream")
-    p.add_argument("--adapter", choices=("lora", "dora"), default="lora", help="adapter type (lora)")
+    p.add_argument("--adapter", choices=("lora", "dora", "full"), default="lora",
+                   help="lora (default), dora, or full: fine-tune every decoder weight (baseline)")
     p.add_argument("--adapt-steps", type=_positive, default=300, help="most fitting steps (300)")
     p.add_argument("--adapt-seconds", type=float, default=None,
                    help="wall-clock budget for fitting; whichever of steps/seconds ends first")

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nvc.adapters import (AdapterKind, AdapterSpec, LowRankConv, default_layers, default_ranks,
+from nvc.adapters import (AdapterKind, AdapterSpec, AdaptedConv, default_layers, default_ranks,
                           inject, load_sent, merge, regenerate_a, sent_tensors)
 from nvc.models.config import TINY
 from nvc.models.ssf import SSF
@@ -19,8 +19,8 @@ def test_step_zero_equals_base(kind, layer, shape):
     torch.manual_seed(0)
     x = torch.randn(shape)
     base_out = layer(x)
-    a = regenerate_a(LowRankConv.a_shape(layer, 3), seed=1, index=0)
-    wrapped = LowRankConv(copy.deepcopy(layer), 3, kind, a)
+    a = regenerate_a(AdaptedConv.a_shape(layer, 3), seed=1, index=0)
+    wrapped = AdaptedConv(copy.deepcopy(layer), 3, kind, a)
     assert torch.allclose(wrapped(x), base_out, atol=1e-6)
 
 
@@ -29,8 +29,8 @@ def test_step_zero_equals_base(kind, layer, shape):
 def test_merged_equals_unmerged(kind, layer, shape):
     torch.manual_seed(0)
     x = torch.randn(shape)
-    a = regenerate_a(LowRankConv.a_shape(layer, 3), seed=1, index=0)
-    wrapped = LowRankConv(copy.deepcopy(layer), 3, kind, a)
+    a = regenerate_a(AdaptedConv.a_shape(layer, 3), seed=1, index=0)
+    wrapped = AdaptedConv(copy.deepcopy(layer), 3, kind, a)
     with torch.no_grad():
         for p in sent_tensors([wrapped]):
             p.normal_(0, 0.1)
@@ -39,10 +39,20 @@ def test_merged_equals_unmerged(kind, layer, shape):
     assert torch.allclose(wrapped.merged()(x), y, atol=1e-5)
 
 
+def test_full_kind_fine_tunes_every_weight():
+    layer = nn.ConvTranspose2d(4, 3, 3, padding=1)
+    w = AdaptedConv(copy.deepcopy(layer), 0, AdapterKind.FULL, None)
+    (sent,) = sent_tensors([w])
+    assert sent.shape == layer.weight.shape and w.lora_a is None
+    with torch.no_grad():
+        sent.fill_(0.01)
+    assert torch.allclose(w.merged().weight, layer.weight + 0.01)
+
+
 def test_lora_update_is_low_rank_product():
     layer = nn.ConvTranspose2d(4, 3, 3, padding=1)
-    a = regenerate_a(LowRankConv.a_shape(layer, 2), seed=0, index=0)
-    w = LowRankConv(layer, 2, AdapterKind.LORA, a)
+    a = regenerate_a(AdaptedConv.a_shape(layer, 2), seed=0, index=0)
+    w = AdaptedConv(layer, 2, AdapterKind.LORA, a)
     with torch.no_grad():
         w.lora_b.normal_()
     delta = w.delta().permute(1, 0, 2, 3).reshape(3, -1)  # (out, in*k*k)
@@ -76,6 +86,6 @@ def test_inject_extract_load_merge_on_the_model():
     load_sent(wrappers, values)
     y = adapted.forward_intra(x, 0).x_hat
     merge(adapted)
-    assert not any(isinstance(m, LowRankConv) for m in adapted.modules())
+    assert not any(isinstance(m, AdaptedConv) for m in adapted.modules())
     assert torch.allclose(adapted.forward_intra(x, 0).x_hat, y, atol=1e-5)
     assert base.shape == y.shape

@@ -35,11 +35,11 @@ def test_rd_pipeline_two_points_per_codec_and_resume(tmp_path):
     (tmp_path / "m.txt").write_text("tiny_96x64_25.y4m 96 64 25 3\n")
     out = tmp_path / "out"
     args = ["--root", str(root), "--dataset", "manifest", "--manifest", str(tmp_path / "m.txt"),
-            "--codecs", "nvc,x264,x265", "--qualities", "1,4", "--crfs", "20,45", "--frames", "3",
-            "--out", str(out)]
+            "--codecs", "nvc,nvc-adapt,x264,x265", "--qualities", "1,4", "--crfs", "20,45",
+            "--frames", "3", "--adapt-steps", "2", "--out", str(out)]
     assert rd_main(args) == 0
     results = json.loads((out / "results.json").read_text())
-    assert len(results["points"]) == 6
+    assert len(results["points"]) == 8
     assert results["provenance"]["weights_sha256"] and results["provenance"]["ffmpeg"]["version"]
     assert results["summary"]["bd_rate_percent"]["psnr_rgb_db"]["x265"]["tiny"] == pytest.approx(0)
     assert (out / "results.md").exists() and (out / "rd_tiny.png").stat().st_size > 1000
