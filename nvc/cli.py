@@ -212,12 +212,26 @@ def cmd_info(args) -> None:
         "intra_period": h.intra_period, "quality": h.quality, "colour_matrix": matrix,
         "bpp": bpp(len(data), h.width, h.height, h.frame_count),
         "bytes_per_unit_type": stream.unit_bytes,
-        "adapters": None if stream.adapters is None else {"bytes": len(stream.adapters)},
+        "adapters": _adapter_info(stream.adapters),
     }
     lines = [f"{k:>16}: {v}" for k, v in info.items() if k != "bytes_per_unit_type"]
     lines.append("bytes per unit type:")
     lines += [f"{k:>16}: {v}" for k, v in stream.unit_bytes.items()]
     _emit(args, info, lines)
+
+
+def _adapter_info(payload: bytes | None) -> dict | None:
+    if payload is None:
+        return None
+    from .adapters import AdapterKind
+    from .bitstream import AdapterUnit
+
+    unit = AdapterUnit.read(payload)
+    kind = AdapterKind(unit.kind).name.lower() if unit.kind in AdapterKind._value2member_map_ \
+        else str(unit.kind)
+    return {"type": kind, "bytes": len(payload), "coded_parameter_bytes": len(unit.coded),
+            "values": unit.symbol_count, "layers": dict(zip(unit.layers, unit.ranks)),
+            "seed": unit.seed, "quantization_step": unit.step}
 
 
 def _eval_lines(rows) -> list[str]:
@@ -255,9 +269,10 @@ def cmd_eval(args) -> None:
 def cmd_demo(args) -> None:
     import numpy as np
 
-    from .codec import encode
-    from .evaluate import evaluate
-    from .io import Video, rgb_to_yuv, write_video
+    from . import bitstream
+    from .codec import decode_stream, encode
+    from .evaluate import evaluate_coded
+    from .io import AtomicFile, Video, rgb_to_yuv, write_video
     from .synthetic import demo_clip
 
     out = Path(args.out_dir)
@@ -267,16 +282,14 @@ def cmd_demo(args) -> None:
     write_video(out / "demo_source.y4m", video)
     model, entry = _load(args)
     coded = encode(video, model, entry, args.quality, args.intra_period, progress=_progress("encode"))
-    (out / "demo.nvc").write_bytes(coded.data)
-    from . import bitstream
-    from .codec import decode_stream
-
-    decoded = decode_stream(bitstream.unpack(coded.data), model, entry, progress=_progress("decode"))
+    with AtomicFile(out / "demo.nvc") as tmp:
+        tmp.write_bytes(coded.data)
+    row = evaluate_coded(video, coded, model, entry, args.quality, progress=_progress("decode"))
+    decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
     write_video(out / "demo_decoded.mp4", decoded.to_video())
-    row = evaluate(video, model, entry, args.quality, args.intra_period)
     _emit(args, {"out_dir": str(out), **row.as_dict()}, [
         f"nvc demo: {args.frames} frames {video.width}x{video.height} of scikit-image photographs "
-        "under synthetic camera and object motion",
+        f"under synthetic camera and object motion, model {entry.name}, quality {args.quality}",
         *_eval_lines([row]),
         f"bit-exact decode: {row.bit_exact}",
         f"wrote {out / 'demo_source.y4m'}, {out / 'demo.nvc'}, {out / 'demo_decoded.mp4'}",

@@ -147,3 +147,20 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
                            "-o", str(tmp_path / "x.y4m")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"nvc: error: {tmp_path / 'nope.nvc'}: no such file"
+
+
+def test_adapted_encode_and_info(tmp_path, clip_y4m, tiny_weights, capsys):
+    out = tmp_path / "a.nvc"
+    code, text, err = _run(["encode", str(clip_y4m), "-o", str(out), "--adapt", "--adapt-steps", "2",
+                            "--json", "--weights", str(tiny_weights)], capsys)
+    assert code == 0, err
+    enc = json.loads(text)
+    assert enc["adapted"] in (True, False) and enc["adapt_steps"] <= 2
+    code, text, _ = _run(["info", str(out), "--json"], capsys)
+    info = json.loads(text)
+    if enc["adapted"]:
+        assert info["adapters"]["type"] == "lora" and len(info["adapters"]["layers"]) == 12
+        framing = info["bytes_per_unit_type"]["adapters"] - info["adapters"]["bytes"]
+        assert 6 <= framing <= 9  # type byte, varint length, crc32
+    else:
+        assert info["adapters"] is None
