@@ -71,3 +71,18 @@ def test_two_process_ddp_fit_on_cpu(tmp_path):
     assert "distributed_backend=gloo" in proc.stderr + proc.stdout
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 2
+
+
+@pytest.mark.parametrize("config", sorted((Path(CONFIG).parent).glob("*.yaml")))
+def test_every_config_parses(config, tmp_path):
+    """Each shipped YAML is a valid LightningCLI config (parsed, not run)."""
+    from lightning.pytorch.cli import LightningCLI
+
+    from train.module import VideoCodecModule
+
+    cli = LightningCLI(VideoCodecModule, subclass_mode_data=True, run=False,
+                       args=["--config", str(config), "--trainer.accelerator=cpu",
+                             "--trainer.logger=false", "--trainer.callbacks=null",
+                             f"--trainer.default_root_dir={tmp_path}"])
+    assert cli.model.hparams.stage in ("intra", "inter", "joint")
+    assert len(cli.model.cfg.lambdas) == cli.model.cfg.num_qualities >= 2

@@ -10,6 +10,7 @@ Net and auxiliary (entropy-bottleneck quantile) parameters have separate optimiz
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -43,7 +44,8 @@ def psnr_db(mse: Tensor) -> Tensor:
 class VideoCodecModule(L.LightningModule):
     def __init__(self, arch: str = "ssf-small", stage: str = "intra", lr: float = 1e-4,
                  aux_lr: float = 1e-3, ref_source: str = "proxy",
-                 init_from: list[str] | None = None, grad_clip: float = 1.0):
+                 init_from: list[str] | None = None, grad_clip: float = 1.0,
+                 lambdas: list[float] | None = None):
         super().__init__()
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -51,6 +53,8 @@ class VideoCodecModule(L.LightningModule):
             raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHITECTURES)}")
         self.save_hyperparameters()
         self.cfg: ModelConfig = ARCHITECTURES[arch]
+        if lambdas:  # lambda per rate point, from the YAML config
+            self.cfg = dataclasses.replace(self.cfg, lambdas=tuple(lambdas))
         self.model = SSF(self.cfg)
         for path in init_from or []:
             load_state_into(self.model, path)
