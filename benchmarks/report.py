@@ -50,29 +50,33 @@ def summarize(records: list[dict], codecs: list[str], anchor: str) -> dict:
     return {"anchor": anchor, "sequences": sequences, "bd_rate_percent": bd, "average_points": averages}
 
 
-def write_plots(records: list[dict], codecs: list[str], out: Path) -> list[str]:
+def _plot(curves: dict[str, list[dict]], title: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for codec, pts in curves.items():
+        ax.plot([r["bpp"] for r in pts], [r["psnr_rgb_db"] for r in pts], "o-", label=codec)
+    ax.set(xlabel="bpp (all bytes)", ylabel="PSNR-RGB (dB)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_plots(records: list[dict], codecs: list[str], out: Path) -> list[str]:
+    """One RD plot per sequence and one of the points averaged over sequences."""
     curves = _curves(records)
-    sequences = sorted({r["sequence"] for r in records})
     names = []
-    for seq in sequences:
-        fig, ax = plt.subplots(figsize=(5, 4))
-        for codec in codecs:
-            pts = curves.get((seq, codec), [])
-            ax.plot([r["bpp"] for r in pts], [r["psnr_rgb_db"] for r in pts], "o-", label=codec)
-        ax.set(xlabel="bpp (all bytes)", ylabel="PSNR-RGB (dB)", title=seq)
-        ax.grid(alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        name = f"rd_{seq}.png"
-        fig.savefig(out / name, dpi=100)
-        plt.close(fig)
-        names.append(name)
-    return names
+    for seq in sorted({r["sequence"] for r in records}):
+        _plot({c: curves.get((seq, c), []) for c in codecs}, seq, out / f"rd_{seq}.png")
+        names.append(f"rd_{seq}.png")
+    averages = summarize(records, codecs, codecs[0])["average_points"]
+    _plot(averages, "mean over sequences", out / "rd_average.png")
+    return ["rd_average.png"] + names
 
 
 def _fmt(v: float | None) -> str:

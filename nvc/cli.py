@@ -72,9 +72,9 @@ def _device(name: str):
 
 
 def _load(args):
-    from .zoo import load_model
+    from .zoo import DEFAULT_MODEL, load_model
 
-    model, entry = load_model(args.model, Path(args.weights) if args.weights else None)
+    model, entry = load_model(args.model or DEFAULT_MODEL, Path(args.weights) if args.weights else None)
     return model.to(_device(args.device)), entry
 
 

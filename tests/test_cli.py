@@ -74,6 +74,15 @@ def test_demo_runs_offline(tmp_path, tiny_weights, capsys):
     assert {p.name for p in tmp_path.iterdir()} == {"demo_source.y4m", "demo.nvc", "demo_decoded.mp4"}
 
 
+def test_demo_as_the_readme_runs_it(tmp_path, monkeypatch):
+    """`nvc demo` with no options: the shipped base, the embedded clip, a real process."""
+    proc = subprocess.run([sys.executable, "-m", "nvc.cli", "demo", "--frames", "3"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert "bit-exact decode: True" in proc.stdout and "ssf-small-v1" in proc.stdout
+    assert (tmp_path / "nvc-demo" / "demo.nvc").stat().st_size > 0
+
+
 @pytest.fixture
 def stream_file(tmp_path, clip_y4m, tiny_weights, capsys):
     path = tmp_path / "c.nvc"
