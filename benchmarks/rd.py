@@ -62,7 +62,8 @@ def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.rd", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.rd", description=__doc__.split("Example")[0],
+                                epilog="example:\n  python -m benchmarks.rd --root ../shared/videos --dataset shared --codecs nvc,x264,x265 --frames 12 --out out/rd-shared",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder holding the dataset's files")
     p.add_argument("--dataset", required=True, choices=(*DATASETS, "manifest"))

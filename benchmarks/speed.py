@@ -87,7 +87,8 @@ def measure(model, entry, size: tuple[int, int], frames: int, device: torch.devi
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("Example")[0],
+                                epilog="example:\n  python -m benchmarks.speed --frames 4 --sizes 416x240 --devices cpu",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=12)
     p.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES))

@@ -51,3 +51,13 @@ def test_rd_pipeline_two_points_per_codec_and_resume(tmp_path):
 def test_rd_refuses_missing_files(tmp_path, capsys):
     code = rd_main(["--root", str(tmp_path), "--dataset", "hevc-d", "--out", str(tmp_path / "o")])
     assert code == 1 and "missing 4 sequence file(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["benchmarks.rd", "benchmarks.speed"])
+def test_help_ends_with_an_example(module, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit):
+        importlib.import_module(module).main(["--help"])
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[-2] == "example:" and lines[-1].strip().startswith(f"python -m {module}")

@@ -86,3 +86,17 @@ def test_every_config_parses(config, tmp_path):
                              f"--trainer.default_root_dir={tmp_path}"])
     assert cli.model.hparams.stage in ("intra", "inter", "joint")
     assert len(cli.model.cfg.lambdas) == cli.model.cfg.num_qualities >= 2
+
+
+@pytest.mark.parametrize("argv", [["fit", "--help"]])
+def test_training_help_has_an_example(argv, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(argv)
+    assert "example:" in capsys.readouterr().out
+
+
+def test_export_help_has_an_example(capsys):
+    with pytest.raises(SystemExit):
+        export_main(["--help"])
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[-2] == "example:" and lines[-1].strip().startswith("python -m train.export")
