@@ -18,6 +18,7 @@ class Conditions:
     crfs: tuple[int, ...] = CRF_SWEEP
     device: str = "cpu"
     adapt_steps: int = 100  # budget of the adapted codecs (nvc-adapt, nvc-dora, nvc-full)
+    adapt_window: int = 256  # fitting window in pixels
 
 
 @dataclass
@@ -67,7 +68,8 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
         model, entry = _nvc_model(cond.device)
         q = int(point[1:])
         r = encode_adaptive(source, model, entry, q, cond.intra_period,
-                            AdaptConfig(kind=AdapterKind[kind], steps=cond.adapt_steps))
+                            AdaptConfig(kind=AdapterKind[kind], steps=cond.adapt_steps,
+                                        window=cond.adapt_window))
         r.coded.seconds = r.total_seconds
         e = evaluate_coded(source, r.coded, model, entry, q)
         quality = {k: getattr(e, k) for k in Quality.__dataclass_fields__}

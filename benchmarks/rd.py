@@ -48,7 +48,7 @@ def provenance(cond: Conditions, codecs: list[str]) -> dict:
 
 def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,
               cache: Path) -> dict:
-    budget = f"_s{cond.adapt_steps}" if codec.startswith("nvc-") else ""
+    budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
     path = cache / f"{seq.name}__{codec}__{point}__f{cond.frames}_ip{cond.intra_period}{budget}.json"
     if path.exists():
         return json.loads(path.read_text())
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--crfs", default=None, help="CRF sweep of the anchors (default 22..47 step 5)")
     p.add_argument("--sequences", default=None, help="only these sequence names, comma-separated")
     p.add_argument("--adapt-steps", type=int, default=100, help="budget of nvc-adapt/-dora/-full")
+    p.add_argument("--adapt-window", type=int, default=256, help="fitting window of nvc-adapt (px)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--out", required=True, help="output folder (cache, results.json, .md, .png)")
     args = p.parse_args(argv)
@@ -104,7 +105,8 @@ def _run(args) -> int:
         seqs = [s for s in seqs if s.name in wanted]
     cond = Conditions(intra_period=args.intra_period, frames=args.frames,
                       qualities=tuple(int(q) for q in args.qualities.split(",")),
-                      device=args.device, adapt_steps=args.adapt_steps)
+                      device=args.device, adapt_steps=args.adapt_steps,
+                      adapt_window=args.adapt_window)
     if args.crfs:
         cond.crfs = tuple(int(c) for c in args.crfs.split(","))
     root, out = Path(args.root), Path(args.out)
