@@ -86,6 +86,25 @@ def measure(model, entry, size: tuple[int, int], frames: int, device: torch.devi
             "decode_network_s": decoded.seconds - dec_coder, "decode_entropy_s": dec_coder}
 
 
+def adaptation_speed(model, entry, size: tuple[int, int], frames: int, steps: int,
+                     window: int) -> dict:
+    """Seconds per adaptation step (LoRA, the whole clip unrolled on a window)."""
+    from adapt import AdaptConfig, fit
+    from adapt.encode import clip_tensor
+    from nvc.io import ColourMatrix
+
+    w, h = size
+    clip = demo_clip(frames=frames, out_hw=(h, w))
+    video = Video([rgb_to_yuv(np.transpose(f, (1, 2, 0))) for f in clip], Fraction(25))
+    x = clip_tensor(video, model, ColourMatrix.BT709)
+    fit(model, x, 2, 12, AdaptConfig(steps=1, window=window))  # warm-up
+    t0 = time.perf_counter()
+    _, _, history = fit(model, x, 2, 12, AdaptConfig(steps=steps, window=window, patience=steps + 1))
+    seconds = time.perf_counter() - t0
+    return {"size": f"{w}x{h}", "frames": frames, "window": window, "steps": len(history),
+            "seconds_per_step": seconds / max(len(history), 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("Example")[0],
                                 epilog="example:\n  python -m benchmarks.speed --frames 4 --sizes 416x240 --devices cpu",
@@ -93,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=12)
     p.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES))
     p.add_argument("--devices", default="cpu,cuda", help="devices to try; absent ones are skipped")
+    p.add_argument("--adapt-steps", type=int, default=5, help="adaptation steps to time (0: skip)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
-    rows = []
+    rows, adapt_rows = [], []
     for dev in args.devices.split(","):
         if dev == "cuda" and not torch.cuda.is_available():
             print("cuda: not available, skipped", file=sys.stderr)
@@ -112,9 +132,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"(network {r['encode_network_s']:.2f} s, entropy {r['encode_entropy_s']:.2f} s), "
                   f"decode {r['decode_fps']:6.2f} fps (network {r['decode_network_s']:.2f} s, "
                   f"entropy {r['decode_entropy_s']:.2f} s), {r['frames']} frames", flush=True)
+        if args.adapt_steps:
+            a = adaptation_speed(model, entry, (416, 240), args.frames, args.adapt_steps, 256)
+            a["device"] = str(device)
+            adapt_rows.append(a)
+            print(f"{a['device']:>5} adaptation at {a['size']}, {a['frames']} frames, window "
+                  f"{a['window']}: {a['seconds_per_step']:.2f} s/step", flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps({"torch_threads": torch.get_num_threads(),
-                                              "rows": rows}, indent=1))
+                                              "rows": rows, "adaptation": adapt_rows}, indent=1))
     return 0
 
 

@@ -61,3 +61,15 @@ def test_help_ends_with_an_example(module, capsys):
         importlib.import_module(module).main(["--help"])
     lines = capsys.readouterr().out.rstrip().splitlines()
     assert lines[-2] == "example:" and lines[-1].strip().startswith(f"python -m {module}")
+
+
+def test_speed_reports_network_entropy_and_adaptation(tmp_path):
+    from benchmarks.speed import main as speed_main
+
+    out = tmp_path / "speed.json"
+    assert speed_main(["--frames", "2", "--sizes", "128x64", "--devices", "cpu", "--adapt-steps", "1",
+                       "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    row = data["rows"][0]
+    assert row["encode_fps"] > 0 and row["encode_entropy_s"] > 0 and row["decode_network_s"] > 0
+    assert data["adaptation"][0]["seconds_per_step"] > 0
