@@ -54,20 +54,23 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     base = encode(video, model, entry, quality, intra_period, matrix)
     base_cost = rd_cost(video, base, lam, matrix)
     t_fit = time.perf_counter()
-    spec, tensors, history = fit(model, clip_tensor(video, model, matrix), quality, intra_period,
-                                 cfg, on_step=_with_reference(on_step, base_cost))
+    fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,
+                 on_step=_with_reference(on_step, base_cost))
     fit_seconds = time.perf_counter() - t_fit
-    unit = make_unit(spec, tensors, cfg.prior)
+    unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write()
     with torch.no_grad():
         merged = apply_unit(model, unit)  # the decoder's own path to the adapted weights
+        own = dict(merged.named_parameters())
+        for name, value in fitted.encoder.items():  # encoder-only: never sent, never decoded
+            own[name].copy_(value)
     adapted = encode(video, merged, entry, quality, intra_period, matrix, adapters=payload)
     adapted_cost = rd_cost(video, adapted, lam, matrix)
     keep = adapted_cost < base_cost
     if not keep:
         log.info("adapters dropped: cost %.4f >= base %.4f", adapted_cost, base_cost)
     return AdaptiveResult(adapted if keep else base, keep, base_cost, adapted_cost, len(base.data),
-                          len(adapted.data), len(payload), len(history), fit_seconds,
+                          len(adapted.data), len(payload), len(fitted.history), fit_seconds,
                           time.perf_counter() - t0)
 
 

@@ -4,7 +4,9 @@ Objective (per pixel of the clip): lambda * 255^2 * MSE + (latent bits + adapter
 over the clip's own frames coded as they will be coded (I-frame, then unrolled P-frames), on a
 random window per step (the same window in every frame). Sent tensors are rounded to the prior's
 step in the forward pass (straight-through); their rate uses additive uniform noise, so its
-gradient reaches them. Only B (and DoRA's magnitude deltas) are fitted: A comes from the seed.
+gradient reaches them. Only B (and DoRA's magnitude deltas) are sent: A comes from the seed.
+The encoder-only transforms (g_a, h_a) may be fine-tuned too: the decoder never runs them, so they
+cost no bits and leave decoding bit-exact.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ class AdaptConfig:
     seed: int = 1
     window: int = 256  # fitting window (px, multiple of 64), clipped to the frame
     patience: int = 60  # steps without a better smoothed objective before stopping
+    encoder: bool = True  # also fine-tune the encoder-only transforms (g_a, h_a): free, never sent
+    encoder_lr: float = 1e-4
     prior: SpikeSlabPrior = field(default_factory=SpikeSlabPrior)
 
 
@@ -46,6 +50,11 @@ class StepStats:
     bpp: float
     psnr_db: float
     adapter_bits: float
+
+
+def encoder_only_parameters(model: SSF) -> dict[str, Tensor]:
+    """Parameters of the analysis transforms and hyper-analyses, which only the encoder runs."""
+    return {n: p for n, p in model.named_parameters() if ".g_a." in f".{n}" or ".h_a." in f".{n}"}
 
 
 def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
@@ -73,10 +82,17 @@ def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: f
     return objective, {"bpp": float(bits.detach() / (full_pixels * t)), "psnr_db": float(psnr.detach())}
 
 
+@dataclass
+class Fitted:
+    spec: AdapterSpec
+    sent: list[Tensor]  # the fitted sent tensors, not yet quantised
+    encoder: dict[str, Tensor]  # fine-tuned encoder-only parameters (empty if not fitted)
+    history: list[StepStats]
+
+
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
-        on_step: Callable[[StepStats], None] | None = None) -> tuple[AdapterSpec, list[Tensor], list[StepStats]]:
-    """frames: (T, 3, H, W) padded clip in [0, 1]. Returns the spec, the fitted sent tensors
-    (not yet quantised) and the history."""
+        on_step: Callable[[StepStats], None] | None = None) -> Fitted:
+    """frames: (T, 3, H, W) padded clip in [0, 1]."""
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     for p in work.parameters():
@@ -89,7 +105,13 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     for wr in wrappers:
         wr.sent_transform = lambda t: quantize_ste(t, step_size)
     work.train()  # noise-proxy likelihoods, so the latent rate has gradients
-    opt = torch.optim.Adam(params, lr=cfg.lr)
+    groups = [{"params": params, "lr": cfg.lr}]
+    encoder = encoder_only_parameters(work) if cfg.encoder else {}
+    if encoder:
+        for p in encoder.values():
+            p.requires_grad_(True)
+        groups.append({"params": list(encoder.values()), "lr": cfg.encoder_lr})
+    opt = torch.optim.Adam(groups)
     q = quality - 1
     lam = model.cfg.lambdas[q]
     t, _, hp, wp = frames.shape
@@ -126,6 +148,7 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
                 log.info("adaptation stopped at step %d: objective no longer falling", step)
                 break
     tensors = [p.detach().clone() for p in params]
-    if not all(torch.isfinite(t).all() for t in tensors):
-        tensors = [torch.zeros_like(t) for t in tensors]  # an unusable fit sends nothing useful
-    return spec, tensors, history
+    enc_state = {n: p.detach().clone() for n, p in encoder.items()}
+    if not all(torch.isfinite(t).all() for t in tensors + list(enc_state.values())):
+        tensors, enc_state = [torch.zeros_like(t) for t in tensors], {}  # unusable: send nothing
+    return Fitted(spec, tensors, enc_state, history)

@@ -99,7 +99,7 @@ def adaptation_speed(model, entry, size: tuple[int, int], frames: int, steps: in
     x = clip_tensor(video, model, ColourMatrix.BT709)
     fit(model, x, 2, 12, AdaptConfig(steps=1, window=window))  # warm-up
     t0 = time.perf_counter()
-    _, _, history = fit(model, x, 2, 12, AdaptConfig(steps=steps, window=window, patience=steps + 1))
+    history = fit(model, x, 2, 12, AdaptConfig(steps=steps, window=window, patience=steps + 1)).history
     seconds = time.perf_counter() - t0
     return {"size": f"{w}x{h}", "frames": frames, "window": window, "steps": len(history),
             "seconds_per_step": seconds / max(len(history), 1)}

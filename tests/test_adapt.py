@@ -71,6 +71,17 @@ def test_adaptive_stream_decodes_bit_exactly(tiny_model, tiny_weights):
     assert (kept.adapters is not None) == r.adapted
 
 
+def test_encoder_fine_tuning_is_encoder_only(tiny_model):
+    """What the encoder fine-tunes for free must be parameters the decoder never runs."""
+    from adapt.loop import encoder_only_parameters
+
+    model, _ = tiny_model
+    names = set(encoder_only_parameters(model))
+    assert names and all(".g_a." in f".{n}" or ".h_a." in f".{n}" for n in names)
+    decoder_side = {n for n, _ in model.named_parameters()} - names
+    assert any(".g_s." in n for n in decoder_side) and any(".h_s." in n for n in decoder_side)
+
+
 def test_damaged_adapter_unit_is_refused(tiny_model):
     model, entry = tiny_model
     spec = make_spec(model, AdaptConfig(ranks=tuple([2] * 12)))
