@@ -1,8 +1,10 @@
 """The adaptation loop: fit LoRA / DoRA adapters in the decoders to one clip.
 
 Objective (per pixel of the clip): lambda * 255^2 * MSE + (latent bits + adapter bits) / pixels,
-over the clip's own frames coded as they will be coded (I-frame, then unrolled P-frames), on a
-random window per step (the same window in every frame). Sent tensors are rounded to the prior's
+over the clip's own frames coded as they will be coded (I-frame, then unrolled P-frames). Each step
+takes one random GOP and a random window (the same in every frame of it); the latent rate is scaled
+to the whole frame and the adapter bits are spread over the whole clip, so the step's objective is
+an unbiased estimate of the clip's. Sent tensors are rounded to the prior's
 step in the forward pass (straight-through); their rate uses additive uniform noise, so its
 gradient reaches them. Only B (and DoRA's magnitude deltas) are sent: A comes from the seed.
 The encoder-only transforms (g_a, h_a) may be fine-tuned too: the decoder never runs them, so they
@@ -64,8 +66,10 @@ def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
 
 
 def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: float,
-                   full_pixels: int, adapter_bits: Tensor) -> tuple[Tensor, dict]:
-    """frames: (T, 3, h, w) window of the padded clip. Returns the per-pixel RD objective."""
+                   full_pixels: int, adapter_bits: Tensor, clip_frames: int | None = None
+                   ) -> tuple[Tensor, dict]:
+    """frames: (t, 3, h, w) window of one GOP (or more) of the padded clip, starting at an I-frame.
+    Returns the per-pixel RD objective; the adapter bits are spread over all `clip_frames`."""
     t, _, h, w = frames.shape
     mse, latent_bits, ref = [], frames.new_zeros(()), None
     for i in range(t):
@@ -76,10 +80,12 @@ def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: f
         latent_bits = latent_bits + sum(-torch.log2(lik).sum() for lik in out.likelihoods)
     mse_t = torch.stack(mse).mean()
     scale = full_pixels / (h * w)  # the window's latent bits stand for the whole frame's
-    bits = latent_bits * scale + adapter_bits
-    objective = lam * 255 ** 2 * mse_t + bits / (full_pixels * t)
+    latent_bpp = latent_bits * scale / (full_pixels * t)
+    adapter_bpp = adapter_bits / (full_pixels * (clip_frames or t))
+    objective = lam * 255 ** 2 * mse_t + latent_bpp + adapter_bpp
     psnr = -10 * torch.log10(torch.stack(mse).clamp_min(1e-10)).mean()
-    return objective, {"bpp": float(bits.detach() / (full_pixels * t)), "psnr_db": float(psnr.detach())}
+    return objective, {"bpp": float((latent_bpp + adapter_bpp).detach()),
+                       "psnr_db": float(psnr.detach())}
 
 
 @dataclass
@@ -125,9 +131,11 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
             break
         y0 = int(torch.randint(0, hp - win_h + 1, (1,), generator=gen))
         x0 = int(torch.randint(0, wp - win_w + 1, (1,), generator=gen))
-        window = frames[:, :, y0: y0 + win_h, x0: x0 + win_w]
+        g0 = intra_period * int(torch.randint(0, (t - 1) // intra_period + 1, (1,), generator=gen))
+        window = frames[g0: g0 + intra_period, :, y0: y0 + win_h, x0: x0 + win_w]  # one GOP
         adapter_bits = cfg.prior.bits(torch.cat([p.reshape(-1) for p in params]))
-        objective, info = clip_objective(work, window, q, intra_period, lam, hp * wp, adapter_bits)
+        objective, info = clip_objective(work, window, q, intra_period, lam, hp * wp, adapter_bits,
+                                         clip_frames=t)
         if not torch.isfinite(objective):
             log.warning("adaptation stopped at step %d: non-finite objective", step)
             break
