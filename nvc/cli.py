@@ -5,11 +5,8 @@ import argparse
 import json
 import logging
 import sys
-import warnings
 from fractions import Fraction
 from pathlib import Path
-
-warnings.filterwarnings("ignore", category=FutureWarning)  # torch.jit notices from compressai
 
 EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130
 

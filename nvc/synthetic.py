@@ -43,7 +43,8 @@ def render_clip(background: np.ndarray, foreground: np.ndarray, frames: int,
     fg = torch.from_numpy(foreground).permute(2, 0, 1).contiguous()
     oh, ow = out_hw
     _, bh, bw = bg.shape
-    zoom0 = rng.uniform(max(oh / bh, ow / bw) * 1.2, 1.5)
+    min_zoom = max(oh / bh, ow / bw) * 1.2  # outputs larger than the photo magnify it
+    zoom0 = rng.uniform(min_zoom, max(1.5, min_zoom * 1.25))
     cam_v = rng.uniform(-max_speed_px, max_speed_px, 2)
     zoom_rate = rng.uniform(-0.01, 0.01)
     spin = rng.uniform(-0.004, 0.004)

@@ -36,7 +36,7 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     e.name: e for e in [
         ZooEntry(1, "ssf-small-v1", "ssf-small-v1.safetensors",
-                 "1913e5614f2b83087c5289ffc309ffb680153d135a49f942948035aa1c7f98bc"),
+                 "647685a4e40574bef176f0504250ce40eea01fa554d076ab40595445a7f4cd0f"),
     ]
 }
 DEFAULT_MODEL = "ssf-small-v1"

@@ -15,3 +15,9 @@ def test_render_uses_natural_images():
     assert len(images) >= 6 and all(i.ndim == 3 and i.shape[2] == 3 for i in images)
     clip = render_clip(images[0], images[1], 2, (32, 32), np.random.default_rng(1))
     assert clip.std() > 0.05
+
+
+def test_demo_clip_renders_frames_larger_than_the_photos():
+    # The photos are about 512 px wide; 1080p (what benchmarks.speed asks for) must still render.
+    clip = demo_clip(frames=2, out_hw=(1080, 1920))
+    assert clip.shape == (2, 3, 1080, 1920) and clip.std() > 0.05
