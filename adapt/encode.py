@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from nvc.adapted import apply_unit, make_unit
-from nvc.codec import CodedVideo, encode, pad_to, source_rgb
+from nvc.codec import CodedVideo, encode, model_device, pad_to, rgb_tensor, source_rgb
 from nvc.io import ColourMatrix, Video
+from nvc.metrics import bpp
 from nvc.models.ssf import SSF
 from nvc.zoo import ZooEntry
 
@@ -36,22 +37,23 @@ class AdaptiveResult:
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix) -> float:
     mse = float(np.mean([np.mean((source_rgb(f, matrix) - r) ** 2)
                          for f, r in zip(video.frames, coded.reconstruction)]))
-    bpp = len(coded.data) * 8 / (video.width * video.height * len(video.frames))
-    return lam * 255 ** 2 * mse + bpp
+    return lam * 255 ** 2 * mse + bpp(len(coded.data), video.width, video.height, len(video.frames))
 
 
 def clip_tensor(video: Video, model: SSF, matrix: ColourMatrix) -> torch.Tensor:
-    device = next(model.parameters()).device
-    x = torch.stack([torch.from_numpy(source_rgb(f, matrix)).permute(2, 0, 1) for f in video.frames])
-    return pad_to(x.to(device), model.cfg.multiple)
+    device = model_device(model)
+    x = torch.cat([rgb_tensor(source_rgb(f, matrix), device) for f in video.frames])
+    return pad_to(x, model.cfg.multiple)
 
 
 def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
                     cfg: AdaptConfig, matrix: ColourMatrix = ColourMatrix.BT709,
-                    on_step=None) -> AdaptiveResult:
+                    on_step=None, base: CodedVideo | None = None) -> AdaptiveResult:
+    """`base`: the base model's stream of the same clip and settings, if the caller already has it."""
     t0 = time.perf_counter()
     lam = model.cfg.lambdas[quality - 1]
-    base = encode(video, model, entry, quality, intra_period, matrix)
+    if base is None:
+        base = encode(video, model, entry, quality, intra_period, matrix)
     base_cost = rd_cost(video, base, lam, matrix)
     t_fit = time.perf_counter()
     fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,

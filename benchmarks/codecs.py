@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from nvc.evaluate import Quality, evaluate, measure
+from nvc.evaluate import EvalResult, Quality, evaluate, evaluate_coded, measure
 from nvc.io import Video
 
 from .anchors import ANCHORS, CRF_SWEEP, run_anchor
@@ -51,19 +51,22 @@ def _nvc_model(device: str):
     return _MODEL[device]
 
 
+def _point(e: EvalResult, codec: str, point: str, version: str) -> PointResult:
+    quality = {k: getattr(e, k) for k in Quality.__dataclass_fields__}
+    return PointResult(**quality, codec=codec, point=point, encode_seconds=e.encode_seconds,
+                       decode_seconds=e.decode_seconds, version=version)
+
+
 def run_nvc(source: Video, point: str, cond: Conditions) -> PointResult:
     model, entry = _nvc_model(cond.device)
     r = evaluate(source, model, entry, int(point[1:]), cond.intra_period)
-    quality = {k: getattr(r, k) for k in Quality.__dataclass_fields__}
-    return PointResult(**quality, codec="nvc", point=point, encode_seconds=r.encode_seconds,
-                       decode_seconds=r.decode_seconds, version=f"{entry.name} {entry.sha256[:12]}")
+    return _point(r, "nvc", point, f"{entry.name} {entry.sha256[:12]}")
 
 
 def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], PointResult]:
     def run(source: Video, point: str, cond: Conditions) -> PointResult:
         from adapt import AdaptConfig, encode_adaptive
         from nvc.adapters import AdapterKind
-        from nvc.evaluate import evaluate_coded
 
         model, entry = _nvc_model(cond.device)
         q = int(point[1:])
@@ -72,11 +75,8 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
                                         window=cond.adapt_window))
         r.coded.seconds = r.total_seconds
         e = evaluate_coded(source, r.coded, model, entry, q)
-        quality = {k: getattr(e, k) for k in Quality.__dataclass_fields__}
-        return PointResult(**quality, codec=name, point=point, encode_seconds=e.encode_seconds,
-                           decode_seconds=e.decode_seconds,
-                           version=f"{kind.lower()} {r.steps} steps, adapters "
-                                   f"{'kept' if r.adapted else 'dropped'} ({r.adapter_bytes} B)")
+        return _point(e, name, point, f"{kind.lower()} {r.steps} steps, adapters "
+                                      f"{'kept' if r.adapted else 'dropped'} ({r.adapter_bytes} B)")
     return run
 
 

@@ -129,7 +129,7 @@ def _run(args) -> int:
     results = {"provenance": provenance(cond, codecs), "manifest": str(manifest),
                "points": records, "summary": summary}
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    plots = write_plots(records, codecs, out)
+    plots = write_plots(records, codecs, summary, out)
     write_markdown(results, plots, out / "results.md")
     print((out / "results.md").read_text())
     return 0

@@ -67,15 +67,14 @@ def _plot(curves: dict[str, list[dict]], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_plots(records: list[dict], codecs: list[str], out: Path) -> list[str]:
-    """One RD plot per sequence and one of the points averaged over sequences."""
+def write_plots(records: list[dict], codecs: list[str], summary: dict, out: Path) -> list[str]:
+    """One RD plot per sequence and one of the points averaged over sequences (`summarize`'s)."""
     curves = _curves(records)
     names = []
     for seq in sorted({r["sequence"] for r in records}):
         _plot({c: curves.get((seq, c), []) for c in codecs}, seq, out / f"rd_{seq}.png")
         names.append(f"rd_{seq}.png")
-    averages = summarize(records, codecs, codecs[0])["average_points"]
-    _plot(averages, "mean over sequences", out / "rd_average.png")
+    _plot(summary["average_points"], "mean over sequences", out / "rd_average.png")
     return ["rd_average.png"] + names
 
 

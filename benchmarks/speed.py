@@ -14,16 +14,14 @@ import json
 import sys
 import time
 from contextlib import contextmanager
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from nvc import bitstream
 from nvc.codec import decode_stream, encode
-from nvc.io import Video, rgb_to_yuv
-from nvc.synthetic import demo_clip
+from nvc.io import Video
+from nvc.synthetic import as_video, demo_clip
 from nvc.zoo import load_model
 
 SIZES = ((416, 240), (832, 480), (1920, 1080))
@@ -67,8 +65,7 @@ def _sync(device: torch.device) -> None:
 def measure(model, entry, size: tuple[int, int], frames: int, device: torch.device,
             quality: int = 2) -> dict:
     w, h = size
-    clip = demo_clip(frames=frames, out_hw=(h, w))
-    video = Video([rgb_to_yuv(np.transpose(f, (1, 2, 0))) for f in clip], Fraction(25))
+    video = as_video(demo_clip(frames=frames, out_hw=(h, w)))
     encode(Video(video.frames[:2], video.fps), model, entry, quality)  # warm-up
     timer = CoderTimer(model)
     with timer.active():
@@ -94,8 +91,7 @@ def adaptation_speed(model, entry, size: tuple[int, int], frames: int, steps: in
     from nvc.io import ColourMatrix
 
     w, h = size
-    clip = demo_clip(frames=frames, out_hw=(h, w))
-    video = Video([rgb_to_yuv(np.transpose(f, (1, 2, 0))) for f in clip], Fraction(25))
+    video = as_video(demo_clip(frames=frames, out_hw=(h, w)))
     x = clip_tensor(video, model, ColourMatrix.BT709)
     fit(model, x, 2, 12, AdaptConfig(steps=1, window=window))  # warm-up
     t0 = time.perf_counter()

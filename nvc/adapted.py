@@ -12,6 +12,7 @@ from torch import Tensor
 from .adapter_coding import SpikeSlabPrior, decode_symbols, encode_symbols, quantize
 from .adapters import AdapterKind, AdapterSpec, inject, load_sent, merge, sent_tensors
 from .bitstream import AdapterUnit
+from .codec import model_device
 from .errors import BitstreamError
 from .models.ssf import SSF
 
@@ -61,11 +62,8 @@ def apply_unit(base: SSF, unit: AdapterUnit) -> SSF:
     except (RuntimeError, ValueError) as e:
         raise BitstreamError(f"damaged adapter unit: {e}") from None
     flat = torch.tensor(symbols, dtype=torch.float32) * unit.step
-    device = next(base.parameters()).device
-    tensors, start = [], 0
-    for shape in shapes:
-        tensors.append(flat[start: start + shape.numel()].reshape(shape).to(device))
-        start += shape.numel()
-    load_sent(wrappers, tensors)
+    device = model_device(base)
+    pieces = flat.split([s.numel() for s in shapes])
+    load_sent(wrappers, [p.reshape(s).to(device) for p, s in zip(pieces, shapes)])
     merge(model)
     return model

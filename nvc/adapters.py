@@ -89,27 +89,27 @@ class AdaptedConv(nn.Module):
     def _sent(self, t: Tensor) -> Tensor:
         return t if self.sent_transform is None else self.sent_transform(t)
 
-    def delta(self, b: Tensor | None = None) -> Tensor:
+    def delta(self) -> Tensor:
         if self.full_delta is not None:
             return self._sent(self.full_delta)
-        b = self._sent(self.lora_b) if b is None else b
+        b = self._sent(self.lora_b)
         if self.transposed:
             return torch.einsum("irkl,or->iokl", self.lora_a, b) * self.scale
         return torch.einsum("or,rikl->oikl", b, self.lora_a) * self.scale
 
-    def weight(self, b: Tensor | None = None) -> Tensor:
-        w = self.base.weight + self.delta(b)
+    def weight(self) -> Tensor:
+        w = self.base.weight + self.delta()
         if self.magnitude_delta is not None:
             m = self._column_norm(self.base.weight) + self._sent(self.magnitude_delta)
             w = m * w / self._column_norm(w)
         return w
 
-    def forward(self, x: Tensor, b: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         m = self.base
         if self.transposed:
-            return F.conv_transpose2d(x, self.weight(b), m.bias, m.stride, m.padding,
+            return F.conv_transpose2d(x, self.weight(), m.bias, m.stride, m.padding,
                                       m.output_padding, m.groups, m.dilation)
-        return F.conv2d(x, self.weight(b), m.bias, m.stride, m.padding, m.dilation, m.groups)
+        return F.conv2d(x, self.weight(), m.bias, m.stride, m.padding, m.dilation, m.groups)
 
     def merged(self) -> nn.Module:
         """A plain layer with the adapted weight folded in (decode-time cost = the base's)."""

@@ -119,7 +119,7 @@ def _adapt_config(args):
                        seconds=args.adapt_seconds)
 
 
-def _encode_adaptive(args, video, model, entry, quality=None):
+def _encode_adaptive(args, video, model, entry, quality=None, base=None):
     from tqdm import tqdm
 
     from adapt import encode_adaptive
@@ -134,7 +134,7 @@ def _encode_adaptive(args, video, model, entry, quality=None):
         bar.update()
     try:
         result = encode_adaptive(video, model, entry, quality or args.quality, args.intra_period,
-                                 cfg, on_step=on_step)
+                                 cfg, on_step=on_step, base=base)
     finally:
         bar.close()
     result.coded.seconds = result.total_seconds  # encode time includes fitting
@@ -220,13 +220,11 @@ def cmd_info(args) -> None:
 def _adapter_info(payload: bytes | None) -> dict | None:
     if payload is None:
         return None
-    from .adapters import AdapterKind
+    from .adapted import spec_of
     from .bitstream import AdapterUnit
 
     unit = AdapterUnit.read(payload)
-    kind = AdapterKind(unit.kind).name.lower() if unit.kind in AdapterKind._value2member_map_ \
-        else str(unit.kind)
-    return {"type": kind, "bytes": len(payload), "coded_parameter_bytes": len(unit.coded),
+    return {"type": spec_of(unit).kind.name.lower(), "bytes": len(payload), "coded_parameter_bytes": len(unit.coded),
             "values": unit.symbol_count, "layers": dict(zip(unit.layers, unit.ranks)),
             "seed": unit.seed, "quantization_step": unit.step}
 
@@ -240,23 +238,23 @@ def _eval_lines(rows) -> list[str]:
 
 
 def cmd_eval(args) -> None:
-    from .evaluate import evaluate
+    from .codec import encode
+    from .evaluate import evaluate_coded
 
     video = _read_input(args)
     model, entry = _load(args)
-    rows = [evaluate(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"))
-            for q in args.quality]
+    rows, adapted, notes = [], [], []
+    for q in args.quality:
+        base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"))
+        rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}")))
+        if args.adapt:  # the adaptive encoder starts from this same base stream
+            r = _encode_adaptive(args, video, model, entry, quality=q, base=base)
+            adapted.append((evaluate_coded(video, r.coded, model, entry, q), r))
+            notes.append(f"q{q}: " + _adapt_line(r))
     payload = {"input": str(args.input), "model": entry.name, "results": [r.as_dict() for r in rows]}
     lines = [f"{args.input}: {len(video.frames)} frames {video.width}x{video.height}, "
              f"model {entry.name}, intra period {args.intra_period}", "base:"] + _eval_lines(rows)
     if args.adapt:
-        from .evaluate import evaluate_coded
-
-        adapted, notes = [], []
-        for q in args.quality:
-            r = _encode_adaptive(args, video, model, entry, quality=q)
-            adapted.append((evaluate_coded(video, r.coded, model, entry, q), r))
-            notes.append(f"q{q}: " + _adapt_line(r))
         payload["adapted"] = [{**row.as_dict(), **_adapt_summary(r)} for row, r in adapted]
         lines += [f"adapted ({args.adapter}, encode seconds include fitting):"]
         lines += _eval_lines([row for row, _ in adapted]) + notes
@@ -264,25 +262,22 @@ def cmd_eval(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    import numpy as np
-
     from . import bitstream
     from .codec import decode_stream, encode
-    from .evaluate import evaluate_coded
-    from .io import AtomicFile, Video, rgb_to_yuv, write_video
-    from .synthetic import demo_clip
+    from .evaluate import score
+    from .io import AtomicFile, write_video
+    from .synthetic import as_video, demo_clip
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clip = demo_clip(frames=args.frames)
-    video = Video([rgb_to_yuv(np.transpose(f, (1, 2, 0))) for f in clip], Fraction(25), "demo")
+    video = as_video(demo_clip(frames=args.frames), source="demo")
     write_video(out / "demo_source.y4m", video)
     model, entry = _load(args)
     coded = encode(video, model, entry, args.quality, args.intra_period, progress=_progress("encode"))
     with AtomicFile(out / "demo.nvc") as tmp:
         tmp.write_bytes(coded.data)
-    row = evaluate_coded(video, coded, model, entry, args.quality, progress=_progress("decode"))
-    decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
+    decoded = decode_stream(bitstream.unpack(coded.data), model, entry, progress=_progress("decode"))
+    row = score(video, coded, decoded, args.quality)
     write_video(out / "demo_decoded.mp4", decoded.to_video())
     _emit(args, {"out_dir": str(out), **row.as_dict()}, [
         f"nvc demo: {args.frames} frames {video.width}x{video.height} of scikit-image photographs "

@@ -65,7 +65,8 @@ def pad_to(x: Tensor, multiple: int) -> Tensor:
     return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
 
 
-def _to_tensor(rgb: np.ndarray, device: torch.device) -> Tensor:
+def rgb_tensor(rgb: np.ndarray, device: torch.device) -> Tensor:
+    """(H, W, 3) float RGB as a (1, 3, H, W) tensor on `device`."""
     return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device)
 
 
@@ -102,7 +103,7 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
     coded, recon = [], []
     ref: Tensor | None = None
     for i, frame in enumerate(progress(video.frames)):
-        x = pad_to(_to_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
+        x = pad_to(rgb_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
         if i % intra_period == 0:
             cf, ref = model.compress_intra(x, q)
         else:

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import bitstream
-from .codec import CodedVideo, decode_stream, encode, quantize_8bit, source_rgb
+from .codec import CodedVideo, DecodedVideo, decode_stream, encode, quantize_8bit, source_rgb
 from .errors import NvcError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .metrics import bpp, ms_ssim, psnr_rgb_db, psnr_yuv_db
@@ -61,6 +61,12 @@ def evaluate_coded(video: Video, coded: CodedVideo, model: SSF, entry: ZooEntry,
     reconstruction bit for bit, and measure it."""
     kw = {"progress": progress} if progress else {}
     decoded = decode_stream(bitstream.unpack(coded.data), model, entry, **kw)
+    return score(video, coded, decoded, quality, matrix)
+
+
+def score(video: Video, coded: CodedVideo, decoded: DecodedVideo, quality: int,
+          matrix: ColourMatrix = ColourMatrix.BT709) -> EvalResult:
+    """Check the decoder's output equals the encoder's reconstruction bit for bit, and measure it."""
     exact = all((a == b).all() for a, b in zip(coded.reconstruction, decoded.frames))
     if not exact:
         raise NvcError("decoder output differs from the encoder's reconstruction")

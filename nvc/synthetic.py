@@ -2,9 +2,13 @@
 motion (pan, zoom, rotation) and a moving foreground object. Used by `nvc demo` and by training."""
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .io import Video, rgb_to_yuv
 
 # Colour photographs bundled inside the scikit-image wheel (no download).
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry",
@@ -87,3 +91,8 @@ def demo_clip(frames: int = 12, out_hw: tuple[int, int] = (240, 416), seed: int 
     rng = np.random.default_rng(seed)
     images = natural_images()
     return render_clip(images[1], images[0], frames, out_hw, rng, max_speed_px=3.0)
+
+
+def as_video(clip: np.ndarray, fps: Fraction = Fraction(25), source: str = "") -> Video:
+    """A rendered (frames, 3, H, W) RGB clip as a 4:2:0 Video, the form every coder takes."""
+    return Video([rgb_to_yuv(np.transpose(f, (1, 2, 0))) for f in clip], fps, source)

@@ -1,17 +1,16 @@
 """Shared fixtures: a tiny model, its weights file, small clips. No network, no ../shared needed."""
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from nvc.io import Video, rgb_to_yuv
+from nvc.io import Video
 from nvc.models.config import TINY
 from nvc.models.ssf import SSF
-from nvc.synthetic import natural_images, render_clip
+from nvc.synthetic import as_video, natural_images, render_clip
 from nvc.zoo import ZooEntry, load_model, save_weights
 
 SHARED_VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "videos"
@@ -47,8 +46,7 @@ def tiny_model(tiny_weights) -> tuple[SSF, ZooEntry]:
 def make_video(frames: int = 4, hw: tuple[int, int] = (50, 70), seed: int = 0) -> Video:
     rng = np.random.default_rng(seed)
     images = natural_images()
-    clip = render_clip(images[0], images[1], frames, hw, rng)
-    return Video([rgb_to_yuv(np.transpose(f, (1, 2, 0))) for f in clip], Fraction(25), "test")
+    return as_video(render_clip(images[0], images[1], frames, hw, rng), source="test")
 
 
 @pytest.fixture(scope="session")

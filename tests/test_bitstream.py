@@ -4,7 +4,6 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nvc import bitstream
 from nvc.bitstream import (FORMAT_VERSION, MAGIC, Reader, SequenceHeader, Stream, UnitType,
                            pack, unpack, write_varint)
 from nvc.codec import encode

@@ -173,3 +173,16 @@ def test_adapted_encode_and_info(tmp_path, clip_y4m, tiny_weights, capsys):
         assert 6 <= framing <= 9  # type byte, varint length, crc32
     else:
         assert info["adapters"] is None
+
+
+def test_eval_reports_base_and_adapted_side_by_side(clip_y4m, tiny_weights, capsys):
+    code, text, err = _run(["eval", str(clip_y4m), "--quality", "1,2", "--adapt", "--adapt-steps", "2",
+                            "--json", "--weights", str(tiny_weights)], capsys)
+    assert code == 0, err
+    report = json.loads(text)
+    base, adapted = report["results"], report["adapted"]
+    assert [r["quality"] for r in base] == [r["quality"] for r in adapted] == [1, 2]
+    for b, a in zip(base, adapted):
+        assert a["base_bytes"] == b["bytes"]  # the adaptive encoder started from the same base stream
+        assert a["bytes"] == (a["adapted_bytes"] if a["adapted"] else b["bytes"])
+        assert a["bit_exact"] and a["adapt_steps"] <= 2
