@@ -46,10 +46,20 @@ def provenance(cond: Conditions, codecs: list[str]) -> dict:
             "conditions": asdict(cond), "codecs": codecs}
 
 
+def _nvc_key(codec: str, cond: Conditions) -> str:
+    """nvc points depend on the shipped weights (and the adaptation budget): a new base must not
+    reuse a cached point of the old one."""
+    if not codec.startswith("nvc"):
+        return ""
+    from nvc.zoo import DEFAULT_MODEL, ZOO
+
+    budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
+    return f"_{ZOO[DEFAULT_MODEL].sha256[:8]}{budget}"
+
+
 def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,
               cache: Path) -> dict:
-    budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
-    path = cache / f"{seq.name}__{codec}__{point}__f{cond.frames}_ip{cond.intra_period}{budget}.json"
+    path = cache / f"{seq.name}__{codec}__{point}__f{cond.frames}_ip{cond.intra_period}{_nvc_key(codec, cond)}.json"
     if path.exists():
         return json.loads(path.read_text())
     result: PointResult = CODECS[codec](source, point, cond)

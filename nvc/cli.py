@@ -162,14 +162,13 @@ def cmd_decode(args) -> None:
     data = _read_stream(args.input)
     stream = bitstream.unpack(data)
     if args.weights is None and args.model is None:
-        from .zoo import entry_by_id
+        from .zoo import entry_by_id, missing_model_message
 
         entry = entry_by_id(stream.header.model_id)
         if entry is None:
             from .errors import BitstreamError
 
-            raise BitstreamError(f"stream needs model id {stream.header.model_id}, which this nvc "
-                                 "does not ship; pass --weights FILE")
+            raise BitstreamError(missing_model_message(stream.header.model_id))
         args.model = entry.name
     model, entry = _load(args)
     decoded = decode_stream(stream, model, entry, progress=_progress("decode"))

@@ -15,6 +15,7 @@ from torch import nn
 
 from .errors import NvcError
 from .models.config import TINY, ModelConfig
+from .models.entropy import remap_log_gains
 from .models.ssf import SSF
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 ARCHITECTURES: dict[str, ModelConfig] = {"ssf-small": ModelConfig(), "ssf-tiny": TINY}
 # Buffers rebuilt by `update()`; never stored in shipped weights.
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+GAIN_KEYS = (".log_gain", ".log_inverse_gain")
 
 
 @dataclass(frozen=True)
@@ -35,15 +37,25 @@ class ZooEntry:
 
 ZOO: dict[str, ZooEntry] = {
     e.name: e for e in [
-        ZooEntry(1, "ssf-small-v1", "ssf-small-v1.safetensors",
-                 "647685a4e40574bef176f0504250ce40eea01fa554d076ab40595445a7f4cd0f"),
+        ZooEntry(2, "ssf-small-v2", "ssf-small-v2.safetensors",
+                 "59fb6ee0f1d5e901d7207d6a5aab71154b92c3cd0cc6ecac3bc9253a59ed3071"),
     ]
 }
-DEFAULT_MODEL = "ssf-small-v1"
+DEFAULT_MODEL = "ssf-small-v2"
+# Ids once shipped and since withdrawn: never reused, named in errors.
+RETIRED: dict[int, str] = {1: "ssf-small-v1 (qualities 1-4 at lambda 0.0018-0.013)"}
 
 
 def entry_by_id(model_id: int) -> ZooEntry | None:
     return next((e for e in ZOO.values() if e.model_id == model_id), None)
+
+
+def missing_model_message(model_id: int) -> str:
+    """Why a stream's model id cannot be decoded by this nvc."""
+    if model_id in RETIRED:
+        return (f"stream was made with {RETIRED[model_id]}, which this nvc no longer ships; "
+                "pass --weights FILE")
+    return f"stream needs model id {model_id}, which this nvc does not ship; pass --weights FILE"
 
 
 def sha256_file(path: Path) -> str:
@@ -98,8 +110,13 @@ def read_weights(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
 
 
 def load_state_into(model: SSF, path: str | Path) -> None:
-    """Copy every matching tensor of a weights file into `model` (used to chain training stages)."""
-    _, state = read_weights(Path(path))
+    """Copy every matching tensor of a weights file into `model` (used to chain training stages).
+    Gain vectors trained for another rate ladder are moved to the model's ladder."""
+    cfg, state = read_weights(Path(path))
+    if cfg.lambdas != model.cfg.lambdas:
+        state = {k: (remap_log_gains(v, cfg.lambdas, model.cfg.lambdas)
+                     if k.endswith(GAIN_KEYS) else v) for k, v in state.items()}
+        log.info("gains moved from lambdas %s to %s", cfg.lambdas, model.cfg.lambdas)
     own = model.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     nn.Module.load_state_dict(model, matched, strict=False)

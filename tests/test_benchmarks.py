@@ -48,6 +48,22 @@ def test_rd_pipeline_two_points_per_codec_and_resume(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in (out / "points").iterdir()} == cached
 
 
+def test_nvc_points_are_keyed_by_the_weights(monkeypatch):
+    from dataclasses import replace
+
+    from benchmarks.codecs import Conditions
+    from benchmarks.rd import _nvc_key
+    from nvc import zoo
+
+    cond = Conditions(frames=3)
+    before = _nvc_key("nvc", cond)
+    entry = zoo.ZOO[zoo.DEFAULT_MODEL]
+    monkeypatch.setitem(zoo.ZOO, zoo.DEFAULT_MODEL, replace(entry, sha256="0" * 64))
+    assert _nvc_key("nvc", cond) != before  # a new base recomputes its points
+    assert _nvc_key("x264", cond) == ""  # anchors do not depend on the weights
+    assert _nvc_key("nvc-adapt", cond).endswith(f"_s{cond.adapt_steps}w{cond.adapt_window}")
+
+
 def test_rd_refuses_missing_files(tmp_path, capsys):
     code = rd_main(["--root", str(tmp_path), "--dataset", "hevc-d", "--out", str(tmp_path / "o")])
     assert code == 1 and "missing 4 sequence file(s)" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import pytest
 from nvc import bitstream
 from nvc.cli import build_parser, main
 from nvc.io import write_video
+from nvc.zoo import DEFAULT_MODEL
 
 from .conftest import make_video
 
@@ -79,7 +80,7 @@ def test_demo_as_the_readme_runs_it(tmp_path, monkeypatch):
     proc = subprocess.run([sys.executable, "-m", "nvc.cli", "demo", "--frames", "3"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-1000:]
-    assert "bit-exact decode: True" in proc.stdout and "ssf-small-v1" in proc.stdout
+    assert "bit-exact decode: True" in proc.stdout and DEFAULT_MODEL in proc.stdout
     assert (tmp_path / "nvc-demo" / "demo.nvc").stat().st_size > 0
 
 
@@ -131,6 +132,21 @@ def test_stream_for_other_weights(stream_file, tmp_path, capsys):
     code, _, err = _run(["decode", str(stream_file), "-o", str(tmp_path / "o.y4m"), "--weights",
                          str(other)], capsys)
     assert code == 1 and "other weights" in err
+
+
+@pytest.mark.parametrize("model_id, message", [
+    (1, "made with ssf-small-v1"), (999, "needs model id 999"),
+])
+def test_stream_for_a_model_not_shipped(model_id, message, stream_file, tmp_path, capsys):
+    import dataclasses
+
+    stream = bitstream.unpack(stream_file.read_bytes())
+    stream.header = dataclasses.replace(stream.header, model_id=model_id)
+    path = tmp_path / "retired.nvc"
+    path.write_bytes(bitstream.pack(stream))
+    code, _, err = _run(["decode", str(path), "-o", str(tmp_path / "o.y4m")], capsys)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o.y4m").exists()
 
 
 @pytest.mark.parametrize("make, message", [

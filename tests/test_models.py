@@ -66,3 +66,28 @@ def test_scale_level_blurs():
     flow = torch.zeros(1, 3, 33, 33)
     flow[:, 2] = 2.0
     assert torch.allclose(scale_space_warp(x, flow, 3, 1.5), vol[:, :, 2], atol=1e-6)
+
+
+def test_gains_move_to_a_new_rate_ladder():
+    from nvc.models.entropy import remap_log_gains
+
+    old = (0.01, 0.04)
+    g = torch.tensor([[0.0, 1.0], [1.0, 3.0]])  # per quality, per channel
+    moved = remap_log_gains(g, old, (0.01, 0.02, 0.04, 0.16))
+    assert torch.allclose(moved[0], g[0]) and torch.allclose(moved[2], g[1])  # trained points kept
+    assert torch.allclose(moved[1], (g[0] + g[1]) / 2)  # halfway in log(lambda)
+    assert torch.allclose(moved[3], g[1] + (g[1] - g[0]))  # extrapolated with the last slope
+
+
+def test_loading_weights_of_another_ladder_moves_the_gains(tmp_path):
+    import dataclasses
+
+    from nvc.zoo import load_state_into, save_weights
+
+    torch.manual_seed(0)
+    src = SSF(TINY)
+    save_weights(src, tmp_path / "w.safetensors", dtype=torch.float32)
+    dst = SSF(dataclasses.replace(TINY, lambdas=(TINY.lambdas[1], TINY.lambdas[1] * 4)))
+    load_state_into(dst, tmp_path / "w.safetensors")
+    assert torch.equal(dst.intra.latent.log_gain[0], src.intra.latent.log_gain[1])
+    assert torch.equal(dst.intra.g_a[0].weight, src.intra.g_a[0].weight)

@@ -33,10 +33,12 @@ def test_each_stage_gives_finite_loss_and_trains_its_codecs(stage):
 
 
 def test_fit_resume_and_export(tmp_path):
-    ckpt = _fit(tmp_path)
+    ckpt = _fit(tmp_path, "--model.lr_drops=[2]", "--model.lr_drop_factor=0.5")
     assert ckpt.exists()
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert state["global_step"] == 4 and "nvc_config" in state
+    lr = state["hyper_parameters"]["lr"]
+    assert state["optimizer_states"][0]["param_groups"][0]["lr"] == pytest.approx(lr * 0.5)
     resumed = _fit(tmp_path, "--trainer.max_steps=6", f"--ckpt_path={ckpt}")
     assert torch.load(resumed, map_location="cpu", weights_only=True)["global_step"] == 6
     out = tmp_path / "w.safetensors"

@@ -4,7 +4,7 @@ import torch
 from nvc.errors import NvcError
 from nvc.models.config import TINY
 from nvc.models.ssf import SSF
-from nvc.zoo import DEFAULT_MODEL, WEIGHTS_DIR, ZOO, load_model, read_weights, save_weights, sha256_file
+from nvc.zoo import DEFAULT_MODEL, RETIRED, WEIGHTS_DIR, ZOO, load_model, read_weights, save_weights, sha256_file
 
 
 def test_save_load_round_trip(tmp_path):
@@ -24,7 +24,8 @@ def test_save_load_round_trip(tmp_path):
 def test_model_ids_are_unique_and_stable():
     ids = [e.model_id for e in ZOO.values()]
     assert len(ids) == len(set(ids)) and 0 not in ids  # 0 marks a user's own weights file
-    assert ZOO["ssf-small-v1"].model_id == 1
+    assert not set(ids) & set(RETIRED)  # a withdrawn id is never given to new weights
+    assert ZOO["ssf-small-v2"].model_id == 2 and 1 in RETIRED
 
 
 def test_shipped_weights_match_the_registry():

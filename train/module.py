@@ -45,7 +45,8 @@ class VideoCodecModule(L.LightningModule):
     def __init__(self, arch: str = "ssf-small", stage: str = "intra", lr: float = 1e-4,
                  aux_lr: float = 1e-3, ref_source: str = "proxy",
                  init_from: list[str] | None = None, grad_clip: float = 1.0,
-                 lambdas: list[float] | None = None):
+                 lambdas: list[float] | None = None, lr_drops: list[int] | None = None,
+                 lr_drop_factor: float = 0.3):
         super().__init__()
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -73,6 +74,11 @@ class VideoCodecModule(L.LightningModule):
     def _params(self, aux: bool):
         return [p for mod in self._active_modules() for n, p in mod.named_parameters()
                 if n.endswith("quantiles") == aux]
+
+    def current_lr(self) -> float:
+        """The learning rate at this step: `lr` times `lr_drop_factor` per milestone passed."""
+        passed = sum(self.global_step >= m for m in self.hparams.lr_drops or [])
+        return self.hparams.lr * self.hparams.lr_drop_factor ** passed
 
     def configure_optimizers(self):
         return (torch.optim.Adam(self._params(aux=False), lr=self.hparams.lr),
@@ -119,6 +125,8 @@ class VideoCodecModule(L.LightningModule):
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         opt, aux_opt = self.optimizers()
+        for group in opt.param_groups:  # a function of the step, so resumed runs agree
+            group["lr"] = self.current_lr()
         stats = self.rd_loss(batch)
         aux = sum(mod.latent.aux_loss() for mod in self._active_modules())
         # One backward (DDP allows one per step): the aux loss reaches only the quantiles (CompressAI
@@ -137,6 +145,7 @@ class VideoCodecModule(L.LightningModule):
         self._t_last = now
         self.log_dict({f"train/{k}": v.detach() for k, v in stats.items()}, prog_bar=True)
         self.log("train/aux_loss", aux.detach())
+        self.log("train/lr", self.current_lr())
         if batch_idx % 500 == 0 and self.logger is not None and hasattr(self.logger, "experiment"):
             self._log_images(batch)
         return stats["loss"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 # Rate points of the shipped base, lambda in CompressAI's convention:
 # loss = lambda * 255^2 * MSE + bpp  (one variable-rate model, one gain vector per quality).
-DEFAULT_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.013)
+DEFAULT_LAMBDAS = (0.013, 0.025, 0.0483, 0.0932)
 
 
 @dataclass(frozen=True)

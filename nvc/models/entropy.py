@@ -30,6 +30,21 @@ def initial_log_gains(lambdas: tuple[float, ...], latent: int) -> Tensor:
     return (0.5 * (logs - logs.mean()))[:, None].expand(-1, latent).clone()
 
 
+def remap_log_gains(log_gain: Tensor, old: tuple[float, ...], new: tuple[float, ...]) -> Tensor:
+    """Gain vectors trained for the ladder `old`, moved to the ladder `new`: per channel, piecewise
+    linear in log(lambda), extended beyond the ends with the slope of the nearest trained segment."""
+    if len(old) == 1:
+        return log_gain[:1].expand(len(new), -1).clone()
+    xo = torch.tensor([math.log(v) for v in old])
+    out = []
+    for lam in new:
+        x = math.log(lam)
+        i = int(torch.searchsorted(xo, torch.tensor(x)).clamp(1, len(old) - 1))
+        t = (x - xo[i - 1]) / (xo[i] - xo[i - 1])
+        out.append(log_gain[i - 1] + t * (log_gain[i] - log_gain[i - 1]))
+    return torch.stack(out)
+
+
 @dataclass
 class LatentOut:
     """Result of a differentiable pass: dequantised latent and likelihoods of y and z."""
