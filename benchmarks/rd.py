@@ -59,7 +59,8 @@ def _nvc_key(codec: str, cond: Conditions) -> str:
 
 def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,
               cache: Path) -> dict:
-    path = cache / f"{seq.name}__{codec}__{point}__f{cond.frames}_ip{cond.intra_period}{_nvc_key(codec, cond)}.json"
+    key = f"{seq.name}__{codec}__{point}__f{cond.frames}_ip{cond.intra_period}{_nvc_key(codec, cond)}"
+    path = cache / f"{key}.json"
     if path.exists():
         return json.loads(path.read_text())
     result: PointResult = CODECS[codec](source, point, cond)

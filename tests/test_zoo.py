@@ -4,7 +4,8 @@ import torch
 from nvc.errors import NvcError
 from nvc.models.config import TINY
 from nvc.models.ssf import SSF
-from nvc.zoo import DEFAULT_MODEL, RETIRED, WEIGHTS_DIR, ZOO, load_model, read_weights, save_weights, sha256_file
+from nvc.zoo import (DEFAULT_MODEL, RETIRED, WEIGHTS_DIR, ZOO, load_model, read_weights, save_weights,
+                     sha256_file)
 
 
 def test_save_load_round_trip(tmp_path):

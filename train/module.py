@@ -125,8 +125,9 @@ class VideoCodecModule(L.LightningModule):
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         opt, aux_opt = self.optimizers()
+        lr = self.current_lr()
         for group in opt.param_groups:  # a function of the step, so resumed runs agree
-            group["lr"] = self.current_lr()
+            group["lr"] = lr
         stats = self.rd_loss(batch)
         aux = sum(mod.latent.aux_loss() for mod in self._active_modules())
         # One backward (DDP allows one per step): the aux loss reaches only the quantiles (CompressAI
@@ -145,7 +146,7 @@ class VideoCodecModule(L.LightningModule):
         self._t_last = now
         self.log_dict({f"train/{k}": v.detach() for k, v in stats.items()}, prog_bar=True)
         self.log("train/aux_loss", aux.detach())
-        self.log("train/lr", self.current_lr())
+        self.log("train/lr", lr)
         if batch_idx % 500 == 0 and self.logger is not None and hasattr(self.logger, "experiment"):
             self._log_images(batch)
         return stats["loss"]

@@ -31,8 +31,8 @@ def initial_log_gains(lambdas: tuple[float, ...], latent: int) -> Tensor:
 
 
 def remap_log_gains(log_gain: Tensor, old: tuple[float, ...], new: tuple[float, ...]) -> Tensor:
-    """Gain vectors trained for the ladder `old`, moved to the ladder `new`: per channel, piecewise
-    linear in log(lambda), extended beyond the ends with the slope of the nearest trained segment."""
+    """Gain vectors trained for the ladder `old`, moved to the ladder `new`: per channel,
+    piecewise linear in log(lambda), extended beyond the ends with the nearest segment's slope."""
     if len(old) == 1:
         return log_gain[:1].expand(len(new), -1).clone()
     xo = torch.tensor([math.log(v) for v in old])
