@@ -1,13 +1,15 @@
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from nvc.zoo import load_model
 from train.__main__ import main as cli_main
-from train.data import SyntheticClips, VideoClips
+from train.data import (EVALUATION_CLIPS, FreshSampler, Mixture, SyntheticClips, VideoClips,
+                        VideoFolderDataModule)
 from train.export import main as export_main
-from train.module import VideoCodecModule
+from train.module import VideoCodecModule, p_frames_at
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "train" / "configs" / "cpu_smoke.yaml")
 
@@ -47,6 +49,87 @@ def test_fit_resume_and_export(tmp_path):
     assert model.cfg.name == "ssf-tiny" and len(entry.sha256) == 64
 
 
+def _epoch_batches(dataset, epoch: int, batch_size: int = 2) -> list[torch.Tensor]:
+    sampler = FreshSampler(len(dataset))
+    sampler.set_epoch(epoch)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler)
+    return list(loader)
+
+
+def test_two_epochs_draw_different_crops():
+    video = (torch.rand(12, 60, 80, 3) * 255).byte().numpy()
+    clips = VideoClips([video], frames=3, crop=32, length=4)
+    first, again, second = (_epoch_batches(clips, e) for e in (0, 0, 1))
+    assert all(torch.equal(a, b) for a, b in zip(first, again))  # reproducible for a seed
+    assert not any(torch.equal(a, b) for a, b in zip(first, second))
+    # within an epoch no two draws repeat either
+    samples = torch.cat(first + second)
+    assert len({s.sum().item() for s in samples}) == len(samples)
+
+
+def test_mixture_draws_from_every_part():
+    video = (torch.rand(4, 40, 40, 3) * 255).byte().numpy()
+    zeros = VideoClips([np.zeros_like(video)], frames=2, crop=32, length=40)
+    noise = VideoClips([video], frames=2, crop=32, length=40)
+    mix = Mixture([zeros, noise], [0.5, 0.5], length=40)
+    kinds = [bool(mix[i].any()) for i in range(40)]
+    assert 5 < sum(kinds) < 35
+
+
+def test_fresh_sampler_ids_are_unique_per_epoch():
+    s = FreshSampler(5)
+    ids = []
+    for e in range(3):
+        s.set_epoch(e)
+        ids += list(s)
+    assert len(ids) == len(set(ids)) == 15
+
+
+def test_unroll_grows_with_the_step():
+    schedule = [[0, 2], [100, 4], [200, 6]]
+    assert [p_frames_at(s, schedule, 5) for s in (0, 99, 100, 250)] == [2, 2, 4, 5]
+    assert p_frames_at(0, None, 5) == 5
+
+
+def test_joint_stage_unrolls_the_scheduled_p_frames():
+    module = VideoCodecModule(arch="ssf-tiny", stage="joint", unroll=[[0, 1]])
+    assert module.rd_loss(torch.rand(1, 4, 3, 64, 64))["p_frames"] == 1
+
+
+def test_validation_codes_a_gop_at_every_quality(monkeypatch):
+    module = VideoCodecModule(arch="ssf-tiny", stage="joint").eval()
+    logged = {}
+    monkeypatch.setattr(module, "log", lambda k, v, **kw: logged.__setitem__(k, float(v)))
+    module.validation_step(torch.rand(1, 3, 3, 50, 70), 0)  # any size: padded inside
+    assert set(logged) == {"val/rd_cost", "val/bpp_q1", "val/bpp_q2", "val/psnr_db_q1",
+                           "val/psnr_db_q2"}
+    assert all(np.isfinite(v) for v in logged.values()) and logged["val/bpp_q1"] > 0
+
+
+@pytest.mark.parametrize("config", sorted((Path(CONFIG).parent).glob("*.yaml")))
+def test_configs_never_train_on_evaluation_clips(config):
+    """../shared/videos/MANIFEST.md: a config that reads the shared clips excludes every
+    evaluation clip."""
+    import yaml
+
+    data = yaml.safe_load(config.read_text())["data"]["init_args"]
+    if any("shared/videos" in r for r in data.get("roots", [])):
+        assert set(EVALUATION_CLIPS) <= set(data["exclude"])
+
+
+def test_video_folder_excludes_evaluation_clips(tmp_path):
+    from nvc.io import Video, write_y4m
+    from nvc.synthetic import as_video, demo_clip
+
+    clip = as_video(demo_clip(frames=3, out_hw=(64, 64)))
+    for name in ("cup_64x64.y4m", "foreman_64x64.y4m"):
+        write_y4m(tmp_path / name, Video(clip.frames, clip.fps))
+    dm = VideoFolderDataModule(roots=[str(tmp_path)], exclude=list(EVALUATION_CLIPS), frames=2,
+                               crop=32, batch_size=1, steps_per_epoch=2, synthetic_fraction=0)
+    dm.setup("fit")
+    assert len(dm.train_set.videos) == 1
+
+
 def test_datasets_give_clips():
     syn = SyntheticClips(frames=3, crop=32, length=2)
     assert syn[0].shape == (3, 3, 32, 32)
@@ -80,7 +163,7 @@ def test_every_config_parses(config, tmp_path):
     """Each shipped YAML is a valid LightningCLI config (parsed, not run)."""
     from lightning.pytorch.cli import LightningCLI
 
-    from train.module import VideoCodecModule
+    from train.module import VideoCodecModule, p_frames_at
 
     cli = LightningCLI(VideoCodecModule, subclass_mode_data=True, run=False,
                        args=["--config", str(config), "--trainer.accelerator=cpu",
@@ -102,3 +185,39 @@ def test_export_help_has_an_example(capsys):
         export_main(["--help"])
     lines = capsys.readouterr().out.rstrip().splitlines()
     assert lines[-2] == "example:" and lines[-1].strip().startswith("python -m train.export")
+
+
+def test_device_crops_cut_fresh_windows_and_pans():
+    from train.device_data import DeviceCrops
+
+    video = (np.random.default_rng(0).random((8, 48, 64, 3)) * 255).astype(np.uint8)
+    photo = np.random.default_rng(1).random((80, 90, 3)).astype(np.float32)
+    crops = DeviceCrops([video], [photo], frames=3, crop=32, photo_fraction=0.5, max_pan_px=4)
+    a, b = crops.batch(torch.arange(0, 16)), crops.batch(torch.arange(16, 32))
+    assert a.shape == (16, 3, 3, 32, 32) and a.dtype == torch.float32
+    assert 0 <= a.min() and a.max() <= 1 and not torch.equal(a, b)
+    assert torch.equal(a, crops.batch(torch.arange(0, 16)))  # the id decides the sample
+
+
+def test_device_datamodule_turns_ids_into_crops(tmp_path):
+    from nvc.io import Video, write_y4m
+    from nvc.synthetic import as_video, demo_clip
+    from train.device_data import DeviceVideoDataModule
+
+    clip = as_video(demo_clip(frames=4, out_hw=(64, 64)))
+    write_y4m(tmp_path / "cup_64x64.y4m", Video(clip.frames, clip.fps))
+    dm = DeviceVideoDataModule(roots=[str(tmp_path)], frames=2, crop=32, batch_size=2,
+                               steps_per_epoch=2, synthetic_fraction=0.5)
+    dm.setup("fit")
+    ids = next(iter(dm.train_dataloader()))
+    assert ids.tolist() == [0, 1]
+    assert dm.on_after_batch_transfer(ids, 0).shape == (2, 2, 3, 32, 32)
+    clip = torch.rand(1, 2, 3, 32, 32)
+    assert dm.on_after_batch_transfer(clip, 0) is clip  # validation clips pass through
+
+
+def test_entropy_models_stay_float32_under_bf16_autocast():
+    module = VideoCodecModule(arch="ssf-tiny", stage="intra")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = module.model.forward_intra(torch.rand(1, 3, 64, 64), 0)
+    assert all(lik.dtype == torch.float32 for lik in out.likelihoods)

@@ -1,12 +1,16 @@
 """LightningModule around the nvc base: rate-distortion training in stages.
 
-Stages (a schedule that works on little compute):
+Stages (train/configs/stage*.yaml):
   intra  - the I-frame codec alone;
   inter  - motion + residual codecs, reference = a degraded copy of the true previous frame
            (`ref_source: proxy`) or the frozen intra codec's reconstruction (`ref_source: intra`),
-           P-frames unrolled over the clip so error propagation is trained against;
+           P-frames unrolled over the clip so error propagation is trained against; `unroll`
+           grows the number of P-frames with the step (DCVC's recipe grows 2 -> 6 and beyond);
   joint  - everything, I-frame then unrolled P-frames, one loss.
 Net and auxiliary (entropy-bottleneck quantile) parameters have separate optimizers.
+Validation codes one GOP of each evaluation clip at every quality (rounded latents, the rate the
+entropy models assign) and logs val/bpp, val/psnr_db per quality and val/rd_cost, the objective
+ModelCheckpoint keeps the best of.
 """
 from __future__ import annotations
 
@@ -18,9 +22,11 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from nvc.codec import pad_to
 from nvc.models.config import ModelConfig
 from nvc.models.ssf import SSF, FrameOut
 from nvc.models.warp import gaussian_blur
+from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
 from nvc.zoo import ARCHITECTURES, load_state_into
 
 log = logging.getLogger(__name__)
@@ -29,16 +35,17 @@ STAGES = ("intra", "inter", "joint")
 
 def frame_bpp(out: FrameOut, num_pixels: int) -> Tensor:
     """Per-sample bits per pixel, (B,)."""
-    bits = sum(-torch.log2(lik).flatten(1).sum(1) for lik in out.likelihoods)
-    return bits / num_pixels
+    return likelihood_bits(out.likelihoods) / num_pixels
 
 
-def mse_per_sample(a: Tensor, b: Tensor) -> Tensor:
-    return ((a - b) ** 2).flatten(1).mean(1)
-
-
-def psnr_db(mse: Tensor) -> Tensor:
-    return -10 * torch.log10(mse.clamp_min(1e-10))
+def p_frames_at(step: int, unroll: list[list[int]] | None, available: int) -> int:
+    """P-frames to unroll at `step`: the last [from_step, p_frames] entry reached, capped by the
+    clip; all the clip's P-frames when no schedule is given."""
+    n = available
+    for start, frames in sorted(unroll or []):
+        if step >= start:
+            n = frames
+    return max(1, min(n, available))
 
 
 class VideoCodecModule(L.LightningModule):
@@ -46,7 +53,8 @@ class VideoCodecModule(L.LightningModule):
                  aux_lr: float = 1e-3, ref_source: str = "proxy",
                  init_from: list[str] | None = None, grad_clip: float = 1.0,
                  lambdas: list[float] | None = None, lr_drops: list[int] | None = None,
-                 lr_drop_factor: float = 0.3):
+                 lr_drop_factor: float = 0.3, unroll: list[list[int]] | None = None,
+                 channels_last: bool = False):
         super().__init__()
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -64,6 +72,10 @@ class VideoCodecModule(L.LightningModule):
         active = {id(p) for mod in self._active_modules() for p in mod.parameters()}
         for p in self.model.parameters():  # frozen codecs: no gradients, nothing unused under DDP
             p.requires_grad_(id(p) in active)
+
+    def setup(self, stage: str) -> None:
+        if self.hparams.channels_last:  # NHWC convolutions: faster on tensor cores
+            self.model.to(memory_format=torch.channels_last)
 
     # -- parameters ---------------------------------------------------------------------------
     def _active_modules(self):
@@ -97,6 +109,8 @@ class VideoCodecModule(L.LightningModule):
     def rd_loss(self, clip: Tensor) -> dict[str, Tensor]:
         """clip: (B, T, 3, H, W) in [0, 1]."""
         b, t, _, h, w = clip.shape
+        if self.hparams.stage != "intra":
+            t = 1 + p_frames_at(self.global_step, self.hparams.unroll, t - 1)
         q = torch.randint(0, self.cfg.num_qualities, (b,), device=clip.device)
         lam = torch.tensor(self.cfg.lambdas, device=clip.device)[q]
         stage = self.hparams.stage
@@ -119,9 +133,9 @@ class VideoCodecModule(L.LightningModule):
                 ref = out.x_hat
         mse = torch.stack([mse_per_sample(o.x_hat, x) for o, x in zip(outs, targets)])  # (F, B)
         bpp = torch.stack([frame_bpp(o, h * w) for o in outs])
-        loss = (lam * 255 ** 2 * mse + bpp).mean()
+        loss = rd_cost(lam, mse, bpp).mean()
         return {"loss": loss, "bpp": bpp.mean(), "psnr": psnr_db(mse).mean(),
-                "mse": mse.mean()}
+                "mse": mse.mean(), "p_frames": torch.tensor(float(t - 1))}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         opt, aux_opt = self.optimizers()
@@ -150,6 +164,32 @@ class VideoCodecModule(L.LightningModule):
         if batch_idx % 500 == 0 and self.logger is not None and hasattr(self.logger, "experiment"):
             self._log_images(batch)
         return stats["loss"]
+
+    # -- validation ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def gop_stats(self, clip: Tensor, q: int) -> tuple[Tensor, Tensor]:
+        """clip: (T, 3, H, W) in [0, 1], any size: code it as one GOP (I then P-frames) with rounded
+        latents. Returns per-frame MSE and bpp, each (T,)."""
+        h, w = clip.shape[-2:]
+        x = pad_to(clip, self.cfg.multiple)
+        mse, bpp, ref = [], [], None
+        for k in range(x.shape[0]):
+            out = (self.model.forward_intra(x[k:k + 1], q) if ref is None
+                   else self.model.forward_inter(x[k:k + 1], ref, q))
+            ref = out.x_hat
+            mse.append(mse_per_sample(out.x_hat[..., :h, :w], clip[k:k + 1]))
+            bpp.append(frame_bpp(out, h * w))
+        return torch.cat(mse), torch.cat(bpp)
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        clip = batch[0]
+        costs = []
+        for q, lam in enumerate(self.cfg.lambdas):
+            mse, bpp = self.gop_stats(clip, q)
+            self.log(f"val/bpp_q{q + 1}", bpp.mean(), batch_size=1)
+            self.log(f"val/psnr_db_q{q + 1}", psnr_db(mse).mean(), batch_size=1)
+            costs.append(rd_cost(lam, mse, bpp).mean())
+        self.log("val/rd_cost", torch.stack(costs).mean(), prog_bar=True, batch_size=1)
 
     @torch.no_grad()
     def _log_images(self, batch: Tensor) -> None:

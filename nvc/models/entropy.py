@@ -83,6 +83,11 @@ class LatentCodec(nn.Module):
         return means, scales
 
     def forward(self, y: Tensor, q: Tensor | int) -> LatentOut:
+        # The entropy models stay float32 under bf16 autocast: their tails are not bf16-safe.
+        with torch.autocast(y.device.type, enabled=False):
+            return self._forward(y.float(), q)
+
+    def _forward(self, y: Tensor, q: Tensor | int) -> LatentOut:
         g, ig = self._gains(q, y)
         y_s = y * g
         z = self.h_a(y_s)

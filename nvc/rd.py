@@ -1,0 +1,36 @@
+"""The one rate-distortion objective: distortion terms, latent bits, adapter bits.
+
+Training, validation, adaptation and the keep-or-drop decision all price a coded clip with
+`rd_cost`, in CompressAI's convention: cost = lambda * 255^2 * MSE + bits per pixel.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+PIXEL_RANGE = 255  # MSE is scaled to 8-bit code values, as lambda is defined for
+
+
+def likelihood_bits(likelihoods: Sequence[Tensor]) -> Tensor:
+    """Per-sample bits, (B,), of every latent of one frame."""
+    return sum(-torch.log2(lik).flatten(1).sum(1) for lik in likelihoods)
+
+
+def mse_per_sample(a: Tensor, b: Tensor, weight: Tensor | None = None) -> Tensor:
+    """(B,) mean squared error; `weight` (B or 1, 1, H, W), if given, weights pixels (its mean
+    over each image should be 1 so that weighted and plain MSE share a scale)."""
+    err = (a - b) ** 2
+    if weight is not None:
+        err = err * weight
+    return err.flatten(1).mean(1)
+
+
+def psnr_db(mse: Tensor) -> Tensor:
+    return -10 * torch.log10(mse.clamp_min(1e-10))
+
+
+def rd_cost(lam: Tensor | float, mse: Tensor, bpp: Tensor) -> Tensor:
+    """lambda * 255^2 * MSE + bpp, elementwise (broadcasts over frames and samples)."""
+    return lam * PIXEL_RANGE ** 2 * mse + bpp
