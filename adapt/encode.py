@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from nvc.adapted import apply_unit, make_unit
-from nvc.codec import CodedVideo, encode, model_device, pad_to, rgb_tensor, source_rgb
+from nvc.codec import CodedVideo, encode, pad_to, rgb_tensor, source_rgb
+from nvc.models.ssf import model_device
 from nvc.io import ColourMatrix, Video
 from nvc.metrics import bpp
 from nvc.models.ssf import SSF

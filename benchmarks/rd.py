@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nvc.errors import NvcError
-from nvc.io import read_video
+from nvc.io import AtomicFile, read_video
 
 from .anchors import ffmpeg_version
 from .codecs import CODECS, Conditions, PointResult, points
@@ -139,7 +139,8 @@ def _run(args) -> int:
     summary = summarize(records, codecs, args.anchor)
     results = {"provenance": provenance(cond, codecs), "manifest": str(manifest),
                "points": records, "summary": summary}
-    (out / "results.json").write_text(json.dumps(results, indent=1))
+    with AtomicFile(out / "results.json") as tmp:
+        tmp.write_text(json.dumps(results, indent=1))
     plots = write_plots(records, codecs, summary, out)
     write_markdown(results, plots, out / "results.md")
     print((out / "results.md").read_text())

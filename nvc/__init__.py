@@ -4,3 +4,10 @@ import warnings
 # compressai 1.2.8 calls torch.jit.script at import time and torch >= 2.10 warns about it on every
 # run of every command; silence exactly that notice, nothing else.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+
+
+def decode(data: bytes, **kwargs):
+    """Decode an .nvc stream's bytes to frames (see nvc.codec.decode for the options)."""
+    from .codec import decode as _decode
+
+    return _decode(data, **kwargs)

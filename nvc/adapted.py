@@ -12,9 +12,8 @@ from torch import Tensor
 from .adapter_coding import SpikeSlabPrior, decode_symbols, encode_symbols, quantize
 from .adapters import AdapterKind, AdapterSpec, inject, load_sent, merge, sent_tensors
 from .bitstream import AdapterUnit
-from .codec import model_device
 from .errors import BitstreamError
-from .models.ssf import SSF
+from .models.ssf import SSF, model_device
 
 
 def unit_prior(unit: AdapterUnit) -> SpikeSlabPrior:

@@ -14,13 +14,51 @@ import zlib
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+import numpy as np
+
 from .errors import BitstreamError
-from .models.entropy import LatentStrings
-from .models.ssf import CodedFrame, FrameType
 
 MAGIC = b"NVC\x89"
 FORMAT_VERSION = 1
 HASH_PREFIX_BYTES = 8
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a stream may declare; a reader refuses anything beyond, before allocating (DESIGN:
+    Bitstream). Frame sizes cover 8K UHD; frame counts a day of 60 fps video."""
+
+    max_side: int = 8192  # width and height, pixels
+    max_pixels: int = 7680 * 4320  # width * height
+    max_frames: int = 60 * 60 * 60 * 24
+    max_fps: int = 1000  # frames per second, numerator / denominator
+    max_unit_bytes: int = 1 << 28  # one unit's payload
+    max_layers: int = 256  # adapter unit
+    max_rank: int = 256
+    max_adapter_symbols: int = 1 << 24
+    colour_matrices: tuple[int, ...] = (1, 6)  # nvc.io.ColourMatrix codes
+
+
+LIMITS = Limits()
+
+
+class FrameType(IntEnum):
+    I = 0  # noqa: E741 - the field's own name
+    P = 1
+
+
+@dataclass
+class LatentStrings:
+    """Coded form of one latent: y and z strings for a batch of one."""
+
+    y: bytes
+    z: bytes
+
+
+@dataclass
+class CodedFrame:
+    kind: FrameType
+    latents: list[LatentStrings]  # I: [image]; P: [motion, residual]
 
 
 class UnitType(IntEnum):
@@ -115,9 +153,27 @@ class SequenceHeader:
                      r.u8("quality"), r.u8("colour matrix"))
         if header.width == 0 or header.height == 0 or header.frame_count == 0:
             raise BitstreamError("damaged sequence header: zero width, height or frame count")
-        if header.fps_den == 0 or header.intra_period == 0:
-            raise BitstreamError("damaged sequence header: zero fps denominator or intra period")
+        if header.fps_den == 0 or header.intra_period == 0 or header.fps_num == 0:
+            raise BitstreamError("damaged sequence header: zero frame rate or intra period")
+        header.check(LIMITS)
         return header
+
+    def check(self, limits: Limits) -> None:
+        """Refuse declared sizes beyond the format's limits (one line naming the field)."""
+        if max(self.width, self.height) > limits.max_side or \
+                self.width * self.height > limits.max_pixels:
+            raise BitstreamError(f"damaged or unsupported stream: frame size {self.width}x"
+                                 f"{self.height} exceeds the format's limit ({limits.max_side} "
+                                 f"per side, {limits.max_pixels} pixels)")
+        if self.frame_count > limits.max_frames:
+            raise BitstreamError(f"damaged stream: {self.frame_count} frames exceeds the format's "
+                                 f"limit of {limits.max_frames}")
+        if self.fps_num > limits.max_fps * self.fps_den:
+            raise BitstreamError(f"damaged stream: frame rate {self.fps_num}/{self.fps_den} "
+                                 f"exceeds {limits.max_fps} fps")
+        if self.colour_matrix not in limits.colour_matrices:
+            raise BitstreamError(f"damaged or unsupported stream: unknown colour matrix "
+                                 f"{self.colour_matrix}")
 
 
 def write_frame(frame: CodedFrame) -> bytes:
@@ -174,8 +230,8 @@ class AdapterUnit:
         kind, seed = r.u8("adapter type"), r.varint("seed")
         floats = struct.unpack("<5f", r.take(20, "adapter prior"))
         count = r.varint("layer count")
-        if count > 4096:
-            raise BitstreamError(f"damaged adapter unit: {count} layers")
+        if count > LIMITS.max_layers:
+            raise BitstreamError(f"damaged adapter unit: {count} layers (limit {LIMITS.max_layers})")
         layers, ranks = [], []
         for _ in range(count):
             try:
@@ -183,10 +239,18 @@ class AdapterUnit:
             except UnicodeDecodeError:
                 raise BitstreamError("damaged adapter unit: layer name is not ASCII") from None
             ranks.append(r.varint("rank"))
+            if not 1 <= ranks[-1] <= LIMITS.max_rank:
+                raise BitstreamError(f"damaged adapter unit: rank {ranks[-1]} outside "
+                                     f"1..{LIMITS.max_rank}")
         unit = cls(kind, seed, *floats, tuple(layers), tuple(ranks), r.varint("symbol count"),
                    r.blob("coded parameters"))
         if not r.done:
             raise BitstreamError("damaged adapter unit: trailing bytes")
+        if unit.symbol_count > LIMITS.max_adapter_symbols:
+            raise BitstreamError(f"damaged adapter unit: {unit.symbol_count} values (limit "
+                                 f"{LIMITS.max_adapter_symbols})")
+        if not all(np.isfinite(floats)) or unit.step <= 0:
+            raise BitstreamError("damaged adapter unit: invalid quantisation step or prior")
         return unit
 
 
@@ -227,7 +291,11 @@ def _read_units(data: bytes):
     while not r.done:
         start = r.pos
         kind_code = r.u8(f"unit {index} type")
-        payload = r.blob(f"unit {index} payload")
+        size = r.varint(f"unit {index} length")
+        if size > LIMITS.max_unit_bytes:
+            raise BitstreamError(f"damaged stream: unit {index} declares {size} bytes (limit "
+                                 f"{LIMITS.max_unit_bytes})")
+        payload = r.take(size, f"unit {index} payload")
         (crc,) = struct.unpack("<I", r.take(4, f"unit {index} checksum"))
         if zlib.crc32(bytes([kind_code]) + payload) != crc:
             raise BitstreamError(f"damaged stream: checksum mismatch in unit {index}")
@@ -254,6 +322,9 @@ def unpack(data: bytes) -> Stream:
                 raise BitstreamError("damaged stream: adapter unit out of place")
             adapters = payload
         else:
+            if len(frames) >= header.frame_count:
+                raise BitstreamError(f"damaged stream: more frames than the header's "
+                                     f"{header.frame_count}")
             frames.append(read_frame(payload, len(frames)))
             if frames[-1].kind == FrameType.P and len(frames) == 1:
                 raise BitstreamError("damaged stream: first frame is a P-frame")

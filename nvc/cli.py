@@ -155,23 +155,11 @@ def _adapt_line(r) -> str:
 
 
 def cmd_decode(args) -> None:
-    from . import bitstream
-    from .codec import decode_stream
+    from . import decode
     from .io import write_video
 
-    data = _read_stream(args.input)
-    stream = bitstream.unpack(data)
-    if args.weights is None and args.model is None:
-        from .zoo import entry_by_id, missing_model_message
-
-        entry = entry_by_id(stream.header.model_id)
-        if entry is None:
-            from .errors import BitstreamError
-
-            raise BitstreamError(missing_model_message(stream.header.model_id))
-        args.model = entry.name
-    model, entry = _load(args)
-    decoded = decode_stream(stream, model, entry, progress=_progress("decode"))
+    decoded = decode(_read_stream(args.input), model_name=args.model, weights=args.weights,
+                     device=_device(args.device), progress=_progress("decode"))
     write_video(args.output, decoded.to_video())
     h = decoded.header
     _emit(args, {"output": str(args.output), "frames": h.frame_count, "width": h.width,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -19,8 +20,9 @@ from . import bitstream
 from .bitstream import HASH_PREFIX_BYTES, SequenceHeader, Stream
 from .errors import BitstreamError, InputError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
-from .models.ssf import SSF, FrameType
-from .zoo import ZooEntry
+from .adapted import apply_unit
+from .models.ssf import SSF, FrameType, model_device
+from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
 Progress = Callable[[Iterable], Iterable]
 
@@ -78,10 +80,6 @@ def weights_hash(entry: ZooEntry) -> bytes:
     return bytes.fromhex(entry.sha256)[:HASH_PREFIX_BYTES]
 
 
-def model_device(model: SSF) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
            matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
@@ -117,7 +115,10 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
 
 
 def check_weights(header: SequenceHeader, entry: ZooEntry) -> None:
-    if header.model_id != entry.model_id or header.weights_hash != weights_hash(entry):
+    """The stream must name these weights: by zoo id and hash, or, for a weights file given by the
+    user (id 0), by hash alone (so `--weights` decodes a stream of a retired model id)."""
+    same_id = header.model_id == entry.model_id or entry.model_id == 0
+    if not same_id or header.weights_hash != weights_hash(entry):
         raise BitstreamError(
             f"stream was made for other weights (model id {header.model_id}, weights "
             f"{header.weights_hash.hex()}); loaded {entry.name} (id {entry.model_id}, "
@@ -130,8 +131,6 @@ def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
     header = stream.header
     check_weights(header, entry)
     if stream.adapters is not None:  # merged once per clip; decoding then runs at the base's speed
-        from .adapted import apply_unit
-
         model = apply_unit(model, bitstream.AdapterUnit.read(stream.adapters))
     if not 1 <= header.quality <= model.cfg.num_qualities:
         raise BitstreamError(f"damaged stream: quality {header.quality} out of range")
@@ -150,3 +149,23 @@ def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         frames.append(_to_numpy(ref, header.height, header.width))
     return DecodedVideo(header, frames, time.perf_counter() - t0)
+
+
+def load_model_for(header: SequenceHeader, model_name: str | None = None,
+                   weights: str | Path | None = None) -> tuple[SSF, ZooEntry]:
+    """The model a stream needs: a weights file or zoo name if given, else the zoo's entry for the
+    stream's model id (a one-line error naming retired or unknown ids)."""
+    if weights is None and model_name is None:
+        entry = entry_by_id(header.model_id)
+        if entry is None:
+            raise BitstreamError(missing_model_message(header.model_id))
+        model_name = entry.name
+    return load_model(model_name or DEFAULT_MODEL, Path(weights) if weights else None)
+
+
+def decode(data: bytes, model_name: str | None = None, weights: str | Path | None = None,
+           device: str | torch.device = "cpu", progress: Progress = _no_progress) -> DecodedVideo:
+    """nvc.decode: unpack, find the model in the zoo, merge the stream's adapters, decode."""
+    stream = bitstream.unpack(data)
+    model, entry = load_model_for(stream.header, model_name, weights)
+    return decode_stream(stream, model.to(device), entry, progress)

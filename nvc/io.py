@@ -120,6 +120,15 @@ def parse_raw_name(path: str | os.PathLike) -> tuple[tuple[int, int] | None, Fra
     return size, fps
 
 
+def check_frame_size(w: int, h: int, path: Path) -> None:
+    """Refuse frames the format cannot carry (nvc.bitstream.LIMITS) before reading any."""
+    from .bitstream import LIMITS
+
+    if max(w, h) > LIMITS.max_side or w * h > LIMITS.max_pixels:
+        raise InputError(f"{path}: frame size {w}x{h} exceeds nvc's limit ({LIMITS.max_side} per "
+                         f"side, {LIMITS.max_pixels} pixels)")
+
+
 # -- readers --------------------------------------------------------------------------------------
 def _check_range(start: int, frames: int | None) -> None:
     if start < 0:
@@ -138,6 +147,7 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
     w, h = size
     if w <= 0 or h <= 0:
         raise InputError(f"{path}: invalid frame size {w}x{h}")
+    check_frame_size(w, h, path)
     cw, ch = (w + 1) // 2, (h + 1) // 2
     frame_bytes = w * h + 2 * cw * ch
     total = path.stat().st_size // frame_bytes
@@ -161,17 +171,23 @@ def _y4m_header(line: bytes, path: Path) -> tuple[int, int, Fraction]:
     w = h = 0
     fps = Fraction(30)
     for f in fields[1:]:
-        if f[0] == "W":
-            w = int(f[1:])
-        elif f[0] == "H":
-            h = int(f[1:])
-        elif f[0] == "F":
-            num, den = f[1:].split(":")
-            fps = Fraction(int(num), int(den))
-        elif f[0] == "C" and not f[1:].startswith("420"):
+        try:
+            if f[0] == "W":
+                w = int(f[1:])
+            elif f[0] == "H":
+                h = int(f[1:])
+            elif f[0] == "F":
+                num, den = f[1:].split(":")
+                fps = Fraction(int(num), int(den))
+        except (ValueError, ZeroDivisionError):
+            raise InputError(f"{path}: malformed y4m header field {f!r}") from None
+        if f[0] == "C" and not f[1:].startswith("420"):
             raise InputError(f"{path}: only 8-bit 4:2:0 y4m is supported, found C{f[1:]}")
     if w <= 0 or h <= 0:
         raise InputError(f"{path}: y4m header has no valid size")
+    if fps <= 0:
+        raise InputError(f"{path}: y4m frame rate {fps} is not positive")
+    check_frame_size(w, h, path)
     return w, h, fps
 
 
@@ -326,13 +342,21 @@ def write_png_frames(pattern: str, video: Video) -> list[Path]:
     """pattern holds one printf field, e.g. `out/frame_%04d.png`; frames are numbered from 0."""
     from PIL import Image
 
-    paths = []
-    for i, frame in enumerate(video.frames):
-        p = Path(pattern % i)
-        rgb = np.round(yuv_to_rgb(frame) * 255).astype(np.uint8)
-        with AtomicFile(p) as tmp:
-            Image.fromarray(rgb).save(tmp, format="PNG")
-        paths.append(p)
+    paths = [Path(pattern % i) for i in range(len(video.frames))]
+    if not paths[0].parent.exists():
+        raise InputError(f"{paths[0].parent}: output folder does not exist")
+    temps: list[Path] = []
+    try:  # every frame to a temporary sibling first; renamed only once all are written
+        for frame, p in zip(video.frames, paths):
+            temps.append(_atomic_path(p))
+            Image.fromarray(np.round(yuv_to_rgb(frame) * 255).astype(np.uint8)).save(
+                temps[-1], format="PNG")
+    except BaseException:
+        for t in temps:
+            t.unlink(missing_ok=True)
+        raise
+    for t, p in zip(temps, paths):
+        os.replace(t, p)
     return paths
 
 

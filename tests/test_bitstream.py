@@ -4,12 +4,12 @@ import zlib
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from nvc.bitstream import (FORMAT_VERSION, MAGIC, Reader, SequenceHeader, Stream, UnitType,
+from nvc.bitstream import (FORMAT_VERSION, LIMITS, MAGIC, Reader, SequenceHeader, Stream, UnitType,
                            pack, unpack, write_varint)
 from nvc.codec import encode
 from nvc.errors import BitstreamError
-from nvc.models.entropy import LatentStrings
-from nvc.models.ssf import CodedFrame, FrameType
+from nvc.bitstream import LatentStrings
+from nvc.bitstream import CodedFrame, FrameType
 
 HEADER = SequenceHeader(model_id=1, weights_hash=bytes(range(8)), width=416, height=240,
                         fps_num=50, fps_den=1, frame_count=2, intra_period=12, quality=2,
@@ -115,3 +115,40 @@ def test_random_bytes_never_crash(blob):
         unpack(MAGIC + bytes([FORMAT_VERSION]) + blob)
     except BitstreamError:
         pass
+
+
+# -- property-based: headers that lie within valid checksums ------------------------------------
+_FIELD = st.one_of(st.integers(0, 300), st.integers(0, 2**40))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fields=st.fixed_dictionaries({
+    "width": _FIELD, "height": _FIELD, "fps_num": _FIELD, "fps_den": _FIELD,
+    "frame_count": _FIELD, "intra_period": _FIELD, "quality": st.integers(0, 255),
+    "colour_matrix": st.integers(0, 255)}))
+def test_lying_headers_are_refused_or_within_limits(real_stream, tiny_model, fields):
+    """Any header, checksums right: unpack refuses it with a reason or every declared size is
+    within LIMITS; what unpacks then decodes or fails with a BitstreamError, fast."""
+    import dataclasses
+    import time
+
+    stream = unpack(real_stream.data)
+    stream.header = dataclasses.replace(stream.header, **fields)
+    try:
+        s = unpack(pack(stream))
+    except BitstreamError:
+        return
+    h = s.header
+    assert h.width * h.height <= LIMITS.max_pixels and max(h.width, h.height) <= LIMITS.max_side
+    assert h.frame_count <= LIMITS.max_frames and h.colour_matrix in LIMITS.colour_matrices
+    if h.width * h.height <= 256 * 256:
+        from nvc.codec import decode_stream
+
+        t0 = time.perf_counter()
+        try:
+            out = decode_stream(s, *tiny_model)
+            assert len(out.frames) == h.frame_count
+            assert out.frames[0].shape == (h.height, h.width, 3)
+        except BitstreamError:
+            pass
+        assert time.perf_counter() - t0 < 5

@@ -202,3 +202,86 @@ def test_eval_reports_base_and_adapted_side_by_side(clip_y4m, tiny_weights, caps
         assert a["base_bytes"] == b["bytes"]  # the adaptive encoder started from the same base stream
         assert a["bytes"] == (a["adapted_bytes"] if a["adapted"] else b["bytes"])
         assert a["bit_exact"] and a["adapt_steps"] <= 2
+
+
+# -- hostile inputs: refused at once, one line, exit 1, no output ----------------------------------
+def _with_header(stream_file, tmp_path, **fields):
+    import dataclasses
+
+    stream = bitstream.unpack(stream_file.read_bytes())
+    stream.header = dataclasses.replace(stream.header, **fields)
+    path = tmp_path / "hostile.nvc"
+    path.write_bytes(bitstream.pack(stream))  # checksums recomputed: only the declared sizes lie
+    return path
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"width": 60000, "height": 60000}, "exceeds the format's limit"),
+    ({"width": 8192, "height": 8192}, "exceeds the format's limit"),
+    ({"frame_count": 10**9}, "exceeds the format's limit"),
+    ({"colour_matrix": 77}, "unknown colour matrix"),
+    ({"fps_num": 10**9}, "exceeds 1000 fps"),
+])
+@pytest.mark.parametrize("command", ["decode", "info"])
+def test_hostile_headers_are_refused_fast(fields, message, command, stream_file, tmp_path,
+                                          tiny_weights, capsys):
+    import time
+
+    path = _with_header(stream_file, tmp_path, **fields)
+    out_path = tmp_path / "out.y4m"
+    args = [command, str(path)] + (["-o", str(out_path), "--weights", str(tiny_weights)]
+                                   if command == "decode" else [])
+    t0 = time.perf_counter()
+    code, out, err = _run(args, capsys)
+    assert time.perf_counter() - t0 < 2
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1 and not out
+    assert not out_path.exists()
+
+
+@pytest.mark.parametrize("header, message", [
+    (b"YUV4MPEG2 Wabc H16 F25:1\n", "malformed y4m header field 'Wabc'"),
+    (b"YUV4MPEG2 W16 H16 F0:1\n", "frame rate 0 is not positive"),
+    (b"YUV4MPEG2 W16 H16 F25:0\n", "malformed y4m header field 'F25:0'"),
+    (b"YUV4MPEG2 W60000 H60000 F25:1\n", "exceeds nvc's limit"),
+])
+def test_bad_y4m_headers_are_input_errors(header, message, tmp_path, tiny_weights, capsys):
+    src = _bytes(tmp_path / "bad.y4m", header + b"FRAME\n" + bytes(16 * 16 * 3 // 2))
+    out_path = tmp_path / "out.nvc"
+    code, _, err = _run(["encode", str(src), "-o", str(out_path), "--weights", str(tiny_weights)],
+                        capsys)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert not out_path.exists()
+
+
+@pytest.mark.parametrize("model_id", [1, 999])
+def test_weights_file_decodes_a_stream_of_a_retired_model_id(model_id, stream_file, tmp_path,
+                                                             tiny_weights, capsys):
+    """The error for a retired id says "pass --weights FILE": doing so must work."""
+    path = _with_header(stream_file, tmp_path, model_id=model_id)
+    code, _, err = _run(["decode", str(path), "-o", str(tmp_path / "o.y4m"), "--weights",
+                         str(tiny_weights)], capsys)
+    assert code == 0, err
+    assert (tmp_path / "o.y4m").stat().st_size > 0
+
+
+def test_png_sequence_failure_leaves_no_frames(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from nvc.errors import InputError
+    from nvc.io import write_video
+
+    calls = []
+    real_save = Image.Image.save
+
+    def failing_save(self, fp, *a, **kw):
+        calls.append(fp)
+        if len(calls) == 3:
+            raise OSError("disk full")
+        return real_save(self, fp, *a, **kw)
+
+    monkeypatch.setattr(Image.Image, "save", failing_save)
+    with pytest.raises(OSError):
+        write_video(tmp_path / "f_%03d.png", make_video(frames=4, hw=(16, 16)))
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="output folder does not exist"):
+        write_video(tmp_path / "nope" / "f_%03d.png", make_video(frames=1, hw=(16, 16)))

@@ -5,7 +5,7 @@ import torch
 from nvc import bitstream
 from nvc.codec import decode_stream, encode, pad_to
 from nvc.errors import BitstreamError, InputError
-from nvc.models.ssf import FrameType
+from nvc.bitstream import FrameType
 from nvc.zoo import ZooEntry, load_model
 
 

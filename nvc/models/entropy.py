@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.utils import update_registered_buffers
 
+from ..bitstream import LatentStrings
 from .layers import hyper_analysis, hyper_synthesis
 
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64  # CompressAI's default scale table
@@ -51,14 +52,6 @@ class LatentOut:
 
     y_hat: Tensor  # (B, M, h, w), gain removed
     likelihoods: tuple[Tensor, Tensor]
-
-
-@dataclass
-class LatentStrings:
-    """Coded form of one latent: y and z strings for a batch of one."""
-
-    y: bytes
-    z: bytes
 
 
 class LatentCodec(nn.Module):

@@ -7,32 +7,21 @@ training; `compress_*` return coded strings plus the exact reconstruction the de
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .entropy import LatentCodec, LatentStrings
+from ..bitstream import CodedFrame, FrameType
+from .entropy import LatentCodec
 from .layers import analysis, synthesis
 from .warp import scale_space_warp
-
-
-class FrameType(IntEnum):
-    I = 0  # noqa: E741 - the field's own name
-    P = 1
 
 
 @dataclass
 class FrameOut:
     x_hat: Tensor  # (B, 3, H, W)
     likelihoods: list[Tensor]
-
-
-@dataclass
-class CodedFrame:
-    kind: FrameType
-    latents: list[LatentStrings]  # I: [image]; P: [motion, residual]
 
 
 class IntraCodec(nn.Module):
@@ -61,6 +50,10 @@ class ResidualCodec(nn.Module):
         self.g_a = analysis(3, cfg.inter_mid, cfg.inter_latent)
         self.g_s = synthesis(2 * cfg.inter_latent, cfg.inter_mid, 3)
         self.latent = LatentCodec(cfg.inter_latent, cfg.hyper_channels, cfg.lambdas)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 class SSF(nn.Module):
