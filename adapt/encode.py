@@ -1,6 +1,8 @@
-"""Encode with adaptation: base encode, fit, adapted encode, keep the cheaper file."""
+"""Encode with adaptation: base encode, fit, then code the clip with the adapters and with the
+encoder-only fine-tuning alone (free: nothing is sent), and keep the file of lowest RD cost."""
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ from nvc.codec import CodedVideo, encode, pad_to, rgb_tensor, source_rgb
 from nvc.models.ssf import model_device
 from nvc.io import ColourMatrix, Video
 from nvc.metrics import bpp
+from nvc.rd import rd_cost as _rd_cost
 from nvc.models.ssf import SSF
 from nvc.zoo import ZooEntry
 
@@ -25,6 +28,7 @@ log = logging.getLogger(__name__)
 class AdaptiveResult:
     coded: CodedVideo  # the file that is kept
     adapted: bool  # False: adapters did not pay for themselves and were dropped
+    mode: str  # what the kept file used: "adapters", "encoder-only" or "base"
     base_cost: float  # lambda * 255^2 * MSE + bpp, every byte counted
     adapted_cost: float
     base_bytes: int
@@ -36,9 +40,11 @@ class AdaptiveResult:
 
 
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix) -> float:
+    """The clip's RD cost as coded: its 8-bit reconstruction and every byte of the file."""
     mse = float(np.mean([np.mean((source_rgb(f, matrix) - r) ** 2)
                          for f, r in zip(video.frames, coded.reconstruction)]))
-    return lam * 255 ** 2 * mse + bpp(len(coded.data), video.width, video.height, len(video.frames))
+    return float(_rd_cost(lam, mse, bpp(len(coded.data), video.width, video.height,
+                                        len(video.frames))))
 
 
 def clip_tensor(video: Video, model: SSF, matrix: ColourMatrix) -> torch.Tensor:
@@ -62,19 +68,34 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write()
-    with torch.no_grad():
-        merged = apply_unit(model, unit)  # the decoder's own path to the adapted weights
-        own = dict(merged.named_parameters())
-        for name, value in fitted.encoder.items():  # encoder-only: never sent, never decoded
-            own[name].copy_(value)
+    merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
     adapted = encode(video, merged, entry, quality, intra_period, matrix, adapters=payload)
     adapted_cost = rd_cost(video, adapted, lam, matrix)
-    keep = adapted_cost < base_cost
-    if not keep:
-        log.info("adapters dropped: cost %.4f >= base %.4f", adapted_cost, base_cost)
-    return AdaptiveResult(adapted if keep else base, keep, base_cost, adapted_cost, len(base.data),
+    candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
+    if adapted_cost >= base_cost and fitted.encoder and not cfg.force:
+        # The adapters do not pay: the encoder-only fine-tuning alone costs no bits.
+        free = encode(video, _with_encoder(model, fitted.encoder), entry, quality, intra_period,
+                      matrix)
+        candidates.append(("encoder-only", free, rd_cost(video, free, lam, matrix)))
+    mode, kept, _ = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
+    if mode != "adapters":
+        log.info("adapters dropped: cost %.4f >= base %.4f; kept %s", adapted_cost, base_cost, mode)
+    return AdaptiveResult(kept, mode == "adapters", mode, base_cost, adapted_cost, len(base.data),
                           len(adapted.data), len(payload), len(fitted.history), fit_seconds,
                           time.perf_counter() - t0)
+
+
+def _with_encoder(model: SSF, encoder: dict[str, torch.Tensor]) -> SSF:
+    """`model` (a copy when anything changes) with the fine-tuned encoder-only parameters: never
+    sent, never run by the decoder."""
+    if not encoder:
+        return model
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        own = dict(out.named_parameters())
+        for name, value in encoder.items():
+            own[name].copy_(value)
+    return out
 
 
 def _with_reference(on_step, base_cost: float):

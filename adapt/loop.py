@@ -7,13 +7,17 @@ to the whole frame and the adapter bits are spread over the whole clip, so the s
 an unbiased estimate of the clip's. Sent tensors are rounded to the prior's
 step in the forward pass (straight-through); their rate uses additive uniform noise, so its
 gradient reaches them. Only B (and DoRA's magnitude deltas) are sent: A comes from the seed.
+The hyper-latent z is rounded as it will be coded (straight-through), not noised.
 The encoder-only transforms (g_a, h_a) may be fine-tuned too: the decoder never runs them, so they
-cost no bits and leave decoding bit-exact.
+cost no bits and leave decoding bit-exact. The iterate returned is the best one seen, not the
+last: every `probe_every` steps the iterate is scored on a fixed window of the first GOP as it will
+be coded (rounded latents, quantised adapters), the base included as step -1.
 """
 from __future__ import annotations
 
 import copy
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -25,6 +29,7 @@ from nvc.adapter_coding import SpikeSlabPrior, quantize_ste
 from nvc.adapters import (AdapterKind, AdapterSpec, AdaptedConv, default_layers, default_ranks,
                           inject, sent_tensors)
 from nvc.models.ssf import SSF
+from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +45,10 @@ class AdaptConfig:
     seed: int = 1
     window: int = 256  # fitting window (px, multiple of 64), clipped to the frame
     patience: int = 60  # steps without a better smoothed objective before stopping
+    probe_every: int = 10  # steps between scorings of the iterate on the fixed probe window
     encoder: bool = True  # also fine-tune the encoder-only transforms (g_a, h_a): free, never sent
     encoder_lr: float = 1e-4
+    force: bool = False  # keep the adapters even when they do not lower the clip's RD cost
     prior: SpikeSlabPrior = field(default_factory=SpikeSlabPrior)
 
 
@@ -76,16 +83,15 @@ def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: f
         x = frames[i: i + 1]
         out = model.forward_intra(x, q) if i % intra_period == 0 else model.forward_inter(x, ref, q)
         ref = out.x_hat
-        mse.append(((out.x_hat - x) ** 2).mean())
-        latent_bits = latent_bits + sum(-torch.log2(lik).sum() for lik in out.likelihoods)
-    mse_t = torch.stack(mse).mean()
+        mse.append(mse_per_sample(out.x_hat, x)[0])
+        latent_bits = latent_bits + likelihood_bits(out.likelihoods)[0]
+    mse_t = torch.stack(mse)
     scale = full_pixels / (h * w)  # the window's latent bits stand for the whole frame's
     latent_bpp = latent_bits * scale / (full_pixels * t)
     adapter_bpp = adapter_bits / (full_pixels * (clip_frames or t))
-    objective = lam * 255 ** 2 * mse_t + latent_bpp + adapter_bpp
-    psnr = -10 * torch.log10(torch.stack(mse).clamp_min(1e-10)).mean()
+    objective = rd_cost(lam, mse_t.mean(), latent_bpp + adapter_bpp)
     return objective, {"bpp": float((latent_bpp + adapter_bpp).detach()),
-                       "psnr_db": float(psnr.detach())}
+                       "psnr_db": float(psnr_db(mse_t).mean().detach())}
 
 
 @dataclass
@@ -94,6 +100,7 @@ class Fitted:
     sent: list[Tensor]  # the fitted sent tensors, not yet quantised
     encoder: dict[str, Tensor]  # fine-tuned encoder-only parameters (empty if not fitted)
     history: list[StepStats]
+    best_step: int = -1  # the step whose iterate `sent` and `encoder` are (-1: the base)
 
 
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
@@ -110,7 +117,9 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     step_size = cfg.prior.step
     for wr in wrappers:
         wr.sent_transform = lambda t: quantize_ste(t, step_size)
-    work.train()  # noise-proxy likelihoods, so the latent rate has gradients
+    work.train()  # noise-proxy likelihoods of y, so the latent rate has gradients
+    for codec in work.latent_codecs():
+        codec.round_z = True
     groups = [{"params": params, "lr": cfg.lr}]
     encoder = encoder_only_parameters(work) if cfg.encoder else {}
     if encoder:
@@ -125,6 +134,23 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[StepStats] = []
     best, smoothed, since_best = float("inf"), None, 0
+    y_c, x_c = (hp - win_h) // 2, (wp - win_w) // 2
+    probe_window = frames[:intra_period, :, y_c: y_c + win_h, x_c: x_c + win_w]
+
+    def probe() -> float:
+        work.eval()
+        with torch.no_grad():
+            bits = cfg.prior.bits(quantize_ste(torch.cat([p.reshape(-1) for p in params]),
+                                               step_size), noisy=False)
+            cost, _ = clip_objective(work, probe_window, q, intra_period, lam, hp * wp, bits,
+                                     clip_frames=t)
+        work.train()
+        return float(cost)
+
+    best_probe = probe()  # the base (adapters at zero): a safe fallback
+    best_sent = [p.detach().clone() for p in params]
+    best_encoder = {n: p.detach().clone() for n, p in encoder.items()}
+    best_step = -1
     t0 = time.perf_counter()
     for step in range(cfg.steps):
         if cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds:
@@ -148,15 +174,22 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
         if on_step:
             on_step(stats)
         smoothed = stats.objective if smoothed is None else 0.9 * smoothed + 0.1 * stats.objective
+        last = step == cfg.steps - 1 or (cfg.seconds is not None
+                                         and time.perf_counter() - t0 > cfg.seconds)
         if smoothed < best - 1e-4:
             best, since_best = smoothed, 0
         else:
             since_best += 1
-            if since_best >= cfg.patience:
-                log.info("adaptation stopped at step %d: objective no longer falling", step)
-                break
-    tensors = [p.detach().clone() for p in params]
-    enc_state = {n: p.detach().clone() for n, p in encoder.items()}
-    if not all(torch.isfinite(t).all() for t in tensors + list(enc_state.values())):
-        tensors, enc_state = [torch.zeros_like(t) for t in tensors], {}  # unusable: send nothing
-    return Fitted(spec, tensors, enc_state, history)
+            last = last or since_best >= cfg.patience
+        if (step + 1) % cfg.probe_every == 0 or last:
+            score = probe()
+            if score < best_probe and math.isfinite(score):
+                best_probe, best_step = score, step
+                best_sent = [p.detach().clone() for p in params]
+                best_encoder = {n: p.detach().clone() for n, p in encoder.items()}
+        if since_best >= cfg.patience:
+            log.info("adaptation stopped at step %d: objective no longer falling", step)
+            break
+    if not all(torch.isfinite(t).all() for t in best_sent + list(best_encoder.values())):
+        best_sent, best_encoder = [torch.zeros_like(t) for t in best_sent], {}  # send nothing
+    return Fitted(spec, best_sent, best_encoder, history, best_step)

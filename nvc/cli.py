@@ -142,14 +142,16 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
 
 
 def _adapt_summary(r) -> dict:
-    return {"adapted": r.adapted, "base_bytes": r.base_bytes, "adapted_bytes": r.adapted_bytes,
+    return {"adapted": r.adapted, "kept": r.mode, "base_bytes": r.base_bytes, "adapted_bytes": r.adapted_bytes,
             "adapter_bytes": r.adapter_bytes, "base_rd_cost": r.base_cost,
             "adapted_rd_cost": r.adapted_cost, "adapt_steps": r.steps,
             "adapt_seconds": r.fit_seconds}
 
 
 def _adapt_line(r) -> str:
-    verdict = "kept" if r.adapted else "dropped: they did not lower the clip's RD cost"
+    verdict = {"adapters": "kept",
+               "encoder-only": "dropped; the free encoder-only fine-tuning kept",
+               "base": "dropped: they did not lower the clip's RD cost"}[r.mode]
     return (f"adapters {verdict} ({r.adapter_bytes} bytes, {r.steps} steps in {r.fit_seconds:.1f} s; "
             f"RD cost {r.base_cost:.4f} -> {r.adapted_cost:.4f})")
 

@@ -221,3 +221,32 @@ def test_entropy_models_stay_float32_under_bf16_autocast():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = module.model.forward_intra(torch.rand(1, 3, 64, 64), 0)
     assert all(lik.dtype == torch.float32 for lik in out.likelihoods)
+
+
+@pytest.mark.parametrize("stage, frozen", [("intra", ["motion", "residual"]),
+                                           ("inter", ["intra"]), ("joint", [])])
+def test_a_training_step_leaves_frozen_codecs_unchanged(stage, frozen):
+    torch.manual_seed(0)
+    module = VideoCodecModule(arch="ssf-tiny", stage=stage, lr=1e-2)
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    opt, aux_opt = (torch.optim.Adam(module._params(aux=False), lr=1e-2),
+                    torch.optim.Adam(module._params(aux=True), lr=1e-2))
+    loss = module.rd_loss(torch.rand(2, 3, 3, 64, 64))["loss"] + module.model.aux_loss()
+    loss.backward()
+    opt.step()
+    aux_opt.step()
+    after = module.model.state_dict()
+    for name in ("intra", "motion", "residual"):
+        changed = any(not torch.equal(before[k], after[k]) for k in before
+                      if k.startswith(name + ".") and before[k].is_floating_point())
+        assert changed == (name not in frozen), name
+
+
+@pytest.mark.parametrize("stage", ["intra", "inter", "joint"])
+def test_net_and_aux_parameters_partition_the_active_codecs(stage):
+    module = VideoCodecModule(arch="ssf-tiny", stage=stage)
+    net, aux = module._params(aux=False), module._params(aux=True)
+    active = [p for mod in module._active_modules() for p in mod.parameters()]
+    assert {id(p) for p in net}.isdisjoint({id(p) for p in aux})
+    assert {id(p) for p in net} | {id(p) for p in aux} == {id(p) for p in active}
+    assert aux and all(p.shape[-1] == 3 for p in aux)  # the entropy bottlenecks' quantiles

@@ -56,3 +56,18 @@ def test_fp16_export_keeps_buffers_exact(tmp_path):
     loaded, _ = load_model(path=tmp_path / "w.safetensors")
     bound = loaded.intra.latent.entropy_bottleneck.likelihood_lower_bound.bound
     assert float(bound) == pytest.approx(1e-9)  # fp16 would flush this floor to 0
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_shipped_rate_ladder_is_monotone(name):
+    """Each higher quality of a shipped model spends more bytes and gives a higher PSNR."""
+    from nvc.evaluate import evaluate
+    from nvc.synthetic import as_video, demo_clip
+
+    model, entry = load_model(name)
+    lambdas = model.cfg.lambdas
+    assert all(a < b for a, b in zip(lambdas, lambdas[1:]))
+    video = as_video(demo_clip(frames=2, out_hw=(64, 96)))
+    rows = [evaluate(video, model, entry, q + 1, intra_period=12) for q in range(len(lambdas))]
+    assert all(a.bytes < b.bytes for a, b in zip(rows, rows[1:]))
+    assert all(a.psnr_rgb_db < b.psnr_rgb_db for a, b in zip(rows, rows[1:]))

@@ -63,6 +63,9 @@ class LatentCodec(nn.Module):
         self.gaussian_conditional = GaussianConditional(None)
         self.log_gain = nn.Parameter(initial_log_gains(lambdas, latent))
         self.log_inverse_gain = nn.Parameter(-initial_log_gains(lambdas, latent))
+        # Adaptation fits against the hyperprior as it is coded: z rounded around the medians
+        # (straight-through), its likelihood that of the rounded value, instead of uniform noise.
+        self.round_z = False
 
     def _gains(self, q: Tensor | int, y: Tensor) -> tuple[Tensor, Tensor]:
         """Per-sample gain and inverse gain, shaped (B, M, 1, 1); q is an int or a (B,) tensor."""
@@ -84,13 +87,23 @@ class LatentCodec(nn.Module):
         g, ig = self._gains(q, y)
         y_s = y * g
         z = self.h_a(y_s)
-        z_hat, z_lik = self.entropy_bottleneck(z)
+        z_hat, z_lik = self._code_z(z)
         means, scales = self._params(z_hat)
         _, y_lik = self.gaussian_conditional(y_s, scales, means=means)
         # Straight-through rounding around the mean for the synthesis: what the decoder will see.
         y_q = y_s - means
         y_q = y_q + (torch.round(y_q) - y_q).detach() + means
         return LatentOut(y_q * ig, (y_lik, z_lik))
+
+    def _code_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.round_z:
+            return self.entropy_bottleneck(z)
+        eb = self.entropy_bottleneck
+        medians = eb._get_medians().reshape(1, -1, 1, 1)
+        z_hat = z + (torch.round(z - medians) + medians - z).detach()
+        lik, _, _ = eb._likelihood(z_hat.transpose(0, 1).reshape(z.shape[1], 1, -1))
+        lik = eb.likelihood_lower_bound(lik) if eb.use_likelihood_bound else lik
+        return z_hat, lik.reshape(z.shape[1], z.shape[0], *z.shape[2:]).transpose(0, 1)
 
     def compress(self, y: Tensor, q: int) -> tuple[LatentStrings, Tensor]:
         """Code a batch of one; returns the strings and the exact y_hat the decoder will rebuild."""
