@@ -61,7 +61,9 @@ class AdaptedConv(nn.Module):
         w = base.weight
         out_ch = w.shape[1] if self.transposed else w.shape[0]
         full = kind == AdapterKind.FULL
-        self.lora_a = None if full else nn.Parameter(a.to(w), requires_grad=False)
+        if not full and a is None:
+            raise ValueError("LoRA and DoRA need the A matrix")
+        self.lora_a = None if a is None or full else nn.Parameter(a.to(w), requires_grad=False)
         self.lora_b = None if full else nn.Parameter(torch.zeros(out_ch, rank, device=w.device,
                                                                  dtype=w.dtype))
         self.full_delta = nn.Parameter(torch.zeros_like(w)) if full else None
@@ -74,7 +76,7 @@ class AdaptedConv(nn.Module):
         self.sent_transform = None
 
     @staticmethod
-    def a_shape(base: nn.Module, rank: int) -> tuple[int, ...]:
+    def a_shape(base: nn.Conv2d | nn.ConvTranspose2d, rank: int) -> tuple[int, ...]:
         w = base.weight
         if isinstance(base, nn.ConvTranspose2d):
             return (w.shape[0], rank, *w.shape[2:])
@@ -92,6 +94,7 @@ class AdaptedConv(nn.Module):
     def delta(self) -> Tensor:
         if self.full_delta is not None:
             return self._sent(self.full_delta)
+        assert self.lora_a is not None and self.lora_b is not None
         b = self._sent(self.lora_b)
         if self.transposed:
             return torch.einsum("irkl,or->iokl", self.lora_a, b) * self.scale
@@ -107,7 +110,8 @@ class AdaptedConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         m = self.base
         if self.transposed:
-            return F.conv_transpose2d(x, self.weight(), m.bias, m.stride, m.padding,
+            return F.conv_transpose2d(x, self.weight(), m.bias, m.stride,
+                                      m.padding,  # type: ignore[arg-type]  # int pairs here
                                       m.output_padding, m.groups, m.dilation)
         return F.conv2d(x, self.weight(), m.bias, m.stride, m.padding, m.dilation, m.groups)
 
@@ -126,7 +130,8 @@ def default_layers(model: nn.Module) -> list[str]:
 
 def default_ranks(layers: list[str], by_depth: tuple[int, ...] = (16, 8, 8, 2)) -> list[int]:
     """The reference layout: rank by position within each decoder (first deconv 16, last 2)."""
-    ranks, seen = [], {}
+    ranks: list[int] = []
+    seen: dict[str, int] = {}
     for name in layers:
         decoder = name.rsplit(".", 1)[0]
         depth = seen.get(decoder, 0)
@@ -169,9 +174,11 @@ def merge(model: nn.Module) -> None:
 def sent_tensors(wrappers: list[AdaptedConv]) -> list[Tensor]:
     """What travels in the stream, in order: each layer's B, then its magnitude delta for DoRA.
     All start at zero, so one zero-centred prior codes them."""
-    out = []
+    out: list[Tensor] = []
     for w in wrappers:
-        out.append(w.full_delta if w.full_delta is not None else w.lora_b)
+        sent = w.full_delta if w.full_delta is not None else w.lora_b
+        assert sent is not None
+        out.append(sent)
         if w.magnitude_delta is not None:
             out.append(w.magnitude_delta)
     return out

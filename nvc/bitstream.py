@@ -145,12 +145,14 @@ class SequenceHeader:
         ])
 
     @classmethod
-    def read(cls, payload: bytes) -> "SequenceHeader":
+    def read(cls, payload: bytes) -> SequenceHeader:
         r = Reader(payload, "sequence header")
-        header = cls(r.varint("model id"), r.take(HASH_PREFIX_BYTES, "weights hash"),
-                     *(r.varint(n) for n in ("width", "height", "fps numerator",
-                                             "fps denominator", "frame count", "intra period")),
-                     r.u8("quality"), r.u8("colour matrix"))
+        model_id, weights = r.varint("model id"), r.take(HASH_PREFIX_BYTES, "weights hash")
+        width, height, fps_num, fps_den, frame_count, intra_period = (
+            r.varint(n) for n in ("width", "height", "fps numerator", "fps denominator",
+                                  "frame count", "intra period"))
+        header = cls(model_id, weights, width, height, fps_num, fps_den, frame_count,
+                     intra_period, r.u8("quality"), r.u8("colour matrix"))
         if header.width == 0 or header.height == 0 or header.frame_count == 0:
             raise BitstreamError("damaged sequence header: zero width, height or frame count")
         if header.fps_den == 0 or header.intra_period == 0 or header.fps_num == 0:
@@ -225,7 +227,7 @@ class AdapterUnit:
         return b"".join(parts)
 
     @classmethod
-    def read(cls, payload: bytes) -> "AdapterUnit":
+    def read(cls, payload: bytes) -> AdapterUnit:
         r = Reader(payload, "adapter unit")
         kind, seed = r.u8("adapter type"), r.varint("seed")
         floats = struct.unpack("<5f", r.take(20, "adapter prior"))
@@ -242,8 +244,9 @@ class AdapterUnit:
             if not 1 <= ranks[-1] <= LIMITS.max_rank:
                 raise BitstreamError(f"damaged adapter unit: rank {ranks[-1]} outside "
                                      f"1..{LIMITS.max_rank}")
-        unit = cls(kind, seed, *floats, tuple(layers), tuple(ranks), r.varint("symbol count"),
-                   r.blob("coded parameters"))
+        alpha, step, pi_spike, sigma_spike, sigma_slab = floats
+        unit = cls(kind, seed, alpha, step, pi_spike, sigma_spike, sigma_slab, tuple(layers),
+                   tuple(ranks), r.varint("symbol count"), r.blob("coded parameters"))
         if not r.done:
             raise BitstreamError("damaged adapter unit: trailing bytes")
         if unit.symbol_count > LIMITS.max_adapter_symbols:

@@ -25,7 +25,8 @@ def _fps(text: str) -> Fraction:
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"fps must be a number like 50 or 30000/1001, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"fps must be a number like 50 or 30000/1001, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"fps must be positive, got {text!r}")
     return value
@@ -142,7 +143,8 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
 
 
 def _adapt_summary(r) -> dict:
-    return {"adapted": r.adapted, "kept": r.mode, "base_bytes": r.base_bytes, "adapted_bytes": r.adapted_bytes,
+    return {"adapted": r.adapted, "kept": r.mode, "base_bytes": r.base_bytes,
+            "adapted_bytes": r.adapted_bytes,
             "adapter_bytes": r.adapter_bytes, "base_rd_cost": r.base_cost,
             "adapted_rd_cost": r.adapted_cost, "adapt_steps": r.steps,
             "adapt_seconds": r.fit_seconds}
@@ -213,7 +215,8 @@ def _adapter_info(payload: bytes | None) -> dict | None:
     from .bitstream import AdapterUnit
 
     unit = AdapterUnit.read(payload)
-    return {"type": spec_of(unit).kind.name.lower(), "bytes": len(payload), "coded_parameter_bytes": len(unit.coded),
+    return {"type": spec_of(unit).kind.name.lower(), "bytes": len(payload),
+            "coded_parameter_bytes": len(unit.coded),
             "values": unit.symbol_count, "layers": dict(zip(unit.layers, unit.ranks)),
             "seed": unit.seed, "quantization_step": unit.step}
 

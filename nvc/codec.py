@@ -6,10 +6,10 @@ The encoder reconstructs every frame through the decoder's own path (`SSF.compre
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import bitstream
+from .adapted import apply_unit
 from .bitstream import HASH_PREFIX_BYTES, SequenceHeader, Stream
 from .errors import BitstreamError, InputError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
-from .adapted import apply_unit
 from .models.ssf import SSF, FrameType, model_device
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
@@ -105,6 +105,7 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
         if i % intra_period == 0:
             cf, ref = model.compress_intra(x, q)
         else:
+            assert ref is not None  # frame 0 is always an I-frame
             cf, ref = model.compress_inter(x, ref, q)
         coded.append(cf)
         recon.append(_to_numpy(ref, h, w))

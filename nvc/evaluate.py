@@ -31,6 +31,8 @@ def measure(source: Video, num_bytes: int, decoded_rgb: list[np.ndarray] | None 
     """Score a decoded clip against its source. Give the decoder's native output: RGB for nvc
     (converted to 4:2:0 for PSNR-YUV), YUV for x264/x265 (converted to RGB for PSNR-RGB)."""
     if decoded_rgb is None:
+        if decoded_yuv is None:
+            raise ValueError("measure needs the decoded frames as RGB or as YUV")
         decoded_rgb = [quantize_8bit(yuv_to_rgb(f, matrix)) for f in decoded_yuv]
     if decoded_yuv is None:
         decoded_yuv = [rgb_to_yuv(f, matrix) for f in decoded_rgb]

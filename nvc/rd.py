@@ -5,7 +5,7 @@ Training, validation, adaptation and the keep-or-drop decision all price a coded
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -15,7 +15,7 @@ PIXEL_RANGE = 255  # MSE is scaled to 8-bit code values, as lambda is defined fo
 
 def likelihood_bits(likelihoods: Sequence[Tensor]) -> Tensor:
     """Per-sample bits, (B,), of every latent of one frame."""
-    return sum(-torch.log2(lik).flatten(1).sum(1) for lik in likelihoods)
+    return torch.stack([-torch.log2(lik).flatten(1).sum(1) for lik in likelihoods]).sum(0)
 
 
 def mse_per_sample(a: Tensor, b: Tensor, weight: Tensor | None = None) -> Tensor:

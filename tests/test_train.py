@@ -101,7 +101,7 @@ def test_validation_codes_a_gop_at_every_quality(monkeypatch):
     logged = {}
     monkeypatch.setattr(module, "log", lambda k, v, **kw: logged.__setitem__(k, float(v)))
     module.validation_step(torch.rand(1, 3, 3, 50, 70), 0)  # any size: padded inside
-    assert set(logged) == {"val/rd_cost", "val/bpp_q1", "val/bpp_q2", "val/psnr_db_q1",
+    assert set(logged) == {"val/rd_cost", "val_clip/rd_cost_0", "val/bpp_q1", "val/bpp_q2", "val/psnr_db_q1",
                            "val/psnr_db_q2"}
     assert all(np.isfinite(v) for v in logged.values()) and logged["val/bpp_q1"] > 0
 

@@ -189,7 +189,9 @@ class VideoCodecModule(L.LightningModule):
             self.log(f"val/bpp_q{q + 1}", bpp.mean(), batch_size=1)
             self.log(f"val/psnr_db_q{q + 1}", psnr_db(mse).mean(), batch_size=1)
             costs.append(rd_cost(lam, mse, bpp).mean())
-        self.log("val/rd_cost", torch.stack(costs).mean(), prog_bar=True, batch_size=1)
+        cost = torch.stack(costs).mean()
+        self.log("val/rd_cost", cost, prog_bar=True, batch_size=1)
+        self.log(f"val_clip/rd_cost_{batch_idx}", cost, batch_size=1)  # clip order: val_clips
 
     @torch.no_grad()
     def _log_images(self, batch: Tensor) -> None:

@@ -37,7 +37,7 @@ class ModelConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         raw = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(raw) - known

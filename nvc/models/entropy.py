@@ -11,9 +11,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.utils import update_registered_buffers
+from torch import Tensor, nn
 
 from ..bitstream import LatentStrings
 from .layers import hyper_analysis, hyper_synthesis

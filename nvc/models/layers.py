@@ -1,8 +1,8 @@
 """Building blocks shared by the intra, motion and residual codecs (STYLE 6: compose, don't copy)."""
 from __future__ import annotations
 
-from torch import nn
 from compressai.layers import GDN
+from torch import nn
 
 
 def conv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .config import ModelConfig
 from ..bitstream import CodedFrame, FrameType
+from .config import ModelConfig
 from .entropy import LatentCodec
 from .layers import analysis, synthesis
 from .warp import scale_space_warp
@@ -123,7 +123,7 @@ class SSF(nn.Module):
             codec.update()
 
     def aux_loss(self) -> Tensor:
-        return sum(c.aux_loss() for c in self.latent_codecs())
+        return torch.stack([c.aux_loss() for c in self.latent_codecs()]).sum()
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         for name, codec in (("intra", self.intra), ("motion", self.motion),
