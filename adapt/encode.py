@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from nvc.adapted import apply_unit, make_unit
+from nvc.adapters import LAYER_TABLE
 from nvc.codec import CodedVideo, encode, pad_to, rgb_tensor, source_rgb
 from nvc.models.ssf import model_device
 from nvc.io import ColourMatrix, Video
@@ -67,7 +68,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                  on_step=_with_reference(on_step, base_cost))
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
-    payload = unit.write()
+    payload = unit.write(LAYER_TABLE)
     merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
     adapted = encode(video, merged, entry, quality, intra_period, matrix, adapters=payload)
     adapted_cost = rd_cost(video, adapted, lam, matrix)

@@ -122,6 +122,12 @@ class AdaptedConv(nn.Module):
         return self.base
 
 
+# Every layer an adapter unit may name, in the order format 2 indexes them: the transposed
+# convolutions of the intra, motion and residual decoders (tests check it against the model).
+LAYER_TABLE: tuple[str, ...] = tuple(f"{codec}.g_s.{i}" for codec in ("intra", "motion", "residual")
+                                     for i in (0, 2, 4, 6))
+
+
 def default_layers(model: nn.Module) -> list[str]:
     """Every transposed convolution of the intra, motion and residual decoders (g_s)."""
     return [name for name, m in model.named_modules()

@@ -13,13 +13,15 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Sequence
 
 import numpy as np
 
 from .errors import BitstreamError
 
 MAGIC = b"NVC\x89"
-FORMAT_VERSION = 1
+# 2: adapter layers as indices into the model's layer table (format 1, names, still read).
+FORMAT_VERSION = 2
 HASH_PREFIX_BYTES = 8
 
 
@@ -212,22 +214,39 @@ class AdapterUnit:
     pi_spike: float
     sigma_spike: float
     sigma_slab: float
-    layers: tuple[str, ...]
+    layers: tuple[str, ...]  # module paths; on the wire (format 2) their index in the layer table
     ranks: tuple[int, ...]
     symbol_count: int
     coded: bytes
 
-    def write(self) -> bytes:
+    def write(self, layer_table: Sequence[str]) -> bytes:
+        """`layer_table`: every layer the model can adapt, in a fixed order (nvc.adapters)."""
         parts = [bytes([self.kind]), write_varint(self.seed),
                  struct.pack("<5f", self.alpha, self.step, self.pi_spike, self.sigma_spike,
                              self.sigma_slab), write_varint(len(self.layers))]
         for name, rank in zip(self.layers, self.ranks, strict=True):
-            parts += [_blob(name.encode("ascii")), write_varint(rank)]
+            if name not in layer_table:
+                raise ValueError(f"layer {name!r} cannot be adapted (not in the layer table)")
+            parts += [write_varint(layer_table.index(name)), write_varint(rank)]
         parts += [write_varint(self.symbol_count), _blob(self.coded)]
         return b"".join(parts)
 
+    @staticmethod
+    def _layer(r: Reader, layer_table: Sequence[str], version: int) -> str:
+        if version == 1:  # format 1 spelled the module path out
+            try:
+                return r.blob("layer name").decode("ascii")
+            except UnicodeDecodeError:
+                raise BitstreamError("damaged adapter unit: layer name is not ASCII") from None
+        index = r.varint("layer index")
+        if index >= len(layer_table):
+            raise BitstreamError(f"damaged adapter unit: layer index {index} (the model has "
+                                 f"{len(layer_table)})")
+        return layer_table[index]
+
     @classmethod
-    def read(cls, payload: bytes) -> AdapterUnit:
+    def read(cls, payload: bytes, layer_table: Sequence[str],
+             version: int = FORMAT_VERSION) -> AdapterUnit:
         r = Reader(payload, "adapter unit")
         kind, seed = r.u8("adapter type"), r.varint("seed")
         floats = struct.unpack("<5f", r.take(20, "adapter prior"))
@@ -236,10 +255,7 @@ class AdapterUnit:
             raise BitstreamError(f"damaged adapter unit: {count} layers (limit {LIMITS.max_layers})")
         layers, ranks = [], []
         for _ in range(count):
-            try:
-                layers.append(r.blob("layer name").decode("ascii"))
-            except UnicodeDecodeError:
-                raise BitstreamError("damaged adapter unit: layer name is not ASCII") from None
+            layers.append(cls._layer(r, layer_table, version))
             ranks.append(r.varint("rank"))
             if not 1 <= ranks[-1] <= LIMITS.max_rank:
                 raise BitstreamError(f"damaged adapter unit: rank {ranks[-1]} outside "
@@ -264,6 +280,7 @@ class Stream:
     frames: list[CodedFrame]
     adapters: bytes | None = None
     unit_bytes: dict[str, int] = field(default_factory=dict)  # bytes per unit kind, framing included
+    version: int = FORMAT_VERSION
 
 
 def _unit(kind: UnitType, payload: bytes) -> bytes:
@@ -339,4 +356,4 @@ def unpack(data: bytes) -> Stream:
         raise BitstreamError(f"truncated stream: {len(frames)} of {header.frame_count} frames present")
     if len(frames) > header.frame_count:
         raise BitstreamError(f"damaged stream: {len(frames)} frames, header says {header.frame_count}")
-    return Stream(header, frames, adapters, unit_bytes)
+    return Stream(header, frames, adapters, unit_bytes, version=data[len(MAGIC)])

@@ -200,7 +200,7 @@ def cmd_info(args) -> None:
         "intra_period": h.intra_period, "quality": h.quality, "colour_matrix": matrix,
         "bpp": bpp(len(data), h.width, h.height, h.frame_count),
         "bytes_per_unit_type": stream.unit_bytes,
-        "adapters": _adapter_info(stream.adapters),
+        "adapters": _adapter_info(stream.adapters, stream.version),
     }
     lines = [f"{k:>16}: {v}" for k, v in info.items() if k != "bytes_per_unit_type"]
     lines.append("bytes per unit type:")
@@ -208,13 +208,14 @@ def cmd_info(args) -> None:
     _emit(args, info, lines)
 
 
-def _adapter_info(payload: bytes | None) -> dict | None:
+def _adapter_info(payload: bytes | None, version: int) -> dict | None:
     if payload is None:
         return None
     from .adapted import spec_of
+    from .adapters import LAYER_TABLE
     from .bitstream import AdapterUnit
 
-    unit = AdapterUnit.read(payload)
+    unit = AdapterUnit.read(payload, LAYER_TABLE, version)
     return {"type": spec_of(unit).kind.name.lower(), "bytes": len(payload),
             "coded_parameter_bytes": len(unit.coded),
             "values": unit.symbol_count, "layers": dict(zip(unit.layers, unit.ranks)),

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from . import bitstream
 from .adapted import apply_unit
+from .adapters import LAYER_TABLE
 from .bitstream import HASH_PREFIX_BYTES, SequenceHeader, Stream
 from .errors import BitstreamError, InputError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
@@ -132,7 +133,8 @@ def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
     header = stream.header
     check_weights(header, entry)
     if stream.adapters is not None:  # merged once per clip; decoding then runs at the base's speed
-        model = apply_unit(model, bitstream.AdapterUnit.read(stream.adapters))
+        model = apply_unit(model, bitstream.AdapterUnit.read(stream.adapters, LAYER_TABLE,
+                                                             stream.version))
     if not 1 <= header.quality <= model.cfg.num_qualities:
         raise BitstreamError(f"damaged stream: quality {header.quality} out of range")
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ from adapt.loop import clip_objective, make_spec
 from nvc import bitstream
 from nvc.adapted import apply_unit, make_unit
 from nvc.adapter_coding import SpikeSlabPrior, decode_symbols, encode_symbols, quantize
-from nvc.adapters import AdapterKind, inject, sent_tensors
+from nvc.adapters import LAYER_TABLE, AdapterKind, default_layers, inject, sent_tensors
 from nvc.codec import decode_stream
 from nvc.errors import BitstreamError
 from nvc.zoo import load_model
@@ -36,7 +36,7 @@ def test_unit_round_trip_is_what_the_encoder_used(tiny_model, kind):
     work = __import__("copy").deepcopy(model)
     tensors = [torch.randn_like(t) * 0.03 for t in sent_tensors(inject(work, spec))]
     unit = make_unit(spec, tensors, SpikeSlabPrior())
-    back = bitstream.AdapterUnit.read(unit.write())
+    back = bitstream.AdapterUnit.read(unit.write(LAYER_TABLE), LAYER_TABLE)
     assert back == unit
     merged_a, merged_b = apply_unit(model, unit), apply_unit(model, back)
     for (na, pa), (_, pb) in zip(merged_a.named_parameters(), merged_b.named_parameters()):
@@ -82,7 +82,7 @@ def test_forced_adapters_are_sent_and_decoded_by_a_fresh_model(tiny_model, tiny_
     assert r.adapted and r.mode == "adapters"
     stream = bitstream.unpack(r.coded.data)
     assert stream.adapters is not None
-    unit = bitstream.AdapterUnit.read(stream.adapters)
+    unit = bitstream.AdapterUnit.read(stream.adapters, LAYER_TABLE)
     symbols = decode_symbols(unit.coded, unit.symbol_count, SpikeSlabPrior(
         unit.step, unit.pi_spike, unit.sigma_spike, unit.sigma_slab))
     assert any(symbols)  # non-zero adapters: the decode below really merges something
@@ -141,3 +141,34 @@ def test_fit_returns_the_best_probed_iterate(tiny_model, monkeypatch):
     fitted = loop.fit(model, frames, 1, 12, AdaptConfig(steps=6, window=64, probe_every=2,
                                                          patience=1000))
     assert fitted.best_step == -1 and all((t == 0).all() for t in fitted.sent)
+
+
+def test_layer_table_is_the_models_adaptable_layers(tiny_model):
+    assert tuple(default_layers(tiny_model[0])) == LAYER_TABLE
+    from nvc.models.config import ModelConfig
+    from nvc.models.ssf import SSF
+
+    assert tuple(default_layers(SSF(ModelConfig()))) == LAYER_TABLE
+
+
+def test_adapter_unit_codes_layer_indices_and_reads_format_1(tiny_model):
+    """Format 2 spends a byte per layer index (format 1 spelled the names out: 148 bytes more),
+    and a format-1 unit still reads."""
+    model, _ = tiny_model
+    spec = make_spec(model, AdaptConfig())
+    work = __import__("copy").deepcopy(model)
+    unit = make_unit(spec, [torch.zeros_like(t) for t in sent_tensors(inject(work, spec))],
+                     SpikeSlabPrior())
+    v2 = unit.write(LAYER_TABLE)
+    names = sum(len(n) + 1 for n in unit.layers)
+    head = 1 + len(bitstream.write_varint(unit.seed)) + 20  # type, seed, prior
+    v1 = bytearray(v2[:head] + bitstream.write_varint(len(unit.layers)))
+    for name, rank in zip(unit.layers, unit.ranks):
+        v1 += bytes([len(name)]) + name.encode() + bitstream.write_varint(rank)
+    v1 += bitstream.write_varint(unit.symbol_count) + bitstream.write_varint(len(unit.coded))
+    v1 += unit.coded
+    assert len(v1) - len(v2) == names - len(unit.layers) > 140  # 148 bytes for the 12 layers
+    assert bitstream.AdapterUnit.read(bytes(v1), LAYER_TABLE, version=1) == unit
+    assert bitstream.AdapterUnit.read(v2, LAYER_TABLE) == unit
+    with pytest.raises(BitstreamError, match="layer index"):
+        bitstream.AdapterUnit.read(v2, LAYER_TABLE[:3])

@@ -200,7 +200,8 @@ def test_eval_reports_base_and_adapted_side_by_side(clip_y4m, tiny_weights, caps
     assert [r["quality"] for r in base] == [r["quality"] for r in adapted] == [1, 2]
     for b, a in zip(base, adapted):
         assert a["base_bytes"] == b["bytes"]  # the adaptive encoder started from the same base stream
-        assert a["bytes"] == (a["adapted_bytes"] if a["adapted"] else b["bytes"])
+        expected = {"adapters": a["adapted_bytes"], "base": b["bytes"]}.get(a["kept"], a["bytes"])
+        assert a["bytes"] == expected and a["adapted"] == (a["kept"] == "adapters")
         assert a["bit_exact"] and a["adapt_steps"] <= 2
 
 
