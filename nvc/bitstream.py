@@ -288,12 +288,21 @@ def _unit(kind: UnitType, payload: bytes) -> bytes:
     return bytes([kind]) + write_varint(len(payload)) + payload + struct.pack("<I", crc)
 
 
-def pack(stream: Stream) -> bytes:
-    out = [MAGIC, bytes([FORMAT_VERSION]), _unit(UnitType.SEQUENCE_HEADER, stream.header.write())]
-    if stream.adapters is not None:
-        out.append(_unit(UnitType.ADAPTERS, stream.adapters))
-    out += [_unit(UnitType.FRAME, write_frame(f)) for f in stream.frames]
+def pack_head(header: SequenceHeader, adapters: bytes | None = None) -> bytes:
+    """Everything before the first frame: magic, version, sequence header, adapter unit."""
+    out = [MAGIC, bytes([FORMAT_VERSION]), _unit(UnitType.SEQUENCE_HEADER, header.write())]
+    if adapters is not None:
+        out.append(_unit(UnitType.ADAPTERS, adapters))
     return b"".join(out)
+
+
+def pack_frame(frame: CodedFrame) -> bytes:
+    """One frame unit, framing included: a stream is pack_head + pack_frame for every frame."""
+    return _unit(UnitType.FRAME, write_frame(frame))
+
+
+def pack(stream: Stream) -> bytes:
+    return pack_head(stream.header, stream.adapters) + b"".join(pack_frame(f) for f in stream.frames)
 
 
 def _read_units(data: bytes):

@@ -76,10 +76,11 @@ def _load(args):
     return model.to(_device(args.device)), entry
 
 
-def _read_input(args):
+def _read_input(args, lazy: bool = False):
     from .io import read_video
 
-    return read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames)
+    return read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames,
+                      lazy=lazy)
 
 
 def _emit(args, payload: dict, lines: list[str]) -> None:
@@ -88,28 +89,30 @@ def _emit(args, payload: dict, lines: list[str]) -> None:
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_encode(args) -> None:
-    from .codec import encode
-    from .io import AtomicFile
+    from .codec import encode_to
+    from .io import AtomicFile, Video
     from .metrics import bpp
 
-    video = _read_input(args)
+    video = _read_input(args, lazy=not args.adapt)  # plain coding streams frame by frame
     model, entry = _load(args)
     extra, lines = {}, []
-    if args.adapt:
-        result = _encode_adaptive(args, video, model, entry)
-        coded = result.coded
-        extra = _adapt_summary(result)
-        lines.append(_adapt_line(result))
-    else:
-        coded = encode(video, model, entry, args.quality, args.intra_period,
-                       progress=_progress("encode"))
     with AtomicFile(args.output) as tmp:
-        tmp.write_bytes(coded.data)
-    rate = bpp(len(coded.data), video.width, video.height, len(video.frames))
-    _emit(args, {"output": str(args.output), "bytes": len(coded.data), "bpp": rate,
-                 "frames": len(video.frames), "seconds": coded.seconds, **extra},
+        if args.adapt:  # fitting sees the whole clip at once
+            video = Video(list(video.frames), video.fps, video.source, video.size)
+            result = _encode_adaptive(args, video, model, entry)
+            tmp.write_bytes(result.coded.data)
+            size, seconds = len(result.coded.data), result.coded.seconds
+            extra = _adapt_summary(result)
+            lines.append(_adapt_line(result))
+        else:
+            with open(tmp, "wb") as sink:
+                size, seconds = encode_to(sink, video, model, entry, args.quality,
+                                          args.intra_period, progress=_progress("encode"))
+    rate = bpp(size, video.width, video.height, len(video.frames))
+    _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
+                 "frames": len(video.frames), "seconds": seconds, **extra},
           [f"{args.output}: {len(video.frames)} frames {video.width}x{video.height}, "
-           f"{len(coded.data)} bytes, {rate:.4f} bpp, {coded.seconds:.1f} s"] + lines)
+           f"{size} bytes, {rate:.4f} bpp, {seconds:.1f} s"] + lines)
 
 
 def _adapt_config(args):
@@ -159,16 +162,19 @@ def _adapt_line(r) -> str:
 
 
 def cmd_decode(args) -> None:
-    from . import decode
+    import time
+
+    from .codec import decoded_video, open_stream
     from .io import write_video
 
-    decoded = decode(_read_stream(args.input), model_name=args.model, weights=args.weights,
-                     device=_device(args.device), progress=_progress("decode"))
-    write_video(args.output, decoded.to_video())
-    h = decoded.header
+    t0 = time.perf_counter()
+    stream, model, entry = open_stream(_read_stream(args.input), args.model, args.weights,
+                                       _device(args.device))
+    write_video(args.output, decoded_video(stream, model, entry, _progress("decode")))
+    h, seconds = stream.header, time.perf_counter() - t0
     _emit(args, {"output": str(args.output), "frames": h.frame_count, "width": h.width,
-                 "height": h.height, "seconds": decoded.seconds},
-          [f"{args.output}: {h.frame_count} frames {h.width}x{h.height}, {decoded.seconds:.1f} s"])
+                 "height": h.height, "seconds": seconds},
+          [f"{args.output}: {h.frame_count} frames {h.width}x{h.height}, {seconds:.1f} s"])
 
 
 def _read_stream(path: str) -> bytes:

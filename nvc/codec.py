@@ -19,9 +19,9 @@ from torch import Tensor
 from . import bitstream
 from .adapted import apply_unit
 from .adapters import LAYER_TABLE
-from .bitstream import HASH_PREFIX_BYTES, SequenceHeader, Stream
+from .bitstream import HASH_PREFIX_BYTES, CodedFrame, SequenceHeader, Stream
 from .errors import BitstreamError, InputError
-from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
+from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .models.ssf import SSF, FrameType, model_device
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
@@ -81,25 +81,31 @@ def weights_hash(entry: ZooEntry) -> bytes:
     return bytes.fromhex(entry.sha256)[:HASH_PREFIX_BYTES]
 
 
-@torch.no_grad()
-def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
-           matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
-           adapters: bytes | None = None) -> CodedVideo:
-    """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames."""
-    if not video.frames:
+def _check_settings(video: Video, model: SSF, quality: int, intra_period: int) -> None:
+    if not len(video.frames):
         raise InputError("no frames to encode")
     if not 1 <= quality <= model.cfg.num_qualities:
         raise InputError(f"quality must be 1..{model.cfg.num_qualities}, got {quality}")
     if intra_period < 1:
         raise InputError(f"intra period must be >= 1, got {intra_period}")
-    t0 = time.perf_counter()
-    device = model_device(model)
-    q = quality - 1
-    h, w = video.height, video.width
+
+
+def sequence_header(video: Video, entry: ZooEntry, quality: int, intra_period: int,
+                    matrix: ColourMatrix) -> SequenceHeader:
     fps = Fraction(video.fps).limit_denominator(1 << 20)
-    header = SequenceHeader(entry.model_id, weights_hash(entry), w, h, fps.numerator,
-                            fps.denominator, len(video.frames), intra_period, quality, int(matrix))
-    coded, recon = [], []
+    return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
+                          fps.numerator, fps.denominator, len(video.frames), intra_period, quality,
+                          int(matrix))
+
+
+@torch.no_grad()
+def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
+                matrix: ColourMatrix = ColourMatrix.BT709,
+                progress: Progress = _no_progress) -> Iterator[tuple[CodedFrame, np.ndarray]]:
+    """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
+    only the reference frame is kept, so memory does not grow with the clip."""
+    device = model_device(model)
+    q, h, w = quality - 1, video.height, video.width
     ref: Tensor | None = None
     for i, frame in enumerate(progress(video.frames)):
         x = pad_to(rgb_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
@@ -108,12 +114,38 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
         else:
             assert ref is not None  # frame 0 is always an I-frame
             cf, ref = model.compress_inter(x, ref, q)
-        coded.append(cf)
-        recon.append(_to_numpy(ref, h, w))
-    stream = Stream(header, coded, adapters)
-    data = bitstream.pack(stream)
-    frame_bytes = [len(bitstream.write_frame(cf)) for cf in coded]
-    return CodedVideo(data, recon, frame_bytes, time.perf_counter() - t0)
+        yield cf, _to_numpy(ref, h, w)
+
+
+def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
+           matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
+           adapters: bytes | None = None) -> CodedVideo:
+    """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
+    the bytes and every reconstruction are kept (for evaluation; `encode_to` streams)."""
+    _check_settings(video, model, quality, intra_period)
+    t0 = time.perf_counter()
+    parts = [bitstream.pack_head(sequence_header(video, entry, quality, intra_period, matrix),
+                                 adapters)]
+    recon, frame_bytes = [], []
+    for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress):
+        parts.append(bitstream.pack_frame(cf))
+        frame_bytes.append(len(bitstream.write_frame(cf)))
+        recon.append(rgb)
+    return CodedVideo(b"".join(parts), recon, frame_bytes, time.perf_counter() - t0)
+
+
+def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality: int,
+              intra_period: int = 12, matrix: ColourMatrix = ColourMatrix.BT709,
+              progress: Progress = _no_progress) -> tuple[int, float]:
+    """Stream: read, code and write one frame at a time (memory bounded by the model and one
+    reference frame). Returns (bytes written, seconds)."""
+    _check_settings(video, model, quality, intra_period)
+    t0 = time.perf_counter()
+    written = sink.write(bitstream.pack_head(sequence_header(video, entry, quality, intra_period,
+                                                             matrix)))
+    for cf, _ in code_frames(video, model, quality, intra_period, matrix, progress):
+        written += sink.write(bitstream.pack_frame(cf))
+    return written, time.perf_counter() - t0
 
 
 def check_weights(header: SequenceHeader, entry: ZooEntry) -> None:
@@ -131,17 +163,25 @@ def check_weights(header: SequenceHeader, entry: ZooEntry) -> None:
 def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
                   progress: Progress = _no_progress) -> DecodedVideo:
     header = stream.header
+    t0 = time.perf_counter()
+    frames = list(iter_decoded(stream, model, entry, progress))
+    return DecodedVideo(header, frames, time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
+                 progress: Progress = _no_progress) -> Iterator[np.ndarray]:
+    """Decode frame by frame: RGB float32 (H, W, 3), 8-bit quantised; only the reference is kept."""
+    header = stream.header
     check_weights(header, entry)
     if stream.adapters is not None:  # merged once per clip; decoding then runs at the base's speed
         model = apply_unit(model, bitstream.AdapterUnit.read(stream.adapters, LAYER_TABLE,
                                                              stream.version))
     if not 1 <= header.quality <= model.cfg.num_qualities:
         raise BitstreamError(f"damaged stream: quality {header.quality} out of range")
-    t0 = time.perf_counter()
     m = model.cfg.multiple
     padded = (header.height + (-header.height) % m, header.width + (-header.width) % m)
     ref: Tensor | None = None
-    frames = []
     for i, cf in enumerate(progress(stream.frames)):
         if (i % header.intra_period == 0) != (cf.kind == FrameType.I):
             raise BitstreamError(f"damaged stream: frame {i} has the wrong type for intra period "
@@ -150,8 +190,7 @@ def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
             ref = model.decompress(cf, ref, padded, header.quality - 1)
         except (RuntimeError, ValueError) as e:  # the range coder on bytes that passed the CRC
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
-        frames.append(_to_numpy(ref, header.height, header.width))
-    return DecodedVideo(header, frames, time.perf_counter() - t0)
+        yield _to_numpy(ref, header.height, header.width)
 
 
 def load_model_for(header: SequenceHeader, model_name: str | None = None,
@@ -166,9 +205,26 @@ def load_model_for(header: SequenceHeader, model_name: str | None = None,
     return load_model(model_name or DEFAULT_MODEL, Path(weights) if weights else None)
 
 
-def decode(data: bytes, model_name: str | None = None, weights: str | Path | None = None,
-           device: str | torch.device = "cpu", progress: Progress = _no_progress) -> DecodedVideo:
-    """nvc.decode: unpack, find the model in the zoo, merge the stream's adapters, decode."""
+def open_stream(data: bytes, model_name: str | None = None, weights: str | Path | None = None,
+                device: str | torch.device = "cpu") -> tuple[Stream, SSF, ZooEntry]:
+    """Unpack a stream and load the model it needs (see load_model_for)."""
     stream = bitstream.unpack(data)
     model, entry = load_model_for(stream.header, model_name, weights)
-    return decode_stream(stream, model.to(device), entry, progress)
+    return stream, model.to(device), entry
+
+
+def decode(data: bytes, model_name: str | None = None, weights: str | Path | None = None,
+           device: str | torch.device = "cpu", progress: Progress = _no_progress) -> Video:
+    """nvc.decode: unpack, find the model in the zoo, merge the stream's adapters, decode. The
+    frames come out of the returned Video one at a time as it is iterated (a single pass)."""
+    return decoded_video(*open_stream(data, model_name, weights, device), progress)
+
+
+def decoded_video(stream: Stream, model: SSF, entry: ZooEntry,
+                  progress: Progress = _no_progress) -> Video:
+    """The stream as a Video whose frames are decoded while iterated (one pass, bounded memory)."""
+    h = stream.header
+    matrix = ColourMatrix(h.colour_matrix)
+    frames = LazyFrames(h.frame_count, lambda: (rgb_to_yuv(f, matrix) for f in iter_decoded(
+        stream, model, entry, progress)))
+    return Video(frames, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height))

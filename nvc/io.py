@@ -4,9 +4,10 @@ Frames travel as `YUVFrame` (8-bit 4:2:0 planes); the model sees RGB in [0, 1].
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from fractions import Fraction
@@ -45,19 +46,41 @@ class YUVFrame:
         return w, h
 
 
+class LazyFrames:
+    """Frames read from disk only while iterated (one at a time): a length, iteration, indexing.
+    `open_frames()` starts a fresh pass over the file each time."""
+
+    def __init__(self, count: int, open_frames: Callable[[], Iterator[YUVFrame]]):
+        self.count, self.open_frames = count, open_frames
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[YUVFrame]:
+        return itertools.islice(self.open_frames(), self.count)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return list(itertools.islice(iter(self), index.start, index.stop, index.step))
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return next(itertools.islice(iter(self), index, None))
+
+
 @dataclass
 class Video:
-    frames: list[YUVFrame]
+    frames: list[YUVFrame] | LazyFrames | Iterable[YUVFrame]
     fps: Fraction
     source: str = ""
+    size: tuple[int, int] | None = None  # (width, height); needed when `frames` is a one-pass iterable
 
     @property
     def width(self) -> int:
-        return self.frames[0].size[0]
+        return self.size[0] if self.size else self.frames[0].size[0]  # type: ignore[index]
 
     @property
     def height(self) -> int:
-        return self.frames[0].size[1]
+        return self.size[1] if self.size else self.frames[0].size[1]  # type: ignore[index]
 
 
 # -- colour ---------------------------------------------------------------------------------------
@@ -138,7 +161,7 @@ def _check_range(start: int, frames: int | None) -> None:
 
 
 def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
-                 start: int = 0, frames: int | None = None) -> Video:
+                 start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
     name_size, name_fps = parse_raw_name(path)
     size = size or name_size
     if size is None:
@@ -157,11 +180,17 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
     count = total - start if frames is None else min(frames, total - start)
     if count <= 0:
         raise InputError(f"{path}: no frames to read (file has {total}, start {start})")
-    data = np.fromfile(path, np.uint8, count=count * frame_bytes, offset=start * frame_bytes)
-    data = data.reshape(count, frame_bytes)
-    out = [YUVFrame(f[: w * h].reshape(h, w), f[w * h: w * h + cw * ch].reshape(ch, cw),
-                    f[w * h + cw * ch:].reshape(ch, cw)) for f in data]
-    return Video(out, fps or name_fps or Fraction(30), str(path))
+
+    def frames_from_disk() -> Iterator[YUVFrame]:
+        with open(path, "rb") as f:
+            f.seek(start * frame_bytes)
+            for _ in range(count):
+                a = np.frombuffer(f.read(frame_bytes), np.uint8)
+                yield YUVFrame(a[: w * h].reshape(h, w), a[w * h: w * h + cw * ch].reshape(ch, cw),
+                               a[w * h + cw * ch:].reshape(ch, cw))
+
+    out = LazyFrames(count, frames_from_disk) if lazy else list(frames_from_disk())
+    return Video(out, fps or name_fps or Fraction(30), str(path), (w, h))
 
 
 def _y4m_header(line: bytes, path: Path) -> tuple[int, int, Fraction]:
@@ -191,28 +220,47 @@ def _y4m_header(line: bytes, path: Path) -> tuple[int, int, Fraction]:
     return w, h, fps
 
 
-def read_y4m(path: Path, start: int = 0, frames: int | None = None) -> Video:
+def _y4m_frames(path: Path, start: int, frames: int | None, decode: bool = True
+                ) -> Iterator[YUVFrame | None]:
+    """One pass over a y4m file; with decode=False frames are skipped over (counting)."""
     with open(path, "rb") as f:
-        w, h, fps = _y4m_header(f.readline(), path)
+        w, h, _ = _y4m_header(f.readline(), path)
         cw, ch = (w + 1) // 2, (h + 1) // 2
-        out: list[YUVFrame] = []
-        index = 0
-        while frames is None or len(out) < frames:
+        size, index, given = w * h + 2 * cw * ch, 0, 0
+        file_size = os.fstat(f.fileno()).st_size
+        while frames is None or given < frames:
             tag = f.readline()
             if not tag:
-                break
+                return
             if not tag.startswith(b"FRAME"):
                 raise InputError(f"{path}: damaged y4m frame header at frame {index}")
-            buf = f.read(w * h + 2 * cw * ch)
-            if len(buf) < w * h + 2 * cw * ch:
-                raise InputError(f"{path}: truncated y4m frame {index}")
-            if index >= start:
-                a = np.frombuffer(buf, np.uint8)
-                out.append(YUVFrame(a[: w * h].reshape(h, w).copy(),
-                                    a[w * h: w * h + cw * ch].reshape(ch, cw).copy(),
-                                    a[w * h + cw * ch:].reshape(ch, cw).copy()))
+            if index < start or not decode:
+                f.seek(size, os.SEEK_CUR)
+                if f.tell() > file_size:
+                    raise InputError(f"{path}: truncated y4m frame {index}")
+                if index >= start:
+                    given += 1
+                    yield None
+            else:
+                a = np.frombuffer(f.read(size), np.uint8)
+                if len(a) < size:
+                    raise InputError(f"{path}: truncated y4m frame {index}")
+                given += 1
+                yield YUVFrame(a[: w * h].reshape(h, w), a[w * h: w * h + cw * ch].reshape(ch, cw),
+                               a[w * h + cw * ch:].reshape(ch, cw))
             index += 1
-    return Video(out, fps, str(path))
+
+
+def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
+    with open(path, "rb") as f:
+        w, h, fps = _y4m_header(f.readline(), path)
+    out: list | LazyFrames
+    if lazy:
+        count = sum(1 for _ in _y4m_frames(path, start, frames, decode=False))
+        out = LazyFrames(count, lambda: _y4m_frames(path, start, frames))  # type: ignore[arg-type,return-value]
+    else:
+        out = list(_y4m_frames(path, start, frames))
+    return Video(out, fps, str(path), (w, h))
 
 
 def read_av(path: Path, start: int = 0, frames: int | None = None) -> Video:
@@ -255,8 +303,10 @@ def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
 
 
 def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
-               fps: Fraction | None = None, start: int = 0, frames: int | None = None) -> Video:
-    """Read any supported input; raises InputError with a one-line reason."""
+               fps: Fraction | None = None, start: int = 0, frames: int | None = None,
+               lazy: bool = False) -> Video:
+    """Read any supported input; raises InputError with a one-line reason. With `lazy`, raw .yuv
+    and y4m frames are read from disk one at a time while iterated (memory bounded by a frame)."""
     path = Path(path)
     _check_range(start, frames)
     if not path.exists():
@@ -265,12 +315,12 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         raise InputError(f"{path}: is a directory, not a video")
     suffix = path.suffix.lower()
     if suffix in RAW_SUFFIXES:
-        video = read_raw_yuv(path, size, fps, start, frames)
+        video = read_raw_yuv(path, size, fps, start, frames, lazy)
     elif suffix == Y4M_SUFFIX:
-        video = read_y4m(path, start, frames)
+        video = read_y4m(path, start, frames, lazy)
     else:
         video = read_av(path, start, frames)
-    if not video.frames:
+    if not len(video.frames):
         raise InputError(f"{path}: no frames to read")
     if fps is not None:
         video.fps = fps

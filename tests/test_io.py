@@ -118,3 +118,21 @@ def test_reads_shared_full_range_h264():
     v = read_video(shared_clip("street_1920x1080_f54_h264.264"), frames=2)
     assert (v.width, v.height, len(v.frames)) == (1920, 1080, 2)
     assert 16 <= v.frames[0].y.min() and v.frames[0].y.max() <= 235  # full range mapped to limited
+
+
+@pytest.mark.parametrize("suffix", ["y4m", "yuv"])
+def test_lazy_reading_gives_the_same_frames(suffix, tmp_path):
+    from nvc.io import LazyFrames, read_video, write_video
+
+    from .conftest import make_video
+
+    path = tmp_path / f"clip_70x50_25.{suffix}"
+    write_video(path, make_video(frames=5))
+    eager = read_video(path, start=1, frames=3)
+    lazy = read_video(path, start=1, frames=3, lazy=True)
+    assert isinstance(lazy.frames, LazyFrames) and len(lazy.frames) == 3
+    assert (lazy.width, lazy.height) == (eager.width, eager.height) == (70, 50)
+    for _ in range(2):  # every iteration is a fresh pass over the file
+        assert all(np.array_equal(a.y, b.y) and np.array_equal(a.v, b.v)
+                   for a, b in zip(lazy.frames, eager.frames, strict=True))
+    assert np.array_equal(lazy.frames[2].u, eager.frames[2].u)

@@ -91,3 +91,16 @@ def test_loading_weights_of_another_ladder_moves_the_gains(tmp_path):
     load_state_into(dst, tmp_path / "w.safetensors")
     assert torch.equal(dst.intra.latent.log_gain[0], src.intra.latent.log_gain[1])
     assert torch.equal(dst.intra.g_a[0].weight, src.intra.g_a[0].weight)
+
+
+def test_scale_indexes_equal_compressais():
+    """The one-pass index computation makes exactly CompressAI's choices, ties included."""
+    from nvc.models.entropy import LatentCodec
+
+    codec = LatentCodec(8, 8, (0.01, 0.02))
+    codec.update()
+    table = codec.gaussian_conditional.scale_table
+    scales = torch.cat([torch.rand(5000) * 300, table, table + 1e-6, table - 1e-6,
+                        torch.tensor([0.0, -1.0, 1e9])])
+    expected = codec.gaussian_conditional.build_indexes(scales)
+    assert torch.equal(codec._indexes(scales), expected)

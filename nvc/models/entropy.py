@@ -105,6 +105,14 @@ class LatentCodec(nn.Module):
         lik = eb.likelihood_lower_bound(lik) if eb.use_likelihood_bound else lik
         return z_hat, lik.reshape(z.shape[1], z.shape[0], *z.shape[2:]).transpose(0, 1)
 
+    def _indexes(self, scales: Tensor) -> Tensor:
+        """The CDF index of every element: how many scale-table entries (all but the last) lie
+        below its scale. The same comparisons as CompressAI's build_indexes, in one bucketize
+        instead of 63 passes over the tensor."""
+        gc = self.gaussian_conditional
+        table = gc.scale_table[:-1].to(scales)
+        return torch.bucketize(gc.lower_bound_scale(scales), table).int()
+
     def compress(self, y: Tensor, q: int) -> tuple[LatentStrings, Tensor]:
         """Code a batch of one; returns the strings and the exact y_hat the decoder will rebuild."""
         g, _ = self._gains(q, y)
@@ -112,7 +120,7 @@ class LatentCodec(nn.Module):
         z_string = self.entropy_bottleneck.compress(z)[0]
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
         means, scales = self._params(z_hat)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes = self._indexes(scales)
         y_string = self.gaussian_conditional.compress(y * g, indexes, means=means)[0]
         # Rebuild y_hat from the symbols exactly as decompress does.
         return LatentStrings(y_string, z_string), self._dequantize(
@@ -122,7 +130,7 @@ class LatentCodec(nn.Module):
         z_hw = (latent_hw[0] // 4, latent_hw[1] // 4)
         z_hat = self.entropy_bottleneck.decompress([strings.z], z_hw)
         means, scales = self._params(z_hat)
-        indexes = self.gaussian_conditional.build_indexes(scales)
+        indexes = self._indexes(scales)
         symbols = self.gaussian_conditional.decompress([strings.y], indexes, means=torch.zeros_like(means))
         return self._dequantize(symbols, means, q)
 
