@@ -41,7 +41,20 @@ def test_rd_pipeline_two_points_per_codec_and_resume(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert len(results["points"]) == 8
     assert results["provenance"]["weights_sha256"] and results["provenance"]["ffmpeg"]["version"]
-    assert results["summary"]["bd_rate_percent"]["psnr_rgb_db"]["x265"]["tiny"] == pytest.approx(0)
+    bd = results["summary"]["bd_rate_percent"]["psnr_rgb_db"]
+    assert results["summary"]["anchor"] == "x265" and bd["x265"]["tiny"] == pytest.approx(0)
+    # x264 against the x265 anchor, recomputed from the stored points: the report's own number
+    from nvc.metrics import bd_rate
+
+    def curve(codec):
+        pts = sorted((r for r in results["points"] if r["codec"] == codec), key=lambda r: r["bpp"])
+        return [r["bpp"] for r in pts], [r["psnr_rgb_db"] for r in pts]
+    try:
+        expected = bd_rate(*curve("x265"), *curve("x264"))
+    except ValueError:  # curves that do not overlap have no BD-rate: the report says None
+        expected = None
+    got = bd["x264"]["tiny"]
+    assert (got is None and expected is None) or got == pytest.approx(expected)
     assert (out / "results.md").exists() and (out / "rd_tiny.png").stat().st_size > 1000
     cached = {p: p.stat().st_mtime_ns for p in (out / "points").iterdir()}
     assert rd_main(args) == 0  # resumed: every point comes from the cache
@@ -89,3 +102,12 @@ def test_speed_reports_network_entropy_and_adaptation(tmp_path):
     row = data["rows"][0]
     assert row["encode_fps"] > 0 and row["encode_entropy_s"] > 0 and row["decode_network_s"] > 0
     assert data["adaptation"][0]["seconds_per_step"] > 0
+
+
+def test_shared_benchmark_reports_on_evaluation_clips_only():
+    from benchmarks.manifest import dataset_manifest, read_manifest
+    from train.data import EVALUATION_CLIPS
+
+    files = [s.file for s in read_manifest(dataset_manifest("shared"))]
+    assert all(any(e in f for e in EVALUATION_CLIPS) for f in files)
+    assert all(any(e in f for f in files) for e in EVALUATION_CLIPS)  # and every one of them
