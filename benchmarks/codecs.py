@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from nvc.evaluate import EvalResult, Quality, evaluate, evaluate_coded, measure
+from nvc.evaluate import EvalResult, Quality, check_bit_exact, evaluate, evaluate_coded, measure
 from nvc.io import Video
 
 from .anchors import ANCHORS, CRF_SWEEP, run_anchor
@@ -52,6 +52,7 @@ def _nvc_model(device: str):
 
 
 def _point(e: EvalResult, codec: str, point: str, version: str) -> PointResult:
+    check_bit_exact([e])  # a point whose decode differs from the encoder's is no figure
     quality = {k: getattr(e, k) for k in Quality.__dataclass_fields__}
     return PointResult(**quality, codec=codec, point=point, encode_seconds=e.encode_seconds,
                        decode_seconds=e.decode_seconds, version=version)
@@ -76,7 +77,7 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
         r.coded.seconds = r.total_seconds
         e = evaluate_coded(source, r.coded, model, entry, q)
         return _point(e, name, point, f"{kind.lower()} {r.steps} steps, adapters "
-                                      f"{'kept' if r.adapted else 'dropped'} ({r.adapter_bytes} B)")
+                                      f"{r.mode} kept ({r.adapter_bytes} B of adapters)")
     return run
 
 

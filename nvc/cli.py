@@ -238,7 +238,7 @@ def _eval_lines(rows) -> list[str]:
 
 def cmd_eval(args) -> None:
     from .codec import encode
-    from .evaluate import evaluate_coded
+    from .evaluate import check_bit_exact, evaluate_coded
 
     video = _read_input(args)
     model, entry = _load(args)
@@ -250,6 +250,7 @@ def cmd_eval(args) -> None:
             r = _encode_adaptive(args, video, model, entry, quality=q, base=base)
             adapted.append((evaluate_coded(video, r.coded, model, entry, q), r))
             notes.append(f"q{q}: " + _adapt_line(r))
+    check_bit_exact(rows + [row for row, _ in adapted])
     payload = {"input": str(args.input), "model": entry.name, "results": [r.as_dict() for r in rows]}
     lines = [f"{args.input}: {len(video.frames)} frames {video.width}x{video.height}, "
              f"model {entry.name}, intra period {args.intra_period}", "base:"] + _eval_lines(rows)
@@ -263,7 +264,7 @@ def cmd_eval(args) -> None:
 def cmd_demo(args) -> None:
     from . import bitstream
     from .codec import decode_stream, encode
-    from .evaluate import score
+    from .evaluate import check_bit_exact, score
     from .io import AtomicFile, write_video
     from .synthetic import as_video, demo_clip
 
@@ -277,6 +278,7 @@ def cmd_demo(args) -> None:
         tmp.write_bytes(coded.data)
     decoded = decode_stream(bitstream.unpack(coded.data), model, entry, progress=_progress("decode"))
     row = score(video, coded, decoded, args.quality)
+    check_bit_exact([row])
     write_video(out / "demo_decoded.mp4", decoded.to_video())
     _emit(args, {"out_dir": str(out), **row.as_dict()}, [
         f"nvc demo: {args.frames} frames {video.width}x{video.height} of scikit-image photographs "

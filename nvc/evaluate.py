@@ -68,14 +68,22 @@ def evaluate_coded(video: Video, coded: CodedVideo, model: SSF, entry: ZooEntry,
 
 def score(video: Video, coded: CodedVideo, decoded: DecodedVideo, quality: int,
           matrix: ColourMatrix = ColourMatrix.BT709) -> EvalResult:
-    """Check the decoder's output equals the encoder's reconstruction bit for bit, and measure it."""
-    exact = all((a == b).all() for a, b in zip(coded.reconstruction, decoded.frames))
-    if not exact:
-        raise NvcError("decoder output differs from the encoder's reconstruction")
+    """Measure the decoded clip and record whether it equals the encoder's reconstruction bit for
+    bit (the callers refuse a result that does not: `check_bit_exact`)."""
+    exact = len(coded.reconstruction) == len(decoded.frames) and all(
+        (a == b).all() for a, b in zip(coded.reconstruction, decoded.frames))
     q = measure(video, len(coded.data), decoded_rgb=decoded.frames, matrix=matrix)
     return EvalResult(quality=quality, frames=len(video.frames), width=video.width,
                       height=video.height, **asdict(q), encode_seconds=coded.seconds,
                       decode_seconds=decoded.seconds, bit_exact=exact)
+
+
+def check_bit_exact(results: list[EvalResult]) -> None:
+    """A decoder that does not reproduce the encoder's reconstruction is a failure, not a figure."""
+    bad = [r.quality for r in results if not r.bit_exact]
+    if bad:
+        raise NvcError(f"decoder output differs from the encoder's reconstruction at quality "
+                       f"{', '.join(map(str, bad))}")
 
 
 def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,

@@ -286,3 +286,21 @@ def test_png_sequence_failure_leaves_no_frames(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match="output folder does not exist"):
         write_video(tmp_path / "nope" / "f_%03d.png", make_video(frames=1, hw=(16, 16)))
+
+
+def test_eval_refuses_a_decode_that_is_not_bit_exact(clip_y4m, tiny_weights, capsys, monkeypatch):
+    """bit_exact is measured, not assumed: a decoder off by one code value makes eval fail."""
+    import nvc.evaluate as evaluate_module
+
+    real = evaluate_module.decode_stream
+
+    def off_by_one(*a, **kw):
+        out = real(*a, **kw)
+        out.frames[-1] = out.frames[-1].copy()
+        out.frames[-1][0, 0, 0] = (out.frames[-1][0, 0, 0] * 255 + 1) % 256 / 255
+        return out
+
+    monkeypatch.setattr(evaluate_module, "decode_stream", off_by_one)
+    code, _, err = _run(["eval", str(clip_y4m), "--quality", "1", "--weights", str(tiny_weights)],
+                        capsys)
+    assert code == 1 and "differs from the encoder's reconstruction at quality 1" in err
