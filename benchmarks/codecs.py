@@ -19,6 +19,7 @@ class Conditions:
     device: str = "cpu"
     adapt_steps: int = 100  # budget of the adapted codecs (nvc-adapt, nvc-dora, nvc-full)
     adapt_window: int = 256  # fitting window in pixels
+    weights: str | None = None  # a weights file for nvc instead of the shipped base
 
 
 @dataclass
@@ -40,15 +41,26 @@ def points(codec: str, cond: Conditions) -> list[str]:
 _MODEL = {}
 
 
-def _nvc_model(device: str):
-    if device not in _MODEL:
+def nvc_weights_sha256(cond: Conditions) -> str:
+    from pathlib import Path
+
+    from nvc.zoo import DEFAULT_MODEL, ZOO, sha256_file
+
+    return sha256_file(Path(cond.weights)) if cond.weights else ZOO[DEFAULT_MODEL].sha256
+
+
+def _nvc_model(cond: Conditions):
+    key = (cond.device, cond.weights)
+    if key not in _MODEL:
+        from pathlib import Path
+
         import torch
 
-        from nvc.zoo import load_model
+        from nvc.zoo import DEFAULT_MODEL, load_model
 
-        model, entry = load_model()
-        _MODEL[device] = (model.to(torch.device(device)), entry)
-    return _MODEL[device]
+        model, entry = load_model(DEFAULT_MODEL, Path(cond.weights) if cond.weights else None)
+        _MODEL[key] = (model.to(torch.device(cond.device)), entry)
+    return _MODEL[key]
 
 
 def _point(e: EvalResult, codec: str, point: str, version: str) -> PointResult:
@@ -59,7 +71,7 @@ def _point(e: EvalResult, codec: str, point: str, version: str) -> PointResult:
 
 
 def run_nvc(source: Video, point: str, cond: Conditions) -> PointResult:
-    model, entry = _nvc_model(cond.device)
+    model, entry = _nvc_model(cond)
     r = evaluate(source, model, entry, int(point[1:]), cond.intra_period)
     return _point(r, "nvc", point, f"{entry.name} {entry.sha256[:12]}")
 
@@ -69,7 +81,7 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
         from adapt import AdaptConfig, encode_adaptive
         from nvc.adapters import AdapterKind
 
-        model, entry = _nvc_model(cond.device)
+        model, entry = _nvc_model(cond)
         q = int(point[1:])
         r = encode_adaptive(source, model, entry, q, cond.intra_period,
                             AdaptConfig(kind=AdapterKind[kind], steps=cond.adapt_steps,

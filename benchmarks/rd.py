@@ -21,7 +21,7 @@ from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
 
 from .anchors import ffmpeg_version
-from .codecs import CODECS, Conditions, PointResult, points
+from .codecs import CODECS, Conditions, PointResult, nvc_weights_sha256, points
 from .manifest import DATASETS, Sequence, dataset_manifest, read_manifest
 from .report import summarize, write_markdown, write_plots
 
@@ -37,10 +37,10 @@ def _git_commit() -> str:
 def provenance(cond: Conditions, codecs: list[str]) -> dict:
     import torch
 
-    from nvc.zoo import DEFAULT_MODEL, ZOO
+    from nvc.zoo import DEFAULT_MODEL
 
-    return {"git_commit": _git_commit(), "model": DEFAULT_MODEL,
-            "weights_sha256": ZOO[DEFAULT_MODEL].sha256, "ffmpeg": ffmpeg_version(),
+    return {"git_commit": _git_commit(), "model": cond.weights or DEFAULT_MODEL,
+            "weights_sha256": nvc_weights_sha256(cond), "ffmpeg": ffmpeg_version(),
             "torch": torch.__version__, "python": platform.python_version(),
             "device": cond.device if cond.device != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
             "conditions": asdict(cond), "codecs": codecs}
@@ -51,10 +51,8 @@ def _nvc_key(codec: str, cond: Conditions) -> str:
     reuse a cached point of the old one."""
     if not codec.startswith("nvc"):
         return ""
-    from nvc.zoo import DEFAULT_MODEL, ZOO
-
     budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
-    return f"_{ZOO[DEFAULT_MODEL].sha256[:8]}{budget}"
+    return f"_{nvc_weights_sha256(cond)[:8]}{budget}"
 
 
 def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,
@@ -89,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapt-steps", type=int, default=100, help="budget of nvc-adapt/-dora/-full")
     p.add_argument("--adapt-window", type=int, default=256, help="fitting window of nvc-adapt (px)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--weights", default=None, help="a weights file for nvc instead of the shipped base")
     p.add_argument("--out", required=True, help="output folder (cache, results.json, .md, .png)")
     args = p.parse_args(argv)
     try:
@@ -117,7 +116,7 @@ def _run(args) -> int:
     cond = Conditions(intra_period=args.intra_period, frames=args.frames,
                       qualities=tuple(int(q) for q in args.qualities.split(",")),
                       device=args.device, adapt_steps=args.adapt_steps,
-                      adapt_window=args.adapt_window)
+                      adapt_window=args.adapt_window, weights=args.weights)
     if args.crfs:
         cond.crfs = tuple(int(c) for c in args.crfs.split(","))
     root, out = Path(args.root), Path(args.out)

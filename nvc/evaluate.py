@@ -37,7 +37,7 @@ def measure(source: Video, num_bytes: int, decoded_rgb: list[np.ndarray] | None 
     if decoded_yuv is None:
         decoded_yuv = [rgb_to_yuv(f, matrix) for f in decoded_rgb]
     src_rgb = [source_rgb(f, matrix) for f in source.frames]
-    yuv = psnr_yuv_db(source.frames, decoded_yuv)
+    yuv = psnr_yuv_db(list(source.frames), decoded_yuv)
     return Quality(num_bytes, bpp(num_bytes, source.width, source.height, len(source.frames)),
                    psnr_rgb_db(src_rgb, decoded_rgb), yuv["yuv"], yuv["y"],
                    ms_ssim(src_rgb, decoded_rgb))

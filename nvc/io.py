@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import IntEnum
 from fractions import Fraction
@@ -69,18 +69,18 @@ class LazyFrames:
 
 @dataclass
 class Video:
-    frames: list[YUVFrame] | LazyFrames | Iterable[YUVFrame]
+    frames: list[YUVFrame] | LazyFrames
     fps: Fraction
     source: str = ""
     size: tuple[int, int] | None = None  # (width, height); needed when `frames` is a one-pass iterable
 
     @property
     def width(self) -> int:
-        return self.size[0] if self.size else self.frames[0].size[0]  # type: ignore[index]
+        return self.size[0] if self.size else self.frames[0].size[0]
 
     @property
     def height(self) -> int:
-        return self.size[1] if self.size else self.frames[0].size[1]  # type: ignore[index]
+        return self.size[1] if self.size else self.frames[0].size[1]
 
 
 # -- colour ---------------------------------------------------------------------------------------
