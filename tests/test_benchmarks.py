@@ -111,3 +111,20 @@ def test_shared_benchmark_reports_on_evaluation_clips_only():
     files = [s.file for s in read_manifest(dataset_manifest("shared"))]
     assert all(any(e in f for e in EVALUATION_CLIPS) for f in files)
     assert all(any(e in f for f in files) for e in EVALUATION_CLIPS)  # and every one of them
+
+
+def test_compare_two_runs(tmp_path, capsys):
+    from benchmarks.compare import main as compare_main
+    from nvc.metrics import bd_rate
+
+    def run(psnr_shift):
+        return {"points": [{"codec": "nvc", "sequence": "s", "bpp": b, "psnr_rgb_db": p + psnr_shift,
+                            "psnr_yuv_db": p} for b, p in ((0.1, 30), (0.2, 32), (0.4, 34))]}
+    (tmp_path / "a.json").write_text(json.dumps(run(0)))
+    (tmp_path / "b.json").write_text(json.dumps(run(0.5)))
+    assert compare_main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    expected = bd_rate([0.1, 0.2, 0.4], [30, 32, 34], [0.1, 0.2, 0.4], [30.5, 32.5, 34.5])
+    assert table["psnr_rgb_db"]["s"] == pytest.approx(expected) and expected < 0
+    assert table["psnr_yuv_db"]["mean"] == pytest.approx(0, abs=1e-9)
+    assert compare_main([str(tmp_path / "a.json"), str(tmp_path / "missing.json")]) == 1
