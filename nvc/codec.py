@@ -5,7 +5,9 @@ The encoder reconstructs every frame through the decoder's own path (`SSF.compre
 """
 from __future__ import annotations
 
+import os
 import time
+from contextlib import contextmanager
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -27,6 +29,21 @@ from .models.ssf import SSF, FrameType, model_device
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
 Progress = Callable[[Iterable], Iterable]
+# The coder's arithmetic is pinned to this many intra-op threads on both sides: CPU kernels split
+# their sums by thread count, so a decoder with another count than the encoder's drifts (measured:
+# BasketballPass decoded with 1 and with 2 threads differed in 5 of 6 frames). NVC_CODING_THREADS
+# overrides it; streams then decode bit-exactly only where both sides use the same value.
+CODING_THREADS = int(os.environ.get("NVC_CODING_THREADS", "1"))
+
+
+@contextmanager
+def pinned_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(CODING_THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _no_progress(it: Iterable) -> Iterable:
@@ -110,11 +127,12 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     ref: Tensor | None = None
     for i, frame in enumerate(progress(video.frames)):
         x = pad_to(rgb_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
-        if i % intra_period == 0:
-            cf, ref = model.compress_intra(x, q)
-        else:
-            assert ref is not None  # frame 0 is always an I-frame
-            cf, ref = model.compress_inter(x, ref, q)
+        with pinned_threads():
+            if i % intra_period == 0:
+                cf, ref = model.compress_intra(x, q)
+            else:
+                assert ref is not None  # frame 0 is always an I-frame
+                cf, ref = model.compress_inter(x, ref, q)
         yield cf, _to_numpy(ref, h, w)
 
 
@@ -188,7 +206,8 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
             raise BitstreamError(f"damaged stream: frame {i} has the wrong type for intra period "
                                  f"{header.intra_period}")
         try:
-            ref = model.decompress(cf, ref, padded, header.quality - 1)
+            with pinned_threads():
+                ref = model.decompress(cf, ref, padded, header.quality - 1)
         except (RuntimeError, ValueError) as e:  # the range coder on bytes that passed the CRC
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         yield _to_numpy(ref, header.height, header.width)

@@ -93,3 +93,28 @@ def test_nvc_decode_yields_the_decoders_frames(tiny_model, tiny_weights, small_v
     expected = decode_stream(bitstream.unpack(coded.data), model, entry).frames
     for got, want in zip(video.frames, expected):
         assert np.array_equal(got.y, rgb_to_yuv(want).y)
+
+
+def test_coding_runs_on_the_pinned_thread_count(tiny_model, small_video, monkeypatch):
+    """Encoder and decoder run the network on CODING_THREADS threads whatever the caller set."""
+    from nvc import bitstream
+    from nvc.codec import CODING_THREADS
+
+    model, entry = tiny_model
+    seen = []
+    for name in ("compress_intra", "compress_inter", "decompress"):
+        real = getattr(model, name)
+
+        def spy(*a, _real=real, **kw):
+            seen.append(torch.get_num_threads())
+            return _real(*a, **kw)
+        monkeypatch.setattr(model, name, spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(CODING_THREADS + 1)
+    try:
+        coded = encode(small_video, model, entry, 2, intra_period=2)
+        decode_stream(bitstream.unpack(coded.data), model, entry)
+        assert torch.get_num_threads() == CODING_THREADS + 1  # restored afterwards
+    finally:
+        torch.set_num_threads(before)
+    assert len(seen) == 8 and set(seen) == {CODING_THREADS}

@@ -28,3 +28,25 @@ def test_shipped_model_codes_real_clips_bit_exactly(name, shipped):
     # I-frame heavy); broken weights, a colour-matrix slip or a crop error give < 15 dB. A
     # regression alarm with margin.
     assert r.psnr_rgb_db > 26 and r.bpp < 0.8
+
+
+def test_decoding_does_not_depend_on_the_callers_thread_count(shipped):
+    """A real clip on the shipped model: decoded with 1 and with 2 threads, the same frames
+    (unpinned, 5 of 6 BasketballPass frames differed)."""
+    import numpy as np
+    import torch
+
+    from nvc import bitstream
+    from nvc.codec import decode_stream, encode
+
+    video = read_video(shared_clip("BasketballPass_416x240_50fps_f101_fromPNG.yuv"), frames=4)
+    model, entry = shipped
+    stream = bitstream.unpack(encode(video, model, entry, 1).data)
+    before, outs = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            outs.append(decode_stream(stream, model, entry).frames)
+    finally:
+        torch.set_num_threads(before)
+    assert all(np.array_equal(a, b) for a, b in zip(*outs))
