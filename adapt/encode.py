@@ -40,10 +40,13 @@ class AdaptiveResult:
     total_seconds: float
 
 
-def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix) -> float:
-    """The clip's RD cost as coded: its 8-bit reconstruction and every byte of the file."""
-    mse = float(np.mean([np.mean((source_rgb(f, matrix) - r) ** 2)
-                         for f, r in zip(video.frames, coded.reconstruction)]))
+def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
+            weights: np.ndarray | None = None) -> float:
+    """The clip's RD cost as coded: its 8-bit reconstruction and every byte of the file;
+    `weights` (frames, H, W), mean 1 a frame, weight the squared error pixel by pixel (ROI)."""
+    ones = [None] * len(video.frames) if weights is None else weights[..., None]
+    mse = float(np.mean([np.mean((source_rgb(f, matrix) - r) ** 2 * (1 if w is None else w))
+                         for f, r, w in zip(video.frames, coded.reconstruction, ones)]))
     return float(_rd_cost(lam, mse, bpp(len(coded.data), video.width, video.height,
                                         len(video.frames))))
 
@@ -56,28 +59,37 @@ def clip_tensor(video: Video, model: SSF, matrix: ColourMatrix) -> torch.Tensor:
 
 def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
                     cfg: AdaptConfig, matrix: ColourMatrix = ColourMatrix.BT709,
-                    on_step=None, base: CodedVideo | None = None) -> AdaptiveResult:
-    """`base`: the base model's stream of the same clip and settings, if the caller already has it."""
+                    on_step=None, base: CodedVideo | None = None,
+                    weights: np.ndarray | None = None) -> AdaptiveResult:
+    """`base`: the base model's stream of the same clip and settings, if the caller already has it.
+    `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, used by the fit and by the
+    keep-or-drop decision alike; None for plain MSE."""
     t0 = time.perf_counter()
     lam = model.cfg.lambdas[quality - 1]
     if base is None:
         base = encode(video, model, entry, quality, intra_period, matrix)
-    base_cost = rd_cost(video, base, lam, matrix)
+
+    def cost(coded: CodedVideo) -> float:
+        return rd_cost(video, coded, lam, matrix, weights)
+
+    base_cost = cost(base)
+    w_tensor = None if weights is None else pad_to(
+        torch.from_numpy(weights)[:, None].to(model_device(model)), model.cfg.multiple)
     t_fit = time.perf_counter()
     fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,
-                 on_step=_with_reference(on_step, base_cost))
+                 on_step=_with_reference(on_step, base_cost), weights=w_tensor)
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)
     merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
     adapted = encode(video, merged, entry, quality, intra_period, matrix, adapters=payload)
-    adapted_cost = rd_cost(video, adapted, lam, matrix)
+    adapted_cost = cost(adapted)
     candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
     if adapted_cost >= base_cost and fitted.encoder and not cfg.force:
         # The adapters do not pay: the encoder-only fine-tuning alone costs no bits.
         free = encode(video, _with_encoder(model, fitted.encoder), entry, quality, intra_period,
                       matrix)
-        candidates.append(("encoder-only", free, rd_cost(video, free, lam, matrix)))
+        candidates.append(("encoder-only", free, cost(free)))
     mode, kept, _ = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
     if mode != "adapters":
         log.info("adapters dropped: cost %.4f >= base %.4f; kept %s", adapted_cost, base_cost, mode)

@@ -73,9 +73,10 @@ def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
 
 
 def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: float,
-                   full_pixels: int, adapter_bits: Tensor, clip_frames: int | None = None
-                   ) -> tuple[Tensor, dict]:
-    """frames: (t, 3, h, w) window of one GOP (or more) of the padded clip, starting at an I-frame.
+                   full_pixels: int, adapter_bits: Tensor, clip_frames: int | None = None,
+                   weights: Tensor | None = None) -> tuple[Tensor, dict]:
+    """frames: (t, 3, h, w) window of one GOP (or more) of the padded clip, starting at an I-frame;
+    weights: (t, 1, h, w) per-pixel distortion weights of the same window (ROI), or None.
     Returns the per-pixel RD objective; the adapter bits are spread over all `clip_frames`."""
     t, _, h, w = frames.shape
     mse, latent_bits, ref = [], frames.new_zeros(()), None
@@ -83,7 +84,8 @@ def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: f
         x = frames[i: i + 1]
         out = model.forward_intra(x, q) if i % intra_period == 0 else model.forward_inter(x, ref, q)
         ref = out.x_hat
-        mse.append(mse_per_sample(out.x_hat, x)[0])
+        weight = None if weights is None else weights[i: i + 1]
+        mse.append(mse_per_sample(out.x_hat, x, weight)[0])
         latent_bits = latent_bits + likelihood_bits(out.likelihoods)[0]
     mse_t = torch.stack(mse)
     scale = full_pixels / (h * w)  # the window's latent bits stand for the whole frame's
@@ -104,8 +106,10 @@ class Fitted:
 
 
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
-        on_step: Callable[[StepStats], None] | None = None) -> Fitted:
-    """frames: (T, 3, H, W) padded clip in [0, 1]."""
+        on_step: Callable[[StepStats], None] | None = None,
+        weights: Tensor | None = None) -> Fitted:
+    """frames: (T, 3, H, W) padded clip in [0, 1]; weights: (T, 1, H, W) per-pixel distortion
+    weights (ROI; mean 1 a frame) or None for plain MSE."""
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     for p in work.parameters():
@@ -136,6 +140,8 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     best, smoothed, since_best = float("inf"), None, 0
     y_c, x_c = (hp - win_h) // 2, (wp - win_w) // 2
     probe_window = frames[:intra_period, :, y_c: y_c + win_h, x_c: x_c + win_w]
+    probe_weights = None if weights is None else \
+        weights[:intra_period, :, y_c: y_c + win_h, x_c: x_c + win_w]
 
     def probe() -> float:
         work.eval()
@@ -143,7 +149,7 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
             bits = cfg.prior.bits(quantize_ste(torch.cat([p.reshape(-1) for p in params]),
                                                step_size), noisy=False)
             cost, _ = clip_objective(work, probe_window, q, intra_period, lam, hp * wp, bits,
-                                     clip_frames=t)
+                                     clip_frames=t, weights=probe_weights)
         work.train()
         return float(cost)
 
@@ -159,9 +165,11 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
         x0 = int(torch.randint(0, wp - win_w + 1, (1,), generator=gen))
         g0 = intra_period * int(torch.randint(0, (t - 1) // intra_period + 1, (1,), generator=gen))
         window = frames[g0: g0 + intra_period, :, y0: y0 + win_h, x0: x0 + win_w]  # one GOP
+        window_weights = None if weights is None else \
+            weights[g0: g0 + intra_period, :, y0: y0 + win_h, x0: x0 + win_w]
         adapter_bits = cfg.prior.bits(torch.cat([p.reshape(-1) for p in params]))
         objective, info = clip_objective(work, window, q, intra_period, lam, hp * wp, adapter_bits,
-                                         clip_frames=t)
+                                         clip_frames=t, weights=window_weights)
         if not torch.isfinite(objective):
             log.warning("adaptation stopped at step %d: non-finite objective", step)
             break

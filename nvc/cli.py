@@ -93,6 +93,7 @@ def cmd_encode(args) -> None:
     from .io import AtomicFile, Video
     from .metrics import bpp
 
+    _check_roi(args)
     video = _read_input(args, lazy=not args.adapt)  # plain coding streams frame by frame
     model, entry = _load(args)
     extra, lines = {}, []
@@ -136,9 +137,15 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
         gain = 100 * (base_cost - stats.objective) / base_cost
         bar.set_postfix_str(f"bpp {stats.bpp:.3f} PSNR {stats.psnr_db:.2f} dB RD gain {gain:+.1f}%")
         bar.update()
+    weights = None
+    if args.roi:
+        from .roi import load_mask, pixel_weights
+
+        weights = pixel_weights(load_mask(args.roi, len(video.frames), video.width, video.height),
+                                args.roi_weight)
     try:
         result = encode_adaptive(video, model, entry, quality or args.quality, args.intra_period,
-                                 cfg, on_step=on_step, base=base)
+                                 cfg, on_step=on_step, base=base, weights=weights)
     finally:
         bar.close()
     result.coded.seconds = result.total_seconds  # encode time includes fitting
@@ -241,24 +248,50 @@ def cmd_eval(args) -> None:
     from .evaluate import check_bit_exact, evaluate_coded
 
     video = _read_input(args)
+    _check_roi(args)
     model, entry = _load(args)
-    rows, adapted, notes = [], [], []
+    rows, adapted, notes, regions = [], [], [], {}
     for q in args.quality:
         base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"))
         rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}")))
+        regions[("base", q)] = _regions(args, video, base)
         if args.adapt:  # the adaptive encoder starts from this same base stream
             r = _encode_adaptive(args, video, model, entry, quality=q, base=base)
             adapted.append((evaluate_coded(video, r.coded, model, entry, q), r))
+            regions[("adapted", q)] = _regions(args, video, r.coded)
             notes.append(f"q{q}: " + _adapt_line(r))
     check_bit_exact(rows + [row for row, _ in adapted])
-    payload = {"input": str(args.input), "model": entry.name, "results": [r.as_dict() for r in rows]}
+    payload = {"input": str(args.input), "model": entry.name,
+               "results": [{**r.as_dict(), **regions[("base", r.quality)]} for r in rows]}
     lines = [f"{args.input}: {len(video.frames)} frames {video.width}x{video.height}, "
              f"model {entry.name}, intra period {args.intra_period}", "base:"] + _eval_lines(rows)
     if args.adapt:
-        payload["adapted"] = [{**row.as_dict(), **_adapt_summary(r)} for row, r in adapted]
+        payload["adapted"] = [{**row.as_dict(), **_adapt_summary(r),
+                               **regions[("adapted", row.quality)]} for row, r in adapted]
         lines += [f"adapted ({args.adapter}, encode seconds include fitting):"]
         lines += _eval_lines([row for row, _ in adapted]) + notes
+    if args.roi:
+        lines += [f"{kind} q{q}: ROI PSNR-RGB {v['roi_psnr_db']}, background {v['background_psnr_db']}"
+                  for (kind, q), v in regions.items()]
     _emit(args, payload, lines)
+
+
+def _check_roi(args) -> None:
+    from .errors import InputError
+
+    if args.roi and not args.adapt:
+        raise InputError("--roi weights the adaptation objective: it needs --adapt")
+
+
+def _regions(args, video, coded) -> dict:
+    """ROI and background PSNR-RGB of a coded clip's reconstruction (bit-exact with its decode)."""
+    if not args.roi:
+        return {}
+    from .codec import source_rgb
+    from .roi import load_mask, region_psnr_db
+
+    mask = load_mask(args.roi, len(video.frames), video.width, video.height)
+    return region_psnr_db([source_rgb(f) for f in video.frames], coded.reconstruction, mask)
 
 
 def cmd_demo(args) -> None:
@@ -320,6 +353,11 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapt-steps", type=_positive, default=300, help="most fitting steps (300)")
     p.add_argument("--adapt-seconds", type=float, default=None,
                    help="wall-clock budget for fitting; whichever of steps/seconds ends first")
+    p.add_argument("--roi", default=None, metavar="MASK",
+                   help="region of interest for --adapt: an image (one mask) or a video (one a "
+                        "frame), white = important; eval then reports ROI and background PSNR")
+    p.add_argument("--roi-weight", type=float, default=4.0,
+                   help="how much more an important pixel counts in the adaptation (default 4)")
 
 
 def _sub(subs, name: str, help_text: str, example: str) -> argparse.ArgumentParser:

@@ -1,0 +1,68 @@
+"""Regions of interest: a per-pixel importance map for the adaptation objective and ROI metrics.
+
+A mask is an image (one map for the whole clip) or a video (one map per frame), white = important.
+`pixel_weights` turns it into the weights of the weighted MSE, 1 in the background and `roi_weight`
+in the region, scaled so that every frame's weights average 1 (weighted and plain MSE then share a
+scale, and so do the lambdas of the rate points).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+from .metrics import psnr_db
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+ROI_THRESHOLD = 0.5  # mask values above this are the region for ROI-PSNR
+
+
+def load_mask(path: str | Path, frames: int, width: int, height: int) -> np.ndarray:
+    """(frames, height, width) float32 in [0, 1], resized to the clip's frame size."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such mask file")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            img = Image.open(path).convert("L").resize((width, height), Image.BILINEAR)
+        except (UnidentifiedImageError, OSError) as e:
+            raise InputError(f"{path}: cannot read the mask image ({e})") from None
+        return np.repeat((np.asarray(img, np.float32) / 255)[None], frames, axis=0)
+    from .io import read_video
+
+    video = read_video(path, frames=frames)
+    if len(video.frames) < frames:
+        raise InputError(f"{path}: the mask video has {len(video.frames)} frames, the clip {frames}")
+    out = []
+    for f in video.frames:
+        luma = np.clip((f.y.astype(np.float32) - 16) / 219, 0, 1)
+        if luma.shape != (height, width):
+            from PIL import Image
+
+            luma = np.asarray(Image.fromarray(luma).resize((width, height), Image.BILINEAR))
+        out.append(luma)
+    return np.stack(out).astype(np.float32)
+
+
+def pixel_weights(mask: np.ndarray, roi_weight: float) -> np.ndarray:
+    """Weights (frames, H, W): 1 + (roi_weight - 1) * mask, each frame scaled to mean 1."""
+    if roi_weight <= 0:
+        raise InputError(f"--roi-weight must be positive, got {roi_weight}")
+    w = 1 + (roi_weight - 1) * mask
+    return (w / w.mean(axis=(1, 2), keepdims=True)).astype(np.float32)
+
+
+def region_psnr_db(source: list[np.ndarray], decoded: list[np.ndarray], mask: np.ndarray
+                   ) -> dict[str, float | None]:
+    """PSNR (RGB, peak 1) inside the region (mask > ROI_THRESHOLD) and outside it, over the clip;
+    None where a part is empty."""
+    inside = mask > ROI_THRESHOLD
+    out: dict[str, float | None] = {}
+    for name, sel in (("roi_psnr_db", inside), ("background_psnr_db", ~inside)):
+        a = np.concatenate([s[m] for s, m in zip(source, sel)])
+        b = np.concatenate([d[m] for d, m in zip(decoded, sel)])
+        out[name] = psnr_db(a, b) if a.size else None
+    return out
