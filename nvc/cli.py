@@ -333,8 +333,8 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
         p.add_argument("--model", default=None, help="zoo model name (default: the shipped base)")
         p.add_argument("--weights", default=None, help="a weights file instead of the zoo model")
         p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
-                       help="where the network runs (default cpu; streams decode bit-exactly on "
-                            "the kind of device that encoded them)")
+                       help="where the network runs (default cpu; on the CPU the coder's "
+                            "arithmetic is pinned to NVC_CODING_THREADS=1 thread on both sides)")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
