@@ -88,8 +88,8 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
                                         window=cond.adapt_window))
         r.coded.seconds = r.total_seconds
         e = evaluate_coded(source, r.coded, model, entry, q)
-        return _point(e, name, point, f"{kind.lower()} {r.steps} steps, adapters "
-                                      f"{r.mode} kept ({r.adapter_bytes} B of adapters)")
+        return _point(e, name, point, f"{kind.lower()} {r.steps} steps, {r.mode} kept "
+                                      f"({r.adapter_bytes} B of adapters)")
     return run
 
 

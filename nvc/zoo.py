@@ -37,13 +37,14 @@ class ZooEntry:
 
 ZOO: dict[str, ZooEntry] = {
     e.name: e for e in [
-        ZooEntry(2, "ssf-small-v2", "ssf-small-v2.safetensors",
-                 "59fb6ee0f1d5e901d7207d6a5aab71154b92c3cd0cc6ecac3bc9253a59ed3071"),
+        ZooEntry(3, "ssf-small-v3", "ssf-small-v3.safetensors",
+                 "c51fb754a79a4d6a883f0082bc691f3a2806f0f911c41b4619b13b360adcde8f"),
     ]
 }
-DEFAULT_MODEL = "ssf-small-v2"
+DEFAULT_MODEL = "ssf-small-v3"
 # Ids once shipped and since withdrawn: never reused, named in errors.
-RETIRED: dict[int, str] = {1: "ssf-small-v1 (qualities 1-4 at lambda 0.0018-0.013)"}
+RETIRED: dict[int, str] = {1: "ssf-small-v1 (qualities 1-4 at lambda 0.0018-0.013)",
+                           2: "ssf-small-v2 (qualities 1-4 at lambda 0.013-0.0932)"}
 
 
 def entry_by_id(model_id: int) -> ZooEntry | None:

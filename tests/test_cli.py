@@ -135,7 +135,7 @@ def test_stream_for_other_weights(stream_file, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("model_id, message", [
-    (1, "made with ssf-small-v1"), (999, "needs model id 999"),
+    (1, "made with ssf-small-v1"), (2, "made with ssf-small-v2"), (999, "needs model id 999"),
 ])
 def test_stream_for_a_model_not_shipped(model_id, message, stream_file, tmp_path, capsys):
     import dataclasses
