@@ -27,7 +27,7 @@ def load_mask(path: str | Path, frames: int, width: int, height: int) -> np.ndar
         from PIL import Image, UnidentifiedImageError
 
         try:
-            img = Image.open(path).convert("L").resize((width, height), Image.BILINEAR)
+            img = Image.open(path).convert("L").resize((width, height), Image.Resampling.BILINEAR)
         except (UnidentifiedImageError, OSError) as e:
             raise InputError(f"{path}: cannot read the mask image ({e})") from None
         return np.repeat((np.asarray(img, np.float32) / 255)[None], frames, axis=0)
@@ -42,7 +42,7 @@ def load_mask(path: str | Path, frames: int, width: int, height: int) -> np.ndar
         if luma.shape != (height, width):
             from PIL import Image
 
-            luma = np.asarray(Image.fromarray(luma).resize((width, height), Image.BILINEAR))
+            luma = np.asarray(Image.fromarray(luma).resize((width, height), Image.Resampling.BILINEAR))
         out.append(luma)
     return np.stack(out).astype(np.float32)
 
