@@ -54,7 +54,7 @@ def _no_progress(it: Iterable) -> Iterable:
 class CodedVideo:
     data: bytes
     reconstruction: list[np.ndarray]  # RGB float32 (H, W, 3) in [0, 1], 8-bit quantised
-    frame_bytes: list[int] = field(default_factory=list)
+    frame_bytes: list[int] = field(default_factory=list)  # each frame unit, framing included
     seconds: float = 0.0
 
 
@@ -148,7 +148,7 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
     recon, frame_bytes = [], []
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress):
         parts.append(bitstream.pack_frame(cf))
-        frame_bytes.append(len(bitstream.write_frame(cf)))
+        frame_bytes.append(len(parts[-1]))
         recon.append(rgb)
     return CodedVideo(b"".join(parts), recon, frame_bytes, time.perf_counter() - t0)
 
