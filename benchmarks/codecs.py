@@ -70,10 +70,17 @@ def _point(e: EvalResult, codec: str, point: str, version: str) -> PointResult:
                        decode_seconds=e.decode_seconds, version=version)
 
 
-def run_nvc(source: Video, point: str, cond: Conditions) -> PointResult:
-    model, entry = _nvc_model(cond)
-    r = evaluate(source, model, entry, int(point[1:]), cond.intra_period)
-    return _point(r, "nvc", point, f"{entry.name} {entry.sha256[:12]}")
+def _run_base(name: str, profile: str) -> Callable[[Video, str, Conditions], PointResult]:
+    """The base codec; `nvc-float` codes with the float entropy parameters of format 2, to measure
+    what the exact ones (bitstream.NumericProfile) cost."""
+    def run(source: Video, point: str, cond: Conditions) -> PointResult:
+        from nvc.bitstream import NumericProfile
+
+        model, entry = _nvc_model(cond)
+        r = evaluate(source, model, entry, int(point[1:]), cond.intra_period,
+                     profile=NumericProfile[profile])
+        return _point(r, name, point, f"{entry.name} {entry.sha256[:12]} {profile.lower()}")
+    return run
 
 
 def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], PointResult]:
@@ -104,6 +111,7 @@ def _run_anchor(name: str) -> Callable[[Video, str, Conditions], PointResult]:
 
 ADAPTED = {"nvc-adapt": "LORA", "nvc-dora": "DORA", "nvc-full": "FULL"}
 CODECS: dict[str, Callable[[Video, str, Conditions], PointResult]] = {
-    "nvc": run_nvc, **{name: _run_adapted(name, kind) for name, kind in ADAPTED.items()},
+    "nvc": _run_base("nvc", "EXACT_HYPER"), "nvc-float": _run_base("nvc-float", "FLOAT"),
+    **{name: _run_adapted(name, kind) for name, kind in ADAPTED.items()},
     **{name: _run_anchor(name) for name in ANCHORS},
 }

@@ -21,7 +21,9 @@ from .errors import BitstreamError
 
 MAGIC = b"NVC\x89"
 # 2: adapter layers as indices into the model's layer table (format 1, names, still read).
-FORMAT_VERSION = 2
+# 3: the sequence header ends with a numeric profile and the coder tables' crc32 (formats 1 and 2
+#    have neither and decode with the float profile).
+FORMAT_VERSION = 3
 HASH_PREFIX_BYTES = 8
 
 
@@ -42,6 +44,13 @@ class Limits:
 
 
 LIMITS = Limits()
+
+
+class NumericProfile(IntEnum):
+    """How the entropy parameters (scale indexes, means) were computed."""
+
+    FLOAT = 0  # the float hyper-synthesis: exact only on the encoder's kind of device and threads
+    EXACT_HYPER = 1  # nvc.models.exact: integer arithmetic, the same on every device
 
 
 class FrameType(IntEnum):
@@ -135,26 +144,38 @@ class SequenceHeader:
     intra_period: int
     quality: int  # 1 = lowest rate
     colour_matrix: int  # nvc.io.ColourMatrix code
+    numeric_profile: int = NumericProfile.EXACT_HYPER  # format 3
+    tables_crc: int = 0  # crc32 of the encoder's range-coder tables (format 3)
 
-    def write(self) -> bytes:
+    def write(self, version: int = FORMAT_VERSION) -> bytes:
+        """The payload in format `version` (older formats drop the fields they lack)."""
         if len(self.weights_hash) != HASH_PREFIX_BYTES:
             raise ValueError("weights_hash has the wrong length")
+        tail = bytes([self.numeric_profile]) + struct.pack("<I", self.tables_crc) \
+            if version >= 3 else b""
         return b"".join([
             write_varint(self.model_id), self.weights_hash,
             *(write_varint(v) for v in (self.width, self.height, self.fps_num, self.fps_den,
                                         self.frame_count, self.intra_period)),
-            bytes([self.quality, self.colour_matrix]),
+            bytes([self.quality, self.colour_matrix]), tail,
         ])
 
     @classmethod
-    def read(cls, payload: bytes) -> SequenceHeader:
+    def read(cls, payload: bytes, version: int = FORMAT_VERSION) -> SequenceHeader:
         r = Reader(payload, "sequence header")
         model_id, weights = r.varint("model id"), r.take(HASH_PREFIX_BYTES, "weights hash")
         width, height, fps_num, fps_den, frame_count, intra_period = (
             r.varint(n) for n in ("width", "height", "fps numerator", "fps denominator",
                                   "frame count", "intra period"))
+        quality, matrix = r.u8("quality"), r.u8("colour matrix")
+        profile, crc = int(NumericProfile.FLOAT), 0
+        if version >= 3:
+            profile = r.u8("numeric profile")
+            (crc,) = struct.unpack("<I", r.take(4, "tables crc"))
+            if profile not in NumericProfile._value2member_map_:
+                raise BitstreamError(f"unsupported stream: unknown numeric profile {profile}")
         header = cls(model_id, weights, width, height, fps_num, fps_den, frame_count,
-                     intra_period, r.u8("quality"), r.u8("colour matrix"))
+                     intra_period, quality, matrix, profile, crc)
         if header.width == 0 or header.height == 0 or header.frame_count == 0:
             raise BitstreamError("damaged sequence header: zero width, height or frame count")
         if header.fps_den == 0 or header.intra_period == 0 or header.fps_num == 0:
@@ -288,9 +309,11 @@ def _unit(kind: UnitType, payload: bytes) -> bytes:
     return bytes([kind]) + write_varint(len(payload)) + payload + struct.pack("<I", crc)
 
 
-def pack_head(header: SequenceHeader, adapters: bytes | None = None) -> bytes:
-    """Everything before the first frame: magic, version, sequence header, adapter unit."""
-    out = [MAGIC, bytes([FORMAT_VERSION]), _unit(UnitType.SEQUENCE_HEADER, header.write())]
+def pack_head(header: SequenceHeader, adapters: bytes | None = None,
+              version: int = FORMAT_VERSION) -> bytes:
+    """Everything before the first frame: magic, version, sequence header, adapter unit (an
+    older `version`, 2 or 3, writes that format's header)."""
+    out = [MAGIC, bytes([version]), _unit(UnitType.SEQUENCE_HEADER, header.write(version))]
     if adapters is not None:
         out.append(_unit(UnitType.ADAPTERS, adapters))
     return b"".join(out)
@@ -302,7 +325,8 @@ def pack_frame(frame: CodedFrame) -> bytes:
 
 
 def pack(stream: Stream) -> bytes:
-    return pack_head(stream.header, stream.adapters) + b"".join(pack_frame(f) for f in stream.frames)
+    frames = b"".join(pack_frame(f) for f in stream.frames)
+    return pack_head(stream.header, stream.adapters, stream.version) + frames
 
 
 def _read_units(data: bytes):
@@ -343,7 +367,7 @@ def unpack(data: bytes) -> Stream:
         if kind == UnitType.SEQUENCE_HEADER:
             if header is not None:
                 raise BitstreamError("damaged stream: two sequence headers")
-            header = SequenceHeader.read(payload)
+            header = SequenceHeader.read(payload, data[len(MAGIC)])
         elif header is None:
             raise BitstreamError("damaged stream: first unit is not the sequence header")
         elif kind == UnitType.ADAPTERS:

@@ -22,7 +22,7 @@ from torch import Tensor
 from . import bitstream
 from .adapted import apply_unit
 from .adapters import LAYER_TABLE
-from .bitstream import HASH_PREFIX_BYTES, CodedFrame, SequenceHeader, Stream
+from .bitstream import HASH_PREFIX_BYTES, CodedFrame, NumericProfile, SequenceHeader, Stream
 from .errors import BitstreamError, InputError
 from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .models.ssf import SSF, FrameType, model_device
@@ -108,18 +108,20 @@ def _check_settings(video: Video, model: SSF, quality: int, intra_period: int) -
         raise InputError(f"intra period must be >= 1, got {intra_period}")
 
 
-def sequence_header(video: Video, entry: ZooEntry, quality: int, intra_period: int,
-                    matrix: ColourMatrix) -> SequenceHeader:
+def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
+                    matrix: ColourMatrix,
+                    profile: NumericProfile = NumericProfile.EXACT_HYPER) -> SequenceHeader:
     fps = Fraction(video.fps).limit_denominator(1 << 20)
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, len(video.frames), intra_period, quality,
-                          int(matrix))
+                          int(matrix), profile, model.tables_crc())
 
 
 @torch.no_grad()
 def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
-                matrix: ColourMatrix = ColourMatrix.BT709,
-                progress: Progress = _no_progress) -> Iterator[tuple[CodedFrame, np.ndarray]]:
+                matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
+                profile: NumericProfile = NumericProfile.EXACT_HYPER
+                ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frame is kept, so memory does not grow with the clip."""
     device = model_device(model)
@@ -129,24 +131,27 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
         x = pad_to(rgb_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
         with pinned_threads():
             if i % intra_period == 0:
-                cf, ref = model.compress_intra(x, q)
+                cf, ref = model.compress_intra(x, q, profile)
             else:
                 assert ref is not None  # frame 0 is always an I-frame
-                cf, ref = model.compress_inter(x, ref, q)
+                cf, ref = model.compress_inter(x, ref, q, profile)
         yield cf, _to_numpy(ref, h, w)
 
 
 def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
            matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
-           adapters: bytes | None = None) -> CodedVideo:
+           adapters: bytes | None = None,
+           profile: NumericProfile = NumericProfile.EXACT_HYPER) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
-    the bytes and every reconstruction are kept (for evaluation; `encode_to` streams)."""
+    the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
+    `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
+    the encoder's kind of machine."""
     _check_settings(video, model, quality, intra_period)
     t0 = time.perf_counter()
-    parts = [bitstream.pack_head(sequence_header(video, entry, quality, intra_period, matrix),
-                                 adapters)]
+    parts = [bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
+                                                 matrix, profile), adapters)]
     recon, frame_bytes = [], []
-    for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress):
+    for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile):
         parts.append(bitstream.pack_frame(cf))
         frame_bytes.append(len(parts[-1]))
         recon.append(rgb)
@@ -160,8 +165,8 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
     reference frame). Returns (bytes written, seconds)."""
     _check_settings(video, model, quality, intra_period)
     t0 = time.perf_counter()
-    written = sink.write(bitstream.pack_head(sequence_header(video, entry, quality, intra_period,
-                                                             matrix)))
+    written = sink.write(bitstream.pack_head(sequence_header(video, model, entry, quality,
+                                                             intra_period, matrix)))
     for cf, _ in code_frames(video, model, quality, intra_period, matrix, progress):
         written += sink.write(bitstream.pack_frame(cf))
     return written, time.perf_counter() - t0
@@ -198,6 +203,11 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
                                                              stream.version))
     if not 1 <= header.quality <= model.cfg.num_qualities:
         raise BitstreamError(f"damaged stream: quality {header.quality} out of range")
+    profile = NumericProfile(header.numeric_profile)
+    if stream.version >= 3 and header.tables_crc != model.tables_crc():
+        raise BitstreamError(
+            f"cannot decode here: this machine builds other range-coder tables from the weights "
+            f"(crc {model.tables_crc():08x}) than the encoder did ({header.tables_crc:08x})")
     m = model.cfg.multiple
     padded = (header.height + (-header.height) % m, header.width + (-header.width) % m)
     ref: Tensor | None = None
@@ -207,7 +217,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
                                  f"{header.intra_period}")
         try:
             with pinned_threads():
-                ref = model.decompress(cf, ref, padded, header.quality - 1)
+                ref = model.decompress(cf, ref, padded, header.quality - 1, profile)
         except (RuntimeError, ValueError) as e:  # the range coder on bytes that passed the CRC
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         yield _to_numpy(ref, header.height, header.width)

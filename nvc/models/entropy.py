@@ -15,7 +15,8 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.utils import update_registered_buffers
 from torch import Tensor, nn
 
-from ..bitstream import LatentStrings
+from ..bitstream import LatentStrings, NumericProfile
+from .exact import ExactHyperSynthesis
 from .layers import hyper_analysis, hyper_synthesis
 
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64  # CompressAI's default scale table
@@ -66,6 +67,7 @@ class LatentCodec(nn.Module):
         # Adaptation fits against the hyperprior as it is coded: z rounded around the medians
         # (straight-through), its likelihood that of the rounded value, instead of uniform noise.
         self.round_z = False
+        self.exact_h_s: ExactHyperSynthesis | None = None  # built by update() from h_s
 
     def _gains(self, q: Tensor | int, y: Tensor) -> tuple[Tensor, Tensor]:
         """Per-sample gain and inverse gain, shaped (B, M, 1, 1); q is an int or a (B,) tensor."""
@@ -113,24 +115,35 @@ class LatentCodec(nn.Module):
         table = gc.scale_table[:-1].to(scales)
         return torch.bucketize(gc.lower_bound_scale(scales), table).int()
 
-    def compress(self, y: Tensor, q: int) -> tuple[LatentStrings, Tensor]:
+    def _coding_params(self, z_hat: Tensor, profile: NumericProfile) -> tuple[Tensor, Tensor]:
+        """(means, scale indexes) of y as the range coder uses them: from the fixed-point h_s
+        (exact on every device) or, for streams of format 1 and 2, from the float h_s."""
+        if profile == NumericProfile.FLOAT:
+            means, scales = self._params(z_hat)
+            return means, self._indexes(scales)
+        if self.exact_h_s is None:
+            raise RuntimeError("call update() before coding")
+        medians = self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+        return self.exact_h_s.params(torch.round(z_hat - medians), medians)
+
+    def compress(self, y: Tensor, q: int, profile: NumericProfile = NumericProfile.EXACT_HYPER
+                 ) -> tuple[LatentStrings, Tensor]:
         """Code a batch of one; returns the strings and the exact y_hat the decoder will rebuild."""
         g, _ = self._gains(q, y)
         z = self.h_a(y * g)
         z_string = self.entropy_bottleneck.compress(z)[0]
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
-        means, scales = self._params(z_hat)
-        indexes = self._indexes(scales)
+        means, indexes = self._coding_params(z_hat, profile)
         y_string = self.gaussian_conditional.compress(y * g, indexes, means=means)[0]
         # Rebuild y_hat from the symbols exactly as decompress does.
         return LatentStrings(y_string, z_string), self._dequantize(
             torch.round(y * g - means), means, q)
 
-    def decompress(self, strings: LatentStrings, latent_hw: tuple[int, int], q: int) -> Tensor:
+    def decompress(self, strings: LatentStrings, latent_hw: tuple[int, int], q: int,
+                   profile: NumericProfile = NumericProfile.EXACT_HYPER) -> Tensor:
         z_hw = (latent_hw[0] // 4, latent_hw[1] // 4)
         z_hat = self.entropy_bottleneck.decompress([strings.z], z_hw)
-        means, scales = self._params(z_hat)
-        indexes = self._indexes(scales)
+        means, indexes = self._coding_params(z_hat, profile)
         symbols = self.gaussian_conditional.decompress([strings.y], indexes, means=torch.zeros_like(means))
         return self._dequantize(symbols, means, q)
 
@@ -142,6 +155,13 @@ class LatentCodec(nn.Module):
         """Build the CDF tables the range coder needs (call after loading weights)."""
         self.gaussian_conditional.update_scale_table(scale_table(), force=force)
         self.entropy_bottleneck.update(force=force)
+        self.exact_h_s = ExactHyperSynthesis(self.h_s)
+
+    def tables(self) -> list[Tensor]:
+        """The integer tables the range coder reads (built by update() in float arithmetic, so
+        streams record their checksum: see SSF.tables_crc)."""
+        return [getattr(m, name) for m in (self.entropy_bottleneck, self.gaussian_conditional)
+                for name in ("_quantized_cdf", "_offset", "_cdf_length")]
 
     def aux_loss(self) -> Tensor:
         return self.entropy_bottleneck.loss()

@@ -6,12 +6,13 @@ training; `compress_*` return coded strings plus the exact reconstruction the de
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from ..bitstream import CodedFrame, FrameType
+from ..bitstream import CodedFrame, FrameType, NumericProfile
 from .config import ModelConfig
 from .entropy import LatentCodec
 from .layers import analysis, synthesis
@@ -90,28 +91,34 @@ class SSF(nn.Module):
                         list(m.likelihoods) + list(r.likelihoods))
 
     # -- coding (batch of one) ----------------------------------------------------------------
-    def compress_intra(self, x: Tensor, q: int) -> tuple[CodedFrame, Tensor]:
-        strings, y_hat = self.intra.latent.compress(self.intra.g_a(x), q)
+    # `profile` picks how the entropy parameters are computed (bitstream.NumericProfile).
+    def compress_intra(self, x: Tensor, q: int, profile: NumericProfile = NumericProfile.EXACT_HYPER
+                       ) -> tuple[CodedFrame, Tensor]:
+        strings, y_hat = self.intra.latent.compress(self.intra.g_a(x), q, profile)
         return CodedFrame(FrameType.I, [strings]), self._intra_decode(y_hat)
 
-    def compress_inter(self, x: Tensor, x_ref: Tensor, q: int) -> tuple[CodedFrame, Tensor]:
+    def compress_inter(self, x: Tensor, x_ref: Tensor, q: int,
+                       profile: NumericProfile = NumericProfile.EXACT_HYPER
+                       ) -> tuple[CodedFrame, Tensor]:
         m_strings, y_m_hat = self.motion.latent.compress(
-            self.motion.g_a(torch.cat((x, x_ref), dim=1)), q)
+            self.motion.g_a(torch.cat((x, x_ref), dim=1)), q, profile)
         x_pred = self._warp(x_ref, y_m_hat)
-        r_strings, y_r_hat = self.residual.latent.compress(self.residual.g_a(x - x_pred), q)
+        r_strings, y_r_hat = self.residual.latent.compress(self.residual.g_a(x - x_pred), q,
+                                                           profile)
         return (CodedFrame(FrameType.P, [m_strings, r_strings]),
                 self._inter_decode(x_pred, y_m_hat, y_r_hat))
 
     def decompress(self, frame: CodedFrame, x_ref: Tensor | None, padded_hw: tuple[int, int],
-                   q: int) -> Tensor:
+                   q: int, profile: NumericProfile = NumericProfile.EXACT_HYPER) -> Tensor:
         latent_hw = (padded_hw[0] // 16, padded_hw[1] // 16)
         if frame.kind == FrameType.I:
-            return self._intra_decode(self.intra.latent.decompress(frame.latents[0], latent_hw, q))
+            return self._intra_decode(self.intra.latent.decompress(frame.latents[0], latent_hw, q,
+                                                                   profile))
         if x_ref is None:
             raise ValueError("a P-frame needs a reference frame")
-        y_m_hat = self.motion.latent.decompress(frame.latents[0], latent_hw, q)
+        y_m_hat = self.motion.latent.decompress(frame.latents[0], latent_hw, q, profile)
         x_pred = self._warp(x_ref, y_m_hat)
-        y_r_hat = self.residual.latent.decompress(frame.latents[1], latent_hw, q)
+        y_r_hat = self.residual.latent.decompress(frame.latents[1], latent_hw, q, profile)
         return self._inter_decode(x_pred, y_m_hat, y_r_hat)
 
     # -- entropy-model upkeep -----------------------------------------------------------------
@@ -121,6 +128,16 @@ class SSF(nn.Module):
     def update(self) -> None:
         for codec in self.latent_codecs():
             codec.update()
+
+    def tables_crc(self) -> int:
+        """crc32 of every table the range coder reads. update() builds them in float arithmetic
+        on this machine; a stream records the encoder's value and a decoder whose tables differ
+        refuses it instead of decoding garbage."""
+        crc = 0
+        for codec in self.latent_codecs():
+            for t in codec.tables():
+                crc = zlib.crc32(t.detach().to("cpu", torch.int64).numpy().astype("<i8").tobytes(), crc)
+        return crc
 
     def aux_loss(self) -> Tensor:
         return torch.stack([c.aux_loss() for c in self.latent_codecs()]).sum()

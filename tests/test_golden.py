@@ -1,0 +1,167 @@
+"""A golden stream (issue 11): a tiny model's stream checked into tests/data/golden must decode to
+the recorded symbols and frames, and perturbing every float path of the decoder (thread count,
+noise on the inputs of g_s and of the hyper-synthesis) must not change one decoded symbol.
+
+Regenerate (only when the format or the tiny model changes on purpose):
+    NVC_REGENERATE_GOLDEN=1 python -m pytest tests/test_golden.py
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+
+import nvc.codec
+from nvc import bitstream
+from nvc.bitstream import NumericProfile
+from nvc.codec import decode_stream, encode
+from nvc.errors import BitstreamError
+from nvc.models.config import TINY
+from nvc.models.ssf import SSF
+from nvc.zoo import load_model, save_weights
+
+from .conftest import make_video
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+WEIGHTS, STREAM, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "stream.nvc", GOLDEN / "expected.json"
+
+
+def _regenerate() -> None:
+    GOLDEN.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(7)
+    model = SSF(TINY)
+    with torch.no_grad():  # as conftest: latents large enough for the coder to work
+        for codec in model.latent_codecs():
+            codec.log_gain.add_(3.0)
+            codec.log_inverse_gain.sub_(3.0)
+            # scales spread over the whole scale table, so the stream exercises every CDF choice
+            last = codec.h_s[-1]
+            half = last.out_channels // 2
+            last.weight[half:].mul_(20.0)
+            last.bias[half:] = torch.linspace(-2.0, 4.0, half).exp()
+    save_weights(model, WEIGHTS)
+    model, entry = load_model(path=WEIGHTS)
+    STREAM.write_bytes(encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
+                              intra_period=12).data)
+    symbols, frames = _decode(STREAM.read_bytes())
+    EXPECTED.write_text(json.dumps({"symbols_md5": symbols, "frames_md5": frames}, indent=1) + "\n")
+
+
+def _md5(parts: list[bytes]) -> str:
+    h = hashlib.md5()
+    for p in parts:
+        h.update(p)
+    return h.hexdigest()
+
+
+class _Spy:
+    """Records every y symbol the range decoder returns; optionally perturbs z_hat (the input of
+    the hyper-synthesis) and the input of every g_s."""
+
+    def __init__(self, monkeypatch, noise: float = 0.0):
+        self.symbols: list[bytes] = []
+        self.noise = noise
+        self.gen = torch.Generator().manual_seed(0)
+        gc_decompress, eb_decompress = GaussianConditional.decompress, EntropyBottleneck.decompress
+
+        def y_spy(gc, *args, **kwargs):
+            out = gc_decompress(gc, *args, **kwargs)
+            self.symbols.append(out.to(torch.int64).numpy().tobytes())
+            return out
+
+        def z_noisy(eb, *args, **kwargs):
+            return self._perturb(eb_decompress(eb, *args, **kwargs))
+
+        monkeypatch.setattr(GaussianConditional, "decompress", y_spy)
+        monkeypatch.setattr(EntropyBottleneck, "decompress", z_noisy)
+
+    def _perturb(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.noise:
+            return x
+        return x + self.noise * torch.randn(x.shape, generator=self.gen) * (x.abs().max() + 1)
+
+    def hook(self, model: SSF) -> None:
+        for codec in (model.intra, model.motion, model.residual):
+            codec.g_s.register_forward_pre_hook(lambda _m, args: (self._perturb(args[0]),))
+
+
+def _decode(data: bytes, monkeypatch=None, noise: float = 0.0, model=None) -> tuple[str, list[str]]:
+    mp = monkeypatch or pytest.MonkeyPatch()
+    try:
+        spy = _Spy(mp, noise)
+        if model is None:
+            model, entry = load_model(path=WEIGHTS)
+        else:
+            entry = load_model(path=WEIGHTS)[1]
+        spy.hook(model)
+        out = decode_stream(bitstream.unpack(data), model, entry)
+    finally:
+        if monkeypatch is None:
+            mp.undo()
+    frames = [hashlib.md5(np.round(f * 255).astype(np.uint8).tobytes()).hexdigest()
+              for f in out.frames]
+    return _md5(spy.symbols), frames
+
+
+@pytest.fixture(scope="module")
+def expected() -> dict:
+    if os.environ.get("NVC_REGENERATE_GOLDEN") == "1":
+        _regenerate()
+    return json.loads(EXPECTED.read_text())
+
+
+def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monkeypatch):
+    data = STREAM.read_bytes()
+    header = bitstream.unpack(data).header
+    assert data[len(bitstream.MAGIC)] == bitstream.FORMAT_VERSION
+    assert header.numeric_profile == NumericProfile.EXACT_HYPER
+    symbols, frames = _decode(data, monkeypatch)
+    assert symbols == expected["symbols_md5"]
+    assert frames == expected["frames_md5"] and len(frames) == 3
+
+
+def test_perturbed_float_paths_decode_the_same_symbols(expected, monkeypatch):
+    monkeypatch.setattr(nvc.codec, "CODING_THREADS", 2)
+    symbols, _ = _decode(STREAM.read_bytes(), monkeypatch, noise=1e-4)
+    assert symbols == expected["symbols_md5"]
+
+
+def test_the_float_profile_fails_the_same_perturbation(monkeypatch):
+    """What the exact profile buys: a float-profile stream of the same clip, decoded under the same
+    kind of perturbation, reads other symbols (or fails)."""
+    model, entry = load_model(path=WEIGHTS)
+    data = encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
+                  profile=NumericProfile.FLOAT).data
+    clean, _ = _decode(data, monkeypatch)
+    try:
+        noisy, _ = _decode(data, monkeypatch, noise=1e-2)
+    except BitstreamError:
+        return
+    assert noisy != clean
+
+
+def test_other_coder_tables_are_refused(monkeypatch):
+    model, entry = load_model(path=WEIGHTS)
+    stream = bitstream.unpack(STREAM.read_bytes())
+    monkeypatch.setattr(SSF, "tables_crc", lambda self: 0x12345678)
+    with pytest.raises(BitstreamError, match="other range-coder tables"):
+        decode_stream(stream, model, entry)
+
+
+def test_format_2_streams_decode_with_the_float_profile(tiny_model, small_video):
+    model, entry = tiny_model
+    new = bitstream.unpack(encode(small_video, model, entry, 1, profile=NumericProfile.FLOAT).data)
+    old = bitstream.Stream(new.header, new.frames, version=2)
+    data = bitstream.pack(old)
+    assert data[len(bitstream.MAGIC)] == 2
+    back = bitstream.unpack(data)
+    assert back.header.numeric_profile == NumericProfile.FLOAT and back.header.tables_crc == 0
+    coded = encode(small_video, model, entry, 1, profile=NumericProfile.FLOAT)
+    out = decode_stream(back, model, entry)
+    assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, out.frames))
