@@ -36,6 +36,14 @@ def test_transposed_convolution_is_run_as_a_stuffed_convolution():
     assert torch.allclose(exact / 2.0 ** FRAC_OUT, layer(x).double(), atol=1e-3)
 
 
+def test_native_and_unfolded_convolutions_give_the_same_integers():
+    """The CPU runs torch's float64 convolutions, other devices unfold + matmul: both exact."""
+    h_s, symbols, medians = _h_s_and_input(3)
+    exact = ExactHyperSynthesis(h_s)
+    native = exact.fixed_point(symbols, medians)
+    assert torch.equal(native, exact.fixed_point(symbols, medians, unfolded=True))
+
+
 def test_result_does_not_depend_on_threads_or_batch_order():
     h_s, symbols, medians = _h_s_and_input(2)
     exact = ExactHyperSynthesis(h_s)
