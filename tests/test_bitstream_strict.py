@@ -1,0 +1,300 @@
+"""The reader's exact refusals and boundaries (issue 12: tests that fail when the feature breaks).
+
+Users see these messages as nvc's one-line errors, so each is pinned whole, and every limit is
+checked on both sides of its boundary."""
+import re
+import struct
+import zlib
+from dataclasses import replace
+
+import pytest
+
+from nvc.bitstream import (FORMAT_VERSION, LIMITS, MAGIC, AdapterUnit, CodedFrame, FrameType,
+                           LatentStrings, NumericProfile, Reader, SequenceHeader, Stream, UnitType,
+                           pack, pack_head, read_frame, unpack, write_frame, write_varint)
+from nvc.errors import BitstreamError
+
+HEADER = SequenceHeader(model_id=300, weights_hash=bytes(range(8)), width=416, height=240,
+                        fps_num=50, fps_den=1, frame_count=2, intra_period=12, quality=2,
+                        colour_matrix=1, numeric_profile=NumericProfile.EXACT_HYPER,
+                        tables_crc=0xDEADBEEF)
+I_FRAME = CodedFrame(FrameType.I, [LatentStrings(b"yyyy", b"zz")])
+P_FRAME = CodedFrame(FrameType.P, [LatentStrings(b"m", b""), LatentStrings(b"r" * 3, b"q")])
+TABLE = ("a.g_s.0", "a.g_s.2", "b.g_s.0")
+UNIT = AdapterUnit(kind=1, seed=5, alpha=0.0, step=0.005, pi_spike=0.9, sigma_spike=0.001,
+                   sigma_slab=0.05, layers=("a.g_s.2", "b.g_s.0"), ranks=(4, 256),
+                   symbol_count=7, coded=b"abc")
+
+
+def _refusal(fn, *args) -> str:
+    with pytest.raises(BitstreamError) as e:
+        fn(*args)
+    return str(e.value)
+
+
+def _truncations(fn, payload: bytes, what: str) -> list[tuple[str, int, int]]:
+    """(field, bytes needed, bytes left) of the refusal at every cut of `payload`."""
+    out = []
+    for cut in range(len(payload)):
+        m = re.fullmatch(rf"truncated {what}: (.+) needs (\d+) bytes, (\d+) left",
+                         _refusal(fn, payload[:cut]))
+        assert m, cut
+        out.append((m[1], int(m[2]), int(m[3])))
+    return out
+
+
+def test_every_header_truncation_names_its_field():
+    payload = HEADER.write()
+    seen = _truncations(SequenceHeader.read, payload, "sequence header")
+    assert [f for i, (f, _, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != f] == [
+        "model id", "weights hash", "width", "height", "fps numerator", "fps denominator",
+        "frame count", "intra period", "quality", "colour matrix", "numeric profile",
+        "tables crc"]
+    assert seen[2] == ("weights hash", 8, 0) and seen[5] == ("weights hash", 8, 3)
+    assert seen[-1] == ("tables crc", 4, 3)
+    assert SequenceHeader.read(payload) == HEADER
+
+
+def test_older_formats_have_no_profile_fields():
+    old = HEADER.write(2)
+    assert old == HEADER.write()[:-5]
+    back = SequenceHeader.read(old, 2)
+    assert back == replace(HEADER, numeric_profile=NumericProfile.FLOAT, tables_crc=0)
+    assert _refusal(SequenceHeader.read, old) == \
+        "truncated sequence header: numeric profile needs 1 bytes, 0 left"
+
+
+def test_unknown_numeric_profile():
+    payload = HEADER.write()[:-5] + bytes([7]) + struct.pack("<I", 0)
+    assert _refusal(SequenceHeader.read, payload) == \
+        "unsupported stream: unknown numeric profile 7"
+
+
+@pytest.mark.parametrize("field", ["width", "height", "frame_count"])
+def test_zero_sizes(field):
+    assert _refusal(SequenceHeader.read, replace(HEADER, **{field: 0}).write()) == \
+        "damaged sequence header: zero width, height or frame count"
+    assert SequenceHeader.read(replace(HEADER, **{field: 1}).write()).__dict__[field] == 1
+
+
+@pytest.mark.parametrize("field", ["fps_num", "fps_den", "intra_period"])
+def test_zero_rates(field):
+    assert _refusal(SequenceHeader.read, replace(HEADER, **{field: 0}).write()) == \
+        "damaged sequence header: zero frame rate or intra period"
+    assert SequenceHeader.read(replace(HEADER, **{field: 1}).write()).__dict__[field] == 1
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"width": LIMITS.max_side + 1, "height": 16},
+     f"damaged or unsupported stream: frame size {LIMITS.max_side + 1}x16 exceeds the format's "
+     f"limit ({LIMITS.max_side} per side, {LIMITS.max_pixels} pixels)"),
+    ({"width": 16, "height": LIMITS.max_side + 1}, None),
+    ({"width": 7681, "height": 4320}, None),
+    ({"frame_count": LIMITS.max_frames + 1},
+     f"damaged stream: {LIMITS.max_frames + 1} frames exceeds the format's limit of "
+     f"{LIMITS.max_frames}"),
+    ({"fps_num": 1001, "fps_den": 1}, "damaged stream: frame rate 1001/1 exceeds 1000 fps"),
+    ({"fps_num": 2001, "fps_den": 2}, None),
+    ({"colour_matrix": 2}, "damaged or unsupported stream: unknown colour matrix 2"),
+])
+def test_limits_refused(fields, message):
+    got = _refusal(SequenceHeader.read, replace(HEADER, **fields).write())
+    assert got == message if message else "exceeds" in got
+
+
+@pytest.mark.parametrize("fields", [
+    {"width": LIMITS.max_side, "height": 16}, {"width": 16, "height": LIMITS.max_side},
+    {"width": 7680, "height": 4320}, {"frame_count": LIMITS.max_frames},
+    {"fps_num": 1000, "fps_den": 1}, {"fps_num": 1500, "fps_den": 2}, {"colour_matrix": 6},
+])
+def test_limits_reached_are_accepted(fields):
+    header = replace(HEADER, **fields)
+    assert SequenceHeader.read(header.write()) == header
+
+
+def test_header_writer_checks_the_hash_length():
+    with pytest.raises(ValueError, match="^weights_hash has the wrong length$"):
+        replace(HEADER, weights_hash=b"1234567").write()
+
+
+def test_varint_writer_and_reader_bounds():
+    with pytest.raises(ValueError, match="^varint must be non-negative$"):
+        write_varint(-1)
+    assert write_varint(0) == b"\x00" and write_varint(128) == b"\x80\x01"
+    longest = b"\xff" * 9 + b"\x01"  # shift reaches 63: the last byte a 64-bit value can have
+    assert Reader(longest).varint("v") == 2 ** 64 - 1
+    assert _refusal(Reader(b"\xff" * 10 + b"\x01", "frame 3").varint, "seed") == \
+        "damaged frame 3: seed is not a valid varint"
+
+
+def test_reader_counts_what_is_left():
+    r = Reader(b"abcdef", "unit")
+    assert r.take(2, "x") == b"ab" and r.u8("y") == ord("c") and not r.done
+    assert _refusal(r.take, 4, "z") == "truncated unit: z needs 4 bytes, 3 left"
+    assert Reader(b"\x02hi").blob("name") == b"hi"
+    assert _refusal(Reader(b"\x05hi").blob, "name") == "truncated stream: name needs 5 bytes, 2 left"
+    assert _refusal(Reader(b"").blob, "name") == \
+        "truncated stream: name length needs 1 bytes, 0 left"
+    r = Reader(b"ab")
+    r.take(2, "all")
+    assert r.done
+
+
+def test_every_frame_truncation_names_its_field():
+    payload = write_frame(P_FRAME)
+    seen = _truncations(lambda p: read_frame(p, 4), payload, "frame 4")
+    assert [f for i, (f, _, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != f] == [
+        "frame type", "latent count", "y string length", "y string", "z string length",
+        "y string length", "y string", "z string length", "z string"]
+    assert read_frame(payload, 4) == P_FRAME
+
+
+@pytest.mark.parametrize("payload, message", [
+    (bytes([2, 1]), "damaged frame 4: unknown frame type 2"),
+    (bytes([0, 2]), "damaged frame 4: I-frame with 2 latents"),
+    (bytes([1, 1]), "damaged frame 4: P-frame with 1 latents"),
+    (write_frame(I_FRAME) + b"..", "damaged frame 4: 2 trailing bytes"),
+])
+def test_frame_refusals(payload, message):
+    assert _refusal(read_frame, payload, 4) == message
+
+
+def test_every_adapter_unit_truncation_names_its_field():
+    payload = UNIT.write(TABLE)
+    seen = _truncations(lambda p: AdapterUnit.read(p, TABLE), payload, "adapter unit")
+    assert [f for i, (f, _, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != f] == [
+        "adapter type", "seed", "adapter prior", "layer count", "layer index", "rank",
+        "layer index", "rank", "symbol count", "coded parameters length", "coded parameters"]
+    back = AdapterUnit.read(payload, TABLE)
+    assert back.layers == UNIT.layers and back.ranks == UNIT.ranks and back.coded == b"abc"
+    assert back.step == pytest.approx(0.005) and back.seed == 5 and back.symbol_count == 7
+
+
+def _unit_bytes(**fields) -> bytes:
+    return replace(UNIT, **fields).write(TABLE)
+
+
+@pytest.mark.parametrize("payload, message", [
+    (_unit_bytes() + b"x", "damaged adapter unit: trailing bytes"),
+    (_unit_bytes(ranks=(4, 0)), f"damaged adapter unit: rank 0 outside 1..{LIMITS.max_rank}"),
+    (_unit_bytes(ranks=(LIMITS.max_rank + 1, 1)),
+     f"damaged adapter unit: rank {LIMITS.max_rank + 1} outside 1..{LIMITS.max_rank}"),
+    (_unit_bytes(symbol_count=LIMITS.max_adapter_symbols + 1),
+     f"damaged adapter unit: {LIMITS.max_adapter_symbols + 1} values (limit "
+     f"{LIMITS.max_adapter_symbols})"),
+    (_unit_bytes(step=0.0), "damaged adapter unit: invalid quantisation step or prior"),
+    (_unit_bytes(sigma_slab=float("inf")), "damaged adapter unit: invalid quantisation step or prior"),
+    (_unit_bytes(pi_spike=float("nan")), "damaged adapter unit: invalid quantisation step or prior"),
+])
+def test_adapter_unit_refusals(payload, message):
+    assert _refusal(AdapterUnit.read, payload, TABLE) == message
+
+
+def test_adapter_unit_bounds_reached_are_accepted():
+    unit = replace(UNIT, ranks=(1, LIMITS.max_rank), symbol_count=LIMITS.max_adapter_symbols,
+                   step=1e-30)
+    back = AdapterUnit.read(unit.write(TABLE), TABLE)
+    assert back.ranks == (1, LIMITS.max_rank) and back.symbol_count == LIMITS.max_adapter_symbols
+
+
+def test_adapter_unit_layer_count_and_index_limits():
+    head = bytes([1]) + write_varint(5) + struct.pack("<5f", 0, 0.005, 0.9, 0.001, 0.05)
+    many = head + write_varint(LIMITS.max_layers + 1)
+    assert _refusal(AdapterUnit.read, many, TABLE) == \
+        f"damaged adapter unit: {LIMITS.max_layers + 1} layers (limit {LIMITS.max_layers})"
+    at_limit = head + write_varint(LIMITS.max_layers) + (write_varint(0) + write_varint(1)) * \
+        LIMITS.max_layers + write_varint(0) + write_varint(0)
+    assert len(AdapterUnit.read(at_limit, TABLE).layers) == LIMITS.max_layers
+    bad_index = head + write_varint(1) + write_varint(3) + write_varint(1)
+    assert _refusal(AdapterUnit.read, bad_index, TABLE) == \
+        "damaged adapter unit: layer index 3 (the model has 3)"
+    last = head + write_varint(1) + write_varint(2) + write_varint(1) + write_varint(0) + b"\x00"
+    assert AdapterUnit.read(last, TABLE).layers == ("b.g_s.0",)
+
+
+def test_adapter_unit_format_1_spells_names():
+    head = bytes([1]) + write_varint(5) + struct.pack("<5f", 0, 0.005, 0.9, 0.001, 0.05)
+    name = b"a.g_s.2"
+    payload = head + write_varint(1) + write_varint(len(name)) + name + write_varint(3) + \
+        write_varint(0) + b"\x00"
+    assert AdapterUnit.read(payload, TABLE, version=1).layers == ("a.g_s.2",)
+    bad = head + write_varint(1) + write_varint(2) + b"\xff\xfe" + write_varint(3) + b"\x00\x00"
+    assert _refusal(AdapterUnit.read, bad, TABLE, 1) == \
+        "damaged adapter unit: layer name is not ASCII"
+    truncated = head + write_varint(1) + write_varint(9) + b"ab"
+    assert _refusal(AdapterUnit.read, truncated, TABLE, 1) == \
+        "truncated adapter unit: layer name needs 9 bytes, 2 left"
+
+
+def test_adapter_unit_writer_refusals():
+    with pytest.raises(ValueError, match=r"^layer 'c\.g_s\.0' cannot be adapted \(not in the "
+                                         r"layer table\)$"):
+        replace(UNIT, layers=("c.g_s.0", "a.g_s.0")).write(TABLE)
+    with pytest.raises(ValueError):
+        replace(UNIT, ranks=(4,)).write(TABLE)  # one rank per layer
+
+
+def _unit(kind: int, payload: bytes) -> bytes:
+    return bytes([kind]) + write_varint(len(payload)) + payload + \
+        struct.pack("<I", zlib.crc32(bytes([kind]) + payload))
+
+
+def _stream(*units: bytes, version: int = FORMAT_VERSION) -> bytes:
+    return MAGIC + bytes([version]) + b"".join(units)
+
+
+SEQ = _unit(UnitType.SEQUENCE_HEADER, HEADER.write())
+FRAME_I, FRAME_P = _unit(UnitType.FRAME, write_frame(I_FRAME)), _unit(UnitType.FRAME, write_frame(P_FRAME))
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"NVC", "not an nvc stream (bad magic bytes)"),
+    (b"NVCX\x03", "not an nvc stream (bad magic bytes)"),
+    (MAGIC, "truncated stream: format version needs 1 bytes, 0 left"),
+    (_stream(version=FORMAT_VERSION + 1),
+     f"stream format version {FORMAT_VERSION + 1} is newer than this nvc reads ({FORMAT_VERSION}); "
+     "upgrade nvc"),
+    (_stream(version=0), "damaged stream: format version 0"),
+    (_stream(), "truncated stream: no sequence header"),
+    (_stream(b"\x01"), "truncated stream: unit 0 length needs 1 bytes, 0 left"),
+    (_stream(bytes([1]) + write_varint(LIMITS.max_unit_bytes + 1)),
+     f"damaged stream: unit 0 declares {LIMITS.max_unit_bytes + 1} bytes (limit "
+     f"{LIMITS.max_unit_bytes})"),
+    (_stream(SEQ[:-1]), "truncated stream: unit 0 checksum needs 4 bytes, 3 left"),
+    (_stream(SEQ, FRAME_I[:-4] + b"\x00\x00\x00\x00"), "damaged stream: checksum mismatch in unit 1"),
+    (_stream(SEQ, _unit(9, b"x")), "damaged stream: unknown unit type 9 in unit 1"),
+    (_stream(SEQ, SEQ), "damaged stream: two sequence headers"),
+    (_stream(FRAME_I), "damaged stream: first unit is not the sequence header"),
+    (_stream(SEQ, FRAME_I, _unit(UnitType.ADAPTERS, b"a")), "damaged stream: adapter unit out of place"),
+    (_stream(SEQ, _unit(UnitType.ADAPTERS, b"a"), _unit(UnitType.ADAPTERS, b"a")),
+     "damaged stream: adapter unit out of place"),
+    (_stream(SEQ, FRAME_I, FRAME_P, FRAME_P), "damaged stream: more frames than the header's 2"),
+    (_stream(SEQ, FRAME_P, FRAME_P), "damaged stream: first frame is a P-frame"),
+    (_stream(SEQ, FRAME_I), "truncated stream: 1 of 2 frames present"),
+])
+def test_stream_refusals(data, message):
+    assert _refusal(unpack, data) == message
+
+
+def test_unit_bytes_account_for_every_byte():
+    data = _stream(SEQ, _unit(UnitType.ADAPTERS, b"ad"), FRAME_I, FRAME_P)
+    s = unpack(data)
+    assert s.unit_bytes == {"container": 5, "sequence_header": len(SEQ), "adapters": 8,
+                            "frame_I": len(FRAME_I), "frame_P": len(FRAME_P)}
+    assert s.adapters == b"ad" and s.frames == [I_FRAME, P_FRAME] and s.version == FORMAT_VERSION
+    assert pack(s) == data
+    assert pack_head(HEADER) == MAGIC + bytes([FORMAT_VERSION]) + SEQ
+
+
+def test_two_i_frames_and_unit_order():
+    header = replace(HEADER, frame_count=3, intra_period=1)
+    seq = _unit(UnitType.SEQUENCE_HEADER, header.write())
+    s = unpack(_stream(seq, FRAME_I, FRAME_I, FRAME_I))
+    assert [f.kind for f in s.frames] == [FrameType.I] * 3 and s.unit_bytes["frame_I"] == 3 * len(FRAME_I)
+
+
+def test_format_2_stream_round_trips():
+    data = pack(Stream(HEADER, [I_FRAME, P_FRAME], version=2))
+    s = unpack(data)
+    assert s.version == 2 and s.header.numeric_profile == NumericProfile.FLOAT
+    assert data[len(MAGIC)] == 2 and pack(s) == data
