@@ -103,6 +103,42 @@ class Fitted:
     encoder: dict[str, Tensor]  # fine-tuned encoder-only parameters (empty if not fitted)
     history: list[StepStats]
     best_step: int = -1  # the step whose iterate `sent` and `encoder` are (-1: the base)
+    probes: list[tuple[int, float]] = field(default_factory=list)  # (step, probe score), base = -1
+
+
+class Plateau:
+    """Early stopping on an exponentially smoothed objective: stalled after `patience` steps
+    without the smoothed value falling by more than `tolerance`."""
+
+    def __init__(self, patience: int, smoothing: float = 0.9, tolerance: float = 1e-4):
+        self.patience, self.smoothing, self.tolerance = patience, smoothing, tolerance
+        self.best, self.smoothed, self.since_best = float("inf"), None, 0
+
+    def update(self, objective: float) -> None:
+        s = self.smoothed
+        self.smoothed = objective if s is None else self.smoothing * s + (1 - self.smoothing) * objective
+        if self.smoothed < self.best - self.tolerance:
+            self.best, self.since_best = self.smoothed, 0
+        else:
+            self.since_best += 1
+
+    @property
+    def stalled(self) -> bool:
+        return self.since_best >= self.patience
+
+
+def sample_window(gen: torch.Generator, frames: int, height: int, width: int, window: tuple[int, int],
+                  intra_period: int) -> tuple[int, int, int]:
+    """(first frame, top, left) of a random fitting window: the start of any GOP of the clip and
+    any position of the window inside the (padded) frame."""
+    y0 = int(torch.randint(0, height - window[0] + 1, (1,), generator=gen))
+    x0 = int(torch.randint(0, width - window[1] + 1, (1,), generator=gen))
+    g0 = intra_period * int(torch.randint(0, (frames - 1) // intra_period + 1, (1,), generator=gen))
+    return g0, y0, x0
+
+
+def _crop(t: Tensor, g0: int, count: int, y0: int, x0: int, window: tuple[int, int]) -> Tensor:
+    return t[g0: g0 + count, :, y0: y0 + window[0], x0: x0 + window[1]]
 
 
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
@@ -134,16 +170,16 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     q = quality - 1
     lam = model.cfg.lambdas[q]
     t, _, hp, wp = frames.shape
-    win_h, win_w = min(cfg.window, hp), min(cfg.window, wp)
+    win = (min(cfg.window, hp), min(cfg.window, wp))
     gen = torch.Generator().manual_seed(cfg.seed)
     history: list[StepStats] = []
-    best, smoothed, since_best = float("inf"), None, 0
-    y_c, x_c = (hp - win_h) // 2, (wp - win_w) // 2
-    probe_window = frames[:intra_period, :, y_c: y_c + win_h, x_c: x_c + win_w]
-    probe_weights = None if weights is None else \
-        weights[:intra_period, :, y_c: y_c + win_h, x_c: x_c + win_w]
+    plateau = Plateau(cfg.patience)
+    y_c, x_c = (hp - win[0]) // 2, (wp - win[1]) // 2  # the probe: the first GOP's centre
+    probe_window = _crop(frames, 0, intra_period, y_c, x_c, win)
+    probe_weights = None if weights is None else _crop(weights, 0, intra_period, y_c, x_c, win)
+    probes: list[tuple[int, float]] = []
 
-    def probe() -> float:
+    def probe(step: int) -> float:
         work.eval()
         with torch.no_grad():
             bits = cfg.prior.bits(quantize_ste(torch.cat([p.reshape(-1) for p in params]),
@@ -151,9 +187,10 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
             cost, _ = clip_objective(work, probe_window, q, intra_period, lam, hp * wp, bits,
                                      clip_frames=t, weights=probe_weights)
         work.train()
+        probes.append((step, float(cost)))
         return float(cost)
 
-    best_probe = probe()  # the base (adapters at zero): a safe fallback
+    best_probe = probe(-1)  # the base (adapters at zero): a safe fallback
     best_sent = [p.detach().clone() for p in params]
     best_encoder = {n: p.detach().clone() for n, p in encoder.items()}
     best_step = -1
@@ -161,12 +198,9 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     for step in range(cfg.steps):
         if cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds:
             break
-        y0 = int(torch.randint(0, hp - win_h + 1, (1,), generator=gen))
-        x0 = int(torch.randint(0, wp - win_w + 1, (1,), generator=gen))
-        g0 = intra_period * int(torch.randint(0, (t - 1) // intra_period + 1, (1,), generator=gen))
-        window = frames[g0: g0 + intra_period, :, y0: y0 + win_h, x0: x0 + win_w]  # one GOP
-        window_weights = None if weights is None else \
-            weights[g0: g0 + intra_period, :, y0: y0 + win_h, x0: x0 + win_w]
+        g0, y0, x0 = sample_window(gen, t, hp, wp, win, intra_period)
+        window = _crop(frames, g0, intra_period, y0, x0, win)  # one GOP
+        window_weights = None if weights is None else _crop(weights, g0, intra_period, y0, x0, win)
         adapter_bits = cfg.prior.bits(torch.cat([p.reshape(-1) for p in params]))
         objective, info = clip_objective(work, window, q, intra_period, lam, hp * wp, adapter_bits,
                                          clip_frames=t, weights=window_weights)
@@ -181,23 +215,18 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
         history.append(stats)
         if on_step:
             on_step(stats)
-        smoothed = stats.objective if smoothed is None else 0.9 * smoothed + 0.1 * stats.objective
-        last = step == cfg.steps - 1 or (cfg.seconds is not None
-                                         and time.perf_counter() - t0 > cfg.seconds)
-        if smoothed < best - 1e-4:
-            best, since_best = smoothed, 0
-        else:
-            since_best += 1
-            last = last or since_best >= cfg.patience
+        plateau.update(stats.objective)
+        last = step == cfg.steps - 1 or plateau.stalled or (
+            cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds)
         if (step + 1) % cfg.probe_every == 0 or last:
-            score = probe()
+            score = probe(step)
             if score < best_probe and math.isfinite(score):
                 best_probe, best_step = score, step
                 best_sent = [p.detach().clone() for p in params]
                 best_encoder = {n: p.detach().clone() for n, p in encoder.items()}
-        if since_best >= cfg.patience:
+        if plateau.stalled:
             log.info("adaptation stopped at step %d: objective no longer falling", step)
             break
     if not all(torch.isfinite(t).all() for t in best_sent + list(best_encoder.values())):
         best_sent, best_encoder = [torch.zeros_like(t) for t in best_sent], {}  # send nothing
-    return Fitted(spec, best_sent, best_encoder, history, best_step)
+    return Fitted(spec, best_sent, best_encoder, history, best_step, probes)
