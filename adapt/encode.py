@@ -17,6 +17,8 @@ from nvc.models.ssf import model_device
 from nvc.io import ColourMatrix, Video
 from nvc.metrics import bpp
 from nvc.rd import rd_cost as _rd_cost
+from nvc.rd import task_distortion
+from nvc.task import TaskModel, task_metrics
 from nvc.models.ssf import SSF
 from nvc.zoo import ZooEntry
 
@@ -41,14 +43,18 @@ class AdaptiveResult:
 
 
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
-            weights: np.ndarray | None = None) -> float:
+            weights: np.ndarray | None = None, task: TaskModel | None = None,
+            task_weight: float = 0.0) -> float:
     """The clip's RD cost as coded: its 8-bit reconstruction and every byte of the file;
-    `weights` (frames, H, W), mean 1 a frame, weight the squared error pixel by pixel (ROI)."""
-    ones = [None] * len(video.frames) if weights is None else weights[..., None]
-    mse = float(np.mean([np.mean((source_rgb(f, matrix) - r) ** 2 * (1 if w is None else w))
-                         for f, r, w in zip(video.frames, coded.reconstruction, ones)]))
-    return float(_rd_cost(lam, mse, bpp(len(coded.data), video.width, video.height,
-                                        len(video.frames))))
+    `weights` (frames, H, W), mean 1 a frame, weight the squared error pixel by pixel (ROI);
+    `task` adds its FMSE with `task_weight` (the same distortion as the fit's)."""
+    sources = [source_rgb(f, matrix) for f in video.frames]
+    ones = [None] * len(sources) if weights is None else weights[..., None]
+    mse = float(np.mean([np.mean((s - r) ** 2 * (1 if w is None else w))
+                         for s, r, w in zip(sources, coded.reconstruction, ones)]))
+    fmse = None if task is None else task_metrics(task, sources, coded.reconstruction)["fmse"]
+    return float(_rd_cost(lam, task_distortion(mse, fmse, task_weight),
+                          bpp(len(coded.data), video.width, video.height, len(video.frames))))
 
 
 def clip_tensor(video: Video, model: SSF, matrix: ColourMatrix) -> torch.Tensor:
@@ -60,24 +66,26 @@ def clip_tensor(video: Video, model: SSF, matrix: ColourMatrix) -> torch.Tensor:
 def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
                     cfg: AdaptConfig, matrix: ColourMatrix = ColourMatrix.BT709,
                     on_step=None, base: CodedVideo | None = None,
-                    weights: np.ndarray | None = None) -> AdaptiveResult:
+                    weights: np.ndarray | None = None,
+                    task: TaskModel | None = None) -> AdaptiveResult:
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
-    `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, used by the fit and by the
-    keep-or-drop decision alike; None for plain MSE."""
+    `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
+    (nvc.task, weighted by cfg.task_weight), used by the fit and by the keep-or-drop decision
+    alike; None for plain MSE."""
     t0 = time.perf_counter()
     lam = model.cfg.lambdas[quality - 1]
     if base is None:
         base = encode(video, model, entry, quality, intra_period, matrix)
 
     def cost(coded: CodedVideo) -> float:
-        return rd_cost(video, coded, lam, matrix, weights)
+        return rd_cost(video, coded, lam, matrix, weights, task, cfg.task_weight)
 
     base_cost = cost(base)
     w_tensor = None if weights is None else pad_to(
         torch.from_numpy(weights)[:, None].to(model_device(model)), model.cfg.multiple)
     t_fit = time.perf_counter()
     fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,
-                 on_step=_with_reference(on_step, base_cost), weights=w_tensor)
+                 on_step=_with_reference(on_step, base_cost), weights=w_tensor, task=task)
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)

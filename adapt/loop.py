@@ -29,7 +29,8 @@ from nvc.adapter_coding import SpikeSlabPrior, quantize_ste
 from nvc.adapters import (AdapterKind, AdapterSpec, AdaptedConv, default_layers, default_ranks,
                           inject, sent_tensors)
 from nvc.models.ssf import SSF
-from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
+from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost, task_distortion
+from nvc.task import TaskModel
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class AdaptConfig:
     encoder: bool = True  # also fine-tune the encoder-only transforms (g_a, h_a): free, never sent
     encoder_lr: float = 1e-4
     force: bool = False  # keep the adapters even when they do not lower the clip's RD cost
+    task_weight: float = 0.5  # beta of (1 - beta) * MSE + beta * FMSE, when a task model is given
     prior: SpikeSlabPrior = field(default_factory=SpikeSlabPrior)
 
 
@@ -74,24 +76,28 @@ def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
 
 def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: float,
                    full_pixels: int, adapter_bits: Tensor, clip_frames: int | None = None,
-                   weights: Tensor | None = None) -> tuple[Tensor, dict]:
+                   weights: Tensor | None = None, task: TaskModel | None = None,
+                   task_weight: float = 0.0) -> tuple[Tensor, dict]:
     """frames: (t, 3, h, w) window of one GOP (or more) of the padded clip, starting at an I-frame;
-    weights: (t, 1, h, w) per-pixel distortion weights of the same window (ROI), or None.
+    weights: (t, 1, h, w) per-pixel distortion weights of the same window (ROI), or None; task: a
+    task model whose FMSE joins the distortion with `task_weight` (nvc.rd.task_distortion).
     Returns the per-pixel RD objective; the adapter bits are spread over all `clip_frames`."""
     t, _, h, w = frames.shape
-    mse, latent_bits, ref = [], frames.new_zeros(()), None
+    mse, dist, latent_bits, ref = [], [], frames.new_zeros(()), None
     for i in range(t):
         x = frames[i: i + 1]
         out = model.forward_intra(x, q) if i % intra_period == 0 else model.forward_inter(x, ref, q)
         ref = out.x_hat
         weight = None if weights is None else weights[i: i + 1]
         mse.append(mse_per_sample(out.x_hat, x, weight)[0])
+        fmse = None if task is None else task.fmse(out.x_hat, x)[0]
+        dist.append(task_distortion(mse[-1], fmse, task_weight))
         latent_bits = latent_bits + likelihood_bits(out.likelihoods)[0]
     mse_t = torch.stack(mse)
     scale = full_pixels / (h * w)  # the window's latent bits stand for the whole frame's
     latent_bpp = latent_bits * scale / (full_pixels * t)
     adapter_bpp = adapter_bits / (full_pixels * (clip_frames or t))
-    objective = rd_cost(lam, mse_t.mean(), latent_bpp + adapter_bpp)
+    objective = rd_cost(lam, torch.stack(dist).mean(), latent_bpp + adapter_bpp)
     return objective, {"bpp": float((latent_bpp + adapter_bpp).detach()),
                        "psnr_db": float(psnr_db(mse_t).mean().detach())}
 
@@ -143,9 +149,10 @@ def _crop(t: Tensor, g0: int, count: int, y0: int, x0: int, window: tuple[int, i
 
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
         on_step: Callable[[StepStats], None] | None = None,
-        weights: Tensor | None = None) -> Fitted:
+        weights: Tensor | None = None, task: TaskModel | None = None) -> Fitted:
     """frames: (T, 3, H, W) padded clip in [0, 1]; weights: (T, 1, H, W) per-pixel distortion
-    weights (ROI; mean 1 a frame) or None for plain MSE."""
+    weights (ROI; mean 1 a frame) or None for plain MSE; task: a task model whose FMSE joins the
+    distortion with weight cfg.task_weight."""
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     for p in work.parameters():
@@ -185,7 +192,8 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
             bits = cfg.prior.bits(quantize_ste(torch.cat([p.reshape(-1) for p in params]),
                                                step_size), noisy=False)
             cost, _ = clip_objective(work, probe_window, q, intra_period, lam, hp * wp, bits,
-                                     clip_frames=t, weights=probe_weights)
+                                     clip_frames=t, weights=probe_weights, task=task,
+                                     task_weight=cfg.task_weight)
         work.train()
         probes.append((step, float(cost)))
         return float(cost)
@@ -203,7 +211,8 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
         window_weights = None if weights is None else _crop(weights, g0, intra_period, y0, x0, win)
         adapter_bits = cfg.prior.bits(torch.cat([p.reshape(-1) for p in params]))
         objective, info = clip_objective(work, window, q, intra_period, lam, hp * wp, adapter_bits,
-                                         clip_frames=t, weights=window_weights)
+                                         clip_frames=t, weights=window_weights, task=task,
+                                         task_weight=cfg.task_weight)
         if not torch.isfinite(objective):
             log.warning("adaptation stopped at step %d: non-finite objective", step)
             break

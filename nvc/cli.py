@@ -121,7 +121,7 @@ def _adapt_config(args):
     from nvc.adapters import AdapterKind
 
     return AdaptConfig(kind=AdapterKind[args.adapter.upper()], steps=args.adapt_steps,
-                       seconds=args.adapt_seconds)
+                       seconds=args.adapt_seconds, task_weight=args.task_weight)
 
 
 def _encode_adaptive(args, video, model, entry, quality=None, base=None):
@@ -139,13 +139,13 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
         bar.update()
     weights = None
     if args.roi:
-        from .roi import load_mask, pixel_weights
+        from .roi import pixel_weights
 
-        weights = pixel_weights(load_mask(args.roi, len(video.frames), video.width, video.height),
-                                args.roi_weight)
+        weights = pixel_weights(_mask(args, video), args.roi_weight)
     try:
         result = encode_adaptive(video, model, entry, quality or args.quality, args.intra_period,
-                                 cfg, on_step=on_step, base=base, weights=weights)
+                                 cfg, on_step=on_step, base=base, weights=weights,
+                                 task=_task(args))
     finally:
         bar.close()
     result.coded.seconds = result.total_seconds  # encode time includes fitting
@@ -270,9 +270,12 @@ def cmd_eval(args) -> None:
                                **regions[("adapted", row.quality)]} for row, r in adapted]
         lines += [f"adapted ({args.adapter}, encode seconds include fitting):"]
         lines += _eval_lines([row for row, _ in adapted]) + notes
-    if args.roi:
-        lines += [f"{kind} q{q}: ROI PSNR-RGB {v['roi_psnr_db']}, background {v['background_psnr_db']}"
-                  for (kind, q), v in regions.items()]
+    for (kind, q), v in regions.items():
+        parts = [f"ROI PSNR-RGB {v['roi_psnr_db']}, background {v['background_psnr_db']}"
+                 if args.roi else "", f"FMSE {v['fmse']:.4f}" if "fmse" in v else "",
+                 f"top-1 agreement {v['top1_agreement']:.2f}" if "top1_agreement" in v else ""]
+        if any(parts):
+            lines.append(f"{kind} q{q}: " + "; ".join(x for x in parts if x))
     _emit(args, payload, lines)
 
 
@@ -281,17 +284,57 @@ def _check_roi(args) -> None:
 
     if args.roi and not args.adapt:
         raise InputError("--roi weights the adaptation objective: it needs --adapt")
+    if args.roi == "gradient" and not args.task_model:
+        raise InputError("--roi gradient takes its map from the task model: it needs --task-model")
+    if args.task_model and not args.adapt and args.command == "encode":
+        raise InputError("--task-model weights the adaptation objective: it needs --adapt")
+    if not 0 <= args.task_weight <= 1:
+        raise InputError(f"--task-weight must be in [0, 1], got {args.task_weight}")
+
+
+def _task(args):
+    """The --task-model, loaded once per command (nvc.task), or None."""
+    if not args.task_model:
+        return None
+    if getattr(args, "_task", None) is None:
+        from .task import TaskModel
+
+        args._task = TaskModel(args.task_model)
+    return args._task
+
+
+def _mask(args, video):
+    """The --roi map (frames, H, W) in [0, 1]: a mask file, or the task model's gradients."""
+    from .codec import source_rgb
+    from .roi import load_mask
+
+    if args.roi == "gradient":
+        if getattr(args, "_gradient_mask", None) is None:
+            from .task import gradient_mask
+
+            args._gradient_mask = gradient_mask(_task(args), [source_rgb(f) for f in video.frames])
+        return args._gradient_mask
+    return load_mask(args.roi, len(video.frames), video.width, video.height)
 
 
 def _regions(args, video, coded) -> dict:
-    """ROI and background PSNR-RGB of a coded clip's reconstruction (bit-exact with its decode)."""
-    if not args.roi:
-        return {}
+    """ROI and background PSNR-RGB, and the task model's FMSE and top-1 agreement, of a coded
+    clip's reconstruction (bit-exact with its decode)."""
     from .codec import source_rgb
-    from .roi import load_mask, region_psnr_db
 
-    mask = load_mask(args.roi, len(video.frames), video.width, video.height)
-    return region_psnr_db([source_rgb(f) for f in video.frames], coded.reconstruction, mask)
+    out: dict = {}
+    if not args.roi and not args.task_model:
+        return out
+    sources = [source_rgb(f) for f in video.frames]
+    if args.roi:
+        from .roi import region_psnr_db
+
+        out.update(region_psnr_db(sources, coded.reconstruction, _mask(args, video)))
+    if args.task_model:
+        from .task import task_metrics
+
+        out.update(task_metrics(_task(args), sources, coded.reconstruction))
+    return out
 
 
 def cmd_demo(args) -> None:
@@ -355,9 +398,16 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
                    help="wall-clock budget for fitting; whichever of steps/seconds ends first")
     p.add_argument("--roi", default=None, metavar="MASK",
                    help="region of interest for --adapt: an image (one mask) or a video (one a "
-                        "frame), white = important; eval then reports ROI and background PSNR")
+                        "frame), white = important, or 'gradient' (the --task-model's gradient "
+                        "map, GSW); eval then reports ROI and background PSNR")
     p.add_argument("--roi-weight", type=float, default=4.0,
                    help="how much more an important pixel counts in the adaptation (default 4)")
+    p.add_argument("--task-model", default=None, metavar="MODEL.pt",
+                   help="TorchScript model taking RGB in [0, 1], returning features or logits: "
+                        "--adapt then minimises (1 - beta) MSE + beta FMSE; eval reports FMSE "
+                        "and top-1 agreement")
+    p.add_argument("--task-weight", type=float, default=0.5, metavar="BETA",
+                   help="beta, the share of the task model's FMSE in the distortion (default 0.5)")
 
 
 def _sub(subs, name: str, help_text: str, example: str) -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """The one rate-distortion objective: distortion terms, latent bits, adapter bits.
 
 Training, validation, adaptation and the keep-or-drop decision all price a coded clip with
-`rd_cost`, in CompressAI's convention: cost = lambda * 255^2 * MSE + bits per pixel.
+`rd_cost`, in CompressAI's convention: cost = lambda * 255^2 * D + bits per pixel, D the MSE
+(ROI-weighted where a mask is given) or `task_distortion` where a task model judges the frames.
 """
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def mse_per_sample(a: Tensor, b: Tensor, weight: Tensor | None = None) -> Tensor
     if weight is not None:
         err = err * weight
     return err.flatten(1).mean(1)
+
+
+def task_distortion(mse: Tensor | float, fmse: Tensor | float | None, beta: float
+                    ) -> Tensor | float:
+    """(1 - beta) * MSE + beta * FMSE (nvc.task); plain MSE without a task model."""
+    return mse if fmse is None else (1 - beta) * mse + beta * fmse
 
 
 def psnr_db(mse: Tensor) -> Tensor:

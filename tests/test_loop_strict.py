@@ -34,13 +34,13 @@ class Spy:
         real = loop.clip_objective
 
         def spy(model, frames, q, intra_period, lam, full_pixels, adapter_bits, clip_frames=None,
-                weights=None):
+                weights=None, **task):
             self.calls.append(dict(model=model, frames=frames, q=q, ip=intra_period, lam=lam,
                                    full=full_pixels, clip_frames=clip_frames, weights=weights,
                                    grad=torch.is_grad_enabled(), bits=float(adapter_bits)))
             plain = None if weights is None else torch.ones_like(weights)  # coordinates are no weights
             return real(model, frames, q, intra_period, lam, full_pixels, adapter_bits,
-                        clip_frames, plain)
+                        clip_frames, plain, **task)
 
         monkeypatch.setattr(loop, "clip_objective", spy)
 

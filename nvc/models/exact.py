@@ -86,7 +86,7 @@ def _fixed_point(m: nn.Conv2d | nn.ConvTranspose2d, frac_out: int, relu: bool) -
     bias_t = torch.stack(biases)
     if weight[0].numel() * ACT_LIMIT * 2.0 ** WEIGHT_BITS + float(bias_t.abs().max()) >= EXACT_LIMIT:
         raise ValueError("layer too wide for exact float64 accumulation")
-    output_padding = int(m.output_padding[0]) if transposed else 0  # type: ignore[index]
+    output_padding = int(m.output_padding[0]) if transposed else 0
     return ExactLayer(weight.transpose(0, 1).contiguous() if transposed else weight, bias_t,
                       torch.tensor(divisors, dtype=torch.float64), transposed, int(m.stride[0]),
                       int(m.padding[0]), output_padding, relu)
