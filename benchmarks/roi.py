@@ -1,0 +1,120 @@
+"""Region- and task-aware adaptation against MSE adaptation at equal file size (issue 13).
+
+For one clip and every quality, code it with plain MSE adaptation, with a region of interest (a
+centred rectangle of half the width and half the height: a quarter of the frame, weight
+--roi-weight) and with a task model (FMSE weight --task-weight); each kept file is measured on every
+metric. The MSE-adaptation curve is then read at each variant's file size (linear in log bytes
+between its points), so the gains below are at equal size.
+
+Example:
+    python -m benchmarks.task_model -o out/task-features.pt
+    python -m benchmarks.roi ../shared/videos/BasketballPass_416x240_50fps_f101_fromPNG.yuv \\
+        --size 416x240 --fps 50 --frames 12 --task-model out/task-features.pt --out out/roi
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from adapt import AdaptConfig, encode_adaptive
+from nvc.codec import source_rgb
+from nvc.errors import NvcError
+from nvc.io import AtomicFile, read_video
+from nvc.metrics import bpp, psnr_rgb_db
+from nvc.roi import pixel_weights, region_psnr_db
+from nvc.task import TaskModel, task_metrics
+from nvc.zoo import DEFAULT_MODEL, load_model
+
+
+def centre_mask(frames: int, height: int, width: int) -> np.ndarray:
+    mask = np.zeros((frames, height, width), np.float32)
+    mask[:, height // 4: height // 4 + height // 2, width // 4: width // 4 + width // 2] = 1
+    return mask
+
+
+def measure(video, coded, mask: np.ndarray, task: TaskModel) -> dict:
+    sources = [source_rgb(f) for f in video.frames]
+    rec = coded.reconstruction
+    return {"bytes": len(coded.data), "bpp": bpp(len(coded.data), video.width, video.height,
+                                                 len(video.frames)),
+            "psnr_rgb_db": psnr_rgb_db(sources, rec),
+            **region_psnr_db(sources, rec, mask), **task_metrics(task, sources, rec)}
+
+
+def at_size(curve: list[dict], size: int, key: str) -> float | None:
+    """`key` of the MSE-adaptation curve at `size` bytes (linear in log bytes), None outside it."""
+    pts = sorted(curve, key=lambda p: p["bytes"])
+    x = np.log([p["bytes"] for p in pts])
+    if not x[0] <= np.log(size) <= x[-1]:
+        return None
+    return float(np.interp(np.log(size), x, [p[key] for p in pts]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.roi", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", type=Path)
+    p.add_argument("--size", default=None, help="WxH of a raw .yuv input")
+    p.add_argument("--fps", type=Fraction, default=None)
+    p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--qualities", default="1,2,3,4")
+    p.add_argument("--intra-period", type=int, default=12)
+    p.add_argument("--adapt-steps", type=int, default=60)
+    p.add_argument("--adapt-window", type=int, default=128)
+    p.add_argument("--roi-weight", type=float, default=8.0)
+    p.add_argument("--task-model", type=Path, required=True)
+    p.add_argument("--task-weight", type=float, default=0.5)
+    p.add_argument("--weights", type=Path, default=None, help="weights file (default: the zoo's)")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    try:
+        size = tuple(int(v) for v in args.size.split("x")) if args.size else None
+        video = read_video(args.input, size=size, fps=args.fps, frames=args.frames)
+        video = replace(video, frames=list(video.frames))
+        task = TaskModel(args.task_model)
+        model, entry = load_model(DEFAULT_MODEL, args.weights)
+    except NvcError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    mask = centre_mask(len(video.frames), video.height, video.width)
+    base_cfg = AdaptConfig(steps=args.adapt_steps, window=args.adapt_window,
+                           task_weight=args.task_weight)
+    variants = {"mse": {}, "roi": {"weights": pixel_weights(mask, args.roi_weight)},
+                "task": {"task": task}}
+    points: dict[str, list[dict]] = {name: [] for name in variants}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for q in (int(v) for v in args.qualities.split(",")):
+        for name, kw in variants.items():
+            r = encode_adaptive(video, model, entry, q, args.intra_period, base_cfg, **kw)
+            points[name].append({"quality": q, "kept": r.mode, "adapter_bytes": r.adapter_bytes,
+                                 **measure(video, r.coded, mask, task)})
+            print(f"q{q} {name:5} {json.dumps(points[name][-1])}", flush=True)
+    for name in ("roi", "task"):
+        for pt in points[name]:
+            for key in ("roi_psnr_db", "background_psnr_db", "psnr_rgb_db", "fmse"):
+                ref = at_size(points["mse"], pt["bytes"], key)
+                pt[f"mse_adapt_{key}_at_size"] = ref
+    with AtomicFile(args.out / "results.json") as tmp:
+        tmp.write_text(json.dumps({"input": str(args.input), "model": entry.name,
+                                   "conditions": {k: str(v) for k, v in vars(args).items()},
+                                   "points": points}, indent=1))
+    print(f"{'variant':8} {'q':>2} {'bytes':>7} {'ROI dB':>7} {'bg dB':>7} {'FMSE':>8} "
+          f"{'ROI gain at size':>17} {'FMSE change at size':>20}")
+    for name in ("mse", "roi", "task"):
+        for pt in points[name]:
+            roi_ref, fmse_ref = pt.get("mse_adapt_roi_psnr_db_at_size"), pt.get("mse_adapt_fmse_at_size")
+            gain = f"{pt['roi_psnr_db'] - roi_ref:+.2f} dB" if roi_ref is not None else "-"
+            change = f"{100 * (pt['fmse'] / fmse_ref - 1):+.1f}%" if fmse_ref else "-"
+            print(f"{name:8} {pt['quality']:>2} {pt['bytes']:>7} {pt['roi_psnr_db']:>7.2f} "
+                  f"{pt['background_psnr_db']:>7.2f} {pt['fmse']:>8.4f} {gain:>17} {change:>20}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
