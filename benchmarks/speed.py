@@ -28,13 +28,15 @@ SIZES = ((416, 240), (832, 480), (1920, 1080))
 
 
 class CoderTimer:
-    """Wraps the range-coder entry points of every latent codec and sums their wall time."""
+    """Wraps the range-coder entry points of every latent codec (or, with `params`, the computation
+    of the entropy parameters: the hyper-synthesis and the scale indexes) and sums their wall time."""
 
-    def __init__(self, model):
+    def __init__(self, model, params: bool = False):
         self.seconds = 0.0
-        self.targets = [(m, name) for codec in model.latent_codecs()
-                        for m in (codec.entropy_bottleneck, codec.gaussian_conditional)
-                        for name in ("compress", "decompress")]
+        self.targets = [(codec, "_coding_params") for codec in model.latent_codecs()] if params \
+            else [(m, name) for codec in model.latent_codecs()
+                  for m in (codec.entropy_bottleneck, codec.gaussian_conditional)
+                  for name in ("compress", "decompress")]
 
     @contextmanager
     def active(self):
@@ -63,24 +65,29 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(model, entry, size: tuple[int, int], frames: int, device: torch.device,
-            quality: int = 2) -> dict:
+            quality: int = 2, profile: str = "exact") -> dict:
+    """Network and entropy-coding seconds; `params_s` (part of the network time) is what computing
+    the entropy parameters took: the fixed-point hyper-synthesis for the exact profile."""
     w, h = size
+    numeric = bitstream.NumericProfile.FLOAT if profile == "float" else \
+        bitstream.NumericProfile.EXACT_HYPER
     video = as_video(demo_clip(frames=frames, out_hw=(h, w)))
-    encode(Video(video.frames[:2], video.fps), model, entry, quality)  # warm-up
-    timer = CoderTimer(model)
-    with timer.active():
+    encode(Video(video.frames[:2], video.fps), model, entry, quality, profile=numeric)  # warm-up
+    timer, params = CoderTimer(model), CoderTimer(model, params=True)
+    with timer.active(), params.active():
         _sync(device)
-        coded = encode(video, model, entry, quality, intra_period=12)
+        coded = encode(video, model, entry, quality, intra_period=12, profile=numeric)
         _sync(device)
         enc_coder = timer.seconds
-        timer.seconds = 0.0
+        timer.seconds = params.seconds = 0.0
         decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
         _sync(device)
         dec_coder = timer.seconds
-    return {"size": f"{w}x{h}", "device": str(device), "frames": frames,
+    return {"size": f"{w}x{h}", "device": str(device), "frames": frames, "profile": profile,
             "encode_fps": frames / coded.seconds, "decode_fps": frames / decoded.seconds,
             "encode_network_s": coded.seconds - enc_coder, "encode_entropy_s": enc_coder,
-            "decode_network_s": decoded.seconds - dec_coder, "decode_entropy_s": dec_coder}
+            "decode_network_s": decoded.seconds - dec_coder, "decode_entropy_s": dec_coder,
+            "decode_params_s": params.seconds}
 
 
 def adaptation_speed(model, entry, size: tuple[int, int], frames: int, steps: int,
@@ -109,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES))
     p.add_argument("--devices", default="cpu,cuda", help="devices to try; absent ones are skipped")
     p.add_argument("--adapt-steps", type=int, default=5, help="adaptation steps to time (0: skip)")
+    p.add_argument("--profiles", default="exact",
+                   help="entropy-parameter profiles to time: exact (the format's), float (format 2)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     rows, adapt_rows = [], []
@@ -121,13 +130,16 @@ def main(argv: list[str] | None = None) -> int:
         model.to(device)
         for s in args.sizes.split(","):
             w, h = (int(v) for v in s.split("x"))
-            with torch.no_grad():
-                rows.append(measure(model, entry, (w, h), args.frames, device))
-            r = rows[-1]
-            print(f"{r['device']:>5} {r['size']:>9}: encode {r['encode_fps']:6.2f} fps "
-                  f"(network {r['encode_network_s']:.2f} s, entropy {r['encode_entropy_s']:.2f} s), "
-                  f"decode {r['decode_fps']:6.2f} fps (network {r['decode_network_s']:.2f} s, "
-                  f"entropy {r['decode_entropy_s']:.2f} s), {r['frames']} frames", flush=True)
+            for profile in args.profiles.split(","):
+                with torch.no_grad():
+                    rows.append(measure(model, entry, (w, h), args.frames, device, profile=profile))
+                r = rows[-1]
+                print(f"{r['device']:>5} {r['size']:>9} {profile:>5}: encode {r['encode_fps']:6.2f} "
+                      f"fps (network {r['encode_network_s']:.2f} s, entropy "
+                      f"{r['encode_entropy_s']:.2f} s), decode {r['decode_fps']:6.2f} fps (network "
+                      f"{r['decode_network_s']:.2f} s of which entropy parameters "
+                      f"{r['decode_params_s']:.2f} s, entropy {r['decode_entropy_s']:.2f} s), "
+                      f"{r['frames']} frames", flush=True)
         if args.adapt_steps:
             a = adaptation_speed(model, entry, (416, 240), args.frames, args.adapt_steps, 256)
             a["device"] = str(device)

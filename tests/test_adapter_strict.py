@@ -149,3 +149,46 @@ def test_load_sent_refusals():
         load_sent([w], [torch.zeros(2, 4)])
     load_sent([w], [torch.full((4, 2), 0.5)])
     assert torch.equal(w.lora_b, torch.full((4, 2), 0.5))
+
+
+def test_a_is_pinned_across_versions():
+    """A is never sent: every nvc must regenerate the same numbers from (seed, layer index)."""
+    assert torch.allclose(regenerate_a((2, 3), seed=1, index=0), torch.tensor(
+        [[-0.4632321894, 0.0067207427, 0.2850861549], [0.0709478855, -0.4730308652, -0.1732773930]]))
+    assert torch.allclose(regenerate_a((1, 2, 1, 1), seed=7, index=3).flatten(),
+                          torch.tensor([0.5762214065, -0.4074187279]))
+    big = regenerate_a((64, 64), seed=0, index=0)
+    assert big.min() < -0.1 and big.max() > 0.1 and abs(float(big.mean())) < 0.01
+
+
+def test_prior_likelihood_of_zero_and_noise_proxy():
+    prior = SpikeSlabPrior()
+    expected = 0.95 * math.erf(2.5e-3 / (1.25e-3 * math.sqrt(2))) + \
+        0.05 * math.erf(2.5e-3 / (0.05 * math.sqrt(2)))
+    assert float(prior.likelihood(torch.tensor(0.0, dtype=torch.float64))) == \
+        pytest.approx(expected, rel=1e-6)
+    torch.manual_seed(0)
+    zeros = torch.zeros(20000)
+    per_value = float(prior.bits(zeros)) / zeros.numel()  # noise within the zero bin: ~0.14 bit
+    assert 0.05 < per_value < 0.5
+
+
+def test_rank_one_scale_and_transposed_alpha():
+    layer = nn.ConvTranspose2d(3, 4, 1)
+    a = regenerate_a(AdaptedConv.a_shape(layer, 1), seed=0, index=0)
+    assert AdaptedConv(copy.deepcopy(layer), 1, AdapterKind.LORA, a).scale == 1.0
+    a2 = regenerate_a(AdaptedConv.a_shape(layer, 2), seed=0, index=0)
+    plain = AdaptedConv(copy.deepcopy(layer), 2, AdapterKind.LORA, a2)
+    scaled = AdaptedConv(copy.deepcopy(layer), 2, AdapterKind.LORA, a2, alpha=8.0)
+    with torch.no_grad():
+        plain.lora_b.fill_(0.1)
+        scaled.lora_b.fill_(0.1)
+    assert torch.allclose(scaled.delta(), 4 * plain.delta())
+    assert torch.allclose(plain.delta()[:, 0], 0.1 * a2.sum(1), atol=1e-6)  # dW[i, o] = sum_r A B
+
+
+def test_inject_uses_the_specs_alpha_and_groups_ranks_by_decoder():
+    model = SSF(TINY)
+    (w,) = inject(model, AdapterSpec(AdapterKind.LORA, ("intra.g_s.0",), (2,), 0, alpha=8.0))
+    assert w.scale == 4.0
+    assert default_ranks(["a.x.0", "a.y.0", "a.x.2"]) == [16, 16, 8]

@@ -261,6 +261,10 @@ FRAME_I, FRAME_P = _unit(UnitType.FRAME, write_frame(I_FRAME)), _unit(UnitType.F
      f"damaged stream: unit 0 declares {LIMITS.max_unit_bytes + 1} bytes (limit "
      f"{LIMITS.max_unit_bytes})"),
     (_stream(SEQ[:-1]), "truncated stream: unit 0 checksum needs 4 bytes, 3 left"),
+    (_stream(bytes([1]) + write_varint(LIMITS.max_unit_bytes)),
+     f"truncated stream: unit 0 payload needs {LIMITS.max_unit_bytes} bytes, 0 left"),
+    (_stream(SEQ, FRAME_I, _unit(UnitType.FRAME, bytes([2, 1]))),
+     "damaged frame 1: unknown frame type 2"),
     (_stream(SEQ, FRAME_I[:-4] + b"\x00\x00\x00\x00"), "damaged stream: checksum mismatch in unit 1"),
     (_stream(SEQ, _unit(9, b"x")), "damaged stream: unknown unit type 9 in unit 1"),
     (_stream(SEQ, SEQ), "damaged stream: two sequence headers"),

@@ -230,3 +230,64 @@ def test_clip_objective_follows_the_intra_period_and_the_weights(tiny_model, cli
     skewed[2] = 0.0
     skewed[0] = 3.0
     assert float(cost(2, skewed)[0]) != pytest.approx(float(cost(2, ones * 1.0)[0]), rel=1e-3)
+
+
+def test_non_square_windows_and_the_seed_of_the_windows(tiny_model, monkeypatch):
+    model, _ = tiny_model
+    torch.manual_seed(1)
+    frames = torch.rand(3, 3, 64, 192)
+    corners = {}
+    for seed in (1, 2):
+        spy = Spy(monkeypatch)
+        torch.manual_seed(0)
+        fit(model, frames, 1, IP, AdaptConfig(steps=3, window=128, seed=seed), weights=torch.arange(
+            3 * 64 * 192, dtype=torch.float32).reshape(3, 1, 64, 192))
+        assert all(c["frames"].shape[2:] == (64, 128) for c in spy.calls)
+        probe = spy.calls[0]["weights"]
+        assert float(probe[0, 0, 0, 0]) == 32  # the centre: (192 - 128) // 2 columns in
+        corners[seed] = [float(c["weights"][0, 0, 0, 0]) for c in spy.calls if c["grad"]]
+    assert corners[1] != corners[2]  # the windows follow cfg.seed, not the global generator
+
+
+def test_the_rate_terms_of_the_objective(tiny_model):
+    model, _ = tiny_model
+    torch.manual_seed(0)
+    frames = torch.rand(2, 3, 64, 64)
+    model.eval()
+
+    def bpp(full, bits=0.0, clip_frames=None):
+        with torch.no_grad():
+            return clip_objective(model, frames, 0, 2, 0.01, full, torch.tensor(bits),
+                                  clip_frames=clip_frames)[1]["bpp"]
+
+    window = bpp(64 * 64)
+    assert bpp(4 * 64 * 64) == pytest.approx(window, rel=1e-6)  # latent bits per pixel of the window
+    assert bpp(64 * 64, bits=8192.0) == pytest.approx(window + 8192 / (64 * 64 * 2), rel=1e-6)
+    assert bpp(64 * 64, bits=8192.0, clip_frames=8) == pytest.approx(window + 8192 / (64 * 64 * 8),
+                                                                     rel=1e-6)
+
+
+def test_a_long_time_budget_does_not_cut_the_steps(tiny_model, clip):
+    model, _ = tiny_model
+    fitted = fit(model, clip, 1, IP, AdaptConfig(steps=2, seconds=300.0, window=WIN))
+    assert len(fitted.history) == 2
+
+
+def test_the_encoder_only_transforms_train_at_their_own_rate(tiny_model, clip, monkeypatch):
+    model, _ = tiny_model
+    real = loop.clip_objective
+    scores = iter(range(100, 0, -1))
+
+    def improving(*a, **k):  # every probe better than the last: the last iterate is the best
+        obj, info = real(*a, **k)
+        return (obj if torch.is_grad_enabled() else torch.tensor(float(next(scores)))), info
+
+    monkeypatch.setattr(loop, "clip_objective", improving)
+    before = encoder_only_parameters(model)
+    still = fit(model, clip, 1, IP, AdaptConfig(steps=2, window=WIN, encoder_lr=0.0, probe_every=1))
+    moved = fit(model, clip, 1, IP, AdaptConfig(steps=2, window=WIN, encoder_lr=1e-2, lr=0.0,
+                                                probe_every=1))
+    assert still.best_step == moved.best_step == 1
+    assert all(torch.equal(still.encoder[n], p) for n, p in before.items())
+    assert any(not torch.equal(moved.encoder[n], p) for n, p in before.items())
+    assert all(torch.equal(t, torch.zeros_like(t)) for t in moved.sent)  # lr 0: adapters stay
