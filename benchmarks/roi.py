@@ -1,8 +1,9 @@
 """Region- and task-aware adaptation against MSE adaptation at equal file size (issue 13).
 
 For one clip and every quality, code it with plain MSE adaptation, with a region of interest (a
-centred rectangle of half the width and half the height: a quarter of the frame, weight
---roi-weight) and with a task model (FMSE weight --task-weight); each kept file is measured on every
+centred rectangle of half the width and half the height: a quarter of the frame; the fit weights it
+--roi-weight times, the coder's quality map lifts it --roi-quality steps, as `nvc encode --adapt
+--roi` does) and with a task model (FMSE weight --task-weight); each kept file is measured on every
 metric. The MSE-adaptation curve is then read at each variant's file size (linear in log bytes
 between its points), so the gains below are at equal size.
 
@@ -27,7 +28,7 @@ from nvc.codec import source_rgb
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
 from nvc.metrics import bpp, psnr_rgb_db
-from nvc.roi import pixel_weights, region_psnr_db
+from nvc.roi import pixel_weights, quality_map, region_psnr_db
 from nvc.task import TaskModel, task_metrics
 from nvc.zoo import DEFAULT_MODEL, load_model
 
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapt-steps", type=int, default=60)
     p.add_argument("--adapt-window", type=int, default=128)
     p.add_argument("--roi-weight", type=float, default=8.0)
+    p.add_argument("--roi-quality", type=float, default=1.0)
     p.add_argument("--task-model", type=Path, required=True)
     p.add_argument("--task-weight", type=float, default=0.5)
     p.add_argument("--weights", type=Path, default=None, help="weights file (default: the zoo's)")
@@ -85,11 +87,14 @@ def main(argv: list[str] | None = None) -> int:
     mask = centre_mask(len(video.frames), video.height, video.width)
     base_cfg = AdaptConfig(steps=args.adapt_steps, window=args.adapt_window,
                            task_weight=args.task_weight)
-    variants = {"mse": {}, "roi": {"weights": pixel_weights(mask, args.roi_weight)},
-                "task": {"task": task}}
-    points: dict[str, list[dict]] = {name: [] for name in variants}
+    m = model.cfg.multiple
+    padded = (video.height + (-video.height) % m, video.width + (-video.width) % m)
+    points: dict[str, list[dict]] = {name: [] for name in ("mse", "roi", "task")}
     args.out.mkdir(parents=True, exist_ok=True)
     for q in (int(v) for v in args.qualities.split(",")):
+        variants = {"mse": {}, "task": {"task": task}, "roi": {
+            "weights": pixel_weights(mask, args.roi_weight),
+            "qmap": quality_map(mask, q, args.roi_quality, model.cfg.num_qualities, padded)}}
         for name, kw in variants.items():
             r = encode_adaptive(video, model, entry, q, args.intra_period, base_cfg, **kw)
             points[name].append({"quality": q, "kept": r.mode, "adapter_bytes": r.adapter_bytes,

@@ -3,7 +3,8 @@
     stream  = MAGIC, FORMAT_VERSION (u8), unit*
     unit    = type (u8), length (varint), payload, crc32(type || payload) (u32 little endian)
 
-Unit order: one SEQUENCE_HEADER, at most one ADAPTERS unit, then one FRAME unit per frame.
+Unit order: one SEQUENCE_HEADER, at most one ADAPTERS unit, at most one QUALITY_MAP unit (format 3),
+then one FRAME unit per frame.
 A frame payload is its type (u8), a latent count (u8), then per latent the y and z strings, each
 a varint length and bytes; latent shapes follow from the header's frame size.
 """
@@ -76,6 +77,7 @@ class UnitType(IntEnum):
     SEQUENCE_HEADER = 1
     ADAPTERS = 2  # reserved in format 1 for instance adapters
     FRAME = 3
+    QUALITY_MAP = 4  # format 3: a quality per latent position (regions of interest)
 
 
 # -- primitive readers / writers ------------------------------------------------------------------
@@ -294,6 +296,46 @@ class AdapterUnit:
         return unit
 
 
+@dataclass(frozen=True)
+class QualityMap:
+    """Where the clip is coded at which quality: one ladder position per latent position of the
+    padded frame (16x16 pixels), in steps of 1 / QUALITY_MAP_STEPS of a rung, deflated."""
+
+    height: int  # latent grid
+    width: int
+    values: bytes  # height * width bytes, row-major; position = value / QUALITY_MAP_STEPS
+
+    def write(self) -> bytes:
+        if len(self.values) != self.height * self.width:
+            raise ValueError("quality map values do not fill the grid")
+        return write_varint(self.height) + write_varint(self.width) + _blob(
+            zlib.compress(self.values, 9))
+
+    @classmethod
+    def read(cls, payload: bytes, grid: tuple[int, int]) -> QualityMap:
+        """`grid`: the latent grid the sequence header implies; anything else is refused."""
+        r = Reader(payload, "quality map")
+        height, width = r.varint("height"), r.varint("width")
+        if (height, width) != grid:
+            raise BitstreamError(f"damaged quality map: {height}x{width} for a {grid[0]}x{grid[1]} "
+                                 f"latent grid")
+        packed = r.blob("values")
+        if not r.done:
+            raise BitstreamError("damaged quality map: trailing bytes")
+        inflate = zlib.decompressobj()
+        try:  # never inflate more than the grid holds (a deflate bomb stops here)
+            values = inflate.decompress(packed, height * width + 1)
+        except zlib.error:
+            raise BitstreamError("damaged quality map: bad deflate data") from None
+        if len(values) != height * width or not inflate.eof:
+            raise BitstreamError(f"damaged quality map: {len(values)} values for {height * width} "
+                                 f"positions")
+        return cls(height, width, values)
+
+
+QUALITY_MAP_STEPS = 32
+
+
 # -- the stream -----------------------------------------------------------------------------------
 @dataclass
 class Stream:
@@ -302,6 +344,7 @@ class Stream:
     adapters: bytes | None = None
     unit_bytes: dict[str, int] = field(default_factory=dict)  # bytes per unit kind, framing included
     version: int = FORMAT_VERSION
+    quality_map: bytes | None = None  # a QualityMap payload (read it with the header's grid)
 
 
 def _unit(kind: UnitType, payload: bytes) -> bytes:
@@ -310,12 +353,14 @@ def _unit(kind: UnitType, payload: bytes) -> bytes:
 
 
 def pack_head(header: SequenceHeader, adapters: bytes | None = None,
-              version: int = FORMAT_VERSION) -> bytes:
-    """Everything before the first frame: magic, version, sequence header, adapter unit (an
-    older `version`, 2 or 3, writes that format's header)."""
+              version: int = FORMAT_VERSION, quality_map: bytes | None = None) -> bytes:
+    """Everything before the first frame: magic, version, sequence header, adapter unit, quality
+    map (an older `version`, 2 or 3, writes that format's header)."""
     out = [MAGIC, bytes([version]), _unit(UnitType.SEQUENCE_HEADER, header.write(version))]
     if adapters is not None:
         out.append(_unit(UnitType.ADAPTERS, adapters))
+    if quality_map is not None:
+        out.append(_unit(UnitType.QUALITY_MAP, quality_map))
     return b"".join(out)
 
 
@@ -326,7 +371,7 @@ def pack_frame(frame: CodedFrame) -> bytes:
 
 def pack(stream: Stream) -> bytes:
     frames = b"".join(pack_frame(f) for f in stream.frames)
-    return pack_head(stream.header, stream.adapters, stream.version) + frames
+    return pack_head(stream.header, stream.adapters, stream.version, stream.quality_map) + frames
 
 
 def _read_units(data: bytes):
@@ -361,6 +406,7 @@ def _read_units(data: bytes):
 def unpack(data: bytes) -> Stream:
     header: SequenceHeader | None = None
     adapters: bytes | None = None
+    quality_map: bytes | None = None
     frames: list[CodedFrame] = []
     unit_bytes = {"container": len(MAGIC) + 1}
     for kind, payload, size in _read_units(data):
@@ -371,9 +417,13 @@ def unpack(data: bytes) -> Stream:
         elif header is None:
             raise BitstreamError("damaged stream: first unit is not the sequence header")
         elif kind == UnitType.ADAPTERS:
-            if adapters is not None or frames:
+            if adapters is not None or quality_map is not None or frames:
                 raise BitstreamError("damaged stream: adapter unit out of place")
             adapters = payload
+        elif kind == UnitType.QUALITY_MAP:
+            if quality_map is not None or frames:
+                raise BitstreamError("damaged stream: quality map out of place")
+            quality_map = payload
         else:
             if len(frames) >= header.frame_count:
                 raise BitstreamError(f"damaged stream: more frames than the header's "
@@ -389,4 +439,5 @@ def unpack(data: bytes) -> Stream:
         raise BitstreamError(f"truncated stream: {len(frames)} of {header.frame_count} frames present")
     if len(frames) > header.frame_count:
         raise BitstreamError(f"damaged stream: {len(frames)} frames, header says {header.frame_count}")
-    return Stream(header, frames, adapters, unit_bytes, version=data[len(MAGIC)])
+    return Stream(header, frames, adapters, unit_bytes, version=data[len(MAGIC)],
+                  quality_map=quality_map)

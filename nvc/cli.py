@@ -94,7 +94,7 @@ def cmd_encode(args) -> None:
     from .metrics import bpp
 
     _check_roi(args)
-    video = _read_input(args, lazy=not args.adapt)  # plain coding streams frame by frame
+    video = _read_input(args, lazy=not args.adapt and not args.roi)  # plain coding streams
     model, entry = _load(args)
     extra, lines = {}, []
     with AtomicFile(args.output) as tmp:
@@ -108,7 +108,8 @@ def cmd_encode(args) -> None:
         else:
             with open(tmp, "wb") as sink:
                 size, seconds = encode_to(sink, video, model, entry, args.quality,
-                                          args.intra_period, progress=_progress("encode"))
+                                          args.intra_period, progress=_progress("encode"),
+                                          qmap=_quality_map(args, video, model, args.quality))
     rate = bpp(size, video.width, video.height, len(video.frames))
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
                  "frames": len(video.frames), "seconds": seconds, **extra},
@@ -143,9 +144,10 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
 
         weights = pixel_weights(_mask(args, video), args.roi_weight)
     try:
-        result = encode_adaptive(video, model, entry, quality or args.quality, args.intra_period,
-                                 cfg, on_step=on_step, base=base, weights=weights,
-                                 task=_task(args))
+        q = quality or args.quality
+        result = encode_adaptive(video, model, entry, q, args.intra_period, cfg, on_step=on_step,
+                                 base=base, weights=weights, task=_task(args),
+                                 qmap=_quality_map(args, video, model, q))
     finally:
         bar.close()
     result.coded.seconds = result.total_seconds  # encode time includes fitting
@@ -252,7 +254,8 @@ def cmd_eval(args) -> None:
     model, entry = _load(args)
     rows, adapted, notes, regions = [], [], [], {}
     for q in args.quality:
-        base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"))
+        base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
+                      qmap=_quality_map(args, video, model, q))
         rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}")))
         regions[("base", q)] = _regions(args, video, base)
         if args.adapt:  # the adaptive encoder starts from this same base stream
@@ -282,14 +285,26 @@ def cmd_eval(args) -> None:
 def _check_roi(args) -> None:
     from .errors import InputError
 
-    if args.roi and not args.adapt:
-        raise InputError("--roi weights the adaptation objective: it needs --adapt")
+    if args.roi_quality < 0:
+        raise InputError(f"--roi-quality must be >= 0, got {args.roi_quality}")
     if args.roi == "gradient" and not args.task_model:
         raise InputError("--roi gradient takes its map from the task model: it needs --task-model")
-    if args.task_model and not args.adapt and args.command == "encode":
+    if args.task_model and not args.adapt and args.command == "encode" and args.roi != "gradient":
         raise InputError("--task-model weights the adaptation objective: it needs --adapt")
     if not 0 <= args.task_weight <= 1:
         raise InputError(f"--task-weight must be in [0, 1], got {args.task_weight}")
+
+
+def _quality_map(args, video, model, quality: int):
+    """The --roi quality map (nvc.roi.quality_map) for this quality, or None."""
+    if not args.roi or not args.roi_quality:
+        return None
+    from .roi import quality_map
+
+    m = model.cfg.multiple
+    padded = (video.height + (-video.height) % m, video.width + (-video.width) % m)
+    return quality_map(_mask(args, video), quality, args.roi_quality, model.cfg.num_qualities,
+                       padded)
 
 
 def _task(args):
@@ -397,11 +412,15 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapt-seconds", type=float, default=None,
                    help="wall-clock budget for fitting; whichever of steps/seconds ends first")
     p.add_argument("--roi", default=None, metavar="MASK",
-                   help="region of interest for --adapt: an image (one mask) or a video (one a "
-                        "frame), white = important, or 'gradient' (the --task-model's gradient "
-                        "map, GSW); eval then reports ROI and background PSNR")
+                   help="region of interest: an image (one mask) or a video (one a frame), white "
+                        "= important, or 'gradient' (the --task-model's gradient map, GSW); coded "
+                        "at a higher quality (--roi-quality) and, with --adapt, weighted in the "
+                        "fit (--roi-weight); eval then reports ROI and background PSNR")
     p.add_argument("--roi-weight", type=float, default=4.0,
                    help="how much more an important pixel counts in the adaptation (default 4)")
+    p.add_argument("--roi-quality", type=float, default=1.0, metavar="STEPS",
+                   help="quality steps the region gains over the background, the mean quality "
+                        "staying at --quality (default 1; 0: no quality map)")
     p.add_argument("--task-model", default=None, metavar="MODEL.pt",
                    help="TorchScript model taking RGB in [0, 1], returning features or logits: "
                         "--adapt then minimises (1 - beta) MSE + beta FMSE; eval reports FMSE "

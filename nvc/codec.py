@@ -22,7 +22,7 @@ from torch import Tensor
 from . import bitstream
 from .adapted import apply_unit
 from .adapters import LAYER_TABLE
-from .bitstream import HASH_PREFIX_BYTES, CodedFrame, NumericProfile, SequenceHeader, Stream
+from .bitstream import HASH_PREFIX_BYTES, CodedFrame, NumericProfile, QualityMap, SequenceHeader, Stream
 from .errors import BitstreamError, InputError
 from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .models.ssf import SSF, FrameType, model_device
@@ -117,15 +117,26 @@ def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                           int(matrix), profile, model.tables_crc())
 
 
+def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
+                     ) -> int | Tensor:
+    """What the model's coder takes as q: the quality index, or the map's positions (1, 1, h, w)."""
+    if qmap is None:
+        return quality - 1
+    from .roi import map_positions
+
+    return torch.from_numpy(map_positions(qmap))[None, None].to(device)
+
+
 @torch.no_grad()
 def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
-                profile: NumericProfile = NumericProfile.EXACT_HYPER
-                ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
+                profile: NumericProfile = NumericProfile.EXACT_HYPER,
+                qmap: QualityMap | None = None) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
-    only the reference frame is kept, so memory does not grow with the clip."""
+    only the reference frame is kept, so memory does not grow with the clip. `qmap`: a quality
+    per latent position (nvc.roi.quality_map) instead of one for the frame."""
     device = model_device(model)
-    q, h, w = quality - 1, video.height, video.width
+    q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     ref: Tensor | None = None
     for i, frame in enumerate(progress(video.frames)):
         x = pad_to(rgb_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
@@ -141,7 +152,8 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
 def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
            matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
            adapters: bytes | None = None,
-           profile: NumericProfile = NumericProfile.EXACT_HYPER) -> CodedVideo:
+           profile: NumericProfile = NumericProfile.EXACT_HYPER,
+           qmap: QualityMap | None = None) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
     the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
     `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
@@ -149,9 +161,11 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
     _check_settings(video, model, quality, intra_period)
     t0 = time.perf_counter()
     parts = [bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
-                                                 matrix, profile), adapters)]
+                                                 matrix, profile), adapters,
+                                 quality_map=None if qmap is None else qmap.write())]
     recon, frame_bytes = [], []
-    for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile):
+    for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
+                               qmap):
         parts.append(bitstream.pack_frame(cf))
         frame_bytes.append(len(parts[-1]))
         recon.append(rgb)
@@ -160,14 +174,16 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
 
 def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality: int,
               intra_period: int = 12, matrix: ColourMatrix = ColourMatrix.BT709,
-              progress: Progress = _no_progress) -> tuple[int, float]:
+              progress: Progress = _no_progress, qmap: QualityMap | None = None
+              ) -> tuple[int, float]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame). Returns (bytes written, seconds)."""
     _check_settings(video, model, quality, intra_period)
     t0 = time.perf_counter()
-    written = sink.write(bitstream.pack_head(sequence_header(video, model, entry, quality,
-                                                             intra_period, matrix)))
-    for cf, _ in code_frames(video, model, quality, intra_period, matrix, progress):
+    written = sink.write(bitstream.pack_head(
+        sequence_header(video, model, entry, quality, intra_period, matrix),
+        quality_map=None if qmap is None else qmap.write()))
+    for cf, _ in code_frames(video, model, quality, intra_period, matrix, progress, qmap=qmap):
         written += sink.write(bitstream.pack_frame(cf))
     return written, time.perf_counter() - t0
 
@@ -210,6 +226,9 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
             f"(crc {model.tables_crc():08x}) than the encoder did ({header.tables_crc:08x})")
     m = model.cfg.multiple
     padded = (header.height + (-header.height) % m, header.width + (-header.width) % m)
+    qmap = None if stream.quality_map is None else bitstream.QualityMap.read(
+        stream.quality_map, (padded[0] // 16, padded[1] // 16))
+    q = quality_argument(header.quality, qmap, model_device(model))
     ref: Tensor | None = None
     for i, cf in enumerate(progress(stream.frames)):
         if (i % header.intra_period == 0) != (cf.kind == FrameType.I):
@@ -217,7 +236,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
                                  f"{header.intra_period}")
         try:
             with pinned_threads():
-                ref = model.decompress(cf, ref, padded, header.quality - 1, profile)
+                ref = model.decompress(cf, ref, padded, q, profile)
         except (RuntimeError, ValueError) as e:  # the range coder on bytes that passed the CRC
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         yield _to_numpy(ref, header.height, header.width)

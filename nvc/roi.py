@@ -1,4 +1,5 @@
-"""Regions of interest: a per-pixel importance map for the adaptation objective and ROI metrics.
+"""Regions of interest: a per-pixel importance map for the adaptation objective, a quality map for
+the coder, and ROI metrics.
 
 A mask is an image (one map for the whole clip) or a video (one map per frame), white = important.
 `pixel_weights` turns it into the weights of the weighted MSE, 1 in the background and `roi_weight`
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .bitstream import QUALITY_MAP_STEPS, QualityMap
 from .errors import InputError
 from .metrics import psnr_db
 
@@ -66,3 +68,28 @@ def region_psnr_db(source: list[np.ndarray], decoded: list[np.ndarray], mask: np
         b = np.concatenate([d[m] for d, m in zip(decoded, sel)])
         out[name] = psnr_db(a, b) if a.size else None
     return out
+
+
+def quality_map(mask: np.ndarray, quality: int, boost: float, qualities: int,
+                padded_hw: tuple[int, int], cell: int = 16) -> QualityMap:
+    """Spatial bit allocation from a mask (frames, H, W): the clip's mean mask, pooled to the latent
+    grid of the padded frame (`cell` pixels a side), moves each position on the quality ladder:
+    +boost where the mask is 1, and the background down by what keeps the mean position at
+    `quality` (so the file stays near that quality's size), within the ladder's ends."""
+    m = mask.mean(axis=0)
+    ph, pw = padded_hw
+    m = np.pad(m, ((0, ph - m.shape[0]), (0, pw - m.shape[1])), mode="edge")
+    m = m.reshape(ph // cell, cell, pw // cell, cell).mean(axis=(1, 3))
+    area = float(m.mean())
+    pos = np.full(m.shape, float(quality - 1))
+    if 0 < area < 1:
+        pos += boost * (m - area) / (1 - area)
+    pos = np.clip(pos, 0, qualities - 1)
+    values = np.round(pos * QUALITY_MAP_STEPS).astype(np.uint8)
+    return QualityMap(m.shape[0], m.shape[1], values.tobytes())
+
+
+def map_positions(qm: QualityMap) -> np.ndarray:
+    """(height, width) float32 ladder positions, 0 = quality 1."""
+    return (np.frombuffer(qm.values, np.uint8).reshape(qm.height, qm.width).astype(np.float32)
+            / QUALITY_MAP_STEPS)

@@ -302,3 +302,36 @@ def test_format_2_stream_round_trips():
     s = unpack(data)
     assert s.version == 2 and s.header.numeric_profile == NumericProfile.FLOAT
     assert data[len(MAGIC)] == 2 and pack(s) == data
+
+
+def test_quality_map_unit():
+    from nvc.bitstream import QualityMap
+
+    qm = QualityMap(2, 3, bytes([0, 32, 64, 96, 32, 0]))
+    assert QualityMap.read(qm.write(), (2, 3)) == qm
+    assert _refusal(QualityMap.read, qm.write(), (3, 2)) == \
+        "damaged quality map: 2x3 for a 3x2 latent grid"
+    assert _refusal(QualityMap.read, qm.write() + b"x", (2, 3)) == \
+        "damaged quality map: trailing bytes"
+    bad = write_varint(2) + write_varint(3) + write_varint(3) + b"abc"
+    assert _refusal(QualityMap.read, bad, (2, 3)) == "damaged quality map: bad deflate data"
+    short = write_varint(2) + write_varint(3) + _blob_of(zlib.compress(b"12345"))
+    assert _refusal(QualityMap.read, short, (2, 3)) == \
+        "damaged quality map: 5 values for 6 positions"
+    bomb = write_varint(2) + write_varint(3) + _blob_of(zlib.compress(bytes(10 ** 6)))
+    assert _refusal(QualityMap.read, bomb, (2, 3)) == \
+        "damaged quality map: 7 values for 6 positions"
+    with pytest.raises(ValueError, match="^quality map values do not fill the grid$"):
+        QualityMap(2, 2, b"abc").write()
+    qmap = _unit(UnitType.QUALITY_MAP, qm.write())
+    s = unpack(_stream(SEQ, _unit(UnitType.ADAPTERS, b"a"), qmap, FRAME_I, FRAME_P))
+    assert s.quality_map == qm.write() and s.unit_bytes["quality_map"] == len(qmap)
+    assert pack(s) == _stream(SEQ, _unit(UnitType.ADAPTERS, b"a"), qmap, FRAME_I, FRAME_P)
+    for units in ((SEQ, qmap, qmap), (SEQ, FRAME_I, qmap)):
+        assert _refusal(unpack, _stream(*units)) == "damaged stream: quality map out of place"
+    assert _refusal(unpack, _stream(SEQ, qmap, _unit(UnitType.ADAPTERS, b"a"))) == \
+        "damaged stream: adapter unit out of place"
+
+
+def _blob_of(b: bytes) -> bytes:
+    return write_varint(len(b)) + b

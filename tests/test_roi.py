@@ -83,5 +83,57 @@ def test_eval_with_roi_reports_region_psnr(tmp_path, tiny_weights, capsys):
     for row in report["results"] + report["adapted"]:
         assert np.isfinite(row["roi_psnr_db"]) and np.isfinite(row["background_psnr_db"])
     assert main(["encode", str(clip), "-o", str(tmp_path / "x.nvc"), "--roi",
-                 str(tmp_path / "m.png"), "--weights", str(tiny_weights)]) == 1
-    assert "needs --adapt" in capsys.readouterr().err
+                 str(tmp_path / "m.png"), "--roi-quality", "-1", "--weights", str(tiny_weights)]) == 1
+    assert "--roi-quality must be >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_quality_map_moves_the_region_up_and_keeps_the_mean():
+    from nvc.roi import map_positions, quality_map
+
+    mask = np.zeros((2, 40, 56), np.float32)
+    mask[:, :20, :32] = 1  # the top-left 32x16 of a 64x64 padded frame: 2 of 16 cells
+    qm = quality_map(mask, quality=2, boost=1.0, qualities=4, padded_hw=(64, 64))
+    pos = map_positions(qm)
+    assert (qm.height, qm.width) == (4, 4) and pos.dtype == np.float32
+    assert pos[0, 0] == pos[0, 1] == 2.0  # quality 2 is position 1; the region one step up
+    assert pos.mean() == pytest.approx(1.0, abs=1 / 32)
+    assert pos[3, 3] < 1.0
+    flat = map_positions(quality_map(np.ones((1, 40, 56), np.float32), 3, 1.0, 4, (64, 64)))
+    assert (flat == 2.0).all()
+    capped = map_positions(quality_map(mask, quality=4, boost=2.0, qualities=4, padded_hw=(64, 64)))
+    assert capped.max() == 3.0 and capped.min() >= 0
+
+
+def test_a_constant_map_codes_like_its_quality(tiny_model, small_video):
+    from nvc import bitstream
+    from nvc.codec import encode
+    from nvc.roi import quality_map
+
+    model, entry = tiny_model
+    qm = quality_map(np.ones((4, 50, 70), np.float32), 2, 1.0, 2, (64, 128))
+    with_map, plain = encode(small_video, model, entry, 2, qmap=qm), encode(small_video, model, entry, 2)
+    assert all(np.array_equal(a, b) for a, b in zip(with_map.reconstruction, plain.reconstruction))
+    assert bitstream.unpack(with_map.data).unit_bytes["quality_map"] > 0
+
+
+def test_encode_with_a_region_decodes_and_favours_it(tmp_path, capsys):
+    """With the shipped base (an untrained tiny model has no quality to move)."""
+    from nvc.cli import main
+    from nvc.io import write_video
+
+    from .conftest import make_video
+
+    clip = tmp_path / "clip.y4m"
+    write_video(clip, make_video(frames=2, hw=(64, 128)))
+    mask = tmp_path / "m.png"
+    Image.fromarray(np.pad(np.full((32, 64), 255, np.uint8), ((16, 16), (32, 32)))).save(mask)
+    reports = {}
+    for boost in ("0", "1"):
+        assert main(["eval", str(clip), "--quality", "2", "--roi", str(mask), "--roi-quality",
+                     boost, "--json"]) == 0
+        reports[boost] = json.loads(capsys.readouterr().out)["results"][0]
+    assert reports["1"]["roi_psnr_db"] > reports["0"]["roi_psnr_db"]
+    assert reports["1"]["background_psnr_db"] <= reports["0"]["background_psnr_db"]
+    out = tmp_path / "roi.nvc"
+    assert main(["encode", str(clip), "-o", str(out), "--roi", str(mask), "--quality", "2"]) == 0
+    assert main(["decode", str(out), "-o", str(tmp_path / "roi.y4m")]) == 0

@@ -70,7 +70,18 @@ class LatentCodec(nn.Module):
         self.exact_h_s: ExactHyperSynthesis | None = None  # built by update() from h_s
 
     def _gains(self, q: Tensor | int, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-sample gain and inverse gain, shaped (B, M, 1, 1); q is an int or a (B,) tensor."""
+        """Gain and inverse gain of y. q is an int or a (B,) tensor of quality indexes (gains
+        (B, M, 1, 1)), or a quality map (B, 1, h, w) of positions on the ladder, 0 .. Q - 1, one per
+        latent position: the log gains are interpolated between neighbouring rungs (B, M, h, w)."""
+        if isinstance(q, Tensor) and q.dim() == 4:
+            pos = q.to(y.device, torch.float32)[:, 0].clamp(0, self.log_gain.shape[0] - 1)
+            lo = pos.floor().long().clamp(max=max(self.log_gain.shape[0] - 2, 0))
+            t = (pos - lo)[..., None]  # (B, h, w, 1)
+
+            def interp(table: Tensor) -> Tensor:
+                hi = (lo + 1).clamp(max=table.shape[0] - 1)
+                return ((1 - t) * table[lo] + t * table[hi]).exp().permute(0, 3, 1, 2)
+            return interp(self.log_gain), interp(self.log_inverse_gain)
         q = torch.as_tensor(q, device=y.device).reshape(-1).expand(y.shape[0])
         g = self.log_gain.exp()[q][:, :, None, None]
         ig = self.log_inverse_gain.exp()[q][:, :, None, None]
@@ -126,8 +137,8 @@ class LatentCodec(nn.Module):
         medians = self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
         return self.exact_h_s.params(torch.round(z_hat - medians), medians)
 
-    def compress(self, y: Tensor, q: int, profile: NumericProfile = NumericProfile.EXACT_HYPER
-                 ) -> tuple[LatentStrings, Tensor]:
+    def compress(self, y: Tensor, q: int | Tensor,
+                 profile: NumericProfile = NumericProfile.EXACT_HYPER) -> tuple[LatentStrings, Tensor]:
         """Code a batch of one; returns the strings and the exact y_hat the decoder will rebuild."""
         g, _ = self._gains(q, y)
         z = self.h_a(y * g)
@@ -139,7 +150,7 @@ class LatentCodec(nn.Module):
         return LatentStrings(y_string, z_string), self._dequantize(
             torch.round(y * g - means), means, q)
 
-    def decompress(self, strings: LatentStrings, latent_hw: tuple[int, int], q: int,
+    def decompress(self, strings: LatentStrings, latent_hw: tuple[int, int], q: int | Tensor,
                    profile: NumericProfile = NumericProfile.EXACT_HYPER) -> Tensor:
         z_hw = (latent_hw[0] // 4, latent_hw[1] // 4)
         z_hat = self.entropy_bottleneck.decompress([strings.z], z_hw)
@@ -147,7 +158,7 @@ class LatentCodec(nn.Module):
         symbols = self.gaussian_conditional.decompress([strings.y], indexes, means=torch.zeros_like(means))
         return self._dequantize(symbols, means, q)
 
-    def _dequantize(self, symbols: Tensor, means: Tensor, q: int) -> Tensor:
+    def _dequantize(self, symbols: Tensor, means: Tensor, q: int | Tensor) -> Tensor:
         _, ig = self._gains(q, symbols)
         return (symbols + means) * ig
 
