@@ -19,7 +19,7 @@ from nvc.io import ColourMatrix, Video
 from nvc.metrics import bpp
 from nvc.rd import rd_cost as _rd_cost
 from nvc.rd import task_distortion
-from nvc.task import TaskModel, task_metrics
+from nvc.task import TaskModel, TaskTerm, task_metrics
 from nvc.models.ssf import SSF
 from nvc.zoo import ZooEntry
 
@@ -44,18 +44,26 @@ class AdaptiveResult:
 
 
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
-            weights: np.ndarray | None = None, task: TaskModel | None = None,
-            task_weight: float = 0.0) -> float:
+            weights: np.ndarray | None = None, task: TaskTerm | None = None) -> float:
     """The clip's RD cost as coded: its 8-bit reconstruction and every byte of the file;
     `weights` (frames, H, W), mean 1 a frame, weight the squared error pixel by pixel (ROI);
-    `task` adds its FMSE with `task_weight` (the same distortion as the fit's)."""
+    `task` adds the task model's term (the same distortion as the fit's)."""
+    mse, fmse = distortions(video, coded, matrix, weights, None if task is None else task.model)
+    d = mse if task is None else task_distortion(mse, fmse, task.weight, task.scale)
+    return float(_rd_cost(lam, d, bpp(len(coded.data), video.width, video.height,
+                                      len(video.frames))))
+
+
+def distortions(video: Video, coded: CodedVideo, matrix: ColourMatrix,
+                weights: np.ndarray | None = None, task: TaskModel | None = None
+                ) -> tuple[float, float | None]:
+    """(MSE, weighted by `weights` if given; FMSE under `task`, or None) of the reconstruction."""
     sources = [source_rgb(f, matrix) for f in video.frames]
     ones = [None] * len(sources) if weights is None else weights[..., None]
     mse = float(np.mean([np.mean((s - r) ** 2 * (1 if w is None else w))
                          for s, r, w in zip(sources, coded.reconstruction, ones)]))
     fmse = None if task is None else task_metrics(task, sources, coded.reconstruction)["fmse"]
-    return float(_rd_cost(lam, task_distortion(mse, fmse, task_weight),
-                          bpp(len(coded.data), video.width, video.height, len(video.frames))))
+    return mse, fmse
 
 
 def clip_tensor(video: Video, model: SSF, matrix: ColourMatrix) -> torch.Tensor:
@@ -79,15 +87,20 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     if base is None:
         base = encode(video, model, entry, quality, intra_period, matrix, qmap=qmap)
 
+    term = None
+    if task is not None:  # FMSE in the MSE's units where adaptation starts (nvc.task)
+        mse, fmse = distortions(video, base, matrix, weights, task)
+        term = TaskTerm(task, cfg.task_weight, mse / max(fmse or 0.0, 1e-12))
+
     def cost(coded: CodedVideo) -> float:
-        return rd_cost(video, coded, lam, matrix, weights, task, cfg.task_weight)
+        return rd_cost(video, coded, lam, matrix, weights, term)
 
     base_cost = cost(base)
     w_tensor = None if weights is None else pad_to(
         torch.from_numpy(weights)[:, None].to(model_device(model)), model.cfg.multiple)
     t_fit = time.perf_counter()
     fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,
-                 on_step=_with_reference(on_step, base_cost), weights=w_tensor, task=task)
+                 on_step=_with_reference(on_step, base_cost), weights=w_tensor, task=term)
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)

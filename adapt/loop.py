@@ -29,8 +29,8 @@ from nvc.adapter_coding import SpikeSlabPrior, quantize_ste
 from nvc.adapters import (AdapterKind, AdapterSpec, AdaptedConv, default_layers, default_ranks,
                           inject, sent_tensors)
 from nvc.models.ssf import SSF
-from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost, task_distortion
-from nvc.task import TaskModel
+from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
+from nvc.task import TaskTerm
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +76,11 @@ def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
 
 def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: float,
                    full_pixels: int, adapter_bits: Tensor, clip_frames: int | None = None,
-                   weights: Tensor | None = None, task: TaskModel | None = None,
-                   task_weight: float = 0.0) -> tuple[Tensor, dict]:
+                   weights: Tensor | None = None, task: TaskTerm | None = None
+                   ) -> tuple[Tensor, dict]:
     """frames: (t, 3, h, w) window of one GOP (or more) of the padded clip, starting at an I-frame;
     weights: (t, 1, h, w) per-pixel distortion weights of the same window (ROI), or None; task: a
-    task model whose FMSE joins the distortion with `task_weight` (nvc.rd.task_distortion).
+    task model's term of the distortion (nvc.task.TaskTerm), or None.
     Returns the per-pixel RD objective; the adapter bits are spread over all `clip_frames`."""
     t, _, h, w = frames.shape
     mse, dist, latent_bits, ref = [], [], frames.new_zeros(()), None
@@ -90,8 +90,7 @@ def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: f
         ref = out.x_hat
         weight = None if weights is None else weights[i: i + 1]
         mse.append(mse_per_sample(out.x_hat, x, weight)[0])
-        fmse = None if task is None else task.fmse(out.x_hat, x)[0]
-        dist.append(task_distortion(mse[-1], fmse, task_weight))
+        dist.append(mse[-1] if task is None else task.distortion(mse[-1].reshape(1), out.x_hat, x)[0])
         latent_bits = latent_bits + likelihood_bits(out.likelihoods)[0]
     mse_t = torch.stack(mse)
     scale = full_pixels / (h * w)  # the window's latent bits stand for the whole frame's
@@ -149,10 +148,10 @@ def _crop(t: Tensor, g0: int, count: int, y0: int, x0: int, window: tuple[int, i
 
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
         on_step: Callable[[StepStats], None] | None = None,
-        weights: Tensor | None = None, task: TaskModel | None = None) -> Fitted:
+        weights: Tensor | None = None, task: TaskTerm | None = None) -> Fitted:
     """frames: (T, 3, H, W) padded clip in [0, 1]; weights: (T, 1, H, W) per-pixel distortion
-    weights (ROI; mean 1 a frame) or None for plain MSE; task: a task model whose FMSE joins the
-    distortion with weight cfg.task_weight."""
+    weights (ROI; mean 1 a frame) or None for plain MSE; task: a task model's term of the
+    distortion (nvc.task.TaskTerm) or None."""
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     for p in work.parameters():
@@ -192,8 +191,7 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
             bits = cfg.prior.bits(quantize_ste(torch.cat([p.reshape(-1) for p in params]),
                                                step_size), noisy=False)
             cost, _ = clip_objective(work, probe_window, q, intra_period, lam, hp * wp, bits,
-                                     clip_frames=t, weights=probe_weights, task=task,
-                                     task_weight=cfg.task_weight)
+                                     clip_frames=t, weights=probe_weights, task=task)
         work.train()
         probes.append((step, float(cost)))
         return float(cost)
@@ -211,8 +209,7 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
         window_weights = None if weights is None else _crop(weights, g0, intra_period, y0, x0, win)
         adapter_bits = cfg.prior.bits(torch.cat([p.reshape(-1) for p in params]))
         objective, info = clip_objective(work, window, q, intra_period, lam, hp * wp, adapter_bits,
-                                         clip_frames=t, weights=window_weights, task=task,
-                                         task_weight=cfg.task_weight)
+                                         clip_frames=t, weights=window_weights, task=task)
         if not torch.isfinite(objective):
             log.warning("adaptation stopped at step %d: non-finite objective", step)
             break

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapt-steps", type=int, default=60)
     p.add_argument("--adapt-window", type=int, default=128)
     p.add_argument("--roi-weight", type=float, default=8.0)
-    p.add_argument("--roi-quality", type=float, default=1.0)
+    p.add_argument("--roi-quality", default="1", help="quality steps of the region; a list, one "
+                   "roi variant each (roi, roi@2, ...)")
     p.add_argument("--task-model", type=Path, required=True)
     p.add_argument("--task-weight", type=float, default=0.5)
     p.add_argument("--weights", type=Path, default=None, help="weights file (default: the zoo's)")
@@ -89,18 +90,21 @@ def main(argv: list[str] | None = None) -> int:
                            task_weight=args.task_weight)
     m = model.cfg.multiple
     padded = (video.height + (-video.height) % m, video.width + (-video.width) % m)
-    points: dict[str, list[dict]] = {name: [] for name in ("mse", "roi", "task")}
+    boosts = [float(v) for v in args.roi_quality.split(",")]
+    roi_names = ["roi" if i == 0 else f"roi@{b:g}" for i, b in enumerate(boosts)]
+    points: dict[str, list[dict]] = {name: [] for name in ["mse", "task"] + roi_names}
     args.out.mkdir(parents=True, exist_ok=True)
     for q in (int(v) for v in args.qualities.split(",")):
-        variants = {"mse": {}, "task": {"task": task}, "roi": {
-            "weights": pixel_weights(mask, args.roi_weight),
-            "qmap": quality_map(mask, q, args.roi_quality, model.cfg.num_qualities, padded)}}
+        variants: dict[str, dict] = {"mse": {}, "task": {"task": task}}
+        for name, boost in zip(roi_names, boosts):
+            variants[name] = {"weights": pixel_weights(mask, args.roi_weight),
+                              "qmap": quality_map(mask, q, boost, model.cfg.num_qualities, padded)}
         for name, kw in variants.items():
             r = encode_adaptive(video, model, entry, q, args.intra_period, base_cfg, **kw)
             points[name].append({"quality": q, "kept": r.mode, "adapter_bytes": r.adapter_bytes,
                                  **measure(video, r.coded, mask, task)})
             print(f"q{q} {name:5} {json.dumps(points[name][-1])}", flush=True)
-    for name in ("roi", "task"):
+    for name in ["task"] + roi_names:
         for pt in points[name]:
             for key in ("roi_psnr_db", "background_psnr_db", "psnr_rgb_db", "fmse"):
                 ref = at_size(points["mse"], pt["bytes"], key)
@@ -111,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "points": points}, indent=1))
     print(f"{'variant':8} {'q':>2} {'bytes':>7} {'ROI dB':>7} {'bg dB':>7} {'FMSE':>8} "
           f"{'ROI gain at size':>17} {'FMSE change at size':>20}")
-    for name in ("mse", "roi", "task"):
+    for name in points:
         for pt in points[name]:
             roi_ref, fmse_ref = pt.get("mse_adapt_roi_psnr_db_at_size"), pt.get("mse_adapt_fmse_at_size")
             gain = f"{pt['roi_psnr_db'] - roi_ref:+.2f} dB" if roi_ref is not None else "-"

@@ -28,10 +28,11 @@ def mse_per_sample(a: Tensor, b: Tensor, weight: Tensor | None = None) -> Tensor
     return err.flatten(1).mean(1)
 
 
-def task_distortion(mse: Tensor | float, fmse: Tensor | float | None, beta: float
-                    ) -> Tensor | float:
-    """(1 - beta) * MSE + beta * FMSE (nvc.task); plain MSE without a task model."""
-    return mse if fmse is None else (1 - beta) * mse + beta * fmse
+def task_distortion(mse: Tensor | float, fmse: Tensor | float | None, beta: float,
+                    scale: float = 1.0) -> Tensor | float:
+    """(1 - beta) * MSE + beta * scale * FMSE (nvc.task.TaskTerm); plain MSE without a task model.
+    `scale` brings FMSE to the MSE's units."""
+    return mse if fmse is None else (1 - beta) * mse + beta * scale * fmse
 
 
 def psnr_db(mse: Tensor) -> Tensor:

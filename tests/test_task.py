@@ -11,7 +11,7 @@ from nvc.cli import main
 from nvc.errors import InputError
 from nvc.io import write_video
 from nvc.rd import task_distortion
-from nvc.task import TaskModel, gradient_mask, task_metrics
+from nvc.task import TaskModel, TaskTerm, gradient_mask, task_metrics
 
 from .conftest import make_video
 
@@ -67,6 +67,7 @@ def test_fmse_is_zero_on_the_source_and_scale_free(models):
     task.module = torch.jit.script(_Scaled(task.module, 7.0))
     assert torch.allclose(task.fmse(noisy, x), base, rtol=1e-4)  # normalised by the variance
     assert task_distortion(0.5, 1.5, 0.25) == 0.75 and task_distortion(0.5, None, 0.25) == 0.5
+    assert task_distortion(0.5, 1.5, 0.25, scale=2.0) == 0.375 + 0.75
 
 
 def test_fmse_gradient_reaches_the_reconstruction(models):
@@ -103,8 +104,11 @@ def test_the_objective_counts_the_task_term(tiny_model, models):
                                         **kw)[0])
 
     plain = cost()
-    assert cost(task=task, task_weight=0.0) == pytest.approx(plain, rel=1e-6)
-    assert cost(task=task, task_weight=0.5) != pytest.approx(plain, rel=1e-3)
+    assert cost(task=TaskTerm(task, 0.0)) == pytest.approx(plain, rel=1e-6)
+    assert cost(task=TaskTerm(task, 0.5)) != pytest.approx(plain, rel=1e-3)
+    assert cost(task=TaskTerm(task, 0.5, scale=0.0)) == pytest.approx(
+        0.5 * (plain - cost(task=TaskTerm(task, 1.0, scale=0.0))) +
+        cost(task=TaskTerm(task, 1.0, scale=0.0)), rel=1e-5)  # only the MSE half remains
 
 
 @pytest.fixture
