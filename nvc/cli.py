@@ -213,6 +213,9 @@ def cmd_info(args) -> None:
         "weights_hash": h.weights_hash.hex(), "width": h.width, "height": h.height,
         "fps": f"{h.fps_num}/{h.fps_den}", "frames": h.frame_count,
         "intra_period": h.intra_period, "quality": h.quality, "colour_matrix": matrix,
+        "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
+        "coder_tables_crc32": f"{h.tables_crc:08x}",
+        "quality_map": _quality_map_info(stream),
         "bpp": bpp(len(data), h.width, h.height, h.frame_count),
         "bytes_per_unit_type": stream.unit_bytes,
         "adapters": _adapter_info(stream.adapters, stream.version),
@@ -221,6 +224,21 @@ def cmd_info(args) -> None:
     lines.append("bytes per unit type:")
     lines += [f"{k:>16}: {v}" for k, v in stream.unit_bytes.items()]
     _emit(args, info, lines)
+
+
+def _quality_map_info(stream) -> dict | None:
+    """The region quality map's grid and the range of its ladder positions (quality = 1 + position)."""
+    if stream.quality_map is None:
+        return None
+    from .bitstream import QualityMap
+    from .models.config import ModelConfig
+    from .roi import map_positions
+
+    h, m = stream.header, ModelConfig().multiple
+    grid = (-(-h.height // m) * m // 16, -(-h.width // m) * m // 16)  # the padded frame's blocks
+    pos = map_positions(QualityMap.read(stream.quality_map, grid))
+    return {"grid": f"{grid[1]}x{grid[0]}", "min_quality": round(1 + float(pos.min()), 3),
+            "max_quality": round(1 + float(pos.max()), 3), "bytes": len(stream.quality_map)}
 
 
 def _adapter_info(payload: bytes | None, version: int) -> dict | None:

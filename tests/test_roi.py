@@ -137,3 +137,7 @@ def test_encode_with_a_region_decodes_and_favours_it(tmp_path, capsys):
     out = tmp_path / "roi.nvc"
     assert main(["encode", str(clip), "-o", str(out), "--roi", str(mask), "--quality", "2"]) == 0
     assert main(["decode", str(out), "-o", str(tmp_path / "roi.y4m")]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    qmap = json.loads(capsys.readouterr().out)["quality_map"]
+    assert qmap["grid"] == "8x4" and qmap["max_quality"] == 3.0 and qmap["min_quality"] < 2.0
