@@ -2,7 +2,8 @@
 into network time and entropy-coding time, on CPU and (when present) CUDA.
 
 Entropy-coding time is measured by timing the range coder's calls (compress/decompress of the
-entropy bottleneck and the Gaussian conditional); network time is the rest.
+entropy bottleneck and the Gaussian conditional), with the symbols they code; network time is the
+rest. NVC_CODING_THREADS sets the coder's thread count (1 by default).
 
 Example:
     python -m benchmarks.speed --frames 4 --sizes 416x240,832x480 --out out/speed.json
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from nvc import bitstream
-from nvc.codec import decode_stream, encode
+from nvc.codec import CODING_THREADS, decode_stream, encode
 from nvc.io import Video
 from nvc.synthetic import as_video, demo_clip
 from nvc.zoo import load_model
@@ -33,6 +34,7 @@ class CoderTimer:
 
     def __init__(self, model, params: bool = False):
         self.seconds = 0.0
+        self.symbols = 0  # elements the range coder coded or decoded
         self.targets = [(codec, "_coding_params") for codec in model.latent_codecs()] if params \
             else [(m, name) for codec in model.latent_codecs()
                   for m in (codec.entropy_bottleneck, codec.gaussian_conditional)
@@ -52,10 +54,15 @@ class CoderTimer:
     def _timed(self, fn):
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
+            out = None
             try:
-                return fn(*args, **kwargs)
+                out = fn(*args, **kwargs)
+                return out
             finally:
                 self.seconds += time.perf_counter() - t0
+                coded = args[0] if fn.__name__ == "compress" else out
+                if isinstance(coded, torch.Tensor):
+                    self.symbols += coded.numel()
         return wrapper
 
 
@@ -78,16 +85,20 @@ def measure(model, entry, size: tuple[int, int], frames: int, device: torch.devi
         _sync(device)
         coded = encode(video, model, entry, quality, intra_period=12, profile=numeric)
         _sync(device)
-        enc_coder = timer.seconds
+        enc_coder, enc_symbols = timer.seconds, timer.symbols
         timer.seconds = params.seconds = 0.0
+        timer.symbols = 0
         decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
         _sync(device)
-        dec_coder = timer.seconds
+        dec_coder, dec_symbols = timer.seconds, timer.symbols
     return {"size": f"{w}x{h}", "device": str(device), "frames": frames, "profile": profile,
             "encode_fps": frames / coded.seconds, "decode_fps": frames / decoded.seconds,
             "encode_network_s": coded.seconds - enc_coder, "encode_entropy_s": enc_coder,
             "decode_network_s": decoded.seconds - dec_coder, "decode_entropy_s": dec_coder,
-            "decode_params_s": params.seconds}
+            "decode_params_s": params.seconds,
+            "encode_msymbols_per_s": enc_symbols / max(enc_coder, 1e-9) / 1e6,
+            "decode_msymbols_per_s": dec_symbols / max(dec_coder, 1e-9) / 1e6,
+            "coding_threads": CODING_THREADS}
 
 
 def adaptation_speed(model, entry, size: tuple[int, int], frames: int, steps: int,
@@ -139,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['encode_entropy_s']:.2f} s), decode {r['decode_fps']:6.2f} fps (network "
                       f"{r['decode_network_s']:.2f} s of which entropy parameters "
                       f"{r['decode_params_s']:.2f} s, entropy {r['decode_entropy_s']:.2f} s), "
-                      f"{r['frames']} frames", flush=True)
+                      f"{r['frames']} frames; range coder {r['encode_msymbols_per_s']:.1f} / "
+                      f"{r['decode_msymbols_per_s']:.1f} M symbols/s on {CODING_THREADS} "
+                      f"thread(s)", flush=True)
         if args.adapt_steps:
             a = adaptation_speed(model, entry, (416, 240), args.frames, args.adapt_steps, 256)
             a["device"] = str(device)
