@@ -24,7 +24,7 @@ def test_shipped_model_codes_real_clips_bit_exactly(name, shipped):
     r = evaluate(video, model, entry, quality=model.cfg.num_qualities, intra_period=12)
     assert r.bit_exact and r.frames == len(video.frames)
     assert r.bpp == bpp(r.bytes, video.width, video.height, len(video.frames))
-    # ssf-small-v3 at its top quality measures 29.0 (Cisco) to 33.3 dB (foreman) at 0.54-0.66 bpp
+    # ssf-small-v3 (v4 alike) at its top quality measures 29.0 (Cisco) to 33.3 dB (foreman) at 0.54-0.66 bpp
     # here (2-3 frames, I-frame heavy); broken weights, a colour-matrix slip or a crop error give
     # < 15 dB. A regression alarm with margin.
     assert r.psnr_rgb_db > 27 and r.bpp < 0.9
