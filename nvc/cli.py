@@ -441,8 +441,8 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
                         "staying at --quality (default 1; 0: no quality map)")
     p.add_argument("--task-model", default=None, metavar="MODEL.pt",
                    help="TorchScript model taking RGB in [0, 1], returning features or logits: "
-                        "--adapt then minimises (1 - beta) MSE + beta FMSE; eval reports FMSE "
-                        "and top-1 agreement")
+                        "--adapt then minimises (1 - beta) MSE + beta k FMSE, k = MSE / FMSE of "
+                        "the base's reconstruction; eval reports FMSE and top-1 agreement")
     p.add_argument("--task-weight", type=float, default=0.5, metavar="BETA",
                    help="beta, the share of the task model's FMSE in the distortion (default 0.5)")
 
