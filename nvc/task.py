@@ -62,9 +62,6 @@ class TaskModel:
             raise InputError(f"{self.path}: the task model must return one float tensor")
         return out
 
-    def outputs(self, x: Tensor) -> Tensor:
-        return self._run(x)
-
     def fmse(self, x_hat: Tensor, x: Tensor) -> Tensor:
         """(B,) feature MSE of x_hat against x, normalised by the variance of x's outputs."""
         with torch.no_grad():
