@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from adapt import AdaptConfig, encode_adaptive
-from nvc.codec import source_rgb
+from nvc.codec import padded_hw, source_rgb
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
 from nvc.metrics import bpp, psnr_rgb_db
@@ -88,8 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     mask = centre_mask(len(video.frames), video.height, video.width)
     base_cfg = AdaptConfig(steps=args.adapt_steps, window=args.adapt_window,
                            task_weight=args.task_weight)
-    m = model.cfg.multiple
-    padded = (video.height + (-video.height) % m, video.width + (-video.width) % m)
+    padded = padded_hw(video.height, video.width, model.cfg.multiple)
     boosts = [float(v) for v in args.roi_quality.split(",")]
     roi_names = ["roi" if i == 0 else f"roi@{b:g}" for i, b in enumerate(boosts)]
     points: dict[str, list[dict]] = {name: [] for name in ["mse", "task"] + roi_names}

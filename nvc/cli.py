@@ -231,11 +231,13 @@ def _quality_map_info(stream) -> dict | None:
     if stream.quality_map is None:
         return None
     from .bitstream import QualityMap
+    from .codec import padded_hw
     from .models.config import ModelConfig
     from .roi import map_positions
 
-    h, m = stream.header, ModelConfig().multiple
-    grid = (-(-h.height // m) * m // 16, -(-h.width // m) * m // 16)  # the padded frame's blocks
+    h = stream.header
+    ph, pw = padded_hw(h.height, h.width, ModelConfig().multiple)
+    grid = (ph // 16, pw // 16)  # the padded frame's 16x16 blocks
     pos = map_positions(QualityMap.read(stream.quality_map, grid))
     return {"grid": f"{grid[1]}x{grid[0]}", "min_quality": round(1 + float(pos.min()), 3),
             "max_quality": round(1 + float(pos.max()), 3), "bytes": len(stream.quality_map)}
@@ -317,12 +319,11 @@ def _quality_map(args, video, model, quality: int):
     """The --roi quality map (nvc.roi.quality_map) for this quality, or None."""
     if not args.roi or not args.roi_quality:
         return None
+    from .codec import padded_hw
     from .roi import quality_map
 
-    m = model.cfg.multiple
-    padded = (video.height + (-video.height) % m, video.width + (-video.width) % m)
     return quality_map(_mask(args, video), quality, args.roi_quality, model.cfg.num_qualities,
-                       padded)
+                       padded_hw(video.height, video.width, model.cfg.multiple))
 
 
 def _task(args):

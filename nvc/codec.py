@@ -79,6 +79,11 @@ def source_rgb(frame: YUVFrame, matrix: ColourMatrix = ColourMatrix.BT709) -> np
     return quantize_8bit(yuv_to_rgb(frame, matrix))
 
 
+def padded_hw(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """The frame size the model codes: (height, width) rounded up to `multiple` (see pad_to)."""
+    return height + (-height) % multiple, width + (-width) % multiple
+
+
 def pad_to(x: Tensor, multiple: int) -> Tensor:
     """Replicate-pad (B, C, H, W) on the bottom/right to multiples of `multiple`."""
     h, w = x.shape[-2:]
@@ -225,7 +230,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
             f"cannot decode here: this machine builds other range-coder tables from the weights "
             f"(crc {model.tables_crc():08x}) than the encoder did ({header.tables_crc:08x})")
     m = model.cfg.multiple
-    padded = (header.height + (-header.height) % m, header.width + (-header.width) % m)
+    padded = padded_hw(header.height, header.width, m)
     qmap = None if stream.quality_map is None else bitstream.QualityMap.read(
         stream.quality_map, (padded[0] // 16, padded[1] // 16))
     q = quality_argument(header.quality, qmap, model_device(model))
