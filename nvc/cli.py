@@ -338,17 +338,17 @@ def _task(args):
 
 
 def _mask(args, video):
-    """The --roi map (frames, H, W) in [0, 1]: a mask file, or the task model's gradients."""
-    from .codec import source_rgb
-    from .roi import load_mask
+    """The --roi map (frames, H, W) in [0, 1]: a mask file, or the task model's gradients; made
+    once per command (eval asks for it at every quality)."""
+    if getattr(args, "_mask", None) is None:
+        from .codec import source_rgb
+        from .roi import load_mask
+        from .task import gradient_mask
 
-    if args.roi == "gradient":
-        if getattr(args, "_gradient_mask", None) is None:
-            from .task import gradient_mask
-
-            args._gradient_mask = gradient_mask(_task(args), [source_rgb(f) for f in video.frames])
-        return args._gradient_mask
-    return load_mask(args.roi, len(video.frames), video.width, video.height)
+        args._mask = gradient_mask(_task(args), [source_rgb(f) for f in video.frames]) \
+            if args.roi == "gradient" else \
+            load_mask(args.roi, len(video.frames), video.width, video.height)
+    return args._mask
 
 
 def _regions(args, video, coded) -> dict:
