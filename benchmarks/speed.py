@@ -22,6 +22,7 @@ import torch
 from nvc import bitstream
 from nvc.codec import CODING_THREADS, decode_stream, encode
 from nvc.io import Video
+from nvc.models.range_coder import TableCoder
 from nvc.synthetic import as_video, demo_clip
 from nvc.zoo import load_model
 
@@ -30,15 +31,17 @@ SIZES = ((416, 240), (832, 480), (1920, 1080))
 
 class CoderTimer:
     """Wraps the range-coder entry points of every latent codec (or, with `params`, the computation
-    of the entropy parameters: the hyper-synthesis and the scale indexes) and sums their wall time."""
+    of the entropy parameters: the hyper-synthesis and the scale indexes) and sums their wall time
+    and the symbols they coded (elements the profile skips are not counted)."""
 
     def __init__(self, model, params: bool = False):
         self.seconds = 0.0
-        self.symbols = 0  # elements the range coder coded or decoded
+        self.symbols = 0
         self.targets = [(codec, "_coding_params") for codec in model.latent_codecs()] if params \
             else [(m, name) for codec in model.latent_codecs()
-                  for m in (codec.entropy_bottleneck, codec.gaussian_conditional)
-                  for name in ("compress", "decompress")]
+                  for m, names in ((codec.entropy_bottleneck, ("compress", "decompress")),
+                                   (codec.coder, ("encode", "decode")))
+                  for name in names]
 
     @contextmanager
     def active(self):
@@ -60,10 +63,20 @@ class CoderTimer:
                 return out
             finally:
                 self.seconds += time.perf_counter() - t0
-                coded = args[0] if fn.__name__ == "compress" else out
-                if isinstance(coded, torch.Tensor):
-                    self.symbols += coded.numel()
+                self.symbols += _coded_symbols(fn.__name__, args, out)
         return wrapper
+
+
+def _coded_symbols(name: str, args: tuple, out) -> int:
+    if name in ("encode", "decode"):  # TableCoder: (symbols or string, indexes, skip_below)
+        indexes, skip_below = args[1], args[2] if len(args) > 2 else 0
+        return int(TableCoder.coded(indexes, skip_below).sum())
+    coded = args[0] if name == "compress" else out
+    return coded.numel() if isinstance(coded, torch.Tensor) else 0
+
+
+PROFILES = {"skip": bitstream.NumericProfile.EXACT_SKIP, "exact": bitstream.NumericProfile.EXACT_HYPER,
+            "float": bitstream.NumericProfile.FLOAT}
 
 
 def _sync(device: torch.device) -> None:
@@ -72,12 +85,11 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(model, entry, size: tuple[int, int], frames: int, device: torch.device,
-            quality: int = 2, profile: str = "exact") -> dict:
+            quality: int = 2, profile: str = "skip") -> dict:
     """Network and entropy-coding seconds; `params_s` (part of the network time) is what computing
-    the entropy parameters took: the fixed-point hyper-synthesis for the exact profile."""
+    the entropy parameters took: the fixed-point hyper-synthesis for the exact profiles."""
     w, h = size
-    numeric = bitstream.NumericProfile.FLOAT if profile == "float" else \
-        bitstream.NumericProfile.EXACT_HYPER
+    numeric = PROFILES[profile]
     video = as_video(demo_clip(frames=frames, out_hw=(h, w)))
     encode(Video(video.frames[:2], video.fps), model, entry, quality, profile=numeric)  # warm-up
     timer, params = CoderTimer(model), CoderTimer(model, params=True)
@@ -127,10 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES))
     p.add_argument("--devices", default="cpu,cuda", help="devices to try; absent ones are skipped")
     p.add_argument("--adapt-steps", type=int, default=5, help="adaptation steps to time (0: skip)")
-    p.add_argument("--profiles", default="exact",
-                   help="entropy-parameter profiles to time: exact (the format's), float (format 2)")
+    p.add_argument("--profiles", default="skip",
+                   help="profiles to time, comma-separated: skip (the default: exact entropy "
+                        "parameters, small scales not coded), exact (all coded), float (format 2)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
+    unknown = sorted(set(args.profiles.split(",")) - set(PROFILES))
+    if unknown:
+        p.error(f"unknown profile(s) {', '.join(unknown)}; choose from {', '.join(PROFILES)}")
     rows, adapt_rows = [], []
     for dev in args.devices.split(","):
         if dev == "cuda" and not torch.cuda.is_available():

@@ -48,10 +48,23 @@ LIMITS = Limits()
 
 
 class NumericProfile(IntEnum):
-    """How the entropy parameters (scale indexes, means) were computed."""
+    """How the entropy parameters (scale indexes, means) were computed, and which elements of y
+    the stream carries."""
 
     FLOAT = 0  # the float hyper-synthesis: exact only on the encoder's kind of device and threads
     EXACT_HYPER = 1  # nvc.models.exact: integer arithmetic, the same on every device
+    EXACT_SKIP = 2  # EXACT_HYPER; elements below SKIP_BELOW_INDEX are not coded (decoded as the mean)
+
+    @property
+    def skip_below(self) -> int:
+        """Elements whose scale index is below this are not coded (nvc.models.range_coder)."""
+        return SKIP_BELOW_INDEX if self == NumericProfile.EXACT_SKIP else 0
+
+
+# Scale index 6 = scales <= 0.2035, where a symbol other than 0 has probability <= 1.4%: skipping
+# them measured -2.3% BD-rate on the evaluation clips (index 1: -0.2%, 3: -1.3%, 9: +0.6%; RESULTS).
+SKIP_BELOW_INDEX = 6
+DEFAULT_PROFILE = NumericProfile.EXACT_SKIP
 
 
 class FrameType(IntEnum):
@@ -146,7 +159,7 @@ class SequenceHeader:
     intra_period: int
     quality: int  # 1 = lowest rate
     colour_matrix: int  # nvc.io.ColourMatrix code
-    numeric_profile: int = NumericProfile.EXACT_HYPER  # format 3
+    numeric_profile: int = DEFAULT_PROFILE  # format 3
     tables_crc: int = 0  # crc32 of the encoder's range-coder tables (format 3)
 
     def write(self, version: int = FORMAT_VERSION) -> bytes:

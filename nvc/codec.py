@@ -22,7 +22,15 @@ from torch import Tensor
 from . import bitstream
 from .adapted import apply_unit
 from .adapters import LAYER_TABLE
-from .bitstream import HASH_PREFIX_BYTES, CodedFrame, NumericProfile, QualityMap, SequenceHeader, Stream
+from .bitstream import (
+    DEFAULT_PROFILE,
+    HASH_PREFIX_BYTES,
+    CodedFrame,
+    NumericProfile,
+    QualityMap,
+    SequenceHeader,
+    Stream,
+)
 from .errors import BitstreamError, InputError
 from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .models.ssf import SSF, FrameType, model_device
@@ -115,7 +123,7 @@ def _check_settings(video: Video, model: SSF, quality: int, intra_period: int) -
 
 def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
                     matrix: ColourMatrix,
-                    profile: NumericProfile = NumericProfile.EXACT_HYPER) -> SequenceHeader:
+                    profile: NumericProfile = DEFAULT_PROFILE) -> SequenceHeader:
     fps = Fraction(video.fps).limit_denominator(1 << 20)
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, len(video.frames), intra_period, quality,
@@ -135,7 +143,7 @@ def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
 @torch.no_grad()
 def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
-                profile: NumericProfile = NumericProfile.EXACT_HYPER,
+                profile: NumericProfile = DEFAULT_PROFILE,
                 qmap: QualityMap | None = None) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frame is kept, so memory does not grow with the clip. `qmap`: a quality
@@ -157,7 +165,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
 def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
            matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
            adapters: bytes | None = None,
-           profile: NumericProfile = NumericProfile.EXACT_HYPER,
+           profile: NumericProfile = DEFAULT_PROFILE,
            qmap: QualityMap | None = None) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
     the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float

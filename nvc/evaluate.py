@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import bitstream
-from .bitstream import NumericProfile
+from .bitstream import DEFAULT_PROFILE, NumericProfile
 from .codec import CodedVideo, DecodedVideo, decode_stream, encode, quantize_8bit, source_rgb
 from .errors import NvcError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
@@ -89,7 +89,7 @@ def check_bit_exact(results: list[EvalResult]) -> None:
 
 def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
              matrix: ColourMatrix = ColourMatrix.BT709, progress=None,
-             profile: NumericProfile = NumericProfile.EXACT_HYPER) -> EvalResult:
+             profile: NumericProfile = DEFAULT_PROFILE) -> EvalResult:
     kw = {"progress": progress} if progress else {}
     coded = encode(video, model, entry, quality, intra_period, matrix, profile=profile, **kw)
     return evaluate_coded(video, coded, model, entry, quality, matrix, progress)

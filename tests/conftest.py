@@ -23,16 +23,25 @@ def shared_clip(name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = SSF(TINY)
-    # Untrained latents are near zero and would all quantise to 0: a larger gain makes the entropy
-    # coder do real work (and the qualities differ) in tests.
+def make_codable(model: SSF) -> SSF:
+    """Untrained latents are near zero and would all quantise to 0, and an untrained h_s predicts
+    small scales that the default profile does not code: a larger gain and scales spread over the
+    whole table make the entropy coder do real work (and the qualities differ) in tests."""
     with torch.no_grad():
         for codec in model.latent_codecs():
             codec.log_gain.add_(3.0)
             codec.log_inverse_gain.sub_(3.0)
+            last = codec.h_s[-1]
+            half = last.out_channels // 2
+            last.weight[half:].mul_(20.0)
+            last.bias[half:] = torch.linspace(-2.0, 4.0, half).exp()
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = make_codable(SSF(TINY))
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_weights(model, path)
     return path

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.entropy_models import EntropyBottleneck
 
 import nvc.codec
 from nvc import bitstream
@@ -23,34 +23,35 @@ from nvc.bitstream import NumericProfile
 from nvc.codec import decode_stream, encode
 from nvc.errors import BitstreamError
 from nvc.models.config import TINY
+from nvc.models.range_coder import TableCoder
 from nvc.models.ssf import SSF
 from nvc.zoo import load_model, save_weights
 
-from .conftest import make_video
+from .conftest import make_codable, make_video
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
-WEIGHTS, STREAM, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "stream.nvc", GOLDEN / "expected.json"
+WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
+# stream.nvc: every element coded (profile 1); stream-skip.nvc: the default profile, small scales
+# not coded. Both stay decodable: the first is what nvc wrote before the skip.
+STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER),
+           "skip_": (GOLDEN / "stream-skip.nvc", NumericProfile.EXACT_SKIP)}
+STREAM = STREAMS[""][0]
 
 
 def _regenerate() -> None:
     GOLDEN.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(7)
-    model = SSF(TINY)
-    with torch.no_grad():  # as conftest: latents large enough for the coder to work
-        for codec in model.latent_codecs():
-            codec.log_gain.add_(3.0)
-            codec.log_inverse_gain.sub_(3.0)
-            # scales spread over the whole scale table, so the stream exercises every CDF choice
-            last = codec.h_s[-1]
-            half = last.out_channels // 2
-            last.weight[half:].mul_(20.0)
-            last.bias[half:] = torch.linspace(-2.0, 4.0, half).exp()
-    save_weights(model, WEIGHTS)
+    # latents large enough for the coder to work, scales spread over the whole scale table, so the
+    # stream exercises every CDF choice
+    save_weights(make_codable(SSF(TINY)), WEIGHTS)
     model, entry = load_model(path=WEIGHTS)
-    STREAM.write_bytes(encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
-                              intra_period=12).data)
-    symbols, frames = _decode(STREAM.read_bytes())
-    EXPECTED.write_text(json.dumps({"symbols_md5": symbols, "frames_md5": frames}, indent=1) + "\n")
+    expected = {}
+    for key, (path, profile) in STREAMS.items():
+        path.write_bytes(encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
+                                intra_period=12, profile=profile).data)
+        symbols, frames = _decode(path.read_bytes())
+        expected.update({f"{key}symbols_md5": symbols, f"{key}frames_md5": frames})
+    EXPECTED.write_text(json.dumps(expected, indent=1) + "\n")
 
 
 def _md5(parts: list[bytes]) -> str:
@@ -68,17 +69,17 @@ class _Spy:
         self.symbols: list[bytes] = []
         self.noise = noise
         self.gen = torch.Generator().manual_seed(0)
-        gc_decompress, eb_decompress = GaussianConditional.decompress, EntropyBottleneck.decompress
+        y_decode, eb_decompress = TableCoder.decode, EntropyBottleneck.decompress
 
-        def y_spy(gc, *args, **kwargs):
-            out = gc_decompress(gc, *args, **kwargs)
+        def y_spy(coder, *args, **kwargs):
+            out = y_decode(coder, *args, **kwargs)
             self.symbols.append(out.to(torch.int64).numpy().tobytes())
             return out
 
         def z_noisy(eb, *args, **kwargs):
             return self._perturb(eb_decompress(eb, *args, **kwargs))
 
-        monkeypatch.setattr(GaussianConditional, "decompress", y_spy)
+        monkeypatch.setattr(TableCoder, "decode", y_spy)
         monkeypatch.setattr(EntropyBottleneck, "decompress", z_noisy)
 
     def _perturb(self, x: torch.Tensor) -> torch.Tensor:
@@ -116,20 +117,31 @@ def expected() -> dict:
     return json.loads(EXPECTED.read_text())
 
 
-def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monkeypatch):
-    data = STREAM.read_bytes()
+@pytest.mark.parametrize("key", STREAMS)
+def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monkeypatch, key):
+    path, profile = STREAMS[key]
+    data = path.read_bytes()
     header = bitstream.unpack(data).header
     assert data[len(bitstream.MAGIC)] == bitstream.FORMAT_VERSION
-    assert header.numeric_profile == NumericProfile.EXACT_HYPER
+    assert header.numeric_profile == profile
     symbols, frames = _decode(data, monkeypatch)
-    assert symbols == expected["symbols_md5"]
-    assert frames == expected["frames_md5"] and len(frames) == 3
+    assert symbols == expected[f"{key}symbols_md5"]
+    assert frames == expected[f"{key}frames_md5"] and len(frames) == 3
 
 
-def test_perturbed_float_paths_decode_the_same_symbols(expected, monkeypatch):
+@pytest.mark.parametrize("key", STREAMS)
+def test_perturbed_float_paths_decode_the_same_symbols(expected, monkeypatch, key):
     monkeypatch.setattr(nvc.codec, "CODING_THREADS", 2)
-    symbols, _ = _decode(STREAM.read_bytes(), monkeypatch, noise=1e-4)
-    assert symbols == expected["symbols_md5"]
+    symbols, _ = _decode(STREAMS[key][0].read_bytes(), monkeypatch, noise=1e-4)
+    assert symbols == expected[f"{key}symbols_md5"]
+
+
+def test_the_skip_profile_codes_fewer_symbols(expected):
+    """The golden streams exercise the skip: the tiny model's scales reach index 0, and the skip
+    stream carries fewer y bytes than the stream of the same clip that codes every element."""
+    full, skip = (bitstream.unpack(STREAMS[k][0].read_bytes()) for k in STREAMS)
+    y_bytes = [sum(len(s.y) for f in st.frames for s in f.latents) for st in (full, skip)]
+    assert y_bytes[1] < y_bytes[0]
 
 
 def test_the_float_profile_fails_the_same_perturbation(monkeypatch):

@@ -15,9 +15,10 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.utils import update_registered_buffers
 from torch import Tensor, nn
 
-from ..bitstream import LatentStrings, NumericProfile
+from ..bitstream import DEFAULT_PROFILE, LatentStrings, NumericProfile
 from .exact import ExactHyperSynthesis
 from .layers import hyper_analysis, hyper_synthesis
+from .range_coder import TableCoder
 
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64  # CompressAI's default scale table
 
@@ -68,6 +69,7 @@ class LatentCodec(nn.Module):
         # (straight-through), its likelihood that of the rounded value, instead of uniform noise.
         self.round_z = False
         self.exact_h_s: ExactHyperSynthesis | None = None  # built by update() from h_s
+        self.coder: TableCoder | None = None  # built by update() from the CDF tables
 
     def _gains(self, q: Tensor | int, y: Tensor) -> tuple[Tensor, Tensor]:
         """Gain and inverse gain of y. q is an int or a (B,) tensor of quality indexes (gains
@@ -138,25 +140,31 @@ class LatentCodec(nn.Module):
         return self.exact_h_s.params(torch.round(z_hat - medians), medians)
 
     def compress(self, y: Tensor, q: int | Tensor,
-                 profile: NumericProfile = NumericProfile.EXACT_HYPER) -> tuple[LatentStrings, Tensor]:
+                 profile: NumericProfile = DEFAULT_PROFILE) -> tuple[LatentStrings, Tensor]:
         """Code a batch of one; returns the strings and the exact y_hat the decoder will rebuild."""
         g, _ = self._gains(q, y)
         z = self.h_a(y * g)
         z_string = self.entropy_bottleneck.compress(z)[0]
         z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
         means, indexes = self._coding_params(z_hat, profile)
-        y_string = self.gaussian_conditional.compress(y * g, indexes, means=means)[0]
+        coder = self._require_coder()
+        symbols = torch.round(y * g - means) * coder.coded(indexes, profile.skip_below)
+        y_string = coder.encode(symbols, indexes, profile.skip_below)
         # Rebuild y_hat from the symbols exactly as decompress does.
-        return LatentStrings(y_string, z_string), self._dequantize(
-            torch.round(y * g - means), means, q)
+        return LatentStrings(y_string, z_string), self._dequantize(symbols, means, q)
 
     def decompress(self, strings: LatentStrings, latent_hw: tuple[int, int], q: int | Tensor,
-                   profile: NumericProfile = NumericProfile.EXACT_HYPER) -> Tensor:
+                   profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
         z_hw = (latent_hw[0] // 4, latent_hw[1] // 4)
         z_hat = self.entropy_bottleneck.decompress([strings.z], z_hw)
         means, indexes = self._coding_params(z_hat, profile)
-        symbols = self.gaussian_conditional.decompress([strings.y], indexes, means=torch.zeros_like(means))
+        symbols = self._require_coder().decode(strings.y, indexes, profile.skip_below)
         return self._dequantize(symbols, means, q)
+
+    def _require_coder(self) -> TableCoder:
+        if self.coder is None:
+            raise RuntimeError("call update() before coding")
+        return self.coder
 
     def _dequantize(self, symbols: Tensor, means: Tensor, q: int | Tensor) -> Tensor:
         _, ig = self._gains(q, symbols)
@@ -167,6 +175,7 @@ class LatentCodec(nn.Module):
         self.gaussian_conditional.update_scale_table(scale_table(), force=force)
         self.entropy_bottleneck.update(force=force)
         self.exact_h_s = ExactHyperSynthesis(self.h_s)
+        self.coder = TableCoder(self.gaussian_conditional)
 
     def tables(self) -> list[Tensor]:
         """The integer tables the range coder reads (built by update() in float arithmetic, so

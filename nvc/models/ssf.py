@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..bitstream import CodedFrame, FrameType, NumericProfile
+from ..bitstream import DEFAULT_PROFILE, CodedFrame, FrameType, NumericProfile
 from .config import ModelConfig
 from .entropy import LatentCodec
 from .layers import analysis, synthesis
@@ -93,13 +93,13 @@ class SSF(nn.Module):
     # -- coding (batch of one) ----------------------------------------------------------------
     # `profile` picks how the entropy parameters are computed (bitstream.NumericProfile); `q` is a
     # quality index or a quality map (1, 1, H/16, W/16) of ladder positions (LatentCodec._gains).
-    def compress_intra(self, x: Tensor, q: int | Tensor, profile: NumericProfile = NumericProfile.EXACT_HYPER
+    def compress_intra(self, x: Tensor, q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE
                        ) -> tuple[CodedFrame, Tensor]:
         strings, y_hat = self.intra.latent.compress(self.intra.g_a(x), q, profile)
         return CodedFrame(FrameType.I, [strings]), self._intra_decode(y_hat)
 
     def compress_inter(self, x: Tensor, x_ref: Tensor, q: int | Tensor,
-                       profile: NumericProfile = NumericProfile.EXACT_HYPER
+                       profile: NumericProfile = DEFAULT_PROFILE
                        ) -> tuple[CodedFrame, Tensor]:
         m_strings, y_m_hat = self.motion.latent.compress(
             self.motion.g_a(torch.cat((x, x_ref), dim=1)), q, profile)
@@ -110,7 +110,7 @@ class SSF(nn.Module):
                 self._inter_decode(x_pred, y_m_hat, y_r_hat))
 
     def decompress(self, frame: CodedFrame, x_ref: Tensor | None, padded_hw: tuple[int, int],
-                   q: int | Tensor, profile: NumericProfile = NumericProfile.EXACT_HYPER) -> Tensor:
+                   q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
         latent_hw = (padded_hw[0] // 16, padded_hw[1] // 16)
         if frame.kind == FrameType.I:
             return self._intra_decode(self.intra.latent.decompress(frame.latents[0], latent_hw, q,

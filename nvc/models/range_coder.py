@@ -1,0 +1,96 @@
+"""The range coder's side of y: CompressAI's rANS with the Gaussian CDF tables held as Python lists.
+
+CompressAI's GaussianConditional converts its 64 x ~3,000 CDF table to a Python list at every call
+(about 200k integers) and every index and symbol tensor through Python lists; at 416x240 that glue,
+not the coder, was most of the entropy-coding time. Here the tables are converted once, when
+update() builds them, and only the coded elements travel.
+
+Elements whose scale index is below `skip_below` are not coded at all: both sides derive the
+indexes from the exact hyper-synthesis (nvc.models.exact), so they agree on which elements those
+are, and such an element decodes as its mean (symbol 0); DCVC skips scales at or below 0.15 the
+same way. The encoder's reconstruction zeroes the same symbols, so the two sides stay equal.
+bitstream.SKIP_BELOW_INDEX says where the shipped profile draws the line, and why.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from compressai.ans import RansDecoder, RansEncoder
+from compressai.entropy_models import GaussianConditional
+from torch import Tensor
+
+from ..errors import NvcError
+
+# CompressAI 1.2.8's RansEncoder writes into a buffer of one 32-bit word per symbol with no bounds
+# check, and aborts the process when the code is longer: always on 0 or 1 symbols, and on a few
+# unlikely ones. A symbol adds at most 16 bits to the code (more when its value lies beyond its table:
+# see TableCoder.code_bits_bound) and the flush 64; so short lists are padded with zero symbols at
+# index 0 (the most peaked CDF: ~1e-4 bits each) to a length the decoder derives from the count
+# alone, and the encoder refuses the pathological rest instead of overrunning the buffer.
+PAD_BELOW = 64
+
+
+def padded_count(n: int) -> int:
+    """Symbols actually handed to the coder for n coded elements."""
+    return n if n >= PAD_BELOW or n == 0 else 2 * n + 3
+
+
+class TableCoder:
+    """Codes integer symbols (value - mean, rounded) with the CDF each element's index picks."""
+
+    def __init__(self, gc: GaussianConditional):
+        self.cdf = gc._quantized_cdf.tolist()
+        self.lengths = gc._cdf_length.reshape(-1).int().tolist()
+        self.offsets = gc._offset.reshape(-1).int().tolist()
+
+    @staticmethod
+    def coded(indexes: Tensor, skip_below: int) -> Tensor:
+        """Mask of the elements the stream carries."""
+        return indexes >= skip_below
+
+    def code_bits_bound(self, symbols: list[int], indexes: list[int]) -> int:
+        """An upper bound on the code's length in bits: at most 16 per symbol (every frequency is at
+        least 1 in 2^16), and for a value beyond its table CompressAI's raw 4-bit groups (its
+        digits, plus one length group per 15 digits, plus one)."""
+        s, i = np.asarray(symbols, np.int64), np.asarray(indexes, np.int64)
+        value, top = s - np.asarray(self.offsets)[i], np.asarray(self.lengths)[i] - 2
+        raw = np.where(value < 0, -2 * value - 1, 2 * (value - top))[(value < 0) | (value >= top)]
+        digits = sum(((raw >> (4 * d)) > 0).astype(np.int64) for d in range(16))
+        return 16 * len(symbols) + int((4 * (digits + digits // 15 + 1)).sum())
+
+    def encode(self, symbols: Tensor, indexes: Tensor, skip_below: int = 0) -> bytes:
+        keep = self.coded(indexes, skip_below)
+        values, idx = _as_list(symbols, keep), _as_list(indexes, keep)
+        if not idx:  # everything skipped: nothing to write
+            return b""
+        total = padded_count(len(idx))
+        if self.code_bits_bound(values, idx) + 96 > 32 * total:  # 96: the flush and the last word
+            raise NvcError(f"cannot code this latent: its {len(idx)} values lie too far beyond "
+                           "the range coder's tables")
+        pad = total - len(idx)
+        return RansEncoder().encode_with_indexes(values + [0] * pad, idx + [0] * pad, self.cdf,
+                                                 self.lengths, self.offsets)
+
+    def decode(self, string: bytes, indexes: Tensor, skip_below: int = 0) -> Tensor:
+        """Symbols (float32) shaped like `indexes`, 0 where nothing was coded."""
+        keep = self.coded(indexes, skip_below).cpu()
+        idx = _as_list(indexes, keep)
+        out = torch.zeros(indexes.shape)
+        if not idx:
+            if string:
+                raise ValueError("a y string where no element is coded")
+            return out.to(indexes.device)
+        if len(string) < 8:  # the decoder starts by reading its 64-bit state
+            raise ValueError(f"a y string of {len(string)} bytes for {len(idx)} elements")
+        pad = padded_count(len(idx)) - len(idx)
+        values = RansDecoder().decode_with_indexes(string, idx + [0] * pad, self.cdf,
+                                                   self.lengths, self.offsets)[:len(idx)]
+        out.masked_scatter_(keep, torch.from_numpy(np.array(values, dtype=np.float32)))
+        return out.to(indexes.device)
+
+
+def _as_list(t: Tensor, keep: Tensor) -> list[int]:
+    """The elements of t where `keep` is set, in raster order, as Python ints (what the coder takes;
+    numpy's tolist is about twice as fast as torch's)."""
+    kept = torch.masked_select(t.detach().cpu(), keep.cpu()).to(torch.int32)
+    return kept.numpy().tolist()

@@ -1,0 +1,116 @@
+"""The y coder (nvc.models.range_coder): CompressAI's bytes when nothing is skipped, symbols back
+exactly, skipped elements decoded as 0, and the skip profile end to end."""
+import pytest
+import torch
+from compressai.entropy_models import GaussianConditional
+
+from nvc import bitstream
+from nvc.bitstream import NumericProfile, SequenceHeader
+from nvc.codec import decode_stream, encode
+from nvc.errors import NvcError
+from nvc.models.entropy import scale_table
+from nvc.models.range_coder import PAD_BELOW, TableCoder, padded_count
+
+
+@pytest.fixture(scope="module")
+def gc() -> GaussianConditional:
+    gc = GaussianConditional(None)
+    gc.update_scale_table(scale_table(), force=True)
+    return gc
+
+
+def _symbols_and_indexes(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    indexes = torch.randint(0, 64, (1, 6, 9, 11), generator=g, dtype=torch.int32)
+    scales = torch.tensor(scale_table())[indexes.long()]
+    symbols = (torch.randn(indexes.shape, generator=g) * scales).round()
+    symbols[0, 0, 0, :3] = torch.tensor([5000.0, -7000.0, 40.0])  # beyond the tables: escapes
+    indexes[0, 0, 0, :3] = torch.tensor([0, 3, 0], dtype=torch.int32)
+    return symbols, indexes
+
+
+def test_without_skip_the_bytes_are_compressais(gc):
+    """Streams of profile 1 (every element coded) are what CompressAI's coder wrote before."""
+    symbols, indexes = _symbols_and_indexes()
+    ours = TableCoder(gc).encode(symbols, indexes)
+    theirs = gc.compress(symbols, indexes, means=torch.zeros_like(symbols))[0]
+    assert ours == theirs
+    back = TableCoder(gc).decode(ours, indexes)
+    assert back.dtype == torch.float32 and torch.equal(back, symbols)
+
+
+@pytest.mark.parametrize("skip_below", [1, 6, 64])
+def test_skipped_elements_decode_as_zero(gc, skip_below):
+    symbols, indexes = _symbols_and_indexes(1)
+    coder = TableCoder(gc)
+    data = coder.encode(symbols, indexes, skip_below)
+    back = coder.decode(data, indexes, skip_below)
+    keep = indexes >= skip_below
+    assert torch.equal(back[keep], symbols[keep]) and not back[~keep].any()
+    assert 0 < int((~keep).sum()) and (skip_below < 64) == bool(keep.any())
+    assert len(data) < len(coder.encode(symbols, indexes))  # skipped escapes cost nothing
+
+
+@pytest.mark.parametrize("coded", [0, 1, 2, 5, 63, 64])
+def test_latents_with_almost_nothing_to_code(gc, coded):
+    """A latent whose scales are nearly all small (a still P-frame): CompressAI's encoder aborts
+    the process on 0 or 1 symbols and on a few unlikely ones; padding keeps it inside its buffer
+    (every value here is beyond its table: the worst case)."""
+    indexes = torch.zeros(1, 4, 4, 8, dtype=torch.int32)
+    indexes.view(-1)[:coded] = 9
+    symbols = torch.zeros(indexes.shape)
+    symbols.view(-1)[:coded] = torch.tensor([3e5, -2e5] * 32)[:coded]
+    coder = TableCoder(gc)
+    if coded >= PAD_BELOW:
+        with pytest.raises(NvcError, match=f"its {coded} values lie too far beyond"):
+            coder.encode(symbols, indexes, 6)
+        return
+    data = coder.encode(symbols, indexes, 6)
+    assert (data == b"") == (coded == 0)
+    assert torch.equal(coder.decode(data, indexes, 6), symbols)
+    if coded == 0:
+        with pytest.raises(ValueError, match="no element is coded"):
+            coder.decode(b"\x01", indexes, 6)
+    else:
+        with pytest.raises(ValueError, match="a y string of 4 bytes"):
+            coder.decode(data[:4], indexes, 6)
+
+
+def test_the_bound_on_the_code_length(gc):
+    coder = TableCoder(gc)
+    offset, top = coder.offsets[9], coder.lengths[9] - 2
+    assert coder.code_bits_bound([0, 1, -1], [9, 9, 9]) == 48  # inside the table
+    # just beyond either end: raw values 1 (one digit) and 0 (none), each with its length group
+    assert coder.code_bits_bound([offset - 1, offset + top], [9, 9]) == (16 + 8) + (16 + 4)
+    big = offset + top + 16 ** 7 // 2  # raw 16^7: 8 digits
+    assert coder.code_bits_bound([big, big - 1], [9, 9]) == (16 + 4 * (8 + 1)) + (16 + 4 * (7 + 1))
+
+
+def test_padding_is_derived_from_the_count():
+    assert [padded_count(n) for n in (0, 1, 2, 63, 64, 5000)] == [0, 5, 7, 129, 64, 5000]
+
+
+def test_the_skip_mask_is_the_index_threshold():
+    idx = torch.tensor([0, 5, 6, 63], dtype=torch.int32)
+    assert TableCoder.coded(idx, 6).tolist() == [False, False, True, True]
+    assert TableCoder.coded(idx, 0).all()
+    assert NumericProfile.EXACT_SKIP.skip_below == bitstream.SKIP_BELOW_INDEX == 6
+    assert NumericProfile.EXACT_HYPER.skip_below == NumericProfile.FLOAT.skip_below == 0
+
+
+def test_the_default_profile_skips_and_decodes_to_the_encoders_frames(tiny_model, small_video):
+    model, entry = tiny_model
+    coded = {p: encode(small_video, model, entry, 2, profile=p)
+             for p in (NumericProfile.EXACT_HYPER, bitstream.DEFAULT_PROFILE)}
+    assert bitstream.DEFAULT_PROFILE == NumericProfile.EXACT_SKIP
+    for profile, c in coded.items():
+        stream = bitstream.unpack(c.data)
+        assert stream.header.numeric_profile == profile
+        out = decode_stream(stream, model, entry)
+        assert all(torch.equal(torch.from_numpy(a), torch.from_numpy(b))
+                   for a, b in zip(c.reconstruction, out.frames))
+
+
+def test_the_skip_profile_survives_the_header(tiny_model):
+    header = SequenceHeader(4, bytes(8), 64, 48, 25, 1, 3, 12, 2, 1, NumericProfile.EXACT_SKIP, 7)
+    assert SequenceHeader.read(header.write()).numeric_profile == NumericProfile.EXACT_SKIP
