@@ -82,7 +82,7 @@ def test_rd_refuses_missing_files(tmp_path, capsys):
     assert code == 1 and "missing 4 sequence file(s)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["benchmarks.rd", "benchmarks.speed"])
+@pytest.mark.parametrize("module", ["benchmarks.rd", "benchmarks.speed", "benchmarks.capacity"])
 def test_help_ends_with_an_example(module, capsys):
     import importlib
 
@@ -128,3 +128,30 @@ def test_compare_two_runs(tmp_path, capsys):
     assert table["psnr_rgb_db"]["s"] == pytest.approx(expected) and expected < 0
     assert table["psnr_yuv_db"]["mean"] == pytest.approx(0, abs=1e-9)
     assert compare_main([str(tmp_path / "a.json"), str(tmp_path / "missing.json")]) == 1
+
+
+def test_capacity_counts_multiply_adds():
+    import torch
+    from torch import nn
+
+    from benchmarks.capacity import MacCounter, variant
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=2, padding=2),
+                        nn.ConvTranspose2d(8, 4, 5, stride=2, padding=2, output_padding=1))
+    counter = MacCounter(net)
+    net(torch.zeros(1, 3, 16, 16))
+    # conv: 8 x 8 x 8 outputs x 3 x 25; transposed: 8 x 8 x 8 inputs x 4 x 25
+    assert counter.macs == 8 * 8 * 8 * 3 * 25 + 8 * 8 * 8 * 4 * 25
+    counter.close()
+    net(torch.zeros(1, 3, 16, 16))
+    assert counter.macs == 8 * 8 * 8 * 7 * 25
+    cfg = variant("64/48")
+    assert (cfg.intra_mid, cfg.intra_latent, cfg.inter_mid, cfg.inter_latent) == (64, 85, 48, 72)
+
+
+def test_capacity_refuses_bad_variants(capsys):
+    from benchmarks.capacity import main as capacity_main
+
+    with pytest.raises(SystemExit) as e:
+        capacity_main(["--variants", "96x64"])
+    assert e.value.code == 2 and "N/M pairs" in capsys.readouterr().err
