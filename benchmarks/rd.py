@@ -17,7 +17,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from nvc.bitstream import FORMAT_VERSION
+from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
 
@@ -48,12 +48,13 @@ def provenance(cond: Conditions, codecs: list[str]) -> dict:
 
 
 def _nvc_key(codec: str, cond: Conditions) -> str:
-    """nvc points depend on the shipped weights, the stream format (and the adaptation budget): a
-    new base or format must not reuse a cached point of the old one."""
+    """nvc points depend on the shipped weights, the stream format and its default numeric profile
+    (and the adaptation budget): a new base, format or profile must not reuse a cached point of the
+    old one."""
     if not codec.startswith("nvc"):
         return ""
     budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
-    return f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}{budget}"
+    return f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{budget}"
 
 
 def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,
