@@ -114,3 +114,36 @@ def test_the_default_profile_skips_and_decodes_to_the_encoders_frames(tiny_model
 def test_the_skip_profile_survives_the_header(tiny_model):
     header = SequenceHeader(4, bytes(8), 64, 48, 25, 1, 3, 12, 2, 1, NumericProfile.EXACT_SKIP, 7)
     assert SequenceHeader.read(header.write()).numeric_profile == NumericProfile.EXACT_SKIP
+
+
+CRAFTED = """
+import sys, torch
+from compressai.entropy_models import GaussianConditional
+import nvc.models.range_coder as rc
+from nvc.models.entropy import scale_table
+if sys.argv[1] == "unpadded":
+    rc.readable = lambda string, symbols: string
+gc = GaussianConditional(None)
+gc.update_scale_table(scale_table(), force=True)
+coder = rc.TableCoder(gc)
+gen = torch.Generator().manual_seed(0)
+for string, index in [(b"\\xff" * 12, 63), (b"\\x00" * 8, 40), (b"\\xff" * 4 + b"\\x0f" * 60, 20),
+                      (bytes(torch.randint(0, 256, (64,), generator=gen).tolist()), 30)]:
+    coder.decode(string, torch.full((1, 50, 40, 50), index, dtype=torch.int32))
+print("survived")
+"""
+
+
+@pytest.mark.parametrize("variant, survives", [("padded", True), ("unpadded", False)])
+def test_crafted_strings_cannot_make_the_decoder_read_past_them(tmp_path, variant, survives):
+    """Garbage y strings that pass a frame's CRC (a crafted stream): the decoder returns garbage
+    symbols, never reads beyond its input. Without the zero padding the same strings crash the
+    process (the second case shows the test can fail)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "crafted.py"
+    script.write_text(CRAFTED)
+    run = subprocess.run([sys.executable, str(script), variant], capture_output=True, text=True,
+                         timeout=300)
+    assert (run.returncode == 0 and "survived" in run.stdout) == survives, run.stderr[-500:]

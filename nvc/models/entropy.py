@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from ..bitstream import DEFAULT_PROFILE, LatentStrings, NumericProfile
 from .exact import ExactHyperSynthesis
 from .layers import hyper_analysis, hyper_synthesis
-from .range_coder import TableCoder
+from .range_coder import TableCoder, readable
 
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64  # CompressAI's default scale table
 
@@ -156,7 +156,8 @@ class LatentCodec(nn.Module):
     def decompress(self, strings: LatentStrings, latent_hw: tuple[int, int], q: int | Tensor,
                    profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
         z_hw = (latent_hw[0] // 4, latent_hw[1] // 4)
-        z_hat = self.entropy_bottleneck.decompress([strings.z], z_hw)
+        z_count = self.entropy_bottleneck._quantized_cdf.shape[0] * z_hw[0] * z_hw[1]
+        z_hat = self.entropy_bottleneck.decompress([readable(strings.z, z_count)], z_hw)
         means, indexes = self._coding_params(z_hat, profile)
         symbols = self._require_coder().decode(strings.y, indexes, profile.skip_below)
         return self._dequantize(symbols, means, q)

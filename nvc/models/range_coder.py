@@ -30,6 +30,17 @@ from ..errors import NvcError
 PAD_BELOW = 64
 
 
+def readable(string: bytes, symbols: int) -> bytes:
+    """`string` followed by zeros enough that CompressAI's decoder, which never checks where its
+    input ends, cannot read past it whatever the bytes say (a crafted stream passes the CRCs).
+    It reads its 2-word state, at most one 32-bit word per symbol, and per escape at most one
+    word per 4-bit group; the groups of a length are counted while they read 15, which the real
+    words can say at most 8 times each and zeros never, so a stream of W words makes fewer than
+    17 W + 32 extra reads. Trailing zeros change nothing the encoder wrote."""
+    words = len(string) // 4 + 1
+    return string + bytes(4 * (symbols + 32 * words + 64))
+
+
 def padded_count(n: int) -> int:
     """Symbols actually handed to the coder for n coded elements."""
     return n if n >= PAD_BELOW or n == 0 else 2 * n + 3
@@ -80,11 +91,12 @@ class TableCoder:
             if string:
                 raise ValueError("a y string where no element is coded")
             return out.to(indexes.device)
-        if len(string) < 8:  # the decoder starts by reading its 64-bit state
+        if len(string) < 8:  # shorter than the encoder's flush
             raise ValueError(f"a y string of {len(string)} bytes for {len(idx)} elements")
-        pad = padded_count(len(idx)) - len(idx)
-        values = RansDecoder().decode_with_indexes(string, idx + [0] * pad, self.cdf,
-                                                   self.lengths, self.offsets)[:len(idx)]
+        total = padded_count(len(idx))
+        values = RansDecoder().decode_with_indexes(
+            readable(string, total), idx + [0] * (total - len(idx)), self.cdf, self.lengths,
+            self.offsets)[:len(idx)]
         out.masked_scatter_(keep, torch.from_numpy(np.array(values, dtype=np.float32)))
         return out.to(indexes.device)
 
