@@ -79,11 +79,14 @@ def test_latents_with_almost_nothing_to_code(gc, coded):
 def test_the_bound_on_the_code_length(gc):
     coder = TableCoder(gc)
     offset, top = coder.offsets[9], coder.lengths[9] - 2
-    assert coder.code_bits_bound([0, 1, -1], [9, 9, 9]) == 48  # inside the table
+    def bound(symbols, indexes):
+        return coder.code_bits_bound(torch.tensor(symbols), torch.tensor(indexes))
+
+    assert bound([0, 1, -1], [9, 9, 9]) == 48  # inside the table
     # just beyond either end: raw values 1 (one digit) and 0 (none), each with its length group
-    assert coder.code_bits_bound([offset - 1, offset + top], [9, 9]) == (16 + 8) + (16 + 4)
+    assert bound([offset - 1, offset + top], [9, 9]) == (16 + 8) + (16 + 4)
     big = offset + top + 16 ** 7 // 2  # raw 16^7: 8 digits
-    assert coder.code_bits_bound([big, big - 1], [9, 9]) == (16 + 4 * (8 + 1)) + (16 + 4 * (7 + 1))
+    assert bound([big, big - 1], [9, 9]) == (16 + 4 * (8 + 1)) + (16 + 4 * (7 + 1))
 
 
 def test_padding_is_derived_from_the_count():

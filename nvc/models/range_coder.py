@@ -53,39 +53,45 @@ class TableCoder:
         self.cdf = gc._quantized_cdf.tolist()
         self.lengths = gc._cdf_length.reshape(-1).int().tolist()
         self.offsets = gc._offset.reshape(-1).int().tolist()
+        self._offset = torch.tensor(self.offsets, dtype=torch.int64)
+        self._top = torch.tensor(self.lengths, dtype=torch.int64) - 2  # the escape symbol
 
     @staticmethod
     def coded(indexes: Tensor, skip_below: int) -> Tensor:
         """Mask of the elements the stream carries."""
         return indexes >= skip_below
 
-    def code_bits_bound(self, symbols: list[int], indexes: list[int]) -> int:
+    def code_bits_bound(self, symbols: Tensor, indexes: Tensor) -> int:
         """An upper bound on the code's length in bits: at most 16 per symbol (every frequency is at
         least 1 in 2^16), and for a value beyond its table CompressAI's raw 4-bit groups (its
         digits, plus one length group per 15 digits, plus one)."""
-        s, i = np.asarray(symbols, np.int64), np.asarray(indexes, np.int64)
-        value, top = s - np.asarray(self.offsets)[i], np.asarray(self.lengths)[i] - 2
-        raw = np.where(value < 0, -2 * value - 1, 2 * (value - top))[(value < 0) | (value >= top)]
-        digits = sum(((raw >> (4 * d)) > 0).astype(np.int64) for d in range(16))
-        return 16 * len(symbols) + int((4 * (digits + digits // 15 + 1)).sum())
+        i = indexes.to(torch.int64)
+        value, top = symbols.to(torch.int64) - self._offset[i], self._top[i]
+        beyond = (value < 0) | (value >= top)
+        v, t = value[beyond], top[beyond]
+        raw = torch.where(v < 0, -2 * v - 1, 2 * (v - t))
+        digits = torch.zeros_like(raw)
+        for d in range(16):  # hex digits of raw
+            digits += (raw >> (4 * d)) > 0
+        return 16 * symbols.numel() + int((4 * (digits + digits // 15 + 1)).sum())
 
     def encode(self, symbols: Tensor, indexes: Tensor, skip_below: int = 0) -> bytes:
         keep = self.coded(indexes, skip_below)
-        values, idx = _as_list(symbols, keep), _as_list(indexes, keep)
-        if not idx:  # everything skipped: nothing to write
+        values, idx = _kept(symbols, keep), _kept(indexes, keep)
+        if not idx.numel():  # everything skipped: nothing to write
             return b""
-        total = padded_count(len(idx))
+        total = padded_count(idx.numel())
         if self.code_bits_bound(values, idx) + 96 > 32 * total:  # 96: the flush and the last word
-            raise NvcError(f"cannot code this latent: its {len(idx)} values lie too far beyond "
+            raise NvcError(f"cannot code this latent: its {idx.numel()} values lie too far beyond "
                            "the range coder's tables")
-        pad = total - len(idx)
-        return RansEncoder().encode_with_indexes(values + [0] * pad, idx + [0] * pad, self.cdf,
-                                                 self.lengths, self.offsets)
+        pad = [0] * (total - idx.numel())
+        return RansEncoder().encode_with_indexes(_as_list(values) + pad, _as_list(idx) + pad,
+                                                 self.cdf, self.lengths, self.offsets)
 
     def decode(self, string: bytes, indexes: Tensor, skip_below: int = 0) -> Tensor:
         """Symbols (float32) shaped like `indexes`, 0 where nothing was coded."""
         keep = self.coded(indexes, skip_below).cpu()
-        idx = _as_list(indexes, keep)
+        idx = _as_list(_kept(indexes, keep))
         out = torch.zeros(indexes.shape)
         if not idx:
             if string:
@@ -101,8 +107,11 @@ class TableCoder:
         return out.to(indexes.device)
 
 
-def _as_list(t: Tensor, keep: Tensor) -> list[int]:
-    """The elements of t where `keep` is set, in raster order, as Python ints (what the coder takes;
-    numpy's tolist is about twice as fast as torch's)."""
-    kept = torch.masked_select(t.detach().cpu(), keep.cpu()).to(torch.int32)
-    return kept.numpy().tolist()
+def _kept(t: Tensor, keep: Tensor) -> Tensor:
+    """The elements of t where `keep` is set, in raster order, as int32 on the CPU."""
+    return torch.masked_select(t.detach().cpu(), keep.cpu()).to(torch.int32)
+
+
+def _as_list(t: Tensor) -> list[int]:
+    """Python ints, what the coder takes (numpy's tolist is about twice as fast as torch's)."""
+    return t.numpy().tolist()
