@@ -438,8 +438,9 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roi-weight", type=float, default=4.0,
                    help="how much more an important pixel counts in the adaptation (default 4)")
     p.add_argument("--roi-quality", type=float, default=1.0, metavar="STEPS",
-                   help="quality steps the region gains over the background, the mean quality "
-                        "staying at --quality (default 1; 0: no quality map)")
+                   help="quality steps the region gains; the background drops so that the file "
+                        "stays near --quality's size (at quality 1 it cannot, and the file grows; "
+                        "default 1; 0: no quality map)")
     p.add_argument("--task-model", default=None, metavar="MODEL.pt",
                    help="TorchScript model taking RGB in [0, 1], returning features or logits: "
                         "--adapt then minimises (1 - beta) MSE + beta k FMSE, k = MSE / FMSE of "

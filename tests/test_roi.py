@@ -87,8 +87,8 @@ def test_eval_with_roi_reports_region_psnr(tmp_path, tiny_weights, capsys):
     assert "--roi-quality must be >= 0, got -1.0" in capsys.readouterr().err
 
 
-def test_quality_map_moves_the_region_up_and_keeps_the_mean():
-    from nvc.roi import map_positions, quality_map
+def test_quality_map_moves_the_region_up_and_keeps_the_expected_size():
+    from nvc.roi import RATE_PER_RUNG, map_positions, quality_map
 
     mask = np.zeros((2, 40, 56), np.float32)
     mask[:, :20, :32] = 1  # the top-left 32x16 of a 64x64 padded frame: 2 of 16 cells
@@ -96,12 +96,15 @@ def test_quality_map_moves_the_region_up_and_keeps_the_mean():
     pos = map_positions(qm)
     assert (qm.height, qm.width) == (4, 4) and pos.dtype == np.float32
     assert pos[0, 0] == pos[0, 1] == 2.0  # quality 2 is position 1; the region one step up
-    assert pos.mean() == pytest.approx(1.0, abs=1 / 32)
-    assert pos[3, 3] < 1.0
+    # the background pays for it: the expected rate stays that of quality 2
+    assert (RATE_PER_RUNG ** (pos - 1.0)).mean() == pytest.approx(1.0, abs=0.01)
+    assert pos[3, 3] == pos[2, 0] < 1.0 and pos.mean() < 1.0  # rate grows faster than linearly
     flat = map_positions(quality_map(np.ones((1, 40, 56), np.float32), 3, 1.0, 4, (64, 64)))
-    assert (flat == 2.0).all()
+    assert (flat == 2.0).all()  # all region and no background: the map changes nothing
     capped = map_positions(quality_map(mask, quality=4, boost=2.0, qualities=4, padded_hw=(64, 64)))
-    assert capped.max() == 3.0 and capped.min() >= 0
+    assert capped.max() == 3.0 and (capped == 3.0).all()  # the top rung: nothing moves
+    floor = map_positions(quality_map(mask, quality=1, boost=1.0, qualities=4, padded_hw=(64, 64)))
+    assert floor[0, 0] == 1.0 and floor[3, 3] == 0.0  # the bottom rung cannot pay
 
 
 def test_a_constant_map_codes_like_its_quality(tiny_model, small_video):
