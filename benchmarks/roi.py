@@ -4,8 +4,10 @@ For one clip and every quality, code it with plain MSE adaptation, with a region
 centred rectangle of half the width and half the height: a quarter of the frame; the fit weights it
 --roi-weight times, the coder's quality map lifts it --roi-quality steps, as `nvc encode --adapt
 --roi` does) and with a task model (FMSE weight --task-weight); each kept file is measured on every
-metric. The MSE-adaptation curve is then read at each variant's file size (linear in log bytes
-between its points), so the gains below are at equal size.
+metric; `gsw` is the task model with its gradient map as the region (`--task-model M --roi
+gradient`). The MSE-adaptation curve is then read at each variant's file size (linear in log bytes
+between its points, or its end point for a size within 3% beyond it), so the gains below are at
+equal size.
 
 Example:
     python -m benchmarks.task_model -o out/task-features.pt
@@ -29,7 +31,7 @@ from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
 from nvc.metrics import bpp, psnr_rgb_db
 from nvc.roi import pixel_weights, quality_map, region_psnr_db
-from nvc.task import TaskModel, task_metrics
+from nvc.task import TaskModel, gradient_mask, task_metrics
 from nvc.zoo import DEFAULT_MODEL, load_model
 
 
@@ -48,11 +50,16 @@ def measure(video, coded, mask: np.ndarray, task: TaskModel) -> dict:
             **region_psnr_db(sources, rec, mask), **task_metrics(task, sources, rec)}
 
 
+SIZE_TOLERANCE = 0.03  # "equal file size": within 3%
+
+
 def at_size(curve: list[dict], size: int, key: str) -> float | None:
-    """`key` of the MSE-adaptation curve at `size` bytes (linear in log bytes), None outside it."""
+    """`key` of the MSE-adaptation curve at `size` bytes (linear in log bytes; its end point within
+    SIZE_TOLERANCE beyond an end), None further outside it."""
     pts = sorted(curve, key=lambda p: p["bytes"])
     x = np.log([p["bytes"] for p in pts])
-    if not x[0] <= np.log(size) <= x[-1]:
+    slack = np.log1p(SIZE_TOLERANCE)
+    if not x[0] - slack <= np.log(size) <= x[-1] + slack:
         return None
     return float(np.interp(np.log(size), x, [p[key] for p in pts]))
 
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
                    "roi variant each (roi, roi@2, ...)")
     p.add_argument("--task-model", type=Path, required=True)
     p.add_argument("--task-weight", type=float, default=0.5)
+    p.add_argument("--variants", default="task,gsw,roi", help="what to code beside MSE adaptation "
+                   "(comma-separated; roi is every --roi-quality)")
     p.add_argument("--weights", type=Path, default=None, help="weights file (default: the zoo's)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
@@ -90,20 +99,29 @@ def main(argv: list[str] | None = None) -> int:
                            task_weight=args.task_weight)
     padded = padded_hw(video.height, video.width, model.cfg.multiple)
     boosts = [float(v) for v in args.roi_quality.split(",")]
-    roi_names = ["roi" if i == 0 else f"roi@{b:g}" for i, b in enumerate(boosts)]
-    points: dict[str, list[dict]] = {name: [] for name in ["mse", "task"] + roi_names}
+    wanted = set(args.variants.split(","))
+    roi_names = ["roi" if i == 0 else f"roi@{b:g}" for i, b in enumerate(boosts)] \
+        if "roi" in wanted else []
+    gsw = gradient_mask(task, [source_rgb(f) for f in video.frames])
+    others = [name for name in ("task", "gsw") if name in wanted] + roi_names
+    points: dict[str, list[dict]] = {name: [] for name in ["mse"] + others}
     args.out.mkdir(parents=True, exist_ok=True)
     for q in (int(v) for v in args.qualities.split(",")):
-        variants: dict[str, dict] = {"mse": {}, "task": {"task": task}}
+        variants: dict[str, dict] = {
+            "mse": {}, "task": {"task": task},
+            "gsw": {"task": task, "weights": pixel_weights(gsw, args.roi_weight),
+                    "qmap": quality_map(gsw, q, boosts[0], model.cfg.num_qualities, padded)}}
         for name, boost in zip(roi_names, boosts):
             variants[name] = {"weights": pixel_weights(mask, args.roi_weight),
                               "qmap": quality_map(mask, q, boost, model.cfg.num_qualities, padded)}
         for name, kw in variants.items():
+            if name not in points:
+                continue
             r = encode_adaptive(video, model, entry, q, args.intra_period, base_cfg, **kw)
             points[name].append({"quality": q, "kept": r.mode, "adapter_bytes": r.adapter_bytes,
                                  **measure(video, r.coded, mask, task)})
             print(f"q{q} {name:5} {json.dumps(points[name][-1])}", flush=True)
-    for name in ["task"] + roi_names:
+    for name in others:
         for pt in points[name]:
             for key in ("roi_psnr_db", "background_psnr_db", "psnr_rgb_db", "fmse"):
                 ref = at_size(points["mse"], pt["bytes"], key)

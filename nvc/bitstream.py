@@ -24,7 +24,9 @@ MAGIC = b"NVC\x89"
 # 2: adapter layers as indices into the model's layer table (format 1, names, still read).
 # 3: the sequence header ends with a numeric profile and the coder tables' crc32 (formats 1 and 2
 #    have neither and decode with the float profile).
-FORMAT_VERSION = 3
+# 4: the quality map names its origin (the value of ladder position 0), so positions reach below
+#    the first rung (format 3 maps have origin 0).
+FORMAT_VERSION = 4
 HASH_PREFIX_BYTES = 8
 
 
@@ -312,26 +314,35 @@ class AdapterUnit:
 @dataclass(frozen=True)
 class QualityMap:
     """Where the clip is coded at which quality: one ladder position per latent position of the
-    padded frame (16x16 pixels), in steps of 1 / QUALITY_MAP_STEPS of a rung, deflated."""
+    padded frame (16x16 pixels), in steps of 1 / QUALITY_MAP_STEPS of a rung, deflated. Position
+    = (value - origin) / QUALITY_MAP_STEPS: 0 is the first rung (quality 1), negative positions lie
+    below it (format 4; format 3 has no origin field and means 0)."""
 
     height: int  # latent grid
     width: int
-    values: bytes  # height * width bytes, row-major; position = value / QUALITY_MAP_STEPS
+    values: bytes  # height * width bytes, row-major
+    origin: int = 0  # the value of position 0, 0..255
 
-    def write(self) -> bytes:
+    def write(self, version: int = FORMAT_VERSION) -> bytes:
         if len(self.values) != self.height * self.width:
             raise ValueError("quality map values do not fill the grid")
-        return write_varint(self.height) + write_varint(self.width) + _blob(
+        if not 0 <= self.origin <= 255 or (version < 4 and self.origin):
+            raise ValueError(f"quality map origin {self.origin} cannot be written in format "
+                             f"{version}")
+        origin = bytes([self.origin]) if version >= 4 else b""
+        return write_varint(self.height) + write_varint(self.width) + origin + _blob(
             zlib.compress(self.values, 9))
 
     @classmethod
-    def read(cls, payload: bytes, grid: tuple[int, int]) -> QualityMap:
+    def read(cls, payload: bytes, grid: tuple[int, int], version: int = FORMAT_VERSION
+             ) -> QualityMap:
         """`grid`: the latent grid the sequence header implies; anything else is refused."""
         r = Reader(payload, "quality map")
         height, width = r.varint("height"), r.varint("width")
         if (height, width) != grid:
             raise BitstreamError(f"damaged quality map: {height}x{width} for a {grid[0]}x{grid[1]} "
                                  f"latent grid")
+        origin = r.u8("origin") if version >= 4 else 0
         packed = r.blob("values")
         if not r.done:
             raise BitstreamError("damaged quality map: trailing bytes")
@@ -343,7 +354,7 @@ class QualityMap:
         if len(values) != height * width or not inflate.eof:
             raise BitstreamError(f"damaged quality map: {len(values)} values for {height * width} "
                                  f"positions")
-        return cls(height, width, values)
+        return cls(height, width, values, origin)
 
 
 QUALITY_MAP_STEPS = 32

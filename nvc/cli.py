@@ -238,7 +238,7 @@ def _quality_map_info(stream) -> dict | None:
     h = stream.header
     ph, pw = padded_hw(h.height, h.width, ModelConfig().multiple)
     grid = (ph // 16, pw // 16)  # the padded frame's 16x16 blocks
-    pos = map_positions(QualityMap.read(stream.quality_map, grid))
+    pos = map_positions(QualityMap.read(stream.quality_map, grid, stream.version))
     return {"grid": f"{grid[1]}x{grid[0]}", "min_quality": round(1 + float(pos.min()), 3),
             "max_quality": round(1 + float(pos.max()), 3), "bytes": len(stream.quality_map)}
 

@@ -240,7 +240,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
     m = model.cfg.multiple
     padded = padded_hw(header.height, header.width, m)
     qmap = None if stream.quality_map is None else bitstream.QualityMap.read(
-        stream.quality_map, (padded[0] // 16, padded[1] // 16))
+        stream.quality_map, (padded[0] // 16, padded[1] // 16), stream.version)
     q = quality_argument(header.quality, qmap, model_device(model))
     ref: Tensor | None = None
     for i, cf in enumerate(progress(stream.frames)):

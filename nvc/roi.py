@@ -15,6 +15,7 @@ import numpy as np
 from .bitstream import QUALITY_MAP_STEPS, QualityMap
 from .errors import InputError
 from .metrics import psnr_db
+from .models.config import LADDER_BELOW
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 ROI_THRESHOLD = 0.5  # mask values above this are the region for ROI-PSNR
@@ -80,8 +81,9 @@ def quality_map(mask: np.ndarray, quality: int, boost: float, qualities: int,
     """Spatial bit allocation from a mask (frames, H, W): the clip's mean mask, pooled to the latent
     grid of the padded frame (`cell` pixels a side), moves each position on the quality ladder:
     +boost where the mask is 1, and the background down by what keeps the expected size at
-    `quality`'s (rate taken to grow RATE_PER_RUNG-fold a rung), within the ladder's ends (at the
-    bottom rung the background cannot pay, and the file grows)."""
+    `quality`'s (rate taken to grow RATE_PER_RUNG-fold a rung), from the top rung down to
+    LADDER_BELOW rungs below the first (below that the background cannot pay, and the file
+    grows)."""
     m = mask.mean(axis=0)
     ph, pw = padded_hw
     m = np.pad(m, ((0, ph - m.shape[0]), (0, pw - m.shape[1])), mode="edge")
@@ -90,20 +92,21 @@ def quality_map(mask: np.ndarray, quality: int, boost: float, qualities: int,
     m = m - m.min()  # cells as covered as the least covered one are background (a flat mask: none)
 
     def positions(drop: float) -> np.ndarray:
-        return np.clip(base + boost * m - drop * (1 - m), 0, qualities - 1)
+        return np.clip(base + boost * m - drop * (1 - m), -LADDER_BELOW, qualities - 1)
 
-    lo, hi = 0.0, float(qualities)  # the background's drop, found by bisection
+    lo, hi = 0.0, qualities + LADDER_BELOW  # the background's drop, found by bisection
     for _ in range(40):
         mid = (lo + hi) / 2
         if (RATE_PER_RUNG ** (positions(mid) - base)).mean() > 1:
             lo = mid
         else:
             hi = mid
-    values = np.round(positions(hi) * QUALITY_MAP_STEPS).astype(np.uint8)
-    return QualityMap(m.shape[0], m.shape[1], values.tobytes())
+    origin = round(LADDER_BELOW * QUALITY_MAP_STEPS)
+    values = np.round(positions(hi) * QUALITY_MAP_STEPS + origin).astype(np.uint8)
+    return QualityMap(m.shape[0], m.shape[1], values.tobytes(), origin)
 
 
 def map_positions(qm: QualityMap) -> np.ndarray:
-    """(height, width) float32 ladder positions, 0 = quality 1."""
-    return (np.frombuffer(qm.values, np.uint8).reshape(qm.height, qm.width).astype(np.float32)
-            / QUALITY_MAP_STEPS)
+    """(height, width) float32 ladder positions, 0 = quality 1, negative below it."""
+    values = np.frombuffer(qm.values, np.uint8).reshape(qm.height, qm.width).astype(np.float32)
+    return (values - qm.origin) / QUALITY_MAP_STEPS

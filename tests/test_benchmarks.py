@@ -155,3 +155,15 @@ def test_capacity_refuses_bad_variants(capsys):
     with pytest.raises(SystemExit) as e:
         capacity_main(["--variants", "96x64"])
     assert e.value.code == 2 and "N/M pairs" in capsys.readouterr().err
+
+
+def test_roi_benchmark_reads_the_mse_curve_at_equal_size():
+    from benchmarks.roi import at_size
+
+    curve = [{"bytes": 4000, "psnr": 30.0}, {"bytes": 1000, "psnr": 26.0}]
+    assert at_size(curve, 2000, "psnr") == pytest.approx(28.0)  # linear in log bytes
+    assert at_size(curve, 1000, "psnr") == 26.0
+    assert at_size(curve, 980, "psnr") == 26.0  # within 3% beyond an end: that end
+    assert at_size(curve, 4100, "psnr") == 30.0
+    assert at_size(curve, 960, "psnr") is None and at_size(curve, 4150, "psnr") is None
+    assert 29.99 < at_size(curve, 3990, "psnr") < 30.0

@@ -313,16 +313,19 @@ def test_quality_map_unit():
         "damaged quality map: 2x3 for a 3x2 latent grid"
     assert _refusal(QualityMap.read, qm.write() + b"x", (2, 3)) == \
         "damaged quality map: trailing bytes"
-    bad = write_varint(2) + write_varint(3) + write_varint(3) + b"abc"
+    grid = write_varint(2) + write_varint(3) + b"\x40"  # origin 64
+    bad = grid + write_varint(3) + b"abc"
     assert _refusal(QualityMap.read, bad, (2, 3)) == "damaged quality map: bad deflate data"
-    short = write_varint(2) + write_varint(3) + _blob_of(zlib.compress(b"12345"))
+    short = grid + _blob_of(zlib.compress(b"12345"))
     assert _refusal(QualityMap.read, short, (2, 3)) == \
         "damaged quality map: 5 values for 6 positions"
-    bomb = write_varint(2) + write_varint(3) + _blob_of(zlib.compress(bytes(10 ** 6)))
+    bomb = grid + _blob_of(zlib.compress(bytes(10 ** 6)))
     assert _refusal(QualityMap.read, bomb, (2, 3)) == \
         "damaged quality map: 7 values for 6 positions"
     with pytest.raises(ValueError, match="^quality map values do not fill the grid$"):
         QualityMap(2, 2, b"abc").write()
+    assert _refusal(QualityMap.read, write_varint(2) + write_varint(3), (2, 3)) == \
+        "truncated quality map: origin needs 1 bytes, 0 left"
     qmap = _unit(UnitType.QUALITY_MAP, qm.write())
     s = unpack(_stream(SEQ, _unit(UnitType.ADAPTERS, b"a"), qmap, FRAME_I, FRAME_P))
     assert s.quality_map == qm.write() and s.unit_bytes["quality_map"] == len(qmap)
@@ -331,6 +334,21 @@ def test_quality_map_unit():
         assert _refusal(unpack, _stream(*units)) == "damaged stream: quality map out of place"
     assert _refusal(unpack, _stream(SEQ, qmap, _unit(UnitType.ADAPTERS, b"a"))) == \
         "damaged stream: adapter unit out of place"
+
+
+def test_quality_map_origin_and_format_3_maps():
+    from nvc.bitstream import QualityMap
+
+    below = QualityMap(1, 2, bytes([0, 200]), origin=64)
+    assert QualityMap.read(below.write(), (1, 2)) == below
+    assert below.write()[2] == 64  # after the two varints of the grid
+    old = QualityMap(1, 2, bytes([0, 32]))  # format 3: no origin field, position = value / 32
+    assert QualityMap.read(old.write(version=3), (1, 2), version=3) == old
+    assert len(old.write(version=3)) == len(old.write()) - 1
+    with pytest.raises(ValueError, match="^quality map origin 64 cannot be written in format 3$"):
+        below.write(version=3)
+    with pytest.raises(ValueError, match="^quality map origin 256 cannot be written in format 4$"):
+        QualityMap(1, 2, bytes(2), origin=256).write()
 
 
 def _blob_of(b: bytes) -> bytes:

@@ -32,10 +32,15 @@ from .conftest import make_codable, make_video
 GOLDEN = Path(__file__).parent / "data" / "golden"
 WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # stream.nvc: every element coded (profile 1); stream-skip.nvc: the default profile, small scales
-# not coded. Both stay decodable: the first is what nvc wrote before the skip.
+# not coded; stream-map.nvc: the default profile with a quality map whose positions reach below
+# the first rung (format 4). All stay decodable: the first is what nvc wrote before the skip.
 STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER),
-           "skip_": (GOLDEN / "stream-skip.nvc", NumericProfile.EXACT_SKIP)}
+           "skip_": (GOLDEN / "stream-skip.nvc", NumericProfile.EXACT_SKIP),
+           "map_": (GOLDEN / "stream-map.nvc", NumericProfile.EXACT_SKIP)}
 STREAM = STREAMS[""][0]
+# the map of stream-map.nvc: a 4x8 grid (64x128 padded), positions -2 .. +3.8 (above the top
+# rung, clamped to it)
+MAP = bitstream.QualityMap(4, 8, bytes(range(0, 192, 6)), origin=64)
 
 
 def _regenerate() -> None:
@@ -48,7 +53,8 @@ def _regenerate() -> None:
     expected = {}
     for key, (path, profile) in STREAMS.items():
         path.write_bytes(encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
-                                intra_period=12, profile=profile).data)
+                                intra_period=12, profile=profile,
+                                qmap=MAP if key == "map_" else None).data)
         symbols, frames = _decode(path.read_bytes())
         expected.update({f"{key}symbols_md5": symbols, f"{key}frames_md5": frames})
     EXPECTED.write_text(json.dumps(expected, indent=1) + "\n")
@@ -124,6 +130,7 @@ def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monk
     header = bitstream.unpack(data).header
     assert data[len(bitstream.MAGIC)] == bitstream.FORMAT_VERSION
     assert header.numeric_profile == profile
+    assert (bitstream.unpack(data).quality_map == MAP.write()) == (key == "map_")
     symbols, frames = _decode(data, monkeypatch)
     assert symbols == expected[f"{key}symbols_md5"]
     assert frames == expected[f"{key}frames_md5"] and len(frames) == 3
@@ -139,7 +146,7 @@ def test_perturbed_float_paths_decode_the_same_symbols(expected, monkeypatch, ke
 def test_the_skip_profile_codes_fewer_symbols(expected):
     """The golden streams exercise the skip: the tiny model's scales reach index 0, and the skip
     stream carries fewer y bytes than the stream of the same clip that codes every element."""
-    full, skip = (bitstream.unpack(STREAMS[k][0].read_bytes()) for k in STREAMS)
+    full, skip = (bitstream.unpack(STREAMS[k][0].read_bytes()) for k in ("", "skip_"))
     y_bytes = [sum(len(s.y) for f in st.frames for s in f.latents) for st in (full, skip)]
     assert y_bytes[1] < y_bytes[0]
 

@@ -68,6 +68,26 @@ def test_scale_level_blurs():
     assert torch.allclose(scale_space_warp(x, flow, 3, 1.5), vol[:, :, 2], atol=1e-6)
 
 
+def test_quality_map_positions_interpolate_and_extrapolate_below_the_ladder():
+    import torch
+
+    from nvc.models.config import LADDER_BELOW
+    from nvc.models.entropy import LatentCodec
+
+    codec = LatentCodec(2, 2, (0.001, 0.004, 0.016))
+    with torch.no_grad():
+        codec.log_gain.copy_(torch.tensor([[0.0, 1.0], [1.0, 1.5], [3.0, 2.0]]))
+    y = torch.zeros(1, 2, 1, 6)
+    pos = torch.tensor([-3.0, -LADDER_BELOW, -0.5, 0.5, 2.0, 9.0]).reshape(1, 1, 1, 6)
+    g, _ = codec._gains(pos, y)
+    logs = g.log()[0, :, 0]
+    expected = torch.tensor([[-2.0, -2.0, -0.5, 0.5, 3.0, 3.0],  # the first segment's slope below
+                             [0.0, 0.0, 0.75, 1.25, 2.0, 2.0]])  # rung 0; clamped at both ends
+    assert torch.allclose(logs, expected, atol=1e-6)
+    assert torch.allclose(codec._gains(torch.tensor([1]), y)[0][0, :, 0, 0].log(),
+                          torch.tensor([1.0, 1.5]))
+
+
 def test_gains_move_to_a_new_rate_ladder():
     from nvc.models.entropy import remap_log_gains
 

@@ -103,8 +103,12 @@ def test_quality_map_moves_the_region_up_and_keeps_the_expected_size():
     assert (flat == 2.0).all()  # all region and no background: the map changes nothing
     capped = map_positions(quality_map(mask, quality=4, boost=2.0, qualities=4, padded_hw=(64, 64)))
     assert capped.max() == 3.0 and (capped == 3.0).all()  # the top rung: nothing moves
-    floor = map_positions(quality_map(mask, quality=1, boost=1.0, qualities=4, padded_hw=(64, 64)))
-    assert floor[0, 0] == 1.0 and floor[3, 3] == 0.0  # the bottom rung cannot pay
+    low = quality_map(mask, quality=1, boost=1.0, qualities=4, padded_hw=(64, 64))
+    low_pos = map_positions(low)  # below the first rung (LADDER_BELOW), the background pays
+    assert low.origin == 64 and low_pos[0, 0] == 1.0 and -2.0 < low_pos[3, 3] < 0.0
+    assert (RATE_PER_RUNG ** low_pos).mean() == pytest.approx(1.0, abs=0.01)
+    floor = map_positions(quality_map(mask, quality=1, boost=3.0, qualities=4, padded_hw=(64, 64)))
+    assert floor[0, 0] == 3.0 and floor[3, 3] == -2.0  # the floor: the background cannot pay
 
 
 def test_a_constant_map_codes_like_its_quality(tiny_model, small_video):
@@ -117,6 +121,20 @@ def test_a_constant_map_codes_like_its_quality(tiny_model, small_video):
     with_map, plain = encode(small_video, model, entry, 2, qmap=qm), encode(small_video, model, entry, 2)
     assert all(np.array_equal(a, b) for a, b in zip(with_map.reconstruction, plain.reconstruction))
     assert bitstream.unpack(with_map.data).unit_bytes["quality_map"] > 0
+
+
+def test_a_map_below_the_first_rung_decodes_as_encoded(tiny_model, small_video):
+    from nvc import bitstream
+    from nvc.codec import decode_stream, encode
+
+    model, entry = tiny_model
+    values = np.array([0, 16, 32, 64, 96] * 6 + [64, 64], np.uint8)  # positions -2 .. 1 (origin 64)
+    qm = bitstream.QualityMap(4, 8, values.tobytes(), origin=64)
+    coded = encode(small_video, model, entry, 1, qmap=qm)
+    decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
+    assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, decoded.frames))
+    plain = encode(small_video, model, entry, 1)
+    assert not all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, plain.reconstruction))
 
 
 def test_encode_with_a_region_decodes_and_favours_it(tmp_path, capsys):

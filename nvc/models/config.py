@@ -9,6 +9,12 @@ from dataclasses import dataclass
 # loss = lambda * 255^2 * MSE + bpp  (one variable-rate model, one gain vector per quality).
 DEFAULT_LAMBDAS = (0.013, 0.025, 0.0483, 0.0932)
 
+# A quality map's positions may lie this many rungs below the first: the log gains extend the first
+# segment's slope. Measured (ssf-small-v5, BasketballPass, 12 frames): each rung down halves the
+# rate as the ladder's rungs do (-1: 3,326 B, 22.5 dB; -2: 1,794 B, 20.0 dB; rung 1: 6,274 B,
+# 25.1 dB); above the top the quality saturates (+1 rung: +60% rate for +0.34 dB), so it stops there.
+LADDER_BELOW = 2.0
+
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -16,6 +16,7 @@ from compressai.models.utils import update_registered_buffers
 from torch import Tensor, nn
 
 from ..bitstream import DEFAULT_PROFILE, LatentStrings, NumericProfile
+from .config import LADDER_BELOW
 from .exact import ExactHyperSynthesis
 from .layers import hyper_analysis, hyper_synthesis
 from .range_coder import TableCoder, readable
@@ -74,10 +75,12 @@ class LatentCodec(nn.Module):
     def _gains(self, q: Tensor | int, y: Tensor) -> tuple[Tensor, Tensor]:
         """Gain and inverse gain of y. q is an int or a (B,) tensor of quality indexes (gains
         (B, M, 1, 1)), or a quality map (B, 1, h, w) of positions on the ladder, 0 .. Q - 1, one per
-        latent position: the log gains are interpolated between neighbouring rungs (B, M, h, w)."""
+        latent position: the log gains are interpolated between neighbouring rungs (B, M, h, w), and
+        extrapolated along the first segment down to LADDER_BELOW rungs below the first."""
         if isinstance(q, Tensor) and q.dim() == 4:
-            pos = q.to(y.device, torch.float32)[:, 0].clamp(0, self.log_gain.shape[0] - 1)
-            lo = pos.floor().long().clamp(max=max(self.log_gain.shape[0] - 2, 0))
+            pos = q.to(y.device, torch.float32)[:, 0].clamp(-LADDER_BELOW,
+                                                            self.log_gain.shape[0] - 1)
+            lo = pos.floor().long().clamp(0, max(self.log_gain.shape[0] - 2, 0))
             t = (pos - lo)[..., None]  # (B, h, w, 1)
 
             def interp(table: Tensor) -> Tensor:
