@@ -3,7 +3,8 @@ peak is bounded by the model and a GOP, not by the number of frames.
 
 Each measurement is a fresh process running the CLI's own `main`, which then prints its peak RSS
 (`ru_maxrss`) as its last line of stderr. The clip is the demo's synthetic motion rendered at
-the requested size and written once as y4m.
+the requested size and written once as y4m (`--input mp4`: then encoded to H.264 by PyAV's
+FFmpeg, which nvc decodes while it codes).
 
 Example:
     python -m benchmarks.memory --size 416x240 --frames 24,600
@@ -36,6 +37,16 @@ def _write_clip(path: Path, frames: int, w: int, h: int) -> None:
                     fr.v.tobytes())
 
 
+def _to_mp4(y4m: Path) -> Path:
+    """The y4m re-encoded to H.264 one frame at a time; the y4m is deleted."""
+    from nvc.io import read_video, write_video
+
+    mp4 = y4m.with_suffix(".mp4")
+    write_video(mp4, read_video(y4m, lazy=True))
+    y4m.unlink()
+    return mp4
+
+
 _CHILD = ("import resource, sys; from nvc.cli import main; code = main(sys.argv[1:]); "
           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); "
           "sys.exit(code)")
@@ -57,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", default="416x240", help="WxH of the rendered clip (default 416x240)")
     p.add_argument("--frames", default="24,600", help="clip lengths (default 24,600)")
     p.add_argument("--quality", default="1")
+    p.add_argument("--input", choices=("y4m", "mp4"), default="y4m", help="the clip's container")
+    p.add_argument("--eval", action="store_true", help="also `nvc eval` (encode, decode, score)")
     p.add_argument("--weights", default=None, help="a weights file instead of the shipped base")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
@@ -69,10 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             clip, stream, out = (Path(tmp) / f"c{n}.y4m", Path(tmp) / f"c{n}.nvc",
                                  Path(tmp) / f"d{n}.y4m")
             _write_clip(clip, n, w, h)
+            if args.input == "mp4":
+                clip = _to_mp4(clip)
             enc = _peak_rss_mib(["encode", str(clip), "-o", str(stream), "--quality",
                                  args.quality, *extra])
             dec = _peak_rss_mib(["decode", str(stream), "-o", str(out), *extra])
-            rows.append({"frames": n, "size": f"{w}x{h}", "encode_peak_rss_mib": round(enc, 1),
+            ev = _peak_rss_mib(["eval", str(clip), "--quality", args.quality, *extra]) \
+                if args.eval else None
+            rows.append({"frames": n, "size": f"{w}x{h}", "input": args.input,
+                         "eval_peak_rss_mib": None if ev is None else round(ev, 1),
+                         "encode_peak_rss_mib": round(enc, 1),
                          "decode_peak_rss_mib": round(dec, 1),
                          "clip_mib": round(clip.stat().st_size / 2**20, 1)})
             for f in (clip, stream, out):
@@ -80,15 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print(f"{'frames':>6} {'size':>9} {'clip MiB':>9} {'encode peak MiB':>16} "
-              f"{'decode peak MiB':>16}")
+        print(f"{'frames':>6} {'size':>9} {'input':>5} {'clip MiB':>9} {'encode peak MiB':>16} "
+              f"{'decode peak MiB':>16} {'eval peak MiB':>14}")
         for r in rows:
-            print(f"{r['frames']:>6} {r['size']:>9} {r['clip_mib']:>9} "
-                  f"{r['encode_peak_rss_mib']:>16} {r['decode_peak_rss_mib']:>16}")
+            print(f"{r['frames']:>6} {r['size']:>9} {r['input']:>5} {r['clip_mib']:>9} "
+                  f"{r['encode_peak_rss_mib']:>16} {r['decode_peak_rss_mib']:>16} "
+                  f"{r['eval_peak_rss_mib'] or '-':>14}")
         first, last = rows[0], rows[-1]
         print(f"ratio {last['frames']} / {first['frames']} frames: encode "
               f"{last['encode_peak_rss_mib'] / first['encode_peak_rss_mib']:.2f}x, decode "
-              f"{last['decode_peak_rss_mib'] / first['decode_peak_rss_mib']:.2f}x")
+              f"{last['decode_peak_rss_mib'] / first['decode_peak_rss_mib']:.2f}x" + (
+                  f", eval {last['eval_peak_rss_mib'] / first['eval_peak_rss_mib']:.2f}x"
+                  if args.eval else ""))
     return 0
 
 

@@ -267,13 +267,20 @@ def _eval_lines(rows) -> list[str]:
 
 def cmd_eval(args) -> None:
     from .codec import encode
-    from .evaluate import check_bit_exact, evaluate_coded
+    from .evaluate import check_bit_exact, evaluate, evaluate_coded
 
-    video = _read_input(args)
+    # plain coding streams the clip; adaptation and the region and task metrics need all of it
+    streaming = not (args.adapt or args.roi or args.task_model)
+    video = _read_input(args, lazy=streaming)
     _check_roi(args)
     model, entry = _load(args)
     rows, adapted, notes, regions = [], [], [], {}
     for q in args.quality:
+        if streaming:
+            rows.append(evaluate(video, model, entry, q, args.intra_period,
+                                 progress=_progress(f"q{q}")))
+            regions[("base", q)] = {}
+            continue
         base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
                       qmap=_quality_map(args, video, model, q))
         rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}")))

@@ -2,16 +2,28 @@
 benchmarks report. Every rate is the coded file's size; every codec is scored by `measure`."""
 from __future__ import annotations
 
+import hashlib
+import time
 from dataclasses import asdict, dataclass
+from io import BytesIO
 
 import numpy as np
 
 from . import bitstream
 from .bitstream import DEFAULT_PROFILE, NumericProfile
-from .codec import CodedVideo, DecodedVideo, decode_stream, encode, quantize_8bit, source_rgb
+from .codec import (
+    CodedVideo,
+    DecodedVideo,
+    code_frames,
+    decode_stream,
+    iter_decoded,
+    quantize_8bit,
+    sequence_header,
+    source_rgb,
+)
 from .errors import NvcError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
-from .metrics import bpp, ms_ssim, psnr_rgb_db, psnr_yuv_db
+from .metrics import bpp, mean_yuv, ms_ssim, plane_psnr_db, psnr_db
 from .models.ssf import SSF
 from .zoo import ZooEntry
 
@@ -26,22 +38,54 @@ class Quality:
     ms_ssim: float
 
 
+class Scores:
+    """The metrics of `measure`, gathered one frame at a time (so a clip need not be held)."""
+
+    def __init__(self, matrix: ColourMatrix = ColourMatrix.BT709):
+        self.matrix = matrix
+        self.rgb: list[float] = []
+        self.planes: list[dict[str, float]] = []
+        self.ssim: list[float] = []
+
+    def add(self, source: YUVFrame, decoded_rgb: np.ndarray | None = None,
+            decoded_yuv: YUVFrame | None = None) -> None:
+        """One frame: the decoder's native output, RGB (nvc) or YUV (x264/x265)."""
+        if decoded_rgb is None:
+            if decoded_yuv is None:
+                raise ValueError("measure needs the decoded frames as RGB or as YUV")
+            decoded_rgb = quantize_8bit(yuv_to_rgb(decoded_yuv, self.matrix))
+        if decoded_yuv is None:
+            decoded_yuv = rgb_to_yuv(decoded_rgb, self.matrix)
+        src_rgb = source_rgb(source, self.matrix)
+        self.rgb.append(psnr_db(src_rgb, decoded_rgb))
+        self.planes.append(plane_psnr_db(source, decoded_yuv))
+        self.ssim.append(ms_ssim([src_rgb], [decoded_rgb]))
+
+    def quality(self, num_bytes: int, width: int, height: int) -> Quality:
+        if not self.rgb:
+            raise ValueError("no frames were scored")
+        yuv = mean_yuv(self.planes)
+        return Quality(num_bytes, bpp(num_bytes, width, height, len(self.rgb)),
+                       float(np.mean(self.rgb)), yuv["yuv"], yuv["y"], float(np.mean(self.ssim)))
+
+
 def measure(source: Video, num_bytes: int, decoded_rgb: list[np.ndarray] | None = None,
             decoded_yuv: list[YUVFrame] | None = None,
             matrix: ColourMatrix = ColourMatrix.BT709) -> Quality:
     """Score a decoded clip against its source. Give the decoder's native output: RGB for nvc
     (converted to 4:2:0 for PSNR-YUV), YUV for x264/x265 (converted to RGB for PSNR-RGB)."""
-    if decoded_rgb is None:
-        if decoded_yuv is None:
-            raise ValueError("measure needs the decoded frames as RGB or as YUV")
-        decoded_rgb = [quantize_8bit(yuv_to_rgb(f, matrix)) for f in decoded_yuv]
-    if decoded_yuv is None:
-        decoded_yuv = [rgb_to_yuv(f, matrix) for f in decoded_rgb]
-    src_rgb = [source_rgb(f, matrix) for f in source.frames]
-    yuv = psnr_yuv_db(list(source.frames), decoded_yuv)
-    return Quality(num_bytes, bpp(num_bytes, source.width, source.height, len(source.frames)),
-                   psnr_rgb_db(src_rgb, decoded_rgb), yuv["yuv"], yuv["y"],
-                   ms_ssim(src_rgb, decoded_rgb))
+    if decoded_rgb is None and decoded_yuv is None:
+        raise ValueError("measure needs the decoded frames as RGB or as YUV")
+    scores = Scores(matrix)
+    count = len(decoded_rgb if decoded_rgb is not None else decoded_yuv)  # type: ignore[arg-type]
+    for i, frame in enumerate(source.frames):
+        if i == count:
+            raise ValueError(f"{count} decoded frames for a longer source")
+        scores.add(frame, None if decoded_rgb is None else decoded_rgb[i],
+                   None if decoded_yuv is None else decoded_yuv[i])
+    if len(scores.rgb) != count:
+        raise ValueError(f"{count} decoded frames for {len(scores.rgb)} source frames")
+    return scores.quality(num_bytes, source.width, source.height)
 
 
 @dataclass
@@ -90,6 +134,28 @@ def check_bit_exact(results: list[EvalResult]) -> None:
 def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
              matrix: ColourMatrix = ColourMatrix.BT709, progress=None,
              profile: NumericProfile = DEFAULT_PROFILE) -> EvalResult:
+    """Encode, decode from the bytes and score, frame by frame: only the bytes, a digest of every
+    reconstruction and the metrics are kept, so a clip of any length (a lazily read one) needs the
+    memory of a few frames. The decoded frames must equal the encoder's reconstructions."""
     kw = {"progress": progress} if progress else {}
-    coded = encode(video, model, entry, quality, intra_period, matrix, profile=profile, **kw)
-    return evaluate_coded(video, coded, model, entry, quality, matrix, progress)
+    t0 = time.perf_counter()
+    sink = BytesIO()
+    sink.write(bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
+                                                   matrix, profile)))
+    digests = []
+    for cf, rgb in code_frames(video, model, quality, intra_period, matrix, profile=profile, **kw):
+        sink.write(bitstream.pack_frame(cf))
+        digests.append(hashlib.sha256(rgb.tobytes()).digest())
+    encode_seconds, data = time.perf_counter() - t0, sink.getvalue()
+    t0 = time.perf_counter()
+    scores, exact, count = Scores(matrix), True, 0
+    decoded = iter_decoded(bitstream.unpack(data), model, entry, **kw)
+    for source, rgb in zip(video.frames, decoded, strict=True):
+        exact = exact and hashlib.sha256(rgb.tobytes()).digest() == digests[count]
+        scores.add(source, decoded_rgb=rgb)
+        count += 1
+    decode_seconds = time.perf_counter() - t0  # scoring included
+    q = scores.quality(len(data), video.width, video.height)
+    return EvalResult(quality=quality, frames=count, width=video.width, height=video.height,
+                      **asdict(q), encode_seconds=encode_seconds, decode_seconds=decode_seconds,
+                      bit_exact=exact and count == len(digests))

@@ -8,6 +8,7 @@ import itertools
 import os
 import re
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from fractions import Fraction
@@ -263,30 +264,58 @@ def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool =
     return Video(out, fps, str(path), (w, h))
 
 
-def read_av(path: Path, start: int = 0, frames: int | None = None) -> Video:
+@contextmanager
+def _av_opened(path: Path) -> Iterator:
+    """The PyAV container of `path`; every failure of the file inside the block, decoding included,
+    is an InputError."""
     import av  # PyAV bundles FFmpeg
 
-    out: list[YUVFrame] = []
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise InputError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or Fraction(25)
-            full_range = False
-            for index, frame in enumerate(container.decode(video=0)):
-                if index < start:
-                    continue
-                if frames is not None and len(out) >= frames:
-                    break
-                full_range = full_range or frame.format.name.startswith("yuvj") or \
-                    getattr(frame, "color_range", 1) == 2
-                out.append(_av_frame_to_yuv(frame, full_range))
+            yield container
     except InputError:
         raise
     except Exception as e:  # PyAV raises many kinds: InvalidDataError, FileNotFoundError, ...
         raise InputError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
-    return Video(out, Fraction(rate), str(path))
+
+
+def _av_decoded(path: Path, start: int, frames: int | None) -> Iterator:
+    """PyAV's decoded frames `start` .. `start + frames` of the first video stream."""
+    with _av_opened(path) as container:
+        stop = None if frames is None else start + frames
+        yield from itertools.islice(container.decode(video=0), start, stop)
+
+
+def _av_frames(path: Path, start: int, frames: int | None) -> Iterator[YUVFrame]:
+    full_range = False
+    for frame in _av_decoded(path, start, frames):
+        full_range = full_range or frame.format.name.startswith("yuvj") or \
+            getattr(frame, "color_range", 1) == 2
+        yield _av_frame_to_yuv(frame, full_range)
+
+
+def _av_rate(path: Path) -> Fraction:
+    with _av_opened(path) as container:
+        stream = container.streams.video[0]
+        return Fraction(stream.average_rate or stream.guessed_rate or Fraction(25))
+
+
+def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
+    """Anything PyAV (FFmpeg) decodes. With `lazy`, a first pass decodes the frames only to count
+    them (a stream header's frame count cannot be trusted), and the frames are decoded again, one
+    at a time, while iterated: memory bounded by a frame, for twice the (FFmpeg) decoding time."""
+    rate = _av_rate(path)
+    if not lazy:
+        return Video(list(_av_frames(path, start, frames)), rate, str(path))
+    count, size = 0, None
+    for frame in _av_decoded(path, start, frames):
+        if size is None:
+            size = (frame.width, frame.height)
+            check_frame_size(*size, path)
+        count += 1
+    return Video(LazyFrames(count, lambda: _av_frames(path, start, frames)), rate, str(path), size)
 
 
 def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
@@ -305,8 +334,9 @@ def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
 def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
                fps: Fraction | None = None, start: int = 0, frames: int | None = None,
                lazy: bool = False) -> Video:
-    """Read any supported input; raises InputError with a one-line reason. With `lazy`, raw .yuv
-    and y4m frames are read from disk one at a time while iterated (memory bounded by a frame)."""
+    """Read any supported input; raises InputError with a one-line reason. With `lazy`, frames are
+    read from disk (or decoded, nvc.io.read_av) one at a time while iterated (memory bounded by a
+    frame)."""
     path = Path(path)
     _check_range(start, frames)
     if not path.exists():
@@ -319,7 +349,7 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     elif suffix == Y4M_SUFFIX:
         video = read_y4m(path, start, frames, lazy)
     else:
-        video = read_av(path, start, frames)
+        video = read_av(path, start, frames, lazy)
     if not len(video.frames):
         raise InputError(f"{path}: no frames to read")
     if fps is not None:

@@ -22,13 +22,19 @@ def psnr_rgb_db(src: list[np.ndarray], dec: list[np.ndarray]) -> float:
     return float(np.mean([psnr_db(a, b) for a, b in zip(src, dec, strict=True)]))
 
 
+def plane_psnr_db(a: YUVFrame, b: YUVFrame) -> dict[str, float]:
+    """PSNR (peak 255) of each plane of one frame."""
+    return {name: psnr_db(getattr(a, name), getattr(b, name), 255.0) for name in ("y", "u", "v")}
+
+
 def psnr_yuv_db(src: list[YUVFrame], dec: list[YUVFrame]) -> dict[str, float]:
     """Per-plane PSNR (peak 255) averaged over frames, and (6 Y + U + V) / 8."""
-    planes: dict[str, list[float]] = {"y": [], "u": [], "v": []}
-    for a, b in zip(src, dec, strict=True):
-        for name in planes:
-            planes[name].append(psnr_db(getattr(a, name), getattr(b, name), 255.0))
-    out = {k: float(np.mean(v)) for k, v in planes.items()}
+    return mean_yuv([plane_psnr_db(a, b) for a, b in zip(src, dec, strict=True)])
+
+
+def mean_yuv(frames: list[dict[str, float]]) -> dict[str, float]:
+    """Per-frame plane PSNRs (plane_psnr_db) -> their means over frames, and (6 Y + U + V) / 8."""
+    out = {k: float(np.mean([f[k] for f in frames])) for k in ("y", "u", "v")}
     wy, wu, wv = PSNR_YUV_WEIGHTS
     out["yuv"] = (wy * out["y"] + wu * out["u"] + wv * out["v"]) / (wy + wu + wv)
     return out

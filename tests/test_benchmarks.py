@@ -167,3 +167,13 @@ def test_roi_benchmark_reads_the_mse_curve_at_equal_size():
     assert at_size(curve, 4100, "psnr") == 30.0
     assert at_size(curve, 960, "psnr") is None and at_size(curve, 4150, "psnr") is None
     assert 29.99 < at_size(curve, 3990, "psnr") < 30.0
+
+
+def test_memory_benchmark_codes_an_mp4_input(tiny_weights, capsys):
+    from benchmarks.memory import main as memory_main
+
+    assert memory_main(["--size", "64x64", "--frames", "2,3", "--input", "mp4", "--eval", "--weights",
+                        str(tiny_weights), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["frames"] for r in rows] == [2, 3] and all(r["input"] == "mp4" for r in rows)
+    assert all(r[f"{c}_peak_rss_mib"] > 10 for r in rows for c in ("encode", "decode", "eval"))

@@ -301,6 +301,16 @@ def test_eval_refuses_a_decode_that_is_not_bit_exact(clip_y4m, tiny_weights, cap
         return out
 
     monkeypatch.setattr(evaluate_module, "decode_stream", off_by_one)
-    code, _, err = _run(["eval", str(clip_y4m), "--quality", "1", "--weights", str(tiny_weights)],
-                        capsys)
-    assert code == 1 and "differs from the encoder's reconstruction at quality 1" in err
+    real_iter = evaluate_module.iter_decoded
+
+    def last_off_by_one(*a, **kw):  # the streaming path (no --adapt, --roi or --task-model)
+        frames = list(real_iter(*a, **kw))
+        frames[-1] = frames[-1].copy()
+        frames[-1][0, 0, 0] = (frames[-1][0, 0, 0] * 255 + 1) % 256 / 255
+        return iter(frames)
+
+    monkeypatch.setattr(evaluate_module, "iter_decoded", last_off_by_one)
+    for extra in ([], ["--adapt", "--adapt-steps", "1"]):
+        code, _, err = _run(["eval", str(clip_y4m), "--quality", "1", "--weights",
+                             str(tiny_weights), *extra], capsys)
+        assert code == 1 and "differs from the encoder's reconstruction at quality 1" in err

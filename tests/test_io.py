@@ -86,9 +86,10 @@ def test_frame_range(tmp_path):
     (lambda d: _write(d / "junk.mp4", b"not a video at all" * 10), "cannot decode"),
     (lambda d: _write(d / "bad.y4m", b"P6 something\n"), "not a y4m"),
 ])
-def test_bad_inputs(tmp_path, setup, message):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_bad_inputs(tmp_path, setup, message, lazy):
     with pytest.raises(InputError, match=message):
-        read_video(setup(tmp_path))
+        read_video(setup(tmp_path), lazy=lazy)
 
 
 def test_zero_frames_after_start(tmp_path):
@@ -118,9 +119,12 @@ def test_reads_shared_full_range_h264():
     v = read_video(shared_clip("street_1920x1080_f54_h264.264"), frames=2)
     assert (v.width, v.height, len(v.frames)) == (1920, 1080, 2)
     assert 16 <= v.frames[0].y.min() and v.frames[0].y.max() <= 235  # full range mapped to limited
+    lazy = read_video(shared_clip("street_1920x1080_f54_h264.264"), frames=2, lazy=True)
+    assert (lazy.width, lazy.height, len(lazy.frames)) == (1920, 1080, 2)
+    assert all(np.array_equal(a.y, b.y) for a, b in zip(lazy.frames, v.frames, strict=True))
 
 
-@pytest.mark.parametrize("suffix", ["y4m", "yuv"])
+@pytest.mark.parametrize("suffix", ["y4m", "yuv", "mp4"])
 def test_lazy_reading_gives_the_same_frames(suffix, tmp_path):
     from nvc.io import LazyFrames, read_video, write_video
 
