@@ -77,16 +77,19 @@ def encoder_version(stream: bytes) -> str:
 class AnchorResult:
     data_bytes: int
     version: str
-    decoded: Video
+    decoded: Video  # read lazily from a y4m in `folder`, which lives as long as this result
     encode_seconds: float
     decode_seconds: float
+    folder: tempfile.TemporaryDirectory | None = None
 
 
 def run_anchor(source: Video, anchor: Anchor, crf: int, intra_period: int) -> AnchorResult:
-    """Encode `source` (8-bit 4:2:0) to an elementary stream, decode it back; bytes = whole stream."""
+    """Encode `source` (8-bit 4:2:0) to an elementary stream, decode it back; bytes = whole stream.
+    The decoded clip is read lazily from a temporary folder that lives as long as the result."""
     exe = ffmpeg_exe()
-    with tempfile.TemporaryDirectory() as tmp:
-        src, coded, back = Path(tmp) / "src.y4m", Path(tmp) / "coded.bin", Path(tmp) / "back.y4m"
+    folder = tempfile.TemporaryDirectory()
+    src, coded, back = (Path(folder.name) / n for n in ("src.y4m", "coded.bin", "back.y4m"))
+    try:
         write_video(src, source)
         fmt = "h264" if anchor.encoder == "libx264" else "hevc"
         t0 = time.perf_counter()
@@ -100,6 +103,10 @@ def run_anchor(source: Video, anchor: Anchor, crf: int, intra_period: int) -> An
          .global_args("-hide_banner", "-loglevel", "error", "-nostdin")
          .run(cmd=exe, overwrite_output=True, capture_stdout=True, capture_stderr=True))
         t2 = time.perf_counter()
-        decoded = read_video(back)
+        src.unlink()
         data = coded.read_bytes()
-        return AnchorResult(len(data), encoder_version(data), decoded, t1 - t0, t2 - t1)
+        decoded = read_video(back, lazy=True)  # frame by frame, like the source
+    except BaseException:
+        folder.cleanup()
+        raise
+    return AnchorResult(len(data), encoder_version(data), decoded, t1 - t0, t2 - t1, folder)

@@ -131,7 +131,7 @@ def _run(args) -> int:
     bar = tqdm(total=len(jobs), desc="points", unit="point", file=sys.stderr)
     for seq in seqs:
         source = read_video(root / seq.file, size=seq.size, fps=seq.fps,
-                            frames=min(cond.frames, seq.frames))
+                            frames=min(cond.frames, seq.frames), lazy=True)  # frame by frame
         for _, codec, point in [j for j in jobs if j[0] is seq]:
             bar.set_postfix_str(f"{seq.name} {codec} {point}")
             records.append(run_point(seq, source, codec, point, cond, out / "points"))

@@ -274,7 +274,8 @@ def cmd_eval(args) -> None:
     video = _read_input(args, lazy=streaming)
     _check_roi(args)
     model, entry = _load(args)
-    rows, adapted, notes, regions = [], [], [], {}
+    rows, adapted, notes = [], [], []
+    regions: dict[tuple[str, int], dict] = {}
     for q in args.quality:
         if streaming:
             rows.append(evaluate(video, model, entry, q, args.intra_period,

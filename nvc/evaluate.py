@@ -3,7 +3,9 @@ benchmarks report. Every rate is the coded file's size; every codec is scored by
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from io import BytesIO
 
@@ -77,14 +79,14 @@ def measure(source: Video, num_bytes: int, decoded_rgb: list[np.ndarray] | None 
     if decoded_rgb is None and decoded_yuv is None:
         raise ValueError("measure needs the decoded frames as RGB or as YUV")
     scores = Scores(matrix)
-    count = len(decoded_rgb if decoded_rgb is not None else decoded_yuv)  # type: ignore[arg-type]
-    for i, frame in enumerate(source.frames):
-        if i == count:
-            raise ValueError(f"{count} decoded frames for a longer source")
-        scores.add(frame, None if decoded_rgb is None else decoded_rgb[i],
-                   None if decoded_yuv is None else decoded_yuv[i])
-    if len(scores.rgb) != count:
-        raise ValueError(f"{count} decoded frames for {len(scores.rgb)} source frames")
+    decoded: Iterable[tuple[np.ndarray | None, YUVFrame | None]] = \
+        ((f, None) for f in decoded_rgb) if decoded_rgb is not None else \
+        ((None, f) for f in decoded_yuv or ())
+    # in step, so that lazily read clips (nvc.io.LazyFrames) are read once, a frame at a time
+    for frame, pair in itertools.zip_longest(source.frames, decoded):
+        if frame is None or pair is None:
+            raise ValueError("the decoded clip and its source differ in length")
+        scores.add(frame, *pair)
     return scores.quality(num_bytes, source.width, source.height)
 
 

@@ -36,7 +36,8 @@ def test_measure_is_the_mean_of_per_frame_scores():
     assert q.psnr_rgb_db == pytest.approx(np.mean([s.psnr_rgb_db for s in single]))
     assert q.ms_ssim == pytest.approx(np.mean([s.ms_ssim for s in single]))
     assert q.bpp == pytest.approx(single[0].bpp)
-    with pytest.raises(ValueError, match="1 decoded frames for a longer source"):
-        measure(video, 100, decoded_yuv=other.frames[:1])
+    for decoded in (other.frames[:1], other.frames * 2):
+        with pytest.raises(ValueError, match="the decoded clip and its source differ in length"):
+            measure(video, 100, decoded_yuv=decoded)
     with pytest.raises(ValueError, match="no frames were scored"):
         Scores().quality(100, 48, 48)
