@@ -94,7 +94,8 @@ def cmd_encode(args) -> None:
     from .metrics import bpp
 
     _check_roi(args)
-    video = _read_input(args, lazy=not args.adapt and not args.roi)  # plain coding streams
+    # coding streams the clip; the fit and the gradient map need all of it
+    video = _read_input(args, lazy=not args.adapt and args.roi != "gradient")
     model, entry = _load(args)
     extra, lines = {}, []
     with AtomicFile(args.output) as tmp:

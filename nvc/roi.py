@@ -22,7 +22,7 @@ ROI_THRESHOLD = 0.5  # mask values above this are the region for ROI-PSNR
 
 
 def load_mask(path: str | Path, frames: int, width: int, height: int) -> np.ndarray:
-    """(frames, height, width) float32 in [0, 1], resized to the clip's frame size."""
+    """(frames, height, width) float32 in [0, 1], resized to the clip's frame size (read-only)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such mask file")
@@ -33,7 +33,8 @@ def load_mask(path: str | Path, frames: int, width: int, height: int) -> np.ndar
             img = Image.open(path).convert("L").resize((width, height), Image.Resampling.BILINEAR)
         except (UnidentifiedImageError, OSError) as e:
             raise InputError(f"{path}: cannot read the mask image ({e})") from None
-        return np.repeat((np.asarray(img, np.float32) / 255)[None], frames, axis=0)
+        # one map for every frame: a read-only view, not `frames` copies (5 GiB for 600 of 1080p)
+        return np.broadcast_to((np.asarray(img, np.float32) / 255)[None], (frames, height, width))
     from .io import read_video
 
     video = read_video(path, frames=frames)

@@ -20,6 +20,10 @@ def test_mask_image_is_resized_and_repeated(tmp_path):
     mask = load_mask(_mask_png(tmp_path / "m.png", 28, 20), frames=3, width=56, height=40)
     assert mask.shape == (3, 40, 56) and mask.dtype == np.float32
     assert 0.2 < (mask > 0.5).mean() < 0.3 and mask.max() == pytest.approx(1)
+    long = load_mask(_mask_png(tmp_path / "m.png", 28, 20), frames=100_000, width=1920,
+                     height=1080)  # one map shared by every frame, not 100,000 copies
+    assert long.shape == (100_000, 1080, 1920) and long.base is not None and long.nbytes > 2 ** 39
+    assert not long.flags.writeable
 
 
 def test_mask_errors_are_input_errors(tmp_path):
