@@ -177,3 +177,18 @@ def test_memory_benchmark_codes_an_mp4_input(tiny_weights, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["frames"] for r in rows] == [2, 3] and all(r["input"] == "mp4" for r in rows)
     assert all(r[f"{c}_peak_rss_mib"] > 10 for r in rows for c in ("encode", "decode", "eval"))
+
+
+def test_train_speed_times_full_training_steps(tmp_path, capsys):
+    from benchmarks.train_speed import main as train_speed_main
+
+    out = tmp_path / "rows.json"
+    assert train_speed_main(["--device", "cpu", "--batch", "1,2", "--crop", "64", "--frames", "2",
+                             "--steps", "1", "--warmup", "0", "--precision", "fp32",
+                             "--channels-last", "0", "--arch", "ssf-tiny", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["batch"] for r in rows] == [1, 2] and all(r["steps_per_s"] > 0 for r in rows)
+    assert rows[1]["mpixels_per_s"] == pytest.approx(
+        rows[1]["steps_per_s"] * 2 * 2 * 64 * 64 / 1e6, rel=0.05)
+    assert train_speed_main(["--device", "cpu", "--crop", "100"]) == 1
+    assert "--crop a multiple of 64" in capsys.readouterr().err
