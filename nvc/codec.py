@@ -187,17 +187,22 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
 
 def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality: int,
               intra_period: int = 12, matrix: ColourMatrix = ColourMatrix.BT709,
-              progress: Progress = _no_progress, qmap: QualityMap | None = None
-              ) -> tuple[int, float]:
+              progress: Progress = _no_progress, qmap: QualityMap | None = None,
+              profile: NumericProfile = DEFAULT_PROFILE,
+              on_reconstruction: Callable[[np.ndarray], None] | None = None) -> tuple[int, float]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
-    reference frame). Returns (bytes written, seconds)."""
+    reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
+    Returns (bytes written, seconds)."""
     _check_settings(video, model, quality, intra_period)
     t0 = time.perf_counter()
     written = sink.write(bitstream.pack_head(
-        sequence_header(video, model, entry, quality, intra_period, matrix),
+        sequence_header(video, model, entry, quality, intra_period, matrix, profile),
         quality_map=None if qmap is None else qmap.write()))
-    for cf, _ in code_frames(video, model, quality, intra_period, matrix, progress, qmap=qmap):
+    for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
+                               qmap):
         written += sink.write(bitstream.pack_frame(cf))
+        if on_reconstruction is not None:
+            on_reconstruction(rgb)
     return written, time.perf_counter() - t0
 
 

@@ -16,11 +16,10 @@ from .bitstream import DEFAULT_PROFILE, NumericProfile
 from .codec import (
     CodedVideo,
     DecodedVideo,
-    code_frames,
     decode_stream,
+    encode_to,
     iter_decoded,
     quantize_8bit,
-    sequence_header,
     source_rgb,
 )
 from .errors import NvcError
@@ -140,15 +139,11 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
     reconstruction and the metrics are kept, so a clip of any length (a lazily read one) needs the
     memory of a few frames. The decoded frames must equal the encoder's reconstructions."""
     kw = {"progress": progress} if progress else {}
-    t0 = time.perf_counter()
-    sink = BytesIO()
-    sink.write(bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
-                                                   matrix, profile)))
-    digests = []
-    for cf, rgb in code_frames(video, model, quality, intra_period, matrix, profile=profile, **kw):
-        sink.write(bitstream.pack_frame(cf))
-        digests.append(hashlib.sha256(rgb.tobytes()).digest())
-    encode_seconds, data = time.perf_counter() - t0, sink.getvalue()
+    sink, digests = BytesIO(), []
+    _, encode_seconds = encode_to(
+        sink, video, model, entry, quality, intra_period, matrix, profile=profile,
+        on_reconstruction=lambda rgb: digests.append(hashlib.sha256(rgb.tobytes()).digest()), **kw)
+    data = sink.getvalue()
     t0 = time.perf_counter()
     scores, exact, count = Scores(matrix), True, 0
     decoded = iter_decoded(bitstream.unpack(data), model, entry, **kw)
