@@ -3,7 +3,9 @@ into network time and entropy-coding time, on CPU and (when present) CUDA.
 
 Entropy-coding time is measured by timing the range coder's calls (compress/decompress of the
 entropy bottleneck and the Gaussian conditional), with the symbols they code; network time is the
-rest. NVC_CODING_THREADS sets the coder's thread count (1 by default).
+rest. NVC_CODING_THREADS sets the coder's thread count (1 by default). With `--decode-ahead N`
+(N > 0) the decoder's entropy stage runs N frames ahead on a second thread (nvc.ahead): its time
+then overlaps the synthesis, and the network time is not derived (decode_network_s is null).
 
 Example:
     python -m benchmarks.speed --frames 4 --sizes 416x240,832x480 --out out/speed.json
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from nvc import bitstream
+from nvc import bitstream, codec
 from nvc.codec import CODING_THREADS, decode_stream, encode
 from nvc.io import Video
 from nvc.models.range_coder import TableCoder
@@ -85,7 +87,7 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(model, entry, size: tuple[int, int], frames: int, device: torch.device,
-            quality: int = 2, profile: str = "skip") -> dict:
+            quality: int = 2, profile: str = "skip", ahead: int = 0) -> dict:
     """Network and entropy-coding seconds; `params_s` (part of the network time) is what computing
     the entropy parameters took: the fixed-point hyper-synthesis for the exact profiles."""
     w, h = size
@@ -100,13 +102,19 @@ def measure(model, entry, size: tuple[int, int], frames: int, device: torch.devi
         enc_coder, enc_symbols = timer.seconds, timer.symbols
         timer.seconds = params.seconds = 0.0
         timer.symbols = 0
-        decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
-        _sync(device)
+        before, codec.DECODE_AHEAD = codec.DECODE_AHEAD, ahead
+        try:
+            decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
+            _sync(device)
+        finally:
+            codec.DECODE_AHEAD = before
         dec_coder, dec_symbols = timer.seconds, timer.symbols
     return {"size": f"{w}x{h}", "device": str(device), "frames": frames, "profile": profile,
             "encode_fps": frames / coded.seconds, "decode_fps": frames / decoded.seconds,
             "encode_network_s": coded.seconds - enc_coder, "encode_entropy_s": enc_coder,
-            "decode_network_s": decoded.seconds - dec_coder, "decode_entropy_s": dec_coder,
+            "decode_ahead": ahead,
+            "decode_network_s": None if ahead else decoded.seconds - dec_coder,
+            "decode_entropy_s": dec_coder,
             "decode_params_s": params.seconds,
             "encode_msymbols_per_s": enc_symbols / max(enc_coder, 1e-9) / 1e6,
             "decode_msymbols_per_s": dec_symbols / max(dec_coder, 1e-9) / 1e6,
@@ -142,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profiles", default="skip",
                    help="profiles to time, comma-separated: skip (the default: exact entropy "
                         "parameters, small scales not coded), exact (all coded), float (format 2)")
+    p.add_argument("--decode-ahead", default="2",
+                   help="frames the entropy stage runs ahead of the synthesis when decoding, "
+                        "comma-separated to compare (0: both stages in turn on one thread; "
+                        "default 2, as nvc decode)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     unknown = sorted(set(args.profiles.split(",")) - set(PROFILES))
@@ -157,14 +169,17 @@ def main(argv: list[str] | None = None) -> int:
         model.to(device)
         for s in args.sizes.split(","):
             w, h = (int(v) for v in s.split("x"))
-            for profile in args.profiles.split(","):
+            for profile, ahead in ((p_, int(a)) for p_ in args.profiles.split(",")
+                                   for a in args.decode_ahead.split(",")):
                 with torch.no_grad():
-                    rows.append(measure(model, entry, (w, h), args.frames, device, profile=profile))
+                    rows.append(measure(model, entry, (w, h), args.frames, device, profile=profile,
+                                        ahead=ahead))
                 r = rows[-1]
+                network = ("overlapped" if ahead else f"{r['decode_network_s']:.2f} s")
                 print(f"{r['device']:>5} {r['size']:>9} {profile:>5}: encode {r['encode_fps']:6.2f} "
                       f"fps (network {r['encode_network_s']:.2f} s, entropy "
-                      f"{r['encode_entropy_s']:.2f} s), decode {r['decode_fps']:6.2f} fps (network "
-                      f"{r['decode_network_s']:.2f} s of which entropy parameters "
+                      f"{r['encode_entropy_s']:.2f} s), decode {r['decode_fps']:6.2f} fps ahead "
+                      f"{ahead} (network {network}, entropy parameters "
                       f"{r['decode_params_s']:.2f} s, entropy {r['decode_entropy_s']:.2f} s), "
                       f"{r['frames']} frames; range coder {r['encode_msymbols_per_s']:.1f} / "
                       f"{r['decode_msymbols_per_s']:.1f} M symbols/s on {CODING_THREADS} "

@@ -22,6 +22,7 @@ from torch import Tensor
 from . import bitstream
 from .adapted import apply_unit
 from .adapters import LAYER_TABLE
+from .ahead import Ahead
 from .bitstream import (
     DEFAULT_PROFILE,
     HASH_PREFIX_BYTES,
@@ -42,6 +43,9 @@ Progress = Callable[[Iterable], Iterable]
 # BasketballPass decoded with 1 and with 2 threads differed in 5 of 6 frames). NVC_CODING_THREADS
 # overrides it; streams then decode bit-exactly only where both sides use the same value.
 CODING_THREADS = int(os.environ.get("NVC_CODING_THREADS", "1"))
+# Frames whose entropy decoding runs ahead of the synthesis, on a second thread (nvc.ahead); 0 runs
+# both stages in turn on one. The exact profiles only: their entropy stage is thread-independent.
+DECODE_AHEAD = int(os.environ.get("NVC_DECODE_AHEAD", "2"))
 
 
 @contextmanager
@@ -247,14 +251,21 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
     qmap = None if stream.quality_map is None else bitstream.QualityMap.read(
         stream.quality_map, (padded[0] // 16, padded[1] // 16), stream.version)
     q = quality_argument(header.quality, qmap, model_device(model))
+    exact = profile != NumericProfile.FLOAT  # float scales would depend on the worker's threads
+
+    @torch.no_grad()  # grad mode is per thread
+    def entropy_stage(cf: CodedFrame) -> list[Tensor]:
+        return model.decode_latents(cf, padded, q, profile)
+
+    frames = Ahead(stream.frames, entropy_stage, DECODE_AHEAD if exact else 0)
     ref: Tensor | None = None
-    for i, cf in enumerate(progress(stream.frames)):
+    for i, (cf, latents) in enumerate(progress(frames)):
         if (i % header.intra_period == 0) != (cf.kind == FrameType.I):
             raise BitstreamError(f"damaged stream: frame {i} has the wrong type for intra period "
                                  f"{header.intra_period}")
         try:
             with pinned_threads():
-                ref = model.decompress(cf, ref, padded, q, profile)
+                ref = model.synthesize(cf.kind, latents(), ref)
         except (RuntimeError, ValueError) as e:  # the range coder on bytes that passed the CRC
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         yield _to_numpy(ref, header.height, header.width)

@@ -97,10 +97,12 @@ def test_speed_reports_network_entropy_and_adaptation(tmp_path):
 
     out = tmp_path / "speed.json"
     assert speed_main(["--frames", "2", "--sizes", "128x64", "--devices", "cpu", "--adapt-steps", "1",
-                       "--out", str(out)]) == 0
+                       "--decode-ahead", "0,2", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
-    row = data["rows"][0]
+    row, ahead = data["rows"]
     assert row["encode_fps"] > 0 and row["encode_entropy_s"] > 0 and row["decode_network_s"] > 0
+    assert ahead["decode_ahead"] == 2 and ahead["decode_network_s"] is None  # overlapped: not derived
+    assert ahead["decode_entropy_s"] > 0 and ahead["decode_fps"] > 0
     assert data["adaptation"][0]["seconds_per_step"] > 0
 
 

@@ -96,13 +96,14 @@ def test_nvc_decode_yields_the_decoders_frames(tiny_model, tiny_weights, small_v
 
 
 def test_coding_runs_on_the_pinned_thread_count(tiny_model, small_video, monkeypatch):
-    """Encoder and decoder run the network on CODING_THREADS threads whatever the caller set."""
+    """Encoder and decoder run the network (the decoder: its synthesis) on CODING_THREADS threads
+    whatever the caller set."""
     from nvc import bitstream
     from nvc.codec import CODING_THREADS
 
     model, entry = tiny_model
     seen = []
-    for name in ("compress_intra", "compress_inter", "decompress"):
+    for name in ("compress_intra", "compress_inter", "synthesize"):
         real = getattr(model, name)
 
         def spy(*a, _real=real, **kw):

@@ -106,6 +106,18 @@ def test_validation_codes_a_gop_at_every_quality(monkeypatch):
     assert all(np.isfinite(v) for v in logged.values()) and logged["val/bpp_q1"] > 0
 
 
+def test_validation_measures_in_float32_under_bf16_training():
+    module = VideoCodecModule(arch="ssf-tiny", stage="joint").eval()
+    clip = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        mse, bpp = module.gop_stats(clip, 1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # as under precision: bf16-mixed
+            mse_bf16, bpp_bf16 = module.gop_stats(clip, 1)
+            mse_raw, _ = module._gop_stats(clip, 1)
+    assert torch.equal(mse, mse_bf16) and torch.equal(bpp, bpp_bf16)
+    assert not torch.equal(mse, mse_raw)  # autocast would have changed the figures
+
+
 @pytest.mark.parametrize("config", sorted((Path(CONFIG).parent).glob("*.yaml")))
 def test_configs_never_train_on_evaluation_clips(config):
     """../shared/videos/MANIFEST.md: a config that reads the shared clips excludes every

@@ -169,7 +169,12 @@ class VideoCodecModule(L.LightningModule):
     @torch.no_grad()
     def gop_stats(self, clip: Tensor, q: int) -> tuple[Tensor, Tensor]:
         """clip: (T, 3, H, W) in [0, 1], any size: code it as one GOP (I then P-frames) with rounded
-        latents. Returns per-frame MSE and bpp, each (T,)."""
+        latents, in float32 whatever the trainer's precision (what the codec does at inference).
+        Returns per-frame MSE and bpp, each (T,)."""
+        with torch.autocast(clip.device.type, enabled=False):
+            return self._gop_stats(clip.float(), q)
+
+    def _gop_stats(self, clip: Tensor, q: int) -> tuple[Tensor, Tensor]:
         h, w = clip.shape[-2:]
         x = pad_to(clip, self.cfg.multiple)
         mse, bpp, ref = [], [], None

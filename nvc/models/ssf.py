@@ -109,18 +109,32 @@ class SSF(nn.Module):
         return (CodedFrame(FrameType.P, [m_strings, r_strings]),
                 self._inter_decode(x_pred, y_m_hat, y_r_hat))
 
-    def decompress(self, frame: CodedFrame, x_ref: Tensor | None, padded_hw: tuple[int, int],
-                   q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
+    def decode_latents(self, frame: CodedFrame, padded_hw: tuple[int, int], q: int | Tensor,
+                       profile: NumericProfile = DEFAULT_PROFILE) -> list[Tensor]:
+        """Entropy decoding alone: the y_hat of each of the frame's latents. It needs no reference
+        frame (each hyperprior sees only its own z), so it can run ahead of `synthesize`."""
         latent_hw = (padded_hw[0] // 16, padded_hw[1] // 16)
-        if frame.kind == FrameType.I:
-            return self._intra_decode(self.intra.latent.decompress(frame.latents[0], latent_hw, q,
-                                                                   profile))
+        codecs = ([self.intra.latent] if frame.kind == FrameType.I
+                  else [self.motion.latent, self.residual.latent])
+        if len(frame.latents) != len(codecs):
+            raise ValueError(f"a {frame.kind.name}-frame has {len(codecs)} latents, "
+                             f"not {len(frame.latents)}")
+        return [c.decompress(s, latent_hw, q, profile) for c, s in zip(codecs, frame.latents)]
+
+    def synthesize(self, kind: FrameType, y_hats: list[Tensor], x_ref: Tensor | None) -> Tensor:
+        """The frame from its decoded latents (and, for a P-frame, the reference)."""
+        if kind == FrameType.I:
+            return self._intra_decode(y_hats[0])
         if x_ref is None:
             raise ValueError("a P-frame needs a reference frame")
-        y_m_hat = self.motion.latent.decompress(frame.latents[0], latent_hw, q, profile)
-        x_pred = self._warp(x_ref, y_m_hat)
-        y_r_hat = self.residual.latent.decompress(frame.latents[1], latent_hw, q, profile)
-        return self._inter_decode(x_pred, y_m_hat, y_r_hat)
+        y_m_hat, y_r_hat = y_hats
+        return self._inter_decode(self._warp(x_ref, y_m_hat), y_m_hat, y_r_hat)
+
+    def decompress(self, frame: CodedFrame, x_ref: Tensor | None, padded_hw: tuple[int, int],
+                   q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
+        if frame.kind == FrameType.P and x_ref is None:
+            raise ValueError("a P-frame needs a reference frame")
+        return self.synthesize(frame.kind, self.decode_latents(frame, padded_hw, q, profile), x_ref)
 
     # -- entropy-model upkeep -----------------------------------------------------------------
     def latent_codecs(self) -> list[LatentCodec]:

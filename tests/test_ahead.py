@@ -1,0 +1,61 @@
+import threading
+
+import numpy as np
+import pytest
+
+from nvc.ahead import Ahead
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_results_come_in_order_paired_with_their_items(depth):
+    got = [(item, get()) for item, get in Ahead(list(range(10)), lambda x: x * x, depth)]
+    assert got == [(x, x * x) for x in range(10)]
+    assert len(Ahead([1, 2, 3], abs, depth)) == 3
+
+
+def test_work_runs_ahead_on_another_thread_and_no_further_than_depth():
+    started = []
+
+    def fn(x):
+        started.append(x)
+        return threading.get_ident()
+
+    frames = iter(Ahead(list(range(10)), fn, 2))
+    _, get = next(frames)
+    assert get() != threading.get_ident()
+    assert max(started) <= 3  # the consumed item, then at most depth + 1 submitted
+
+
+def test_an_error_surfaces_when_its_items_result_is_taken():
+    def fn(x):
+        if x == 3:
+            raise ValueError("bad item")
+        return x
+
+    seen = []
+    with pytest.raises(ValueError, match="bad item"):
+        for item, get in Ahead(list(range(6)), fn, 2):
+            seen.append(item)
+            seen.append(get())
+    assert seen == [0, 0, 1, 1, 2, 2, 3]  # every item before it delivered, then its own error
+
+
+def test_a_consumer_that_stops_early_leaves_no_worker():
+    before = threading.active_count()
+    frames = iter(Ahead(list(range(100)), lambda x: x, 4))
+    next(frames)
+    frames.close()
+    assert threading.active_count() == before
+
+
+def test_decoding_ahead_gives_the_same_frames(tiny_model, small_video, monkeypatch):
+    from nvc import bitstream, codec
+
+    model, entry = tiny_model
+    stream = bitstream.unpack(codec.encode(small_video, model, entry, 2, intra_period=3).data)
+    decoded = {}
+    for depth in (0, 2):
+        monkeypatch.setattr(codec, "DECODE_AHEAD", depth)
+        decoded[depth] = list(codec.iter_decoded(stream, model, entry))
+    assert len(decoded[0]) == len(small_video.frames)
+    assert all(np.array_equal(a, b) for a, b in zip(decoded[0], decoded[2]))
