@@ -12,7 +12,7 @@ import torch
 
 from nvc.adapted import apply_unit, make_unit
 from nvc.adapters import LAYER_TABLE
-from nvc.bitstream import QualityMap
+from nvc.bitstream import QualityMap, Synthesis
 from nvc.codec import CodedVideo, encode, pad_to, rgb_tensor, source_rgb
 from nvc.models.ssf import model_device
 from nvc.io import ColourMatrix, Video
@@ -76,16 +76,19 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     cfg: AdaptConfig, matrix: ColourMatrix = ColourMatrix.BT709,
                     on_step=None, base: CodedVideo | None = None,
                     weights: np.ndarray | None = None,
-                    task: TaskModel | None = None, qmap: QualityMap | None = None) -> AdaptiveResult:
+                    task: TaskModel | None = None, qmap: QualityMap | None = None,
+                    synthesis: Synthesis = Synthesis.FLOAT32) -> AdaptiveResult:
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit and by the keep-or-drop decision
     alike; None for plain MSE. `qmap`: the spatial quality map every candidate file is coded with
-    (nvc.roi.quality_map; the fit itself runs at the scalar quality)."""
+    (nvc.roi.quality_map; the fit itself runs at the scalar quality). `synthesis`: the stream's
+    synthesis precision (the fit runs in float32)."""
     t0 = time.perf_counter()
     lam = model.cfg.lambdas[quality - 1]
     if base is None:
-        base = encode(video, model, entry, quality, intra_period, matrix, qmap=qmap)
+        base = encode(video, model, entry, quality, intra_period, matrix, qmap=qmap,
+                      synthesis=synthesis)
 
     term = None
     if task is not None:  # FMSE in the MSE's units where adaptation starts (nvc.task)
@@ -106,13 +109,13 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     payload = unit.write(LAYER_TABLE)
     merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
     adapted = encode(video, merged, entry, quality, intra_period, matrix, adapters=payload,
-                     qmap=qmap)
+                     qmap=qmap, synthesis=synthesis)
     adapted_cost = cost(adapted)
     candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
     if adapted_cost >= base_cost and fitted.encoder and not cfg.force:
         # The adapters do not pay: the encoder-only fine-tuning alone costs no bits.
         free = encode(video, _with_encoder(model, fitted.encoder), entry, quality, intra_period,
-                      matrix, qmap=qmap)
+                      matrix, qmap=qmap, synthesis=synthesis)
         candidates.append(("encoder-only", free, cost(free)))
     mode, kept, _ = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
     if mode != "adapters":

@@ -70,16 +70,19 @@ def _point(e: EvalResult, codec: str, point: str, version: str) -> PointResult:
                        decode_seconds=e.decode_seconds, version=version)
 
 
-def _run_base(name: str, profile: str) -> Callable[[Video, str, Conditions], PointResult]:
+def _run_base(name: str, profile: str, synthesis: str = "FLOAT32"
+              ) -> Callable[[Video, str, Conditions], PointResult]:
     """The base codec; `nvc-float` codes with the float entropy parameters of format 2, to measure
-    what the exact ones (bitstream.NumericProfile) cost."""
+    what the exact ones (bitstream.NumericProfile) cost; `nvc-bf16` runs the synthesis in bfloat16
+    (bitstream.Synthesis)."""
     def run(source: Video, point: str, cond: Conditions) -> PointResult:
-        from nvc.bitstream import NumericProfile
+        from nvc.bitstream import NumericProfile, Synthesis
 
         model, entry = _nvc_model(cond)
         r = evaluate(source, model, entry, int(point[1:]), cond.intra_period,
-                     profile=NumericProfile[profile])
-        return _point(r, name, point, f"{entry.name} {entry.sha256[:12]} {profile.lower()}")
+                     profile=NumericProfile[profile], synthesis=Synthesis[synthesis])
+        return _point(r, name, point, f"{entry.name} {entry.sha256[:12]} {profile.lower()} "
+                                      f"{synthesis.lower()}")
     return run
 
 
@@ -112,7 +115,7 @@ def _run_anchor(name: str) -> Callable[[Video, str, Conditions], PointResult]:
 ADAPTED = {"nvc-adapt": "LORA", "nvc-dora": "DORA", "nvc-full": "FULL"}
 CODECS: dict[str, Callable[[Video, str, Conditions], PointResult]] = {
     "nvc": _run_base("nvc", "EXACT_SKIP"), "nvc-noskip": _run_base("nvc-noskip", "EXACT_HYPER"),
-    "nvc-float": _run_base("nvc-float", "FLOAT"),
+    "nvc-float": _run_base("nvc-float", "FLOAT"), "nvc-bf16": _run_base("nvc-bf16", "EXACT_SKIP", "BFLOAT16"),
     **{name: _run_adapted(name, kind) for name, kind in ADAPTED.items()},
     **{name: _run_anchor(name) for name in ANCHORS},
 }

@@ -26,7 +26,9 @@ MAGIC = b"NVC\x89"
 #    have neither and decode with the float profile).
 # 4: the quality map names its origin (the value of ladder position 0), so positions reach below
 #    the first rung (format 3 maps have origin 0).
-FORMAT_VERSION = 4
+# 5: the sequence header ends with the precision of the synthesis transforms (earlier formats:
+#    float32).
+FORMAT_VERSION = 5
 HASH_PREFIX_BYTES = 8
 
 
@@ -67,6 +69,16 @@ class NumericProfile(IntEnum):
 # them measured -2.3% BD-rate on the evaluation clips (index 1: -0.2%, 3: -1.3%, 9: +0.6%; RESULTS).
 SKIP_BELOW_INDEX = 6
 DEFAULT_PROFILE = NumericProfile.EXACT_SKIP
+
+
+class Synthesis(IntEnum):
+    """The precision the synthesis transforms run in, on both sides (format 5): the encoder builds
+    its references the way the decoder will. BFLOAT16 (autocast; the entropy stage and the warp stay
+    float32) decodes faster where the device has bf16 units, and reproduces the encoder's frames
+    bit-exactly only on the encoder's kind of device; FLOAT32 is portable within 1 code value."""
+
+    FLOAT32 = 0
+    BFLOAT16 = 1
 
 
 class FrameType(IntEnum):
@@ -163,13 +175,18 @@ class SequenceHeader:
     colour_matrix: int  # nvc.io.ColourMatrix code
     numeric_profile: int = DEFAULT_PROFILE  # format 3
     tables_crc: int = 0  # crc32 of the encoder's range-coder tables (format 3)
+    synthesis: int = Synthesis.FLOAT32  # format 5
 
     def write(self, version: int = FORMAT_VERSION) -> bytes:
         """The payload in format `version` (older formats drop the fields they lack)."""
         if len(self.weights_hash) != HASH_PREFIX_BYTES:
             raise ValueError("weights_hash has the wrong length")
+        if version < 5 and self.synthesis != Synthesis.FLOAT32:
+            raise ValueError(f"format {version} has no synthesis precision (float32 only)")
         tail = bytes([self.numeric_profile]) + struct.pack("<I", self.tables_crc) \
             if version >= 3 else b""
+        if version >= 5:
+            tail += bytes([self.synthesis])
         return b"".join([
             write_varint(self.model_id), self.weights_hash,
             *(write_varint(v) for v in (self.width, self.height, self.fps_num, self.fps_den,
@@ -191,8 +208,11 @@ class SequenceHeader:
             (crc,) = struct.unpack("<I", r.take(4, "tables crc"))
             if profile not in NumericProfile._value2member_map_:
                 raise BitstreamError(f"unsupported stream: unknown numeric profile {profile}")
+        synth = r.u8("synthesis precision") if version >= 5 else int(Synthesis.FLOAT32)
+        if synth not in Synthesis._value2member_map_:
+            raise BitstreamError(f"unsupported stream: unknown synthesis precision {synth}")
         header = cls(model_id, weights, width, height, fps_num, fps_den, frame_count,
-                     intra_period, quality, matrix, profile, crc)
+                     intra_period, quality, matrix, profile, crc, synth)
         if header.width == 0 or header.height == 0 or header.frame_count == 0:
             raise BitstreamError("damaged sequence header: zero width, height or frame count")
         if header.fps_den == 0 or header.intra_period == 0 or header.fps_num == 0:

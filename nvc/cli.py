@@ -110,12 +110,19 @@ def cmd_encode(args) -> None:
             with open(tmp, "wb") as sink:
                 size, seconds = encode_to(sink, video, model, entry, args.quality,
                                           args.intra_period, progress=_progress("encode"),
-                                          qmap=_quality_map(args, video, model, args.quality))
+                                          qmap=_quality_map(args, video, model, args.quality),
+                                          synthesis=_synthesis(args))
     rate = bpp(size, video.width, video.height, len(video.frames))
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
                  "frames": len(video.frames), "seconds": seconds, **extra},
           [f"{args.output}: {len(video.frames)} frames {video.width}x{video.height}, "
            f"{size} bytes, {rate:.4f} bpp, {seconds:.1f} s"] + lines)
+
+
+def _synthesis(args):
+    from .bitstream import Synthesis
+
+    return {"fp32": Synthesis.FLOAT32, "bf16": Synthesis.BFLOAT16}[args.precision]
 
 
 def _adapt_config(args):
@@ -148,7 +155,8 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
         q = quality or args.quality
         result = encode_adaptive(video, model, entry, q, args.intra_period, cfg, on_step=on_step,
                                  base=base, weights=weights, task=_task(args),
-                                 qmap=_quality_map(args, video, model, q))
+                                 qmap=_quality_map(args, video, model, q),
+                                 synthesis=_synthesis(args))
     finally:
         bar.close()
     result.coded.seconds = result.total_seconds  # encode time includes fitting
@@ -216,6 +224,7 @@ def cmd_info(args) -> None:
         "intra_period": h.intra_period, "quality": h.quality, "colour_matrix": matrix,
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
+        "synthesis": {0: "fp32", 1: "bf16"}[h.synthesis],
         "quality_map": _quality_map_info(stream),
         "bpp": bpp(len(data), h.width, h.height, h.frame_count),
         "bytes_per_unit_type": stream.unit_bytes,
@@ -280,11 +289,11 @@ def cmd_eval(args) -> None:
     for q in args.quality:
         if streaming:
             rows.append(evaluate(video, model, entry, q, args.intra_period,
-                                 progress=_progress(f"q{q}")))
+                                 progress=_progress(f"q{q}"), synthesis=_synthesis(args)))
             regions[("base", q)] = {}
             continue
         base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
-                      qmap=_quality_map(args, video, model, q))
+                      qmap=_quality_map(args, video, model, q), synthesis=_synthesis(args))
         rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}")))
         regions[("base", q)] = _regions(args, video, base)
         if args.adapt:  # the adaptive encoder starts from this same base stream
@@ -427,6 +436,11 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
 def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, quality_help) -> None:
     p.add_argument("--quality", type=quality_type, default=quality_default, help=quality_help)
     p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="what the synthesis transforms compute in, on both sides, recorded in the "
+                        "stream: fp32 (default) decodes on any machine within 1 code value; bf16 "
+                        "decodes faster on CPUs and GPUs with bf16 units (1.4-1.6x on this "
+                        "project's CPU) and bit-exactly only on the encoder's kind of device")
     _adapt_options(p)
     _common(p)
 

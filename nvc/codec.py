@@ -31,6 +31,7 @@ from .bitstream import (
     QualityMap,
     SequenceHeader,
     Stream,
+    Synthesis,
 )
 from .errors import BitstreamError, InputError
 from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
@@ -56,6 +57,17 @@ def pinned_threads() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+SYNTHESIS_DTYPES = {Synthesis.FLOAT32: torch.float32, Synthesis.BFLOAT16: torch.bfloat16}
+
+
+@contextmanager
+def coding(model: SSF, synthesis: Synthesis) -> Iterator[None]:
+    """Around each frame, on both sides: the pinned thread count and the stream's synthesis
+    precision (set per frame, so an encoder and a decoder may share the model)."""
+    with pinned_threads(), model.synthesis_in(SYNTHESIS_DTYPES[synthesis]):
+        yield
 
 
 def _no_progress(it: Iterable) -> Iterable:
@@ -126,12 +138,12 @@ def _check_settings(video: Video, model: SSF, quality: int, intra_period: int) -
 
 
 def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
-                    matrix: ColourMatrix,
-                    profile: NumericProfile = DEFAULT_PROFILE) -> SequenceHeader:
+                    matrix: ColourMatrix, profile: NumericProfile = DEFAULT_PROFILE,
+                    synthesis: Synthesis = Synthesis.FLOAT32) -> SequenceHeader:
     fps = Fraction(video.fps).limit_denominator(1 << 20)
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, len(video.frames), intra_period, quality,
-                          int(matrix), profile, model.tables_crc())
+                          int(matrix), profile, model.tables_crc(), synthesis)
 
 
 def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
@@ -148,16 +160,18 @@ def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
 def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
                 profile: NumericProfile = DEFAULT_PROFILE,
-                qmap: QualityMap | None = None) -> Iterator[tuple[CodedFrame, np.ndarray]]:
+                qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32
+                ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frame is kept, so memory does not grow with the clip. `qmap`: a quality
-    per latent position (nvc.roi.quality_map) instead of one for the frame."""
+    per latent position (nvc.roi.quality_map) instead of one for the frame; `synthesis`: the
+    precision the decoder's synthesis will run in (the references are built the same way)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     ref: Tensor | None = None
     for i, frame in enumerate(progress(video.frames)):
         x = pad_to(rgb_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
-        with pinned_threads():
+        with coding(model, synthesis):
             if i % intra_period == 0:
                 cf, ref = model.compress_intra(x, q, profile)
             else:
@@ -170,7 +184,8 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
            matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
            adapters: bytes | None = None,
            profile: NumericProfile = DEFAULT_PROFILE,
-           qmap: QualityMap | None = None) -> CodedVideo:
+           qmap: QualityMap | None = None,
+           synthesis: Synthesis = Synthesis.FLOAT32) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
     the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
     `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
@@ -178,11 +193,11 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
     _check_settings(video, model, quality, intra_period)
     t0 = time.perf_counter()
     parts = [bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
-                                                 matrix, profile), adapters,
+                                                 matrix, profile, synthesis), adapters,
                                  quality_map=None if qmap is None else qmap.write())]
     recon, frame_bytes = [], []
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap):
+                               qmap, synthesis):
         parts.append(bitstream.pack_frame(cf))
         frame_bytes.append(len(parts[-1]))
         recon.append(rgb)
@@ -193,17 +208,18 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               intra_period: int = 12, matrix: ColourMatrix = ColourMatrix.BT709,
               progress: Progress = _no_progress, qmap: QualityMap | None = None,
               profile: NumericProfile = DEFAULT_PROFILE,
-              on_reconstruction: Callable[[np.ndarray], None] | None = None) -> tuple[int, float]:
+              on_reconstruction: Callable[[np.ndarray], None] | None = None,
+              synthesis: Synthesis = Synthesis.FLOAT32) -> tuple[int, float]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
     Returns (bytes written, seconds)."""
     _check_settings(video, model, quality, intra_period)
     t0 = time.perf_counter()
     written = sink.write(bitstream.pack_head(
-        sequence_header(video, model, entry, quality, intra_period, matrix, profile),
+        sequence_header(video, model, entry, quality, intra_period, matrix, profile, synthesis),
         quality_map=None if qmap is None else qmap.write()))
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap):
+                               qmap, synthesis):
         written += sink.write(bitstream.pack_frame(cf))
         if on_reconstruction is not None:
             on_reconstruction(rgb)
@@ -264,7 +280,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
             raise BitstreamError(f"damaged stream: frame {i} has the wrong type for intra period "
                                  f"{header.intra_period}")
         try:
-            with pinned_threads():
+            with coding(model, Synthesis(header.synthesis)):
                 ref = model.synthesize(cf.kind, latents(), ref)
         except (RuntimeError, ValueError) as e:  # the range coder on bytes that passed the CRC
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None

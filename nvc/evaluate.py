@@ -12,7 +12,7 @@ from io import BytesIO
 import numpy as np
 
 from . import bitstream
-from .bitstream import DEFAULT_PROFILE, NumericProfile
+from .bitstream import DEFAULT_PROFILE, NumericProfile, Synthesis
 from .codec import (
     CodedVideo,
     DecodedVideo,
@@ -134,7 +134,8 @@ def check_bit_exact(results: list[EvalResult]) -> None:
 
 def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
              matrix: ColourMatrix = ColourMatrix.BT709, progress=None,
-             profile: NumericProfile = DEFAULT_PROFILE) -> EvalResult:
+             profile: NumericProfile = DEFAULT_PROFILE,
+             synthesis: Synthesis = Synthesis.FLOAT32) -> EvalResult:
     """Encode, decode from the bytes and score, frame by frame: only the bytes, a digest of every
     reconstruction and the metrics are kept, so a clip of any length (a lazily read one) needs the
     memory of a few frames. The decoded frames must equal the encoder's reconstructions."""
@@ -142,6 +143,7 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
     sink, digests = BytesIO(), []
     _, encode_seconds = encode_to(
         sink, video, model, entry, quality, intra_period, matrix, profile=profile,
+        synthesis=synthesis,
         on_reconstruction=lambda rgb: digests.append(hashlib.sha256(rgb.tobytes()).digest()), **kw)
     data = sink.getvalue()
     t0 = time.perf_counter()

@@ -10,8 +10,9 @@ from dataclasses import replace
 import pytest
 
 from nvc.bitstream import (FORMAT_VERSION, LIMITS, MAGIC, AdapterUnit, CodedFrame, FrameType,
-                           LatentStrings, NumericProfile, Reader, SequenceHeader, Stream, UnitType,
-                           pack, pack_head, read_frame, unpack, write_frame, write_varint)
+                           LatentStrings, NumericProfile, Reader, SequenceHeader, Stream, Synthesis,
+                           UnitType, pack, pack_head, read_frame, unpack, write_frame,
+                           write_varint)
 from nvc.errors import BitstreamError
 
 HEADER = SequenceHeader(model_id=300, weights_hash=bytes(range(8)), width=416, height=240,
@@ -49,15 +50,15 @@ def test_every_header_truncation_names_its_field():
     assert [f for i, (f, _, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != f] == [
         "model id", "weights hash", "width", "height", "fps numerator", "fps denominator",
         "frame count", "intra period", "quality", "colour matrix", "numeric profile",
-        "tables crc"]
+        "tables crc", "synthesis precision"]
     assert seen[2] == ("weights hash", 8, 0) and seen[5] == ("weights hash", 8, 3)
-    assert seen[-1] == ("tables crc", 4, 3)
+    assert seen[-2] == ("tables crc", 4, 3) and seen[-1] == ("synthesis precision", 1, 0)
     assert SequenceHeader.read(payload) == HEADER
 
 
 def test_older_formats_have_no_profile_fields():
     old = HEADER.write(2)
-    assert old == HEADER.write()[:-5]
+    assert old == HEADER.write()[:-6] and HEADER.write(4) == HEADER.write()[:-1]
     back = SequenceHeader.read(old, 2)
     assert back == replace(HEADER, numeric_profile=NumericProfile.FLOAT, tables_crc=0)
     assert _refusal(SequenceHeader.read, old) == \
@@ -65,9 +66,19 @@ def test_older_formats_have_no_profile_fields():
 
 
 def test_unknown_numeric_profile():
-    payload = HEADER.write()[:-5] + bytes([7]) + struct.pack("<I", 0)
+    payload = HEADER.write()[:-6] + bytes([7]) + struct.pack("<I", 0) + bytes(1)
     assert _refusal(SequenceHeader.read, payload) == \
         "unsupported stream: unknown numeric profile 7"
+
+
+def test_synthesis_precision_field():
+    bf16 = replace(HEADER, synthesis=Synthesis.BFLOAT16)
+    assert SequenceHeader.read(bf16.write()) == bf16 and bf16.write()[-1] == 1
+    assert SequenceHeader.read(HEADER.write(4), 4).synthesis == Synthesis.FLOAT32
+    assert _refusal(SequenceHeader.read, HEADER.write()[:-1] + bytes([9])) == \
+        "unsupported stream: unknown synthesis precision 9"
+    with pytest.raises(ValueError, match="^format 4 has no synthesis precision"):
+        bf16.write(4)
 
 
 @pytest.mark.parametrize("field", ["width", "height", "frame_count"])
@@ -347,7 +358,8 @@ def test_quality_map_origin_and_format_3_maps():
     assert len(old.write(version=3)) == len(old.write()) - 1
     with pytest.raises(ValueError, match="^quality map origin 64 cannot be written in format 3$"):
         below.write(version=3)
-    with pytest.raises(ValueError, match="^quality map origin 256 cannot be written in format 4$"):
+    with pytest.raises(ValueError, match=f"^quality map origin 256 cannot be written in format "
+                                         f"{FORMAT_VERSION}$"):
         QualityMap(1, 2, bytes(2), origin=256).write()
 
 

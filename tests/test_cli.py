@@ -56,6 +56,18 @@ def test_encode_info_decode(tmp_path, clip_y4m, tiny_weights, capsys):
         assert (tmp_path / f"d.{suffix}").stat().st_size > 0
 
 
+def test_bf16_precision_is_recorded_and_evaluates_bit_exactly(tmp_path, clip_y4m, tiny_weights,
+                                                               capsys):
+    w = ["--weights", str(tiny_weights)]
+    code, _, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "c.nvc"), "--precision",
+                         "bf16", *w], capsys)
+    assert code == 0, err
+    code, out, _ = _run(["info", str(tmp_path / "c.nvc"), "--json"], capsys)
+    assert code == 0 and json.loads(out)["synthesis"] == "bf16"
+    code, out, _ = _run(["eval", str(clip_y4m), "--precision", "bf16", "--json", *w], capsys)
+    assert code == 0 and json.loads(out)["results"][0]["bit_exact"]
+
+
 def test_eval_reports_every_quality(clip_y4m, tiny_weights, capsys):
     code, out, _ = _run(["eval", str(clip_y4m), "--quality", "1,2", "--json", "--weights",
                          str(tiny_weights)], capsys)

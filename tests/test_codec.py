@@ -119,3 +119,35 @@ def test_coding_runs_on_the_pinned_thread_count(tiny_model, small_video, monkeyp
     finally:
         torch.set_num_threads(before)
     assert len(seen) == 8 and set(seen) == {CODING_THREADS}
+
+
+def test_bf16_synthesis_is_recorded_and_reproduced_by_the_decoder(tiny_model, tiny_weights,
+                                                                   small_video):
+    from dataclasses import replace
+
+    model, entry = tiny_model
+    coded = encode(small_video, model, entry, 2, intra_period=2,
+                   synthesis=bitstream.Synthesis.BFLOAT16)
+    stream = bitstream.unpack(coded.data)
+    assert stream.header.synthesis == bitstream.Synthesis.BFLOAT16
+    fresh, fresh_entry = load_model(path=tiny_weights)
+    out = decode_stream(stream, fresh, fresh_entry)
+    assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, out.frames))
+    # the decoder follows the header: read as float32, the same latents give other frames
+    as_fp32 = replace(stream, header=replace(stream.header, synthesis=bitstream.Synthesis.FLOAT32))
+    other = decode_stream(as_fp32, fresh, fresh_entry)
+    assert not all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, other.frames))
+    fp32 = encode(small_video, model, entry, 2, intra_period=2)
+    assert bitstream.unpack(fp32.data).header.synthesis == bitstream.Synthesis.FLOAT32
+
+
+def test_training_keeps_the_callers_autocast(tiny_model):
+    """Outside coding the synthesis precision is unset: a trainer's bf16 autocast reaches g_s."""
+    model, _ = tiny_model
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model._g_s(model.intra.g_s, torch.rand(1, model.cfg.intra_latent, 2, 2)).dtype \
+            == torch.bfloat16
+        with model.synthesis_in(torch.float32):
+            assert model._g_s(model.intra.g_s, torch.rand(1, model.cfg.intra_latent, 2, 2)).dtype \
+                == torch.float32
+    assert model._synthesis_dtype is None

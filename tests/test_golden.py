@@ -34,6 +34,7 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # stream.nvc: every element coded (profile 1); stream-skip.nvc: the default profile, small scales
 # not coded; stream-map.nvc: the default profile with a quality map whose positions reach below
 # the first rung (format 4). All stay decodable: the first is what nvc wrote before the skip.
+# stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER),
            "skip_": (GOLDEN / "stream-skip.nvc", NumericProfile.EXACT_SKIP),
            "map_": (GOLDEN / "stream-map.nvc", NumericProfile.EXACT_SKIP)}
@@ -141,6 +142,14 @@ def test_perturbed_float_paths_decode_the_same_symbols(expected, monkeypatch, ke
     monkeypatch.setattr(nvc.codec, "CODING_THREADS", 2)
     symbols, _ = _decode(STREAMS[key][0].read_bytes(), monkeypatch, noise=1e-4)
     assert symbols == expected[f"{key}symbols_md5"]
+
+
+def test_a_format_4_stream_still_decodes_to_the_same_frames(expected, monkeypatch):
+    data = (GOLDEN / "stream-map-format4.nvc").read_bytes()
+    assert data[len(bitstream.MAGIC)] == 4
+    assert bitstream.unpack(data).header.synthesis == bitstream.Synthesis.FLOAT32
+    symbols, frames = _decode(data, monkeypatch)
+    assert symbols == expected["map_symbols_md5"] and frames == expected["map_frames_md5"]
 
 
 def test_the_skip_profile_codes_fewer_symbols(expected):

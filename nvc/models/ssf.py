@@ -7,6 +7,8 @@ training; `compress_*` return coded strings plus the exact reconstruction the de
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -64,17 +66,35 @@ class SSF(nn.Module):
         self.intra = IntraCodec(cfg)
         self.motion = MotionCodec(cfg)
         self.residual = ResidualCodec(cfg)
+        self._synthesis_dtype: torch.dtype | None = None  # None: as the caller runs (training)
 
     # -- shared decoder path ------------------------------------------------------------------
+    @contextmanager
+    def synthesis_in(self, dtype: torch.dtype) -> Iterator[None]:
+        """Run the three synthesis transforms under autocast to `dtype` (float32: plainly), their
+        outputs returned as float32; coding sets it around each frame on both sides."""
+        before, self._synthesis_dtype = self._synthesis_dtype, dtype
+        try:
+            yield
+        finally:
+            self._synthesis_dtype = before
+
+    def _g_s(self, g_s: nn.Module, y: Tensor) -> Tensor:
+        dtype = self._synthesis_dtype
+        if dtype is None:
+            return g_s(y)
+        with torch.autocast(y.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return g_s(y).float()
+
     def _intra_decode(self, y_hat: Tensor) -> Tensor:
-        return self.intra.g_s(y_hat).clamp(0, 1)
+        return self._g_s(self.intra.g_s, y_hat).clamp(0, 1)
 
     def _warp(self, x_ref: Tensor, y_m_hat: Tensor) -> Tensor:
-        flow = self.motion.g_s(y_m_hat)
+        flow = self._g_s(self.motion.g_s, y_m_hat)
         return scale_space_warp(x_ref, flow, self.cfg.scale_levels, self.cfg.sigma0)
 
     def _inter_decode(self, x_pred: Tensor, y_m_hat: Tensor, y_r_hat: Tensor) -> Tensor:
-        r_hat = self.residual.g_s(torch.cat((y_r_hat, y_m_hat), dim=1))
+        r_hat = self._g_s(self.residual.g_s, torch.cat((y_r_hat, y_m_hat), dim=1))
         return (x_pred + r_hat).clamp(0, 1)
 
     # -- training -----------------------------------------------------------------------------
