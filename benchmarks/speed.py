@@ -77,6 +77,7 @@ def _coded_symbols(name: str, args: tuple, out) -> int:
     return coded.numel() if isinstance(coded, torch.Tensor) else 0
 
 
+PRECISIONS = {"fp32": bitstream.Synthesis.FLOAT32, "bf16": bitstream.Synthesis.BFLOAT16}
 PROFILES = {"skip": bitstream.NumericProfile.EXACT_SKIP, "exact": bitstream.NumericProfile.EXACT_HYPER,
             "float": bitstream.NumericProfile.FLOAT}
 
@@ -87,17 +88,21 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(model, entry, size: tuple[int, int], frames: int, device: torch.device,
-            quality: int = 2, profile: str = "skip", ahead: int = 0) -> dict:
+            quality: int = 2, profile: str = "skip", ahead: int = 0,
+            precision: str = "fp32") -> dict:
     """Network and entropy-coding seconds; `params_s` (part of the network time) is what computing
     the entropy parameters took: the fixed-point hyper-synthesis for the exact profiles."""
     w, h = size
     numeric = PROFILES[profile]
     video = as_video(demo_clip(frames=frames, out_hw=(h, w)))
-    encode(Video(video.frames[:2], video.fps), model, entry, quality, profile=numeric)  # warm-up
+    synthesis = PRECISIONS[precision]
+    encode(Video(video.frames[:2], video.fps), model, entry, quality, profile=numeric,
+           synthesis=synthesis)  # warm-up
     timer, params = CoderTimer(model), CoderTimer(model, params=True)
     with timer.active(), params.active():
         _sync(device)
-        coded = encode(video, model, entry, quality, intra_period=12, profile=numeric)
+        coded = encode(video, model, entry, quality, intra_period=12, profile=numeric,
+                       synthesis=synthesis)
         _sync(device)
         enc_coder, enc_symbols = timer.seconds, timer.symbols
         timer.seconds = params.seconds = 0.0
@@ -110,6 +115,7 @@ def measure(model, entry, size: tuple[int, int], frames: int, device: torch.devi
             codec.DECODE_AHEAD = before
         dec_coder, dec_symbols = timer.seconds, timer.symbols
     return {"size": f"{w}x{h}", "device": str(device), "frames": frames, "profile": profile,
+            "precision": precision,
             "encode_fps": frames / coded.seconds, "decode_fps": frames / decoded.seconds,
             "encode_network_s": coded.seconds - enc_coder, "encode_entropy_s": enc_coder,
             "decode_ahead": ahead,
@@ -150,15 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profiles", default="skip",
                    help="profiles to time, comma-separated: skip (the default: exact entropy "
                         "parameters, small scales not coded), exact (all coded), float (format 2)")
+    p.add_argument("--precisions", default="fp32",
+                   help="synthesis precisions to time, comma-separated: fp32 (the default), bf16")
     p.add_argument("--decode-ahead", default="2",
                    help="frames the entropy stage runs ahead of the synthesis when decoding, "
                         "comma-separated to compare (0: both stages in turn on one thread; "
                         "default 2, as nvc decode)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
-    unknown = sorted(set(args.profiles.split(",")) - set(PROFILES))
-    if unknown:
-        p.error(f"unknown profile(s) {', '.join(unknown)}; choose from {', '.join(PROFILES)}")
+    for given, known, what in ((args.profiles, PROFILES, "profile"),
+                               (args.precisions, PRECISIONS, "precision")):
+        unknown = sorted(set(given.split(",")) - set(known))
+        if unknown:
+            p.error(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     rows, adapt_rows = [], []
     for dev in args.devices.split(","):
         if dev == "cuda" and not torch.cuda.is_available():
@@ -169,15 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         model.to(device)
         for s in args.sizes.split(","):
             w, h = (int(v) for v in s.split("x"))
-            for profile, ahead in ((p_, int(a)) for p_ in args.profiles.split(",")
-                                   for a in args.decode_ahead.split(",")):
+            for profile, precision, ahead in (
+                    (p_, c, int(a)) for p_ in args.profiles.split(",")
+                    for c in args.precisions.split(",") for a in args.decode_ahead.split(",")):
                 with torch.no_grad():
                     rows.append(measure(model, entry, (w, h), args.frames, device, profile=profile,
-                                        ahead=ahead))
+                                        ahead=ahead, precision=precision))
                 r = rows[-1]
                 network = ("overlapped" if ahead else f"{r['decode_network_s']:.2f} s")
-                print(f"{r['device']:>5} {r['size']:>9} {profile:>5}: encode {r['encode_fps']:6.2f} "
-                      f"fps (network {r['encode_network_s']:.2f} s, entropy "
+                print(f"{r['device']:>5} {r['size']:>9} {profile:>5} {precision}: encode "
+                      f"{r['encode_fps']:6.2f} fps (network {r['encode_network_s']:.2f} s, entropy "
                       f"{r['encode_entropy_s']:.2f} s), decode {r['decode_fps']:6.2f} fps ahead "
                       f"{ahead} (network {network}, entropy parameters "
                       f"{r['decode_params_s']:.2f} s, entropy {r['decode_entropy_s']:.2f} s), "

@@ -97,9 +97,10 @@ def test_speed_reports_network_entropy_and_adaptation(tmp_path):
 
     out = tmp_path / "speed.json"
     assert speed_main(["--frames", "2", "--sizes", "128x64", "--devices", "cpu", "--adapt-steps", "1",
-                       "--decode-ahead", "0,2", "--out", str(out)]) == 0
+                       "--decode-ahead", "0,2", "--precisions", "fp32,bf16", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
-    row, ahead = data["rows"]
+    row, ahead, bf16, _ = data["rows"]
+    assert (row["precision"], bf16["precision"], bf16["decode_ahead"]) == ("fp32", "bf16", 0)
     assert row["encode_fps"] > 0 and row["encode_entropy_s"] > 0 and row["decode_network_s"] > 0
     assert ahead["decode_ahead"] == 2 and ahead["decode_network_s"] is None  # overlapped: not derived
     assert ahead["decode_entropy_s"] > 0 and ahead["decode_fps"] > 0
