@@ -59,3 +59,22 @@ def test_decoding_ahead_gives_the_same_frames(tiny_model, small_video, monkeypat
         decoded[depth] = list(codec.iter_decoded(stream, model, entry))
     assert len(decoded[0]) == len(small_video.frames)
     assert all(np.array_equal(a, b) for a, b in zip(decoded[0], decoded[2]))
+
+
+def test_the_cpu_decoder_runs_both_stages_in_turn_by_default(tiny_model, small_video, monkeypatch):
+    from nvc import bitstream, codec
+
+    model, entry = tiny_model
+    stream = bitstream.unpack(codec.encode(small_video, model, entry, 1).data)
+    depths = []
+
+    class Recording(Ahead):
+        def __init__(self, items, fn, depth):
+            depths.append(depth)
+            super().__init__(items, fn, depth)
+    monkeypatch.setattr(codec, "Ahead", Recording)
+    monkeypatch.setattr(codec, "DECODE_AHEAD", None)
+    list(codec.iter_decoded(stream, model, entry))
+    monkeypatch.setattr(codec, "DECODE_AHEAD", 3)  # NVC_DECODE_AHEAD
+    list(codec.iter_decoded(stream, model, entry))
+    assert depths == [0, 3]
