@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks.anchors import ANCHORS, run_anchor
@@ -82,7 +83,8 @@ def test_rd_refuses_missing_files(tmp_path, capsys):
     assert code == 1 and "missing 4 sequence file(s)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["benchmarks.rd", "benchmarks.speed", "benchmarks.capacity"])
+@pytest.mark.parametrize("module", ["benchmarks.rd", "benchmarks.speed", "benchmarks.capacity",
+                                    "benchmarks.portability"])
 def test_help_ends_with_an_example(module, capsys):
     import importlib
 
@@ -195,3 +197,14 @@ def test_train_speed_times_full_training_steps(tmp_path, capsys):
         rows[1]["steps_per_s"] * 2 * 2 * 64 * 64 / 1e6, rel=0.05)
     assert train_speed_main(["--device", "cpu", "--crop", "100"]) == 1
     assert "--crop a multiple of 64" in capsys.readouterr().err
+
+
+def test_portability_counts_differing_samples():
+    from benchmarks.portability import compare
+
+    a = [np.zeros((2, 4, 3), np.float32), np.zeros((2, 4, 3), np.float32)]
+    b = [a[0].copy(), a[1].copy()]
+    b[1][0, 0, 0] = 3 / 255
+    r = compare(a, b)
+    assert r["max_diff_per_frame"] == [0, 3] and r["differing_share"] == pytest.approx(1 / 48)
+    assert r["min_psnr_db"] == pytest.approx(10 * np.log10(255 ** 2 / (9 / 24)))
