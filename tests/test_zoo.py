@@ -71,3 +71,10 @@ def test_shipped_rate_ladder_is_monotone(name):
     rows = [evaluate(video, model, entry, q + 1, intra_period=12) for q in range(len(lambdas))]
     assert all(a.bytes < b.bytes for a, b in zip(rows, rows[1:]))
     assert all(a.psnr_rgb_db < b.psnr_rgb_db for a, b in zip(rows, rows[1:]))
+
+
+def test_loaded_models_run_channels_last(tiny_model):
+    """The faster CPU layout; the golden streams check that it decodes to the same frames."""
+    model, _ = tiny_model
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
