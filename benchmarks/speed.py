@@ -77,6 +77,7 @@ def _coded_symbols(name: str, args: tuple, out) -> int:
     return coded.numel() if isinstance(coded, torch.Tensor) else 0
 
 
+LAYOUTS = {"cl": torch.channels_last, "nchw": torch.contiguous_format}
 PRECISIONS = {"fp32": bitstream.Synthesis.FLOAT32, "bf16": bitstream.Synthesis.BFLOAT16}
 PROFILES = {"skip": bitstream.NumericProfile.EXACT_SKIP, "exact": bitstream.NumericProfile.EXACT_HYPER,
             "float": bitstream.NumericProfile.FLOAT}
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profiles", default="skip",
                    help="profiles to time, comma-separated: skip (the default: exact entropy "
                         "parameters, small scales not coded), exact (all coded), float (format 2)")
+    p.add_argument("--layouts", default="cl",
+                   help="memory layouts of the network to time, comma-separated: cl "
+                        "(channels_last, what nvc loads; the default), nchw")
     p.add_argument("--precisions", default="fp32",
                    help="synthesis precisions to time, comma-separated: fp32 (the default), bf16")
     p.add_argument("--decode-ahead", default="0",
@@ -165,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     for given, known, what in ((args.profiles, PROFILES, "profile"),
-                               (args.precisions, PRECISIONS, "precision")):
+                               (args.precisions, PRECISIONS, "precision"),
+                               (args.layouts, LAYOUTS, "layout")):
         unknown = sorted(set(given.split(",")) - set(known))
         if unknown:
             p.error(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
@@ -179,15 +184,18 @@ def main(argv: list[str] | None = None) -> int:
         model.to(device)
         for s in args.sizes.split(","):
             w, h = (int(v) for v in s.split("x"))
-            for profile, precision, ahead in (
-                    (p_, c, int(a)) for p_ in args.profiles.split(",")
+            for layout, profile, precision, ahead in (
+                    (lay, p_, c, int(a)) for lay in args.layouts.split(",")
+                    for p_ in args.profiles.split(",")
                     for c in args.precisions.split(",") for a in args.decode_ahead.split(",")):
+                model.to(memory_format=LAYOUTS[layout])
                 with torch.no_grad():
                     rows.append(measure(model, entry, (w, h), args.frames, device, profile=profile,
                                         ahead=ahead, precision=precision))
                 r = rows[-1]
+                r["layout"] = layout
                 network = ("overlapped" if ahead else f"{r['decode_network_s']:.2f} s")
-                print(f"{r['device']:>5} {r['size']:>9} {profile:>5} {precision}: encode "
+                print(f"{r['device']:>5} {r['size']:>9} {profile:>5} {precision} {layout:>4}: encode "
                       f"{r['encode_fps']:6.2f} fps (network {r['encode_network_s']:.2f} s, entropy "
                       f"{r['encode_entropy_s']:.2f} s), decode {r['decode_fps']:6.2f} fps ahead "
                       f"{ahead} (network {network}, entropy parameters "

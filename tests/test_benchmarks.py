@@ -103,6 +103,7 @@ def test_speed_reports_network_entropy_and_adaptation(tmp_path):
     data = json.loads(out.read_text())
     row, ahead, bf16, _ = data["rows"]
     assert (row["precision"], bf16["precision"], bf16["decode_ahead"]) == ("fp32", "bf16", 0)
+    assert row["layout"] == "cl"
     assert row["encode_fps"] > 0 and row["encode_entropy_s"] > 0 and row["decode_network_s"] > 0
     assert ahead["decode_ahead"] == 2 and ahead["decode_network_s"] is None  # overlapped: not derived
     assert ahead["decode_entropy_s"] > 0 and ahead["decode_fps"] > 0
