@@ -162,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                         "(channels_last, what nvc loads; the default), nchw")
     p.add_argument("--precisions", default="fp32",
                    help="synthesis precisions to time, comma-separated: fp32 (the default), bf16")
-    p.add_argument("--decode-ahead", default="0",
+    p.add_argument("--decode-ahead", default="2",
                    help="frames the entropy stage runs ahead of the synthesis when decoding, "
-                        "comma-separated to compare (0, the default: both stages in turn on one "
-                        "thread, as nvc decode on the CPU; nvc decode on a GPU runs 2 ahead)")
+                        "comma-separated to compare (0: both stages in turn on one thread; "
+                        "default 2, as nvc decode)")
     p.add_argument("--out", default=None, help="also write the rows as JSON here")
     args = p.parse_args(argv)
     for given, known, what in ((args.profiles, PROFILES, "profile"),

@@ -45,11 +45,9 @@ Progress = Callable[[Iterable], Iterable]
 # overrides it; streams then decode bit-exactly only where both sides use the same value.
 CODING_THREADS = int(os.environ.get("NVC_CODING_THREADS", "1"))
 # Frames whose entropy decoding runs ahead of the synthesis, on a second thread (nvc.ahead); 0 runs
-# both stages in turn on one. None: 2 where the network runs on a GPU (the CPU coder then overlaps
-# it), 0 on the CPU, where both stages contend for the GIL and the pipeline measured no gain.
+# both stages in turn on one (the default on a one-core machine). NVC_DECODE_AHEAD overrides it.
 # The exact profiles only: their entropy stage is thread-independent.
-_AHEAD_ENV = os.environ.get("NVC_DECODE_AHEAD")
-DECODE_AHEAD: int | None = int(_AHEAD_ENV) if _AHEAD_ENV else None
+DECODE_AHEAD = int(os.environ.get("NVC_DECODE_AHEAD", "2" if (os.cpu_count() or 1) > 1 else "0"))
 
 
 @contextmanager
@@ -276,9 +274,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
     def entropy_stage(cf: CodedFrame) -> list[Tensor]:
         return model.decode_latents(cf, padded, q, profile)
 
-    ahead = DECODE_AHEAD if DECODE_AHEAD is not None else \
-        (0 if model_device(model).type == "cpu" else 2)
-    frames = Ahead(stream.frames, entropy_stage, ahead if exact else 0)
+    frames = Ahead(stream.frames, entropy_stage, DECODE_AHEAD if exact else 0)
     ref: Tensor | None = None
     for i, (cf, latents) in enumerate(progress(frames)):
         if (i % header.intra_period == 0) != (cf.kind == FrameType.I):

@@ -61,11 +61,12 @@ def test_decoding_ahead_gives_the_same_frames(tiny_model, small_video, monkeypat
     assert all(np.array_equal(a, b) for a, b in zip(decoded[0], decoded[2]))
 
 
-def test_the_cpu_decoder_runs_both_stages_in_turn_by_default(tiny_model, small_video, monkeypatch):
+def test_the_decoder_runs_ahead_as_configured(tiny_model, small_video, monkeypatch):
     from nvc import bitstream, codec
 
     model, entry = tiny_model
-    stream = bitstream.unpack(codec.encode(small_video, model, entry, 1).data)
+    streams = [bitstream.unpack(codec.encode(small_video, model, entry, 1, profile=p).data)
+               for p in (bitstream.NumericProfile.EXACT_SKIP, bitstream.NumericProfile.FLOAT)]
     depths = []
 
     class Recording(Ahead):
@@ -73,8 +74,7 @@ def test_the_cpu_decoder_runs_both_stages_in_turn_by_default(tiny_model, small_v
             depths.append(depth)
             super().__init__(items, fn, depth)
     monkeypatch.setattr(codec, "Ahead", Recording)
-    monkeypatch.setattr(codec, "DECODE_AHEAD", None)
-    list(codec.iter_decoded(stream, model, entry))
-    monkeypatch.setattr(codec, "DECODE_AHEAD", 3)  # NVC_DECODE_AHEAD
-    list(codec.iter_decoded(stream, model, entry))
-    assert depths == [0, 3]
+    monkeypatch.setattr(codec, "DECODE_AHEAD", 3)  # NVC_DECODE_AHEAD=3
+    for stream in streams:
+        list(codec.iter_decoded(stream, model, entry))
+    assert depths == [3, 0]  # float entropy parameters would depend on the worker's threads
