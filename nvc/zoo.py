@@ -37,16 +37,17 @@ class ZooEntry:
 
 ZOO: dict[str, ZooEntry] = {
     e.name: e for e in [
-        ZooEntry(5, "ssf-small-v5", "ssf-small-v5.safetensors",
-                 "52a614f59d9b3ec5b5423a9ec5ef181bd52dbd9d9f35f88306aa6d72c83c9516"),
+        ZooEntry(6, "ssf-small-v6", "ssf-small-v6.safetensors",
+                 "6a029ec55ee7c97c3d3a1cfd873435ee3e110e10d9c0f6c9b0bb5dd78b46ee44"),
     ]
 }
-DEFAULT_MODEL = "ssf-small-v5"
+DEFAULT_MODEL = "ssf-small-v6"
 # Ids once shipped and since withdrawn: never reused, named in errors.
 RETIRED: dict[int, str] = {1: "ssf-small-v1 (qualities 1-4 at lambda 0.0018-0.013)",
                            2: "ssf-small-v2 (qualities 1-4 at lambda 0.013-0.0932)",
                            3: "ssf-small-v3 (sha256 c51fb754...; ssf-small-v4 continues it)",
-                           4: "ssf-small-v4 (sha256 55d1db16...; ssf-small-v5 continues it)"}
+                           4: "ssf-small-v4 (sha256 55d1db16...; ssf-small-v5 continues it)",
+                           5: "ssf-small-v5 (sha256 52a614f5...; ssf-small-v6 continues it)"}
 
 
 def entry_by_id(model_id: int) -> ZooEntry | None:
