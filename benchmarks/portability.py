@@ -19,7 +19,7 @@ from nvc.codec import decode_stream, encode
 from nvc.io import read_video
 from nvc.zoo import load_model
 
-PRECISIONS = {"fp32": bitstream.Synthesis.FLOAT32, "bf16": bitstream.Synthesis.BFLOAT16}
+PRECISIONS = bitstream.SYNTHESIS_NAMES
 
 
 def compare(encoded: list[np.ndarray], decoded: list[np.ndarray]) -> dict:

@@ -78,7 +78,7 @@ def _coded_symbols(name: str, args: tuple, out) -> int:
 
 
 LAYOUTS = {"cl": torch.channels_last, "nchw": torch.contiguous_format}
-PRECISIONS = {"fp32": bitstream.Synthesis.FLOAT32, "bf16": bitstream.Synthesis.BFLOAT16}
+PRECISIONS = bitstream.SYNTHESIS_NAMES
 PROFILES = {"skip": bitstream.NumericProfile.EXACT_SKIP, "exact": bitstream.NumericProfile.EXACT_HYPER,
             "float": bitstream.NumericProfile.FLOAT}
 

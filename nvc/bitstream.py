@@ -81,6 +81,9 @@ class Synthesis(IntEnum):
     BFLOAT16 = 1
 
 
+SYNTHESIS_NAMES = {"fp32": Synthesis.FLOAT32, "bf16": Synthesis.BFLOAT16}  # as the CLI spells them
+
+
 class FrameType(IntEnum):
     I = 0  # noqa: E741 - the field's own name
     P = 1

@@ -120,9 +120,9 @@ def cmd_encode(args) -> None:
 
 
 def _synthesis(args):
-    from .bitstream import Synthesis
+    from .bitstream import SYNTHESIS_NAMES
 
-    return {"fp32": Synthesis.FLOAT32, "bf16": Synthesis.BFLOAT16}[args.precision]
+    return SYNTHESIS_NAMES[args.precision]
 
 
 def _adapt_config(args):
@@ -224,7 +224,7 @@ def cmd_info(args) -> None:
         "intra_period": h.intra_period, "quality": h.quality, "colour_matrix": matrix,
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
-        "synthesis": {0: "fp32", 1: "bf16"}[h.synthesis],
+        "synthesis": {v: k for k, v in bitstream.SYNTHESIS_NAMES.items()}[bitstream.Synthesis(h.synthesis)],
         "quality_map": _quality_map_info(stream),
         "bpp": bpp(len(data), h.width, h.height, h.frame_count),
         "bytes_per_unit_type": stream.unit_bytes,
@@ -439,7 +439,7 @@ def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, q
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="what the synthesis transforms compute in, on both sides, recorded in the "
                         "stream: fp32 (default) decodes on any machine within 1 code value; bf16 "
-                        "decodes faster on CPUs and GPUs with bf16 units (1.4-1.6x on this "
+                        "decodes faster on CPUs and GPUs with bf16 units (1.2-1.5x on this "
                         "project's CPU) and bit-exactly only on the encoder's kind of device")
     _adapt_options(p)
     _common(p)
