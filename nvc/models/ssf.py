@@ -152,8 +152,6 @@ class SSF(nn.Module):
 
     def decompress(self, frame: CodedFrame, x_ref: Tensor | None, padded_hw: tuple[int, int],
                    q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
-        if frame.kind == FrameType.P and x_ref is None:
-            raise ValueError("a P-frame needs a reference frame")
         return self.synthesize(frame.kind, self.decode_latents(frame, padded_hw, q, profile), x_ref)
 
     # -- entropy-model upkeep -----------------------------------------------------------------
