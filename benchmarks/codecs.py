@@ -114,8 +114,9 @@ def _run_anchor(name: str) -> Callable[[Video, str, Conditions], PointResult]:
 
 ADAPTED = {"nvc-adapt": "LORA", "nvc-dora": "DORA", "nvc-full": "FULL"}
 CODECS: dict[str, Callable[[Video, str, Conditions], PointResult]] = {
-    "nvc": _run_base("nvc", "EXACT_SKIP"), "nvc-noskip": _run_base("nvc-noskip", "EXACT_HYPER"),
-    "nvc-float": _run_base("nvc-float", "FLOAT"), "nvc-bf16": _run_base("nvc-bf16", "EXACT_SKIP", "BFLOAT16"),
+    "nvc": _run_base("nvc", "SUBSTREAMS"), "nvc-compressai": _run_base("nvc-compressai", "EXACT_SKIP"),
+    "nvc-noskip": _run_base("nvc-noskip", "EXACT_HYPER"), "nvc-float": _run_base("nvc-float", "FLOAT"),
+    "nvc-bf16": _run_base("nvc-bf16", "SUBSTREAMS", "BFLOAT16"),
     **{name: _run_adapted(name, kind) for name, kind in ADAPTED.items()},
     **{name: _run_anchor(name) for name in ANCHORS},
 }

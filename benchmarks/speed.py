@@ -3,9 +3,13 @@ into network time and entropy-coding time, on CPU and (when present) CUDA.
 
 Entropy-coding time is measured by timing the range coder's calls (compress/decompress of the
 entropy bottleneck and the Gaussian conditional), with the symbols they code; network time is the
-rest. NVC_CODING_THREADS sets the coder's thread count (1 by default). With `--decode-ahead N`
+rest. NVC_CODING_THREADS sets the network's thread count (1 by default); `--range-threads` the
+range coder's (profile 3 codes a latent's substreams in parallel). With `--decode-ahead N`
 (N > 0) the decoder's entropy stage runs N frames ahead on a second thread (nvc.ahead): its time
 then overlaps the synthesis, and the network time is not derived (decode_network_s is null).
+
+`--coder-only` times the range coders alone on the symbols of real frames (the demo clip's first
+two, an I- and a P-frame, at each size and quality 2): CompressAI's and nvc's, on each thread count.
 
 Example:
     python -m benchmarks.speed --frames 4 --sizes 416x240,832x480 --out out/speed.json
@@ -13,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -24,6 +29,7 @@ import torch
 from nvc import bitstream, codec
 from nvc.codec import CODING_THREADS, decode_stream, encode
 from nvc.io import Video
+from nvc.models import rans
 from nvc.models.range_coder import TableCoder
 from nvc.synthetic import as_video, demo_clip
 from nvc.zoo import load_model
@@ -79,8 +85,12 @@ def _coded_symbols(name: str, args: tuple, out) -> int:
 
 LAYOUTS = {"cl": torch.channels_last, "nchw": torch.contiguous_format}
 PRECISIONS = bitstream.SYNTHESIS_NAMES
-PROFILES = {"skip": bitstream.NumericProfile.EXACT_SKIP, "exact": bitstream.NumericProfile.EXACT_HYPER,
-            "float": bitstream.NumericProfile.FLOAT}
+PROFILES = {"rans": bitstream.NumericProfile.SUBSTREAMS, "skip": bitstream.NumericProfile.EXACT_SKIP,
+            "exact": bitstream.NumericProfile.EXACT_HYPER, "float": bitstream.NumericProfile.FLOAT}
+
+
+def _range_threads(n: int) -> None:
+    rans.THREADS, rans._pool = n, None
 
 
 def _sync(device: torch.device) -> None:
@@ -89,7 +99,7 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(model, entry, size: tuple[int, int], frames: int, device: torch.device,
-            quality: int = 2, profile: str = "skip", ahead: int = 0,
+            quality: int = 2, profile: str = "rans", ahead: int = 0,
             precision: str = "fp32") -> dict:
     """Network and entropy-coding seconds; `params_s` (part of the network time) is what computing
     the entropy parameters took: the fixed-point hyper-synthesis for the exact profiles."""
@@ -125,7 +135,58 @@ def measure(model, entry, size: tuple[int, int], frames: int, device: torch.devi
             "decode_params_s": params.seconds,
             "encode_msymbols_per_s": enc_symbols / max(enc_coder, 1e-9) / 1e6,
             "decode_msymbols_per_s": dec_symbols / max(dec_coder, 1e-9) / 1e6,
-            "coding_threads": CODING_THREADS}
+            "coding_threads": CODING_THREADS, "range_threads": rans.THREADS}
+
+
+def coder_speed(model, entry, size: tuple[int, int], threads: list[int], repeat: int = 3) -> list[dict]:
+    """M symbols/s of each range coder on the coded elements of an I- and a P-frame of the demo
+    clip (profile 3's skip applied): CompressAI's single stream against nvc's substreams on each
+    thread count; the best of `repeat` runs."""
+    w, h = size
+    video = as_video(demo_clip(frames=2, out_hw=(h, w)))
+    latents: list[tuple[torch.Tensor, torch.Tensor]] = []
+    encode_y = TableCoder.encode
+
+    def spy(coder, symbols, indexes, skip_below=0, substreams=False):
+        keep = TableCoder.coded(indexes, skip_below)
+        latents.append((symbols[keep].int(), indexes[keep].int()))
+        return encode_y(coder, symbols, indexes, skip_below, substreams)
+    TableCoder.encode = spy  # type: ignore[method-assign]
+    try:
+        encode(video, model, entry, 2)
+    finally:
+        TableCoder.encode = encode_y  # type: ignore[method-assign]
+    coder = next(iter(model.latent_codecs())).coder
+    n = sum(len(v) for v, _ in latents)
+
+    def best(fn) -> float:
+        return min(_seconds(fn) for _ in range(repeat))
+
+    flat = [(v[None, :, None, None].float(), i[None, :, None, None]) for v, i in latents]
+    strings = [coder.encode(v, i) for v, i in flat]
+    rows = [{"coder": "compressai", "threads": 1, "bytes": sum(map(len, strings)),
+             "encode_s": best(lambda: [coder.encode(v, i) for v, i in flat]),
+             "decode_s": best(lambda: [coder.decode(s, i) for s, (_, i) in zip(strings, flat)])}]
+    arrays = [(v.numpy(), i.numpy()) for v, i in latents]
+    ours = [rans.encode(coder.tables, v, i) for v, i in arrays]  # the same bytes on any thread count
+    for t in threads:
+        _range_threads(t)
+        rows.append({"coder": "nvc", "threads": t, "bytes": sum(map(len, ours)),
+                     "encode_s": best(lambda: [rans.encode(coder.tables, v, i) for v, i in arrays]),
+                     "decode_s": best(lambda: [rans.decode(coder.tables, s, i)
+                                               for s, (_, i) in zip(ours, arrays)])})
+    runs = sum(len(rans.substream_bounds(len(v))) - 1 for v, _ in latents)
+    for r in rows:  # CompressAI's: one stream per latent
+        r.update(size=f"{w}x{h}", symbols=n, substreams=runs if r["coder"] == "nvc" else len(latents),
+                 encode_msymbols_per_s=n / r["encode_s"] / 1e6,
+                 decode_msymbols_per_s=n / r["decode_s"] / 1e6)
+    return rows
+
+
+def _seconds(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
 
 def adaptation_speed(model, entry, size: tuple[int, int], frames: int, steps: int,
@@ -148,15 +209,22 @@ def adaptation_speed(model, entry, size: tuple[int, int], frames: int, steps: in
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("Example")[0],
-                                epilog="example:\n  python -m benchmarks.speed --frames 4 --sizes 416x240 --devices cpu",
+                                epilog="example:\n  python -m benchmarks.speed --frames 4 --sizes 416x240 "
+                                       "--devices cpu",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=12)
     p.add_argument("--sizes", default=",".join(f"{w}x{h}" for w, h in SIZES))
     p.add_argument("--devices", default="cpu,cuda", help="devices to try; absent ones are skipped")
     p.add_argument("--adapt-steps", type=int, default=5, help="adaptation steps to time (0: skip)")
-    p.add_argument("--profiles", default="skip",
-                   help="profiles to time, comma-separated: skip (the default: exact entropy "
-                        "parameters, small scales not coded), exact (all coded), float (format 2)")
+    p.add_argument("--profiles", default="rans",
+                   help="profiles to time, comma-separated: rans (the default: exact entropy "
+                        "parameters, small scales not coded, nvc's coder in substreams), skip (the "
+                        "same with CompressAI's coder), exact (all coded), float (format 2)")
+    p.add_argument("--range-threads", default=str(rans.THREADS),
+                   help="range-coder thread counts to time, comma-separated (default: "
+                        "NVC_RANGE_THREADS, else every core)")
+    p.add_argument("--coder-only", action="store_true",
+                   help="time the range coders alone on real frames' symbols (see above)")
     p.add_argument("--layouts", default="cl",
                    help="memory layouts of the network to time, comma-separated: cl "
                         "(channels_last, what nvc loads; the default), nchw")
@@ -174,6 +242,27 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(given.split(",")) - set(known))
         if unknown:
             p.error(f"unknown {what}(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    try:
+        threads = [int(t) for t in args.range_threads.split(",")]
+    except ValueError:
+        threads = []
+    if not threads or min(threads) < 1:
+        p.error(f"--range-threads: positive integers, comma-separated (got {args.range_threads!r})")
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    if args.coder_only:
+        model, entry = load_model()
+        coder_rows = []
+        for w, h in sizes:
+            with torch.no_grad():
+                coder_rows += coder_speed(model, entry, (w, h), threads)
+            for r in coder_rows[-len(threads) - 1:]:
+                print(f"{r['size']:>9} {r['coder']:>10} {r['threads']} thread(s): "
+                      f"{r['symbols']} symbols in {r['substreams']} substreams, {r['bytes']} B; "
+                      f"encode {r['encode_msymbols_per_s']:.1f}, decode "
+                      f"{r['decode_msymbols_per_s']:.1f} M symbols/s", flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps({"coders": coder_rows}, indent=1))
+        return 0
     rows, adapt_rows = [], []
     for dev in args.devices.split(","):
         if dev == "cuda" and not torch.cuda.is_available():
@@ -182,12 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         device = torch.device(dev)
         model, entry = load_model()
         model.to(device)
-        for s in args.sizes.split(","):
-            w, h = (int(v) for v in s.split("x"))
-            for layout, profile, precision, ahead in (
-                    (lay, p_, c, int(a)) for lay in args.layouts.split(",")
-                    for p_ in args.profiles.split(",")
-                    for c in args.precisions.split(",") for a in args.decode_ahead.split(",")):
+        for w, h in sizes:
+            for layout, profile, precision, ahead, t in itertools.product(
+                    args.layouts.split(","), args.profiles.split(","), args.precisions.split(","),
+                    [int(a) for a in args.decode_ahead.split(",")], threads):
+                _range_threads(t)
                 model.to(memory_format=LAYOUTS[layout])
                 with torch.no_grad():
                     rows.append(measure(model, entry, (w, h), args.frames, device, profile=profile,
@@ -201,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{ahead} (network {network}, entropy parameters "
                       f"{r['decode_params_s']:.2f} s, entropy {r['decode_entropy_s']:.2f} s), "
                       f"{r['frames']} frames; range coder {r['encode_msymbols_per_s']:.1f} / "
-                      f"{r['decode_msymbols_per_s']:.1f} M symbols/s on {CODING_THREADS} "
-                      f"thread(s)", flush=True)
+                      f"{r['decode_msymbols_per_s']:.1f} M symbols/s on {t} range-coder "
+                      f"thread(s), {CODING_THREADS} network thread(s)", flush=True)
         if args.adapt_steps:
             a = adaptation_speed(model, entry, (416, 240), args.frames, args.adapt_steps, 256)
             a["device"] = str(device)

@@ -28,7 +28,8 @@ MAGIC = b"NVC\x89"
 #    the first rung (format 3 maps have origin 0).
 # 5: the sequence header ends with the precision of the synthesis transforms (earlier formats:
 #    float32).
-FORMAT_VERSION = 5
+# 6: numeric profile 3: y strings are substreams of nvc's own range coder (nvc.models.rans).
+FORMAT_VERSION = 6
 HASH_PREFIX_BYTES = 8
 
 
@@ -58,17 +59,28 @@ class NumericProfile(IntEnum):
     FLOAT = 0  # the float hyper-synthesis: exact only on the encoder's kind of device and threads
     EXACT_HYPER = 1  # nvc.models.exact: integer arithmetic, the same on every device
     EXACT_SKIP = 2  # EXACT_HYPER; elements below SKIP_BELOW_INDEX are not coded (decoded as the mean)
+    SUBSTREAMS = 3  # EXACT_SKIP; y coded by nvc's rANS in substreams (nvc.models.rans; format 6)
 
     @property
     def skip_below(self) -> int:
         """Elements whose scale index is below this are not coded (nvc.models.range_coder)."""
-        return SKIP_BELOW_INDEX if self == NumericProfile.EXACT_SKIP else 0
+        return SKIP_BELOW_INDEX if self >= NumericProfile.EXACT_SKIP else 0
+
+    @property
+    def substreams(self) -> bool:
+        """y strings are substreams of nvc's coder, not CompressAI's single stream."""
+        return self == NumericProfile.SUBSTREAMS
+
+    @property
+    def since(self) -> int:
+        """The first format version that can carry this profile."""
+        return 6 if self.substreams else 3
 
 
 # Scale index 6 = scales <= 0.2035, where a symbol other than 0 has probability <= 1.4%: skipping
 # them measured -2.3% BD-rate on the evaluation clips (index 1: -0.2%, 3: -1.3%, 9: +0.6%; RESULTS).
 SKIP_BELOW_INDEX = 6
-DEFAULT_PROFILE = NumericProfile.EXACT_SKIP
+DEFAULT_PROFILE = NumericProfile.SUBSTREAMS
 
 
 class Synthesis(IntEnum):
@@ -186,6 +198,8 @@ class SequenceHeader:
             raise ValueError("weights_hash has the wrong length")
         if version < 5 and self.synthesis != Synthesis.FLOAT32:
             raise ValueError(f"format {version} has no synthesis precision (float32 only)")
+        if version >= 3 and version < NumericProfile(self.numeric_profile).since:
+            raise ValueError(f"format {version} cannot carry numeric profile {self.numeric_profile}")
         tail = bytes([self.numeric_profile]) + struct.pack("<I", self.tables_crc) \
             if version >= 3 else b""
         if version >= 5:
@@ -209,8 +223,10 @@ class SequenceHeader:
         if version >= 3:
             profile = r.u8("numeric profile")
             (crc,) = struct.unpack("<I", r.take(4, "tables crc"))
-            if profile not in NumericProfile._value2member_map_:
-                raise BitstreamError(f"unsupported stream: unknown numeric profile {profile}")
+            if profile not in NumericProfile._value2member_map_ or \
+                    version < NumericProfile(profile).since:
+                raise BitstreamError(f"unsupported stream: unknown numeric profile {profile} in "
+                                     f"format {version}")
         synth = r.u8("synthesis precision") if version >= 5 else int(Synthesis.FLOAT32)
         if synth not in Synthesis._value2member_map_:
             raise BitstreamError(f"unsupported stream: unknown synthesis precision {synth}")
@@ -262,6 +278,25 @@ def read_frame(payload: bytes, index: int) -> CodedFrame:
     if not r.done:
         raise BitstreamError(f"damaged frame {index}: {len(payload) - r.pos} trailing bytes")
     return CodedFrame(kind, latents)
+
+
+def join_substreams(runs: Sequence[bytes]) -> bytes:
+    """A y string of profile 3: the byte length of every run but the last (varints), then the
+    runs. Their number is not written: both sides derive it from the count of coded elements."""
+    return b"".join(write_varint(len(r)) for r in runs[:-1]) + b"".join(runs)
+
+
+def split_substreams(data: bytes, count: int) -> list[bytes]:
+    """The `count` runs of a profile-3 y string."""
+    r = Reader(data, "y string")
+    sizes = [r.varint("substream length") for _ in range(count - 1)]
+    if r.pos + sum(sizes) > len(data):
+        raise BitstreamError(f"damaged y string: substreams of {sum(sizes)} bytes in "
+                             f"{len(data) - r.pos}")
+    runs = []
+    for size in sizes:
+        runs.append(r.take(size, "substream"))
+    return runs + [data[r.pos:]]
 
 
 @dataclass(frozen=True)

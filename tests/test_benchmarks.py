@@ -110,6 +110,24 @@ def test_speed_reports_network_entropy_and_adaptation(tmp_path):
     assert data["adaptation"][0]["seconds_per_step"] > 0
 
 
+def test_speed_times_the_range_coders_alone(tmp_path, capsys):
+    """--coder-only: CompressAI's coder and nvc's on each thread count, on the same real symbols;
+    nvc's bytes do not depend on the thread count."""
+    from benchmarks.speed import main as speed_main
+
+    out = tmp_path / "coders.json"
+    assert speed_main(["--coder-only", "--sizes", "128x64", "--range-threads", "1,2",
+                       "--out", str(out)]) == 0
+    theirs, one, two = json.loads(out.read_text())["coders"]
+    assert (theirs["coder"], one["threads"], two["threads"]) == ("compressai", 1, 2)
+    assert theirs["symbols"] == one["symbols"] > 0 and one["bytes"] == two["bytes"] > 0
+    assert abs(one["bytes"] / theirs["bytes"] - 1) < 0.05
+    assert all(r["decode_msymbols_per_s"] > 0 for r in (theirs, one, two))
+    with pytest.raises(SystemExit):
+        speed_main(["--coder-only", "--range-threads", "0"])
+    assert "--range-threads: positive integers" in capsys.readouterr().err
+
+
 def test_shared_benchmark_reports_on_evaluation_clips_only():
     from benchmarks.manifest import dataset_manifest, read_manifest
     from train.data import EVALUATION_CLIPS

@@ -68,7 +68,19 @@ def test_older_formats_have_no_profile_fields():
 def test_unknown_numeric_profile():
     payload = HEADER.write()[:-6] + bytes([7]) + struct.pack("<I", 0) + bytes(1)
     assert _refusal(SequenceHeader.read, payload) == \
-        "unsupported stream: unknown numeric profile 7"
+        "unsupported stream: unknown numeric profile 7 in format 6"
+
+
+def test_the_substream_profile_needs_format_6():
+    """Profile 3 (nvc's own coder) came with format 6: an older format cannot carry it."""
+    new = replace(HEADER, numeric_profile=NumericProfile.SUBSTREAMS)
+    assert SequenceHeader.read(new.write()) == new
+    with pytest.raises(ValueError, match="^format 5 cannot carry numeric profile 3"):
+        new.write(5)
+    payload = HEADER.write(5)[:-6] + bytes([3]) + HEADER.write(5)[-5:]
+    assert SequenceHeader.read(payload[:-6] + bytes([2]) + payload[-5:], 5).numeric_profile == 2
+    assert _refusal(SequenceHeader.read, payload, 5) == \
+        "unsupported stream: unknown numeric profile 3 in format 5"
 
 
 def test_synthesis_precision_field():

@@ -31,13 +31,17 @@ from .conftest import make_codable, make_video
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
-# stream.nvc: every element coded (profile 1); stream-skip.nvc: the default profile, small scales
-# not coded; stream-map.nvc: the default profile with a quality map whose positions reach below
-# the first rung (format 4). All stay decodable: the first is what nvc wrote before the skip.
+# stream.nvc: every element coded (profile 1); stream-skip.nvc: small scales not coded (profile 2);
+# stream-map.nvc: profile 2 with a quality map whose positions reach below the first rung; all
+# three as format 5 wrote them, with CompressAI's coder. stream-rans.nvc: the default (profile 3,
+# format 6): profile 2's symbols in substreams of nvc's own coder. Every one stays decodable.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
-STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER),
-           "skip_": (GOLDEN / "stream-skip.nvc", NumericProfile.EXACT_SKIP),
-           "map_": (GOLDEN / "stream-map.nvc", NumericProfile.EXACT_SKIP)}
+# Regenerating writes only the streams of the current format (and the weights only when absent):
+# the older ones record what an older nvc wrote.
+STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
+           "skip_": (GOLDEN / "stream-skip.nvc", NumericProfile.EXACT_SKIP, 5),
+           "map_": (GOLDEN / "stream-map.nvc", NumericProfile.EXACT_SKIP, 5),
+           "rans_": (GOLDEN / "stream-rans.nvc", NumericProfile.SUBSTREAMS, 6)}
 STREAM = STREAMS[""][0]
 # the map of stream-map.nvc: a 4x8 grid (64x128 padded), positions -2 .. +3.8 (above the top
 # rung, clamped to it)
@@ -49,10 +53,13 @@ def _regenerate() -> None:
     torch.manual_seed(7)
     # latents large enough for the coder to work, scales spread over the whole scale table, so the
     # stream exercises every CDF choice
-    save_weights(make_codable(SSF(TINY)), WEIGHTS)
+    if not WEIGHTS.exists():
+        save_weights(make_codable(SSF(TINY)), WEIGHTS)
     model, entry = load_model(path=WEIGHTS)
-    expected = {}
-    for key, (path, profile) in STREAMS.items():
+    expected = json.loads(EXPECTED.read_text()) if EXPECTED.exists() else {}
+    for key, (path, profile, version) in STREAMS.items():
+        if version != bitstream.FORMAT_VERSION:
+            continue
         path.write_bytes(encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
                                 intra_period=12, profile=profile,
                                 qmap=MAP if key == "map_" else None).data)
@@ -126,10 +133,10 @@ def expected() -> dict:
 
 @pytest.mark.parametrize("key", STREAMS)
 def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monkeypatch, key):
-    path, profile = STREAMS[key]
+    path, profile, version = STREAMS[key]
     data = path.read_bytes()
     header = bitstream.unpack(data).header
-    assert data[len(bitstream.MAGIC)] == bitstream.FORMAT_VERSION
+    assert data[len(bitstream.MAGIC)] == version
     assert header.numeric_profile == profile
     assert (bitstream.unpack(data).quality_map == MAP.write()) == (key == "map_")
     symbols, frames = _decode(data, monkeypatch)
@@ -150,6 +157,17 @@ def test_a_format_4_stream_still_decodes_to_the_same_frames(expected, monkeypatc
     assert bitstream.unpack(data).header.synthesis == bitstream.Synthesis.FLOAT32
     symbols, frames = _decode(data, monkeypatch)
     assert symbols == expected["map_symbols_md5"] and frames == expected["map_frames_md5"]
+
+
+def test_the_newest_golden_stream_is_of_the_current_format():
+    assert max(v for _, _, v in STREAMS.values()) == bitstream.FORMAT_VERSION
+    assert STREAMS["rans_"][1] == bitstream.DEFAULT_PROFILE
+
+
+def test_both_coders_carry_the_same_symbols(expected):
+    """Profile 3 changes the coder, not what is coded: the same symbols and frames as profile 2."""
+    assert expected["rans_symbols_md5"] == expected["skip_symbols_md5"]
+    assert expected["rans_frames_md5"] == expected["skip_frames_md5"]
 
 
 def test_the_skip_profile_codes_fewer_symbols(expected):

@@ -1,5 +1,6 @@
 """The y coder (nvc.models.range_coder): CompressAI's bytes when nothing is skipped, symbols back
 exactly, skipped elements decoded as 0, and the skip profile end to end."""
+import numpy as np
 import pytest
 import torch
 from compressai.entropy_models import GaussianConditional
@@ -104,8 +105,13 @@ def test_the_skip_mask_is_the_index_threshold():
 def test_the_default_profile_skips_and_decodes_to_the_encoders_frames(tiny_model, small_video):
     model, entry = tiny_model
     coded = {p: encode(small_video, model, entry, 2, profile=p)
-             for p in (NumericProfile.EXACT_HYPER, bitstream.DEFAULT_PROFILE)}
-    assert bitstream.DEFAULT_PROFILE == NumericProfile.EXACT_SKIP
+             for p in (NumericProfile.EXACT_HYPER, NumericProfile.EXACT_SKIP,
+                       bitstream.DEFAULT_PROFILE)}
+    assert bitstream.DEFAULT_PROFILE == NumericProfile.SUBSTREAMS
+    assert NumericProfile.SUBSTREAMS.skip_below == NumericProfile.EXACT_SKIP.skip_below
+    # the same symbols, coded by either coder: the same frames
+    assert all(np.array_equal(a, b) for a, b in zip(coded[NumericProfile.EXACT_SKIP].reconstruction,
+                                                    coded[NumericProfile.SUBSTREAMS].reconstruction))
     for profile, c in coded.items():
         stream = bitstream.unpack(c.data)
         assert stream.header.numeric_profile == profile

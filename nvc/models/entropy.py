@@ -152,7 +152,7 @@ class LatentCodec(nn.Module):
         means, indexes = self._coding_params(z_hat, profile)
         coder = self._require_coder()
         symbols = torch.round(y * g - means) * coder.coded(indexes, profile.skip_below)
-        y_string = coder.encode(symbols, indexes, profile.skip_below)
+        y_string = coder.encode(symbols, indexes, profile.skip_below, profile.substreams)
         # Rebuild y_hat from the symbols exactly as decompress does.
         return LatentStrings(y_string, z_string), self._dequantize(symbols, means, q)
 
@@ -162,7 +162,8 @@ class LatentCodec(nn.Module):
         z_count = self.entropy_bottleneck._quantized_cdf.shape[0] * z_hw[0] * z_hw[1]
         z_hat = self.entropy_bottleneck.decompress([readable(strings.z, z_count)], z_hw)
         means, indexes = self._coding_params(z_hat, profile)
-        symbols = self._require_coder().decode(strings.y, indexes, profile.skip_below)
+        symbols = self._require_coder().decode(strings.y, indexes, profile.skip_below,
+                                                profile.substreams)
         return self._dequantize(symbols, means, q)
 
     def _require_coder(self) -> TableCoder:

@@ -1,4 +1,6 @@
-"""The range coder's side of y: CompressAI's rANS with the Gaussian CDF tables held as Python lists.
+"""The range coder's side of y: nvc's own rANS in substreams (nvc.models.rans; numeric profile 3,
+the default) or, for streams of profiles 0-2, CompressAI's rANS with the Gaussian CDF tables held as
+Python lists.
 
 CompressAI's GaussianConditional converts its 64 x ~3,000 CDF table to a Python list at every call
 (about 200k integers) and every index and symbol tensor through Python lists; at 416x240 that glue,
@@ -20,6 +22,7 @@ from compressai.entropy_models import GaussianConditional
 from torch import Tensor
 
 from ..errors import NvcError
+from . import rans
 
 # CompressAI 1.2.8's RansEncoder writes into a buffer of one 32-bit word per symbol with no bounds
 # check, and aborts the process when the code is longer: always on 0 or 1 symbols, and on a few
@@ -55,6 +58,7 @@ class TableCoder:
         self.offsets = gc._offset.reshape(-1).int().tolist()
         self._offset = torch.tensor(self.offsets, dtype=torch.int64)
         self._top = torch.tensor(self.lengths, dtype=torch.int64) - 2  # the escape symbol
+        self.tables = rans.Tables(self.cdf, self.lengths, self.offsets)
 
     @staticmethod
     def coded(indexes: Tensor, skip_below: int) -> Tensor:
@@ -75,11 +79,15 @@ class TableCoder:
             digits += (raw >> (4 * d)) > 0
         return 16 * symbols.numel() + int((4 * (digits + digits // 15 + 1)).sum())
 
-    def encode(self, symbols: Tensor, indexes: Tensor, skip_below: int = 0) -> bytes:
+    def encode(self, symbols: Tensor, indexes: Tensor, skip_below: int = 0,
+               substreams: bool = False) -> bytes:
+        """The y string; `substreams`: nvc's coder (profile 3), else CompressAI's."""
         keep = self.coded(indexes, skip_below)
         values, idx = _kept(symbols, keep), _kept(indexes, keep)
         if not idx.numel():  # everything skipped: nothing to write
             return b""
+        if substreams:
+            return rans.encode(self.tables, values.numpy(), idx.numpy())
         total = padded_count(idx.numel())
         if self.code_bits_bound(values, idx) + 96 > 32 * total:  # 96: the flush and the last word
             raise NvcError(f"cannot code this latent: its {idx.numel()} values lie too far beyond "
@@ -88,15 +96,21 @@ class TableCoder:
         return RansEncoder().encode_with_indexes(_as_list(values) + pad, _as_list(idx) + pad,
                                                  self.cdf, self.lengths, self.offsets)
 
-    def decode(self, string: bytes, indexes: Tensor, skip_below: int = 0) -> Tensor:
+    def decode(self, string: bytes, indexes: Tensor, skip_below: int = 0,
+               substreams: bool = False) -> Tensor:
         """Symbols (float32) shaped like `indexes`, 0 where nothing was coded."""
         keep = self.coded(indexes, skip_below).cpu()
-        idx = _as_list(_kept(indexes, keep))
+        kept = _kept(indexes, keep)
         out = torch.zeros(indexes.shape)
-        if not idx:
+        if not kept.numel():
             if string:
                 raise ValueError("a y string where no element is coded")
             return out.to(indexes.device)
+        if substreams:
+            values = torch.from_numpy(rans.decode(self.tables, string, kept.numpy()))
+            out.masked_scatter_(keep, values.to(torch.float32))
+            return out.to(indexes.device)
+        idx = _as_list(kept)
         if len(string) < 8:  # shorter than the encoder's flush
             raise ValueError(f"a y string of {len(string)} bytes for {len(idx)} elements")
         total = padded_count(len(idx))
