@@ -33,7 +33,7 @@ from .bitstream import (
     Stream,
     Synthesis,
 )
-from .errors import BitstreamError, InputError
+from .errors import BitstreamError, InputError, env_int
 from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .models.ssf import SSF, FrameType, model_device
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
@@ -43,11 +43,11 @@ Progress = Callable[[Iterable], Iterable]
 # their sums by thread count, so a decoder with another count than the encoder's drifts (measured:
 # BasketballPass decoded with 1 and with 2 threads differed in 5 of 6 frames). NVC_CODING_THREADS
 # overrides it; streams then decode bit-exactly only where both sides use the same value.
-CODING_THREADS = int(os.environ.get("NVC_CODING_THREADS", "1"))
+CODING_THREADS = env_int("NVC_CODING_THREADS", 1, minimum=1)
 # Frames whose entropy decoding runs ahead of the synthesis, on a second thread (nvc.ahead); 0 runs
 # both stages in turn on one (the default on a one-core machine). NVC_DECODE_AHEAD overrides it.
 # The exact profiles only: their entropy stage is thread-independent.
-DECODE_AHEAD = int(os.environ.get("NVC_DECODE_AHEAD", "2" if (os.cpu_count() or 1) > 1 else "0"))
+DECODE_AHEAD = env_int("NVC_DECODE_AHEAD", 2 if (os.cpu_count() or 1) > 1 else 0)
 
 
 @contextmanager

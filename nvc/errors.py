@@ -1,4 +1,7 @@
 """Errors a user can cause. The CLI turns each into one line on stderr and a non-zero exit."""
+from __future__ import annotations
+
+import os
 
 
 class NvcError(Exception):
@@ -11,3 +14,18 @@ class InputError(NvcError):
 
 class BitstreamError(NvcError):
     """An .nvc stream is truncated, damaged, too new, or made for other weights."""
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """An integer setting from the environment (NVC_CODING_THREADS and the like), or `default`
+    when unset; anything else is a one-line NvcError, not a traceback."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise NvcError(f"{name} must be an integer >= {minimum} (got {text!r})")
+    return value

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -184,6 +185,29 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
                            "-o", str(tmp_path / "x.y4m")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert proc.stderr.strip() == f"nvc: error: {tmp_path / 'nope.nvc'}: no such file"
+
+
+@pytest.mark.parametrize("name, minimum", [("NVC_RANGE_THREADS", 0), ("NVC_CODING_THREADS", 1),
+                                           ("NVC_DECODE_AHEAD", 0)])
+def test_a_bad_thread_setting_is_one_line(tmp_path, name, minimum):
+    proc = subprocess.run([sys.executable, "-m", "nvc.cli", "decode", str(tmp_path / "nope.nvc"),
+                           "-o", str(tmp_path / "x.y4m")], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, name: "two"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"nvc: error: {name} must be an integer >= {minimum} (got 'two')"
+
+
+def test_env_int(monkeypatch):
+    from nvc.errors import NvcError, env_int
+
+    monkeypatch.delenv("NVC_TEST_INT", raising=False)
+    assert env_int("NVC_TEST_INT", 7) == 7
+    monkeypatch.setenv("NVC_TEST_INT", " 3 ")
+    assert env_int("NVC_TEST_INT", 7, minimum=3) == 3
+    for bad in ("-1", "2.5", "x"):
+        monkeypatch.setenv("NVC_TEST_INT", bad)
+        with pytest.raises(NvcError, match=f"NVC_TEST_INT must be an integer >= 0 .got '{bad}'"):
+            env_int("NVC_TEST_INT", 7)
 
 
 def test_adapted_encode_and_info(tmp_path, clip_y4m, tiny_weights, capsys):

@@ -23,13 +23,20 @@ from typing import Any
 import numpy as np
 
 from ..bitstream import join_substreams, split_substreams
-from ..errors import BitstreamError, NvcError
+from ..errors import BitstreamError, NvcError, env_int
 
 # A run per SUBSTREAM_SYMBOLS coded elements, at most MAX_SUBSTREAMS: each run costs its 4-byte
 # final state and a 2-3 byte length, about 0.1% of what 65,536 elements take at the lowest rates.
 SUBSTREAM_SYMBOLS = 1 << 16
 MAX_SUBSTREAMS = 64
-THREADS = int(os.environ.get("NVC_RANGE_THREADS", "0")) or (os.cpu_count() or 1)
+
+
+def _cores() -> int:
+    """The cores this process may run on (the affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+THREADS = env_int("NVC_RANGE_THREADS", 0) or _cores()
 
 _ERRORS = {-1: "a range-coder table is invalid", -2: "the coder's output buffer is too small",
            -3: "damaged y string", -4: "a value lies too far beyond the range coder's tables"}
