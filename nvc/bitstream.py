@@ -290,13 +290,7 @@ def split_substreams(data: bytes, count: int) -> list[bytes]:
     """The `count` runs of a profile-3 y string."""
     r = Reader(data, "y string")
     sizes = [r.varint("substream length") for _ in range(count - 1)]
-    if r.pos + sum(sizes) > len(data):
-        raise BitstreamError(f"damaged y string: substreams of {sum(sizes)} bytes in "
-                             f"{len(data) - r.pos}")
-    runs = []
-    for size in sizes:
-        runs.append(r.take(size, "substream"))
-    return runs + [data[r.pos:]]
+    return [r.take(size, f"substream {i}") for i, size in enumerate(sizes)] + [data[r.pos:]]
 
 
 @dataclass(frozen=True)

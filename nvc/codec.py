@@ -283,7 +283,8 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
         try:
             with coding(model, Synthesis(header.synthesis)):
                 ref = model.synthesize(cf.kind, latents(), ref)
-        except (RuntimeError, ValueError) as e:  # the range coder on bytes that passed the CRC
+        except (RuntimeError, ValueError, BitstreamError) as e:  # the range coder on bytes that
+            # passed the CRC
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         yield _to_numpy(ref, header.height, header.width)
 

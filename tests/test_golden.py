@@ -211,3 +211,17 @@ def test_format_2_streams_decode_with_the_float_profile(tiny_model, small_video)
     coded = encode(small_video, model, entry, 1, profile=NumericProfile.FLOAT)
     out = decode_stream(back, model, entry)
     assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, out.frames))
+
+
+@pytest.mark.parametrize("cut", ["short", "empty", "zeros", "long"])
+def test_a_damaged_substream_names_its_frame(cut):
+    """A profile-3 y string that passes the CRCs (they are recomputed here) but not the coder's
+    own checks: one line naming the frame, never garbage silently or a crash."""
+    model, entry = load_model(path=WEIGHTS)
+    stream = bitstream.unpack(STREAMS["rans_"][0].read_bytes())
+    y, z = stream.frames[1].latents[1].y, stream.frames[1].latents[1].z
+    damaged = {"short": y[:-2], "empty": b"", "zeros": bytes(len(y)), "long": y + b"\0\0"}[cut]
+    stream.frames[1].latents[1] = bitstream.LatentStrings(damaged, z)
+    with pytest.raises(BitstreamError, match=r"^damaged stream: frame 1 cannot be decoded "
+                                             r"\(damaged y string"):
+        decode_stream(bitstream.unpack(bitstream.pack(stream)), model, entry)
