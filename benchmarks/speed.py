@@ -1,12 +1,13 @@
 """Coding speed: frames per second to encode and decode at 416x240, 832x480 and 1920x1080, split
 into network time and entropy-coding time, on CPU and (when present) CUDA.
 
-Entropy-coding time is measured by timing the range coder's calls (compress/decompress of the
-entropy bottleneck and the Gaussian conditional), with the symbols they code; network time is the
-rest. NVC_CODING_THREADS sets the network's thread count (1 by default); `--range-threads` the
-range coder's (profile 3 codes a latent's substreams in parallel). With `--decode-ahead N`
-(N > 0) the decoder's entropy stage runs N frames ahead on a second thread (nvc.ahead): its time
-then overlaps the synthesis, and the network time is not derived (decode_network_s is null).
+Entropy-coding time is measured by timing the range coder's calls (z's and y's strings, each
+latent's encode_z / decode_z and its coder's encode / decode), with the symbols they code; network
+time is the rest. NVC_CODING_THREADS sets the network's thread count (1 by default);
+`--range-threads` the range coder's (profile 3 codes a latent's substreams in parallel). With
+`--decode-ahead N` (N > 0) the decoder's entropy stage runs N frames ahead on a second thread
+(nvc.ahead): its time then overlaps the synthesis, and the network time is not derived
+(decode_network_s is null).
 
 `--coder-only` times the range coders alone on the symbols of real frames (the demo clip's first
 two, an I- and a P-frame, at each size and quality 2): CompressAI's and nvc's, on each thread count.
@@ -47,7 +48,7 @@ class CoderTimer:
         self.symbols = 0
         self.targets = [(codec, "_coding_params") for codec in model.latent_codecs()] if params \
             else [(m, name) for codec in model.latent_codecs()
-                  for m, names in ((codec.entropy_bottleneck, ("compress", "decompress")),
+                  for m, names in ((codec, ("encode_z", "decode_z")),
                                    (codec.coder, ("encode", "decode")))
                   for name in names]
 
@@ -79,7 +80,7 @@ def _coded_symbols(name: str, args: tuple, out) -> int:
     if name in ("encode", "decode"):  # TableCoder: (symbols or string, indexes, skip_below)
         indexes, skip_below = args[1], args[2] if len(args) > 2 else 0
         return int(TableCoder.coded(indexes, skip_below).sum())
-    coded = args[0] if name == "compress" else out
+    coded = args[0] if name == "encode_z" else out  # z: every element is coded
     return coded.numel() if isinstance(coded, torch.Tensor) else 0
 
 

@@ -286,9 +286,9 @@ def join_substreams(runs: Sequence[bytes]) -> bytes:
     return b"".join(write_varint(len(r)) for r in runs[:-1]) + b"".join(runs)
 
 
-def split_substreams(data: bytes, count: int) -> list[bytes]:
-    """The `count` runs of a profile-3 y string."""
-    r = Reader(data, "y string")
+def split_substreams(data: bytes, count: int, what: str = "y string") -> list[bytes]:
+    """The `count` runs of a profile-3 string."""
+    r = Reader(data, what)
     sizes = [r.varint("substream length") for _ in range(count - 1)]
     return [r.take(size, f"substream {i}") for i, size in enumerate(sizes)] + [data[r.pos:]]
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from compressai.entropy_models import EntropyBottleneck
 
 import nvc.codec
 from nvc import bitstream
@@ -23,6 +23,7 @@ from nvc.bitstream import NumericProfile
 from nvc.codec import decode_stream, encode
 from nvc.errors import BitstreamError
 from nvc.models.config import TINY
+from nvc.models.entropy import LatentCodec
 from nvc.models.range_coder import TableCoder
 from nvc.models.ssf import SSF
 from nvc.zoo import load_model, save_weights
@@ -34,7 +35,8 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # stream.nvc: every element coded (profile 1); stream-skip.nvc: small scales not coded (profile 2);
 # stream-map.nvc: profile 2 with a quality map whose positions reach below the first rung; all
 # three as format 5 wrote them, with CompressAI's coder. stream-rans.nvc: the default (profile 3,
-# format 6): profile 2's symbols in substreams of nvc's own coder. Every one stays decodable.
+# format 6): profile 2's symbols (y and z) coded by nvc's own coder, y in substreams. Every one
+# stays decodable.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
@@ -83,18 +85,18 @@ class _Spy:
         self.symbols: list[bytes] = []
         self.noise = noise
         self.gen = torch.Generator().manual_seed(0)
-        y_decode, eb_decompress = TableCoder.decode, EntropyBottleneck.decompress
+        y_decode, z_decode = TableCoder.decode, LatentCodec.decode_z
 
         def y_spy(coder, *args, **kwargs):
             out = y_decode(coder, *args, **kwargs)
             self.symbols.append(out.to(torch.int64).numpy().tobytes())
             return out
 
-        def z_noisy(eb, *args, **kwargs):
-            return self._perturb(eb_decompress(eb, *args, **kwargs))
+        def z_noisy(codec, *args, **kwargs):
+            return self._perturb(z_decode(codec, *args, **kwargs))
 
         monkeypatch.setattr(TableCoder, "decode", y_spy)
-        monkeypatch.setattr(EntropyBottleneck, "decompress", z_noisy)
+        monkeypatch.setattr(LatentCodec, "decode_z", z_noisy)
 
     def _perturb(self, x: torch.Tensor) -> torch.Tensor:
         if not self.noise:
@@ -213,15 +215,17 @@ def test_format_2_streams_decode_with_the_float_profile(tiny_model, small_video)
     assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, out.frames))
 
 
+@pytest.mark.parametrize("string", ["y", "z"])
 @pytest.mark.parametrize("cut", ["short", "empty", "zeros", "long"])
-def test_a_damaged_substream_names_its_frame(cut):
-    """A profile-3 y string that passes the CRCs (they are recomputed here) but not the coder's
-    own checks: one line naming the frame, never garbage silently or a crash."""
+def test_a_damaged_substream_names_its_frame(cut, string):
+    """A profile-3 y or z string that passes the CRCs (they are recomputed here) but not the
+    coder's own checks: one line naming the frame, never garbage silently or a crash."""
     model, entry = load_model(path=WEIGHTS)
     stream = bitstream.unpack(STREAMS["rans_"][0].read_bytes())
-    y, z = stream.frames[1].latents[1].y, stream.frames[1].latents[1].z
-    damaged = {"short": y[:-2], "empty": b"", "zeros": bytes(len(y)), "long": y + b"\0\0"}[cut]
-    stream.frames[1].latents[1] = bitstream.LatentStrings(damaged, z)
+    latent = stream.frames[1].latents[1]
+    s = getattr(latent, string)
+    damaged = {"short": s[:-2], "empty": b"", "zeros": bytes(len(s)), "long": s + b"\0\0"}[cut]
+    stream.frames[1].latents[1] = replace(latent, **{string: damaged})
     with pytest.raises(BitstreamError, match=r"^damaged stream: frame 1 cannot be decoded "
-                                             r"\(damaged y string"):
+                                             rf"\(damaged {string} string"):
         decode_stream(bitstream.unpack(bitstream.pack(stream)), model, entry)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.utils import update_registered_buffers
 from torch import Tensor, nn
 
 from ..bitstream import DEFAULT_PROFILE, LatentStrings, NumericProfile
+from . import rans
 from .config import LADDER_BELOW
 from .exact import ExactHyperSynthesis
 from .layers import hyper_analysis, hyper_synthesis
@@ -71,6 +73,7 @@ class LatentCodec(nn.Module):
         self.round_z = False
         self.exact_h_s: ExactHyperSynthesis | None = None  # built by update() from h_s
         self.coder: TableCoder | None = None  # built by update() from the CDF tables
+        self.z_tables: rans.Tables | None = None  # z's, for nvc's coder (profile 3)
 
     def _gains(self, q: Tensor | int, y: Tensor) -> tuple[Tensor, Tensor]:
         """Gain and inverse gain of y. q is an int or a (B,) tensor of quality indexes (gains
@@ -146,9 +149,7 @@ class LatentCodec(nn.Module):
                  profile: NumericProfile = DEFAULT_PROFILE) -> tuple[LatentStrings, Tensor]:
         """Code a batch of one; returns the strings and the exact y_hat the decoder will rebuild."""
         g, _ = self._gains(q, y)
-        z = self.h_a(y * g)
-        z_string = self.entropy_bottleneck.compress(z)[0]
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        z_string, z_hat = self.encode_z(self.h_a(y * g), profile)
         means, indexes = self._coding_params(z_hat, profile)
         coder = self._require_coder()
         symbols = torch.round(y * g - means) * coder.coded(indexes, profile.skip_below)
@@ -158,13 +159,39 @@ class LatentCodec(nn.Module):
 
     def decompress(self, strings: LatentStrings, latent_hw: tuple[int, int], q: int | Tensor,
                    profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
-        z_hw = (latent_hw[0] // 4, latent_hw[1] // 4)
-        z_count = self.entropy_bottleneck._quantized_cdf.shape[0] * z_hw[0] * z_hw[1]
-        z_hat = self.entropy_bottleneck.decompress([readable(strings.z, z_count)], z_hw)
+        z_hat = self.decode_z(strings.z, (latent_hw[0] // 4, latent_hw[1] // 4), profile)
         means, indexes = self._coding_params(z_hat, profile)
         symbols = self._require_coder().decode(strings.y, indexes, profile.skip_below,
                                                 profile.substreams)
         return self._dequantize(symbols, means, q)
+
+    def encode_z(self, z: Tensor, profile: NumericProfile) -> tuple[bytes, Tensor]:
+        """z's string and the z_hat the decoder will rebuild: symbols round(z - median) per channel,
+        coded by nvc's coder (profile 3) or CompressAI's."""
+        eb = self.entropy_bottleneck
+        if not profile.substreams:
+            string = eb.compress(z)[0]
+            return string, eb.decompress([string], z.shape[-2:])
+        medians = eb._get_medians().reshape(1, -1, 1, 1)
+        symbols = torch.round(z - medians)
+        string = rans.encode(self._require_z_tables(), symbols.int().cpu().numpy().ravel(),
+                             _channel_indexes(z.shape[1], (z.shape[-2], z.shape[-1])))
+        return string, symbols + medians
+
+    def decode_z(self, string: bytes, z_hw: tuple[int, int], profile: NumericProfile) -> Tensor:
+        eb = self.entropy_bottleneck
+        channels = eb._quantized_cdf.shape[0]
+        if not profile.substreams:
+            return eb.decompress([readable(string, channels * z_hw[0] * z_hw[1])], z_hw)
+        symbols = rans.decode(self._require_z_tables(), string, _channel_indexes(channels, z_hw),
+                              "z string")
+        medians = eb._get_medians().reshape(1, -1, 1, 1)
+        return torch.from_numpy(symbols).float().reshape(1, channels, *z_hw).to(medians) + medians
+
+    def _require_z_tables(self) -> rans.Tables:
+        if self.z_tables is None:
+            raise RuntimeError("call update() before coding")
+        return self.z_tables
 
     def _require_coder(self) -> TableCoder:
         if self.coder is None:
@@ -181,6 +208,7 @@ class LatentCodec(nn.Module):
         self.entropy_bottleneck.update(force=force)
         self.exact_h_s = ExactHyperSynthesis(self.h_s)
         self.coder = TableCoder(self.gaussian_conditional)
+        self.z_tables = rans.Tables.of(self.entropy_bottleneck)
 
     def tables(self) -> list[Tensor]:
         """The integer tables the range coder reads (built by update() in float arithmetic, so
@@ -199,3 +227,8 @@ class LatentCodec(nn.Module):
         update_registered_buffers(
             self.gaussian_conditional, prefix + "gaussian_conditional",
             ["_quantized_cdf", "_offset", "_cdf_length", "scale_table"], state_dict)
+
+
+def _channel_indexes(channels: int, hw: tuple[int, int]):
+    """The table of every element of a (1, channels, h, w) z in raster order: its channel's."""
+    return np.repeat(np.arange(channels, dtype=np.int32), hw[0] * hw[1])

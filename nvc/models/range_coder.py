@@ -53,9 +53,7 @@ class TableCoder:
     """Codes integer symbols (value - mean, rounded) with the CDF each element's index picks."""
 
     def __init__(self, gc: GaussianConditional):
-        self.cdf = gc._quantized_cdf.tolist()
-        self.lengths = gc._cdf_length.reshape(-1).int().tolist()
-        self.offsets = gc._offset.reshape(-1).int().tolist()
+        self.cdf, self.lengths, self.offsets = rans.table_lists(gc)
         self._offset = torch.tensor(self.offsets, dtype=torch.int64)
         self._top = torch.tensor(self.lengths, dtype=torch.int64) - 2  # the escape symbol
         self.tables = rans.Tables(self.cdf, self.lengths, self.offsets)

@@ -5,7 +5,8 @@ ctypes, whose foreign calls release the GIL: a latent's coded elements (raster o
 left out) are cut into `substream_bounds(n)` runs, each coded on its own, and the runs are coded
 and decoded on up to NVC_RANGE_THREADS threads (default: every core). The cut depends only on the
 number of coded elements, which both sides know from the exact scale indexes, so the bytes do not
-depend on the thread count. bitstream.join_substreams lays the runs out in a y string.
+depend on the thread count. bitstream.join_substreams lays the runs out in a y string. z, far
+smaller, is coded by the same coder (one run: the string is the run).
 
 The tables are CompressAI's quantised Gaussian CDFs (GaussianConditional's, as update() builds
 them), so the same probabilities as before; a value outside its table is escaped and follows as
@@ -39,7 +40,7 @@ def _cores() -> int:
 THREADS = env_int("NVC_RANGE_THREADS", 0) or _cores()
 
 _ERRORS = {-1: "a range-coder table is invalid", -2: "the coder's output buffer is too small",
-           -3: "damaged y string", -4: "a value lies too far beyond the range coder's tables"}
+           -3: "damaged", -4: "a value lies too far beyond the range coder's tables"}
 _I32 = ctypes.POINTER(ctypes.c_int32)
 _U8 = ctypes.POINTER(ctypes.c_uint8)
 
@@ -98,8 +99,19 @@ def _ptr(a: np.ndarray, kind):
     return a.ctypes.data_as(kind)
 
 
+def table_lists(model) -> tuple[list[list[int]], list[int], list[int]]:
+    """The CDF rows, lengths and offsets of a CompressAI entropy model (GaussianConditional or
+    EntropyBottleneck, after its update()) as Python lists."""
+    return (model._quantized_cdf.tolist(), model._cdf_length.reshape(-1).int().tolist(),
+            model._offset.reshape(-1).int().tolist())
+
+
 class Tables:
     """The CDF tables as the C coder reads them: rows of `stride` int32, lengths, offsets."""
+
+    @classmethod
+    def of(cls, model) -> Tables:
+        return cls(*table_lists(model))
 
     def __init__(self, cdf: list[list[int]], lengths: list[int], offsets: list[int]):
         self.lengths = np.ascontiguousarray(lengths, dtype=np.int32)
@@ -133,28 +145,32 @@ class Tables:
             raise NvcError(f"cannot code this latent: {_ERRORS.get(n, n)}")
         return out[:n].tobytes()
 
-    def decode(self, data: bytes, indexes: np.ndarray, out: np.ndarray) -> None:
+    def decode(self, data: bytes, indexes: np.ndarray, out: np.ndarray, what: str = "y string"
+               ) -> None:
         """One substream into `out` (int32, len(indexes) elements)."""
         buf = np.frombuffer(data, np.uint8)
         rc = library().nvc_rans_decode(_ptr(buf, _U8), len(buf), _ptr(indexes, _I32),
                                        len(indexes), *self._args, _ptr(out, _I32))
         if rc:
-            raise BitstreamError(f"{_ERRORS.get(rc, rc)} ({len(indexes)} elements)")
+            message = f"damaged {what}" if rc == -3 else _ERRORS.get(rc, str(rc))
+            raise BitstreamError(f"{message} ({len(indexes)} elements)")
 
 
 def encode(tables: Tables, values: np.ndarray, indexes: np.ndarray) -> bytes:
-    """The y string of the coded elements (int32 arrays, raster order)."""
+    """The string of the coded elements (int32 arrays, raster order)."""
     values, indexes = np.ascontiguousarray(values, np.int32), np.ascontiguousarray(indexes, np.int32)
     b = substream_bounds(len(values))
     runs = _map(lambda i: tables.encode(values[b[i]:b[i + 1]], indexes[b[i]:b[i + 1]]), len(b) - 1)
     return join_substreams(runs)
 
 
-def decode(tables: Tables, data: bytes, indexes: np.ndarray) -> np.ndarray:
-    """The coded elements' symbols (int32) from a y string; BitstreamError if it is damaged."""
+def decode(tables: Tables, data: bytes, indexes: np.ndarray, what: str = "y string") -> np.ndarray:
+    """The coded elements' symbols (int32) from a string (`what`, for messages); BitstreamError if
+    it is damaged."""
     indexes = np.ascontiguousarray(indexes, np.int32)
     b = substream_bounds(len(indexes))
-    runs = split_substreams(data, len(b) - 1)
+    runs = split_substreams(data, len(b) - 1, what)
     out = np.empty(len(indexes), np.int32)
-    _map(lambda i: tables.decode(runs[i], indexes[b[i]:b[i + 1]], out[b[i]:b[i + 1]]), len(runs))
+    _map(lambda i: tables.decode(runs[i], indexes[b[i]:b[i + 1]], out[b[i]:b[i + 1]], what),
+         len(runs))
     return out
