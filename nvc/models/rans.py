@@ -3,19 +3,20 @@
 CompressAI's coder holds the GIL, so nothing ran beside it. This one is plain C loaded with
 ctypes, whose foreign calls release the GIL: a latent's coded elements (raster order, skipped ones
 left out) are cut into `substream_bounds(n)` runs, each coded on its own, and the runs are coded
-and decoded on up to NVC_RANGE_THREADS threads (default: every core). The cut depends only on the
-number of coded elements, which both sides know from the exact scale indexes, so the bytes do not
-depend on the thread count. bitstream.join_substreams lays the runs out in a y string. z, far
-smaller, is coded by the same coder (one run: the string is the run).
+and decoded on up to NVC_RANGE_THREADS threads (default: every core the process may use). The
+cut depends only on the number of coded elements, which both sides know from the exact scale
+indexes, so the bytes do not depend on the thread count. bitstream.join_substreams lays the runs
+out in a y string. z, far smaller, is coded by the same coder (one run: the string is the run).
 
-The tables are CompressAI's quantised Gaussian CDFs (GaussianConditional's, as update() builds
-them), so the same probabilities as before; a value outside its table is escaped and follows as
-raw 4-bit groups (see _rans.c).
+The tables are CompressAI's quantised CDFs as update() builds them (GaussianConditional's for y,
+EntropyBottleneck's for z), so the same probabilities as before; a value outside its table is
+escaped and follows as raw 4-bit groups (see _rans.c).
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -39,8 +40,9 @@ def _cores() -> int:
 
 THREADS = env_int("NVC_RANGE_THREADS", 0) or _cores()
 
+DAMAGED = -3  # the C coder's code for data that ran out or did not end where the encoder's did
 _ERRORS = {-1: "a range-coder table is invalid", -2: "the coder's output buffer is too small",
-           -3: "damaged", -4: "a value lies too far beyond the range coder's tables"}
+           -4: "a value lies too far beyond the range coder's tables"}
 _I32 = ctypes.POINTER(ctypes.c_int32)
 _U8 = ctypes.POINTER(ctypes.c_uint8)
 
@@ -74,15 +76,8 @@ def library() -> ctypes.CDLL:
     return _lib
 
 
-def available() -> bool:
-    try:
-        library()
-    except NvcError:
-        return False
-    return True
-
-
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def _map(fn: Callable[[int], bytes | None], count: int) -> list:
@@ -90,9 +85,11 @@ def _map(fn: Callable[[int], bytes | None], count: int) -> list:
     global _pool
     if count == 1 or THREADS == 1:
         return [fn(i) for i in range(count)]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="nvc-rans")
-    return list(_pool.map(fn, range(count)))
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="nvc-rans")
+        pool = _pool
+    return list(pool.map(fn, range(count)))
 
 
 def _ptr(a: np.ndarray, kind):
@@ -152,7 +149,7 @@ class Tables:
         rc = library().nvc_rans_decode(_ptr(buf, _U8), len(buf), _ptr(indexes, _I32),
                                        len(indexes), *self._args, _ptr(out, _I32))
         if rc:
-            message = f"damaged {what}" if rc == -3 else _ERRORS.get(rc, str(rc))
+            message = f"damaged {what}" if rc == DAMAGED else _ERRORS.get(rc, str(rc))
             raise BitstreamError(f"{message} ({len(indexes)} elements)")
 
 
