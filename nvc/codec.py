@@ -283,8 +283,9 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
         try:
             with coding(model, Synthesis(header.synthesis)):
                 ref = model.synthesize(cf.kind, latents(), ref)
-        except (RuntimeError, ValueError, BitstreamError) as e:  # the range coder on bytes that
-            # passed the CRC
+        # the range coders on bytes that passed the CRC: CompressAI's raise RuntimeError or
+        # ValueError, nvc's BitstreamError
+        except (RuntimeError, ValueError, BitstreamError) as e:
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         yield _to_numpy(ref, header.height, header.width)
 
