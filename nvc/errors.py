@@ -12,6 +12,10 @@ class InputError(NvcError):
     """A file is missing, unreadable, empty or of an unknown kind."""
 
 
+class ConfigError(NvcError):
+    """A setting (an option, a training config's value) is out of its range."""
+
+
 class BitstreamError(NvcError):
     """An .nvc stream is truncated, damaged, too new, or made for other weights."""
 

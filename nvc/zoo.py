@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import NvcError
+from .errors import InputError, NvcError
 from .models.config import TINY, ModelConfig
 from .models.entropy import remap_log_gains
 from .models.ssf import SSF
@@ -37,17 +37,18 @@ class ZooEntry:
 
 ZOO: dict[str, ZooEntry] = {
     e.name: e for e in [
-        ZooEntry(6, "ssf-small-v6", "ssf-small-v6.safetensors",
-                 "6a029ec55ee7c97c3d3a1cfd873435ee3e110e10d9c0f6c9b0bb5dd78b46ee44"),
+        ZooEntry(7, "ssf-small-v7", "ssf-small-v7.safetensors",
+                 "bb9a4e2cc78a4995b3a4a90cfeec5561c89312ec9b2566b30bd2a92c85a386d8"),
     ]
 }
-DEFAULT_MODEL = "ssf-small-v6"
+DEFAULT_MODEL = "ssf-small-v7"
 # Ids once shipped and since withdrawn: never reused, named in errors.
 RETIRED: dict[int, str] = {1: "ssf-small-v1 (qualities 1-4 at lambda 0.0018-0.013)",
                            2: "ssf-small-v2 (qualities 1-4 at lambda 0.013-0.0932)",
                            3: "ssf-small-v3 (sha256 c51fb754...; ssf-small-v4 continues it)",
                            4: "ssf-small-v4 (sha256 55d1db16...; ssf-small-v5 continues it)",
-                           5: "ssf-small-v5 (sha256 52a614f5...; ssf-small-v6 continues it)"}
+                           5: "ssf-small-v5 (sha256 52a614f5...; ssf-small-v6 continues it)",
+                           6: "ssf-small-v6 (sha256 6a029ec5...; ssf-small-v7 continues it)"}
 
 
 def entry_by_id(model_id: int) -> ZooEntry | None:
@@ -98,16 +99,22 @@ def save_weights(model: SSF, path: Path, dtype: torch.dtype = torch.float16,
 def read_weights(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """Config and float32 state from a .safetensors file or a Lightning/torch checkpoint."""
     path = Path(path)
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
+    if not path.is_file():
+        raise InputError(f"{path}: no such weights file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
 
-        with safe_open(str(path), "pt") as f:
-            cfg = ModelConfig.from_json(f.metadata()["config"])
-            state = {k: f.get_tensor(k) for k in f.keys()}
-    else:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        cfg = ModelConfig.from_json(ckpt["nvc_config"])
-        state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+            with safe_open(str(path), "pt") as f:
+                cfg = ModelConfig.from_json(f.metadata()["config"])
+                state = {k: f.get_tensor(k) for k in f.keys()}
+        else:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            cfg = ModelConfig.from_json(ckpt["nvc_config"])
+            state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
+    except Exception as e:  # any parser's error on a file the user named: one line (-v: the cause)
+        raise InputError(f"{path}: not an nvc weights file (a .safetensors file from train.export "
+                         "or a checkpoint of nvc's trainer)") from e
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()
              if not _is_cdf_key(k)}
     return cfg, state
@@ -144,6 +151,8 @@ def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> SSF:
 def load_model(name: str = DEFAULT_MODEL, path: Path | None = None) -> tuple[SSF, ZooEntry]:
     """Load a zoo model by name (checked against its sha256), or any weights file by path."""
     if path is not None:
+        if not Path(path).is_file():
+            raise InputError(f"{path}: no such weights file")
         digest = sha256_file(Path(path))
         entry = ZooEntry(0, Path(path).stem, str(path), digest)
     else:

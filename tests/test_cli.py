@@ -175,6 +175,20 @@ def test_bad_inputs_to_encode(make, message, tmp_path, tiny_weights, capsys):
     assert not out_path.exists()
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.safetensors", "no such weights file"),
+    (lambda d: _bytes(d / "w.safetensors", b"\x00junk" * 50), "not an nvc weights file"),
+    (lambda d: _bytes(d / "w.pt", b"\x00junk" * 50), "not an nvc weights file"),
+    (lambda d: d, "no such weights file"),  # a folder
+])
+def test_bad_weights_files(make, message, tmp_path, clip_y4m, capsys):
+    out_path = tmp_path / "out.nvc"
+    code, _, err = _run(["encode", str(clip_y4m), "-o", str(out_path), "--weights",
+                         str(make(tmp_path))], capsys)
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert not out_path.exists()
+
+
 def _bytes(path, data):
     path.write_bytes(data)
     return path

@@ -137,9 +137,22 @@ def test_video_folder_excludes_evaluation_clips(tmp_path):
     for name in ("cup_64x64.y4m", "foreman_64x64.y4m"):
         write_y4m(tmp_path / name, Video(clip.frames, clip.fps))
     dm = VideoFolderDataModule(roots=[str(tmp_path)], exclude=list(EVALUATION_CLIPS), frames=2,
-                               crop=32, batch_size=1, steps_per_epoch=2, synthetic_fraction=0)
+                               crop=64, batch_size=1, steps_per_epoch=2, synthetic_fraction=0)
     dm.setup("fit")
     assert len(dm.train_set.videos) == 1
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("--data.init_args.crop=100", "crop must be a positive multiple of 64, got 100"),
+    ("--model.stage=both", "stage must be one of"),
+    ("--model.arch=ssf-huge", "unknown arch 'ssf-huge'"),
+    ("--model.init_from=[missing.safetensors]", "missing.safetensors: no such weights file"),
+])
+def test_bad_settings_are_one_line_errors(setting, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        _fit(tmp_path, setting, "--trainer.max_steps=1")
+    assert str(exc.value).startswith(f"error: {message}") and "\n" not in str(exc.value)
+    assert not (tmp_path / "ckpt").exists()
 
 
 def test_datasets_give_clips():
@@ -218,12 +231,12 @@ def test_device_datamodule_turns_ids_into_crops(tmp_path):
 
     clip = as_video(demo_clip(frames=4, out_hw=(64, 64)))
     write_y4m(tmp_path / "cup_64x64.y4m", Video(clip.frames, clip.fps))
-    dm = DeviceVideoDataModule(roots=[str(tmp_path)], frames=2, crop=32, batch_size=2,
+    dm = DeviceVideoDataModule(roots=[str(tmp_path)], frames=2, crop=64, batch_size=2,
                                steps_per_epoch=2, synthetic_fraction=0.5)
     dm.setup("fit")
     ids = next(iter(dm.train_dataloader()))
     assert ids.tolist() == [0, 1]
-    assert dm.on_after_batch_transfer(ids, 0).shape == (2, 2, 3, 32, 32)
+    assert dm.on_after_batch_transfer(ids, 0).shape == (2, 2, 3, 64, 64)
     clip = torch.rand(1, 2, 3, 32, 32)
     assert dm.on_after_batch_transfer(clip, 0) is clip  # validation clips pass through
 

@@ -9,21 +9,24 @@ two epochs never replay the same crops and DataLoader workers never draw the sam
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from nvc.errors import ConfigError
 from nvc.io import read_video, yuv_to_rgb
+from nvc.models.config import ModelConfig
 from nvc.synthetic import natural_images, render_clip
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".yuv", ".y4m", ".mp4", ".mkv", ".avi", ".mov", ".264", ".h264", ".265", ".hevc",
                   ".webm"}
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+CROP_MULTIPLE = ModelConfig().multiple  # training crops go through the codec unpadded
 # ../shared/videos/MANIFEST.md: clips reserved for evaluation (never trained on, any frame).
 EVALUATION_CLIPS = ("BasketballPass", "BasketballDrill", "RaceHorses", "foreman", "carphone",
                     "CiscoVT2people", "mobile")
@@ -201,6 +204,8 @@ class _ClipDataModule(L.LightningDataModule):
                  val_roots: list[str] | None = None, val_clips: list[str] | None = None,
                  val_frames: int = 12):
         super().__init__()
+        if crop <= 0 or crop % CROP_MULTIPLE:
+            raise ConfigError(f"crop must be a positive multiple of {CROP_MULTIPLE}, got {crop}")
         self.frames, self.crop, self.batch_size = frames, crop, batch_size
         self.steps_per_epoch, self.num_workers, self.seed = steps_per_epoch, num_workers, seed
         self.val_roots, self.val_clips, self.val_frames = val_roots, val_clips, val_frames

@@ -44,7 +44,7 @@ class DeviceCrops:
             self.photo_fraction = 0.0
         self.device = torch.device("cpu")
 
-    def to(self, device: torch.device) -> "DeviceCrops":
+    def to(self, device: torch.device) -> DeviceCrops:
         if device != self.device:
             self.videos = [v.to(device) for v in self.videos]
             self.photos = [p.to(device) for p in self.photos]

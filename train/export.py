@@ -5,7 +5,7 @@ intra stage's codec and the inter stage's motion and residual codecs.
 
 Example:
     python -m train.export runs/intra/ckpt/last.ckpt runs/inter/ckpt/last.ckpt \\
-        --take intra motion,residual -o weights/ssf-small-v6.safetensors
+        --take intra motion,residual -o runs/export.safetensors
 """
 from __future__ import annotations
 
@@ -34,8 +34,11 @@ def merge(paths: list[str], takes: list[str] | None) -> SSF:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("Example")[0],
-                                epilog="example:\n  python -m train.export runs/intra/ckpt/last.ckpt runs/inter/ckpt/last.ckpt --take intra motion,residual -o weights/ssf-small-v6.safetensors", formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("Example")[0],
+        epilog="example:\n  python -m train.export runs/intra/ckpt/last.ckpt runs/inter/ckpt/last.ckpt "
+               "--take intra motion,residual -o runs/export.safetensors",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+", help=".ckpt or .safetensors files")
     p.add_argument("--take", nargs="*", default=None,
                    help="per checkpoint, comma-separated sub-codecs to copy (intra, motion, residual)")

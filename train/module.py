@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from nvc.codec import pad_to
+from nvc.errors import ConfigError
 from nvc.models.config import ModelConfig
 from nvc.models.ssf import SSF, FrameOut
 from nvc.models.warp import gaussian_blur
@@ -57,9 +58,9 @@ class VideoCodecModule(L.LightningModule):
                  channels_last: bool = False):
         super().__init__()
         if stage not in STAGES:
-            raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+            raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
         if arch not in ARCHITECTURES:
-            raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHITECTURES)}")
+            raise ConfigError(f"unknown arch {arch!r}; known: {sorted(ARCHITECTURES)}")
         self.save_hyperparameters()
         self.cfg: ModelConfig = ARCHITECTURES[arch]
         if lambdas:  # lambda per rate point, from the YAML config
