@@ -151,22 +151,20 @@ def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> SSF:
 def load_model(name: str = DEFAULT_MODEL, path: Path | None = None) -> tuple[SSF, ZooEntry]:
     """Load a zoo model by name (checked against its sha256), or any weights file by path."""
     if path is not None:
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such weights file")
-        digest = sha256_file(Path(path))
-        entry = ZooEntry(0, Path(path).stem, str(path), digest)
-    else:
-        if name not in ZOO:
-            raise NvcError(f"unknown model {name!r}; known: {', '.join(ZOO)}")
-        entry = ZOO[name]
-        path = WEIGHTS_DIR / entry.file
-        if not path.exists():
-            raise NvcError(f"{path}: weights file missing (reinstall nvc)")
-        digest = sha256_file(path)
-        if digest != entry.sha256:
-            raise NvcError(f"{path}: sha256 {digest[:12]}... does not match the zoo "
-                           f"({entry.sha256[:12]}...); the file is damaged or replaced")
-    cfg, state = read_weights(Path(path))
+        cfg, state = read_weights(Path(path))  # refuses a missing or foreign file in one line
+        entry = ZooEntry(0, Path(path).stem, str(path), sha256_file(Path(path)))
+        return build_model(cfg, state), entry
+    if name not in ZOO:
+        raise NvcError(f"unknown model {name!r}; known: {', '.join(ZOO)}")
+    entry = ZOO[name]
+    path = WEIGHTS_DIR / entry.file
+    if not path.exists():
+        raise NvcError(f"{path}: weights file missing (reinstall nvc)")
+    digest = sha256_file(path)
+    if digest != entry.sha256:
+        raise NvcError(f"{path}: sha256 {digest[:12]}... does not match the zoo "
+                       f"({entry.sha256[:12]}...); the file is damaged or replaced")
+    cfg, state = read_weights(path)
     return build_model(cfg, state), entry
 
 
