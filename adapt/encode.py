@@ -1,10 +1,17 @@
-"""Encode with adaptation: base encode, fit, then code the clip with the adapters and with the
-encoder-only fine-tuning alone (free: nothing is sent), and keep the file of lowest RD cost."""
+"""Encode with adaptation: the base's best file for the quality's lambda, a fit from there, then
+the clip coded with the adapters and with the encoder-only fine-tuning alone (free: nothing is
+sent); the file of lowest RD cost is kept.
+
+The base's best file is searched along the ladder (`best_base`): the rungs are not the RD optimum
+of every clip at their own lambdas (BasketballPass, ssf-small-v7: the cost at lambda 1 still falls
+half a rung above rung 1), and adapters judged against the rung win by moving along the base's
+curve, which buys nothing a plain encode at another quality would not."""
 from __future__ import annotations
 
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,14 +20,15 @@ import torch
 from nvc.adapted import apply_unit, make_unit
 from nvc.adapters import LAYER_TABLE
 from nvc.bitstream import QualityMap, Synthesis
-from nvc.codec import CodedVideo, encode, pad_to, rgb_tensor, source_rgb
-from nvc.models.ssf import model_device
+from nvc.codec import CodedVideo, encode, pad_to, padded_hw, rgb_tensor, source_rgb
 from nvc.io import ColourMatrix, Video
 from nvc.metrics import bpp
+from nvc.models.config import LADDER_BELOW
+from nvc.models.ssf import SSF, model_device
 from nvc.rd import rd_cost as _rd_cost
 from nvc.rd import task_distortion
+from nvc.roi import uniform_quality_map
 from nvc.task import TaskModel, TaskTerm, task_metrics
-from nvc.models.ssf import SSF
 from nvc.zoo import ZooEntry
 
 from .loop import AdaptConfig, StepStats, fit
@@ -41,6 +49,7 @@ class AdaptiveResult:
     steps: int
     fit_seconds: float
     total_seconds: float
+    position: float  # ladder position every candidate was coded at (0 = quality 1)
 
 
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
@@ -64,6 +73,32 @@ def distortions(video: Video, coded: CodedVideo, matrix: ColourMatrix,
                          for s, r, w in zip(sources, coded.reconstruction, ones)]))
     fmse = None if task is None else task_metrics(task, sources, coded.reconstruction)["fmse"]
     return mse, fmse
+
+
+@dataclass
+class BaseChoice:
+    position: float  # on the ladder, 0 = quality 1
+    qmap: QualityMap | None  # the uniform map of that position; None at the rung itself
+    coded: CodedVideo
+    cost: float
+
+
+def best_base(rung: BaseChoice, encode_at: Callable[[float], BaseChoice], step: float,
+              lowest: float, highest: float) -> BaseChoice:
+    """The base's file of lowest RD cost among ladder positions `step` apart from the rung's, within
+    [lowest, highest]: up while the cost falls, else down (the cost is taken to have one minimum
+    along the ladder); one base encode a position, two when the rung is already the best."""
+    best = rung
+    for direction in (1, -1):
+        p = rung.position + direction * step
+        while lowest - 1e-9 <= p <= highest + 1e-9:
+            tried = encode_at(p)
+            if tried.cost >= best.cost:
+                break
+            best, p = tried, p + direction * step
+        if best is not rung:
+            break
+    return best
 
 
 def clip_tensor(video: Video, model: SSF, matrix: ColourMatrix) -> torch.Tensor:
@@ -98,12 +133,28 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     def cost(coded: CodedVideo) -> float:
         return rd_cost(video, coded, lam, matrix, weights, term)
 
-    base_cost = cost(base)
+    rung = float(quality - 1)
+    choice = BaseChoice(rung, qmap, base, cost(base))
+    if qmap is None and cfg.position_step > 0:  # a spatial map (ROI) stays as the caller made it
+        padded = padded_hw(video.height, video.width, model.cfg.multiple)
+
+        def encode_at(position: float) -> BaseChoice:
+            uniform = uniform_quality_map(position, padded)
+            coded = encode(video, model, entry, quality, intra_period, matrix, qmap=uniform,
+                           synthesis=synthesis)
+            return BaseChoice(position, uniform, coded, cost(coded))
+        choice = best_base(choice, encode_at, cfg.position_step,
+                           max(rung - 1, -LADDER_BELOW), min(rung + 1, model.cfg.num_qualities - 1))
+        if choice.position != rung:
+            log.info("the base's best position for lambda %d: quality %.2f (RD cost %.4f)",
+                     quality, choice.position + 1, choice.cost)
+    base, base_cost, qmap = choice.coded, choice.cost, choice.qmap
     w_tensor = None if weights is None else pad_to(
         torch.from_numpy(weights)[:, None].to(model_device(model)), model.cfg.multiple)
     t_fit = time.perf_counter()
     fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,
-                 on_step=_with_reference(on_step, base_cost), weights=w_tensor, task=term)
+                 on_step=_with_reference(on_step, base_cost), weights=w_tensor, task=term,
+                 position=None if choice.position == rung else choice.position)
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)
@@ -112,8 +163,9 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                      qmap=qmap, synthesis=synthesis)
     adapted_cost = cost(adapted)
     candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
-    if adapted_cost >= base_cost and fitted.encoder and not cfg.force:
-        # The adapters do not pay: the encoder-only fine-tuning alone costs no bits.
+    if fitted.encoder and not cfg.force:
+        # The encoder-only fine-tuning alone costs no bits: it can beat the adapters' file too
+        # (BasketballPass, v7: every full fine-tuning file kept was encoder-only).
         free = encode(video, _with_encoder(model, fitted.encoder), entry, quality, intra_period,
                       matrix, qmap=qmap, synthesis=synthesis)
         candidates.append(("encoder-only", free, cost(free)))
@@ -122,7 +174,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
         log.info("adapters dropped: cost %.4f >= base %.4f; kept %s", adapted_cost, base_cost, mode)
     return AdaptiveResult(kept, mode == "adapters", mode, base_cost, adapted_cost, len(base.data),
                           len(adapted.data), len(payload), len(fitted.history), fit_seconds,
-                          time.perf_counter() - t0)
+                          time.perf_counter() - t0, choice.position)
 
 
 def _with_encoder(model: SSF, encoder: dict[str, torch.Tensor]) -> SSF:

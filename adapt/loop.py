@@ -50,6 +50,10 @@ class AdaptConfig:
     encoder: bool = True  # also fine-tune the encoder-only transforms (g_a, h_a): free, never sent
     encoder_lr: float = 1e-4
     force: bool = False  # keep the adapters even when they do not lower the clip's RD cost
+    # The base's own best ladder position for the quality's lambda is searched in steps of this
+    # many rungs (at most one rung either way) before fitting, and the adapters must beat the base
+    # there; 0: fit and judge at the rung. See adapt.encode.best_base.
+    position_step: float = 0.25
     task_weight: float = 0.5  # beta of (1 - beta) * MSE + beta * FMSE, when a task model is given
     prior: SpikeSlabPrior = field(default_factory=SpikeSlabPrior)
 
@@ -74,7 +78,7 @@ def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
     return AdapterSpec(cfg.kind, tuple(layers), tuple(ranks), cfg.seed)
 
 
-def clip_objective(model: SSF, frames: Tensor, q: int, intra_period: int, lam: float,
+def clip_objective(model: SSF, frames: Tensor, q: int | Tensor, intra_period: int, lam: float,
                    full_pixels: int, adapter_bits: Tensor, clip_frames: int | None = None,
                    weights: Tensor | None = None, task: TaskTerm | None = None
                    ) -> tuple[Tensor, dict]:
@@ -148,10 +152,12 @@ def _crop(t: Tensor, g0: int, count: int, y0: int, x0: int, window: tuple[int, i
 
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
         on_step: Callable[[StepStats], None] | None = None,
-        weights: Tensor | None = None, task: TaskTerm | None = None) -> Fitted:
-    """frames: (T, 3, H, W) padded clip in [0, 1]; weights: (T, 1, H, W) per-pixel distortion
-    weights (ROI; mean 1 a frame) or None for plain MSE; task: a task model's term of the
-    distortion (nvc.task.TaskTerm) or None.
+        weights: Tensor | None = None, task: TaskTerm | None = None,
+        position: float | None = None) -> Fitted:
+    """frames: (T, 3, H, W) padded clip in [0, 1]; the objective's lambda is `quality`'s, its gains
+    those of `position` on the ladder (0 = quality 1; None: the rung); weights: (T, 1, H, W)
+    per-pixel distortion weights (ROI; mean 1 a frame) or None for plain MSE; task: a task model's
+    term of the distortion (nvc.task.TaskTerm) or None.
     The same clip and settings give the same adapters: the rate proxy's noise is drawn from the
     global generator, seeded here from cfg.seed (its state outside is restored); torch seeds it
     anew in every process, and two runs of one benchmark kept different files (measured: 3,527 and
@@ -159,12 +165,12 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     cuda = [frames.device] if frames.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(cfg.seed)
-        return _fit(model, frames, quality, intra_period, cfg, on_step, weights, task)
+        return _fit(model, frames, quality, intra_period, cfg, on_step, weights, task, position)
 
 
 def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
          on_step: Callable[[StepStats], None] | None, weights: Tensor | None,
-         task: TaskTerm | None) -> Fitted:
+         task: TaskTerm | None, position: float | None) -> Fitted:
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     for p in work.parameters():
@@ -186,8 +192,9 @@ def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: Adapt
             p.requires_grad_(True)
         groups.append({"params": list(encoder.values()), "lr": cfg.encoder_lr})
     opt = torch.optim.Adam(groups)
-    q = quality - 1
-    lam = model.cfg.lambdas[q]
+    lam = model.cfg.lambdas[quality - 1]
+    q: int | Tensor = quality - 1 if position is None else torch.full(
+        (1, 1, 1, 1), float(position), device=frames.device)  # a uniform quality map
     t, _, hp, wp = frames.shape
     win = (min(cfg.window, hp), min(cfg.window, wp))
     gen = torch.Generator().manual_seed(cfg.seed)

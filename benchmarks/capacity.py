@@ -9,7 +9,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +18,7 @@ from torch import nn
 
 from nvc import bitstream
 from nvc.codec import encode, iter_decoded
-from nvc.models.config import ModelConfig
+from nvc.models.config import ModelConfig, width_variant
 from nvc.models.ssf import SSF
 from nvc.synthetic import as_video, demo_clip
 from nvc.zoo import load_model, save_weights
@@ -81,10 +80,7 @@ def _z_shape(h: int, w: int, model: SSF) -> tuple[int, int]:
 def variant(spec: str) -> ModelConfig:
     """"N/M" = intra_mid / inter_mid (latents scale with them as in the shipped 96/64 -> 128/96)."""
     intra, inter = (int(v) for v in spec.split("/"))
-    base = ModelConfig()
-    return dataclasses.replace(base, name=f"ssf-{intra}-{inter}", intra_mid=intra,
-                               intra_latent=base.intra_latent * intra // base.intra_mid,
-                               inter_mid=inter, inter_latent=base.inter_latent * inter // base.inter_mid)
+    return width_variant(intra, inter)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -99,7 +99,8 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
         r.coded.seconds = r.total_seconds
         e = evaluate_coded(source, r.coded, model, entry, q)
         return _point(e, name, point, f"{kind.lower()} {r.steps} steps, {r.mode} kept "
-                                      f"({r.adapter_bytes} B of adapters)")
+                                      f"({r.adapter_bytes} B of adapters) at ladder quality "
+                                      f"{r.position + 1:g}")
     return run
 
 

@@ -168,7 +168,7 @@ def _adapt_summary(r) -> dict:
             "adapted_bytes": r.adapted_bytes,
             "adapter_bytes": r.adapter_bytes, "base_rd_cost": r.base_cost,
             "adapted_rd_cost": r.adapted_cost, "adapt_steps": r.steps,
-            "adapt_seconds": r.fit_seconds}
+            "adapt_seconds": r.fit_seconds, "ladder_quality": r.position + 1}
 
 
 def _adapt_line(r) -> str:
@@ -176,7 +176,8 @@ def _adapt_line(r) -> str:
                "encoder-only": "dropped; the free encoder-only fine-tuning kept",
                "base": "dropped: they did not lower the clip's RD cost"}[r.mode]
     return (f"adapters {verdict} ({r.adapter_bytes} bytes, {r.steps} steps in {r.fit_seconds:.1f} s; "
-            f"RD cost {r.base_cost:.4f} -> {r.adapted_cost:.4f})")
+            f"RD cost {r.base_cost:.4f} -> {r.adapted_cost:.4f}; coded at ladder quality "
+            f"{r.position + 1:g})")
 
 
 def cmd_decode(args) -> None:

@@ -107,6 +107,20 @@ def quality_map(mask: np.ndarray, quality: int, boost: float, qualities: int,
     return QualityMap(m.shape[0], m.shape[1], values.tobytes(), origin)
 
 
+def uniform_quality_map(position: float, padded_hw: tuple[int, int], cell: int = 16
+                        ) -> QualityMap:
+    """The whole frame at one ladder position (0 = quality 1; fractional positions interpolate the
+    gains between rungs), in steps of 1 / QUALITY_MAP_STEPS of a rung."""
+    if not -LADDER_BELOW <= position:
+        raise ValueError(f"ladder position {position} lies below the map's range")
+    origin = round(LADDER_BELOW * QUALITY_MAP_STEPS)
+    grid = (padded_hw[0] // cell, padded_hw[1] // cell)
+    value = round(position * QUALITY_MAP_STEPS) + origin
+    if value > 255:
+        raise ValueError(f"ladder position {position} lies above the map's range")
+    return QualityMap(grid[0], grid[1], bytes([value]) * (grid[0] * grid[1]), origin)
+
+
 def map_positions(qm: QualityMap) -> np.ndarray:
     """(height, width) float32 ladder positions, 0 = quality 1, negative below it."""
     values = np.frombuffer(qm.values, np.uint8).reshape(qm.height, qm.width).astype(np.float32)

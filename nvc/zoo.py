@@ -14,14 +14,18 @@ import torch
 from torch import nn
 
 from .errors import InputError, NvcError
-from .models.config import TINY, ModelConfig
+from .models.config import TINY, ModelConfig, width_variant
 from .models.entropy import remap_log_gains
 from .models.ssf import SSF
 
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-ARCHITECTURES: dict[str, ModelConfig] = {"ssf-small": ModelConfig(), "ssf-tiny": TINY}
+# What training can build (`--model.arch`): the shipped base, a tiny test model, and the widths
+# searched by quality per training minute (benchmarks/RESULTS.md, issue 10 item 4).
+ARCHITECTURES: dict[str, ModelConfig] = {
+    "ssf-small": ModelConfig(), "ssf-tiny": TINY,
+    **{v.name: v for v in (width_variant(64, 48), width_variant(128, 96))}}
 # Buffers rebuilt by `update()`; never stored in shipped weights.
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 GAIN_KEYS = (".log_gain", ".log_inverse_gain")

@@ -5,12 +5,14 @@ import pytest
 import torch
 
 from adapt import AdaptConfig, encode_adaptive
+from adapt.encode import BaseChoice, best_base, rd_cost
 from adapt.loop import clip_objective, make_spec
 from nvc import bitstream
 from nvc.adapted import apply_unit, make_unit
 from nvc.adapter_coding import SpikeSlabPrior, decode_symbols, encode_symbols, quantize
 from nvc.adapters import LAYER_TABLE, AdapterKind, default_layers, inject, sent_tensors
-from nvc.codec import decode_stream
+from nvc.codec import decode_stream, encode
+from nvc.io import ColourMatrix
 from nvc.errors import BitstreamError
 from nvc.zoo import load_model
 
@@ -72,6 +74,32 @@ def test_adaptive_stream_decodes_bit_exactly(tiny_model, tiny_weights):
     assert r.mode != "adapters" or r.adapted_cost < r.base_cost  # never ships a worse file
     kept = bitstream.unpack(r.coded.data)
     assert (kept.adapters is not None) == r.adapted
+    # The adapters were judged against the base's best position, never worse than the rung's file,
+    # and a file off the rung carries its uniform quality map.
+    rung = encode(video, model, entry, 2, 12)
+    assert r.base_cost <= rd_cost(video, rung, model.cfg.lambdas[1], ColourMatrix.BT709)
+    assert r.position in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert (kept.quality_map is not None) == (r.position != 1.0)
+
+
+def _choice(position: float, cost: float) -> BaseChoice:
+    return BaseChoice(position, None, None, cost)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("minimum, expected, encodes", [
+    (0.6, 0.5, 3),     # up: 0.25, 0.5 better, 0.75 worse
+    (-0.5, -0.5, 4),   # up once (worse), then down: -0.25, -0.5 better, -0.75 worse
+    (0.0, 0.0, 2),     # the rung is best: one step each way
+    (3.0, 1.0, 4),     # the cost falls beyond the range: stops at its top
+])
+def test_best_base_walks_the_ladder_to_the_lowest_cost(minimum, expected, encodes):
+    tried = []
+
+    def encode_at(p: float) -> BaseChoice:
+        tried.append(p)
+        return _choice(p, (p - minimum) ** 2)
+    best = best_base(_choice(0.0, minimum ** 2), encode_at, 0.25, -1.0, 1.0)
+    assert best.position == pytest.approx(expected) and len(tried) == encodes
 
 
 def test_forced_adapters_are_sent_and_decoded_by_a_fresh_model(tiny_model, tiny_weights):

@@ -166,3 +166,14 @@ def test_encode_with_a_region_decodes_and_favours_it(tmp_path, capsys):
     assert main(["info", str(out), "--json"]) == 0
     qmap = json.loads(capsys.readouterr().out)["quality_map"]
     assert qmap["grid"] == "8x4" and qmap["max_quality"] == 3.0 and qmap["min_quality"] < 2.0
+
+
+def test_uniform_quality_map_holds_one_position_and_refuses_the_unwritable():
+    from nvc.roi import map_positions, uniform_quality_map
+
+    qm = uniform_quality_map(0.25, (64, 128))
+    assert (qm.height, qm.width) == (4, 8) and (map_positions(qm) == 0.25).all()
+    assert (map_positions(uniform_quality_map(-2.0, (64, 64))) == -2.0).all()
+    for position in (-2.1, 6.0):
+        with pytest.raises(ValueError, match="ladder position"):
+            uniform_quality_map(position, (64, 64))

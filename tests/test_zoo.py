@@ -78,3 +78,12 @@ def test_loaded_models_run_channels_last(tiny_model):
     model, _ = tiny_model
     convs = [m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
     assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+
+
+def test_every_architecture_is_registered_under_its_own_name():
+    from nvc.models.config import width_variant
+    from nvc.zoo import ARCHITECTURES
+
+    assert all(cfg.name == name for name, cfg in ARCHITECTURES.items())
+    wide = ARCHITECTURES["ssf-128-96"]
+    assert wide == width_variant(128, 96) and (wide.intra_latent, wide.inter_latent) == (170, 144)

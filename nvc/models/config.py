@@ -54,6 +54,16 @@ class ModelConfig:
         return cls(**raw)
 
 
+def width_variant(intra_mid: int, inter_mid: int) -> ModelConfig:
+    """The base with other transform widths, its latents scaled alike (96/64 -> 128/96 as in the
+    shipped base): "ssf-{intra_mid}-{inter_mid}", for the width search of issue 10."""
+    base = ModelConfig()
+    return dataclasses.replace(base, name=f"ssf-{intra_mid}-{inter_mid}", intra_mid=intra_mid,
+                               intra_latent=base.intra_latent * intra_mid // base.intra_mid,
+                               inter_mid=inter_mid,
+                               inter_latent=base.inter_latent * inter_mid // base.inter_mid)
+
+
 TINY = ModelConfig(
     name="ssf-tiny", intra_mid=8, intra_latent=8, inter_mid=8, inter_latent=8, hyper_channels=8,
     scale_levels=3, lambdas=(0.01, 0.04),
