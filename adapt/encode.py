@@ -50,6 +50,7 @@ class AdaptiveResult:
     fit_seconds: float
     total_seconds: float
     position: float  # ladder position every candidate was coded at (0 = quality 1)
+    candidates: dict[str, tuple[int, float]]  # each file tried: (bytes, RD cost)
 
 
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
@@ -174,7 +175,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
         log.info("adapters dropped: cost %.4f >= base %.4f; kept %s", adapted_cost, base_cost, mode)
     return AdaptiveResult(kept, mode == "adapters", mode, base_cost, adapted_cost, len(base.data),
                           len(adapted.data), len(payload), len(fitted.history), fit_seconds,
-                          time.perf_counter() - t0, choice.position)
+                          time.perf_counter() - t0, choice.position,
+                          {name: (len(c.data), cost) for name, c, cost in candidates})
 
 
 def _with_encoder(model: SSF, encoder: dict[str, torch.Tensor]) -> SSF:

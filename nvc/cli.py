@@ -168,7 +168,8 @@ def _adapt_summary(r) -> dict:
             "adapted_bytes": r.adapted_bytes,
             "adapter_bytes": r.adapter_bytes, "base_rd_cost": r.base_cost,
             "adapted_rd_cost": r.adapted_cost, "adapt_steps": r.steps,
-            "adapt_seconds": r.fit_seconds, "ladder_quality": r.position + 1}
+            "adapt_seconds": r.fit_seconds, "ladder_quality": r.position + 1,
+            "candidates": {name: {"bytes": n, "rd_cost": c} for name, (n, c) in r.candidates.items()}}
 
 
 def _adapt_line(r) -> str:

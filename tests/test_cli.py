@@ -255,6 +255,8 @@ def test_eval_reports_base_and_adapted_side_by_side(clip_y4m, tiny_weights, caps
             assert a["base_bytes"] == b["bytes"]
         expected = {"adapters": a["adapted_bytes"], "base": a["base_bytes"]}.get(a["kept"], a["bytes"])
         assert a["bytes"] == expected and a["adapted"] == (a["kept"] == "adapters")
+        tried = a["candidates"]  # the kept file is the cheapest of those tried
+        assert tried[a["kept"]]["rd_cost"] == min(t["rd_cost"] for t in tried.values())
         assert a["bit_exact"] and a["adapt_steps"] <= 2
 
 
