@@ -27,7 +27,7 @@ from nvc.models.config import LADDER_BELOW
 from nvc.models.ssf import SSF, model_device
 from nvc.rd import rd_cost as _rd_cost
 from nvc.rd import task_distortion
-from nvc.roi import uniform_quality_map
+from nvc.roi import shifted_quality_map, uniform_quality_map
 from nvc.task import TaskModel, TaskTerm, task_metrics
 from nvc.zoo import ZooEntry
 
@@ -79,7 +79,8 @@ def distortions(video: Video, coded: CodedVideo, matrix: ColourMatrix,
 @dataclass
 class BaseChoice:
     position: float  # on the ladder, 0 = quality 1
-    qmap: QualityMap | None  # the uniform map of that position; None at the rung itself
+    qmap: QualityMap | None  # the map coded: uniform at the position, or the caller's map shifted
+    # there from the rung; at the rung itself, the caller's map (None: none)
     coded: CodedVideo
     cost: float
 
@@ -117,9 +118,10 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit and by the keep-or-drop decision
-    alike; None for plain MSE. `qmap`: the spatial quality map every candidate file is coded with
-    (nvc.roi.quality_map; the fit itself runs at the scalar quality). `synthesis`: the stream's
-    synthesis precision (the fit runs in float32)."""
+    alike; None for plain MSE. `qmap`: the spatial quality map (nvc.roi.quality_map) of the rung;
+    the search for the base's best position moves it along the ladder as a whole, and every
+    candidate is coded with the map found (the fit itself runs at the uniform position).
+    `synthesis`: the stream's synthesis precision (the fit runs in float32)."""
     t0 = time.perf_counter()
     lam = model.cfg.lambdas[quality - 1]
     if base is None:
@@ -136,16 +138,18 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
 
     rung = float(quality - 1)
     choice = BaseChoice(rung, qmap, base, cost(base))
-    if qmap is None and cfg.position_step > 0:  # a spatial map (ROI) stays as the caller made it
+    if cfg.position_step > 0:
         padded = padded_hw(video.height, video.width, model.cfg.multiple)
+        qualities = model.cfg.num_qualities
 
         def encode_at(position: float) -> BaseChoice:
-            uniform = uniform_quality_map(position, padded)
-            coded = encode(video, model, entry, quality, intra_period, matrix, qmap=uniform,
+            moved = (uniform_quality_map(position, padded) if qmap is None else
+                     shifted_quality_map(qmap, position - rung, qualities))  # a spatial map (ROI)
+            coded = encode(video, model, entry, quality, intra_period, matrix, qmap=moved,
                            synthesis=synthesis)
-            return BaseChoice(position, uniform, coded, cost(coded))
+            return BaseChoice(position, moved, coded, cost(coded))
         choice = best_base(choice, encode_at, cfg.position_step,
-                           max(rung - 1, -LADDER_BELOW), min(rung + 1, model.cfg.num_qualities - 1))
+                           max(rung - 1, -LADDER_BELOW), min(rung + 1, qualities - 1))
         if choice.position != rung:
             log.info("the base's best position for lambda %d: quality %.2f (RD cost %.4f)",
                      quality, choice.position + 1, choice.cost)

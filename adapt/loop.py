@@ -50,9 +50,10 @@ class AdaptConfig:
     encoder: bool = True  # also fine-tune the encoder-only transforms (g_a, h_a): free, never sent
     encoder_lr: float = 1e-4
     force: bool = False  # keep the adapters even when they do not lower the clip's RD cost
-    # The base's own best ladder position for the quality's lambda is searched in steps of this
-    # many rungs (at most one rung either way) before fitting, and the adapters must beat the base
-    # there; 0: fit and judge at the rung. See adapt.encode.best_base.
+    # The base's own best ladder position for the quality's lambda (a uniform quality map, or a
+    # spatial one moved as a whole) is searched in steps of this many rungs, at most one rung
+    # either way, before fitting; the adapters must beat the base there. 0: fit and judge at the
+    # rung. See adapt.encode.best_base.
     position_step: float = 0.25
     task_weight: float = 0.5  # beta of (1 - beta) * MSE + beta * FMSE, when a task model is given
     prior: SpikeSlabPrior = field(default_factory=SpikeSlabPrior)

@@ -121,6 +121,16 @@ def uniform_quality_map(position: float, padded_hw: tuple[int, int], cell: int =
     return QualityMap(grid[0], grid[1], bytes([value]) * (grid[0] * grid[1]), origin)
 
 
+def shifted_quality_map(qm: QualityMap, delta: float, qualities: int) -> QualityMap:
+    """`qm` moved `delta` rungs along the ladder, each position kept between LADDER_BELOW rungs
+    below the first (or what the map's origin can write) and the top rung."""
+    values = np.frombuffer(qm.values, np.uint8).astype(np.int64) + round(delta * QUALITY_MAP_STEPS)
+    lowest = max(qm.origin - round(LADDER_BELOW * QUALITY_MAP_STEPS), 0)
+    highest = min(qm.origin + (qualities - 1) * QUALITY_MAP_STEPS, 255)
+    return QualityMap(qm.height, qm.width, np.clip(values, lowest, highest).astype(np.uint8).tobytes(),
+                      qm.origin)
+
+
 def map_positions(qm: QualityMap) -> np.ndarray:
     """(height, width) float32 ladder positions, 0 = quality 1, negative below it."""
     values = np.frombuffer(qm.values, np.uint8).reshape(qm.height, qm.width).astype(np.float32)

@@ -177,3 +177,17 @@ def test_uniform_quality_map_holds_one_position_and_refuses_the_unwritable():
     for position in (-2.1, 6.0):
         with pytest.raises(ValueError, match="ladder position"):
             uniform_quality_map(position, (64, 64))
+
+
+def test_shifted_quality_map_moves_every_position_within_the_ladder():
+    from nvc.roi import map_positions, quality_map, shifted_quality_map
+
+    mask = np.zeros((1, 64, 64), np.float32)
+    mask[:, :32, :32] = 1
+    qm = quality_map(mask, quality=2, boost=1.0, qualities=4, padded_hw=(64, 64))
+    pos = map_positions(qm)
+    up = map_positions(shifted_quality_map(qm, 0.5, 4))
+    assert np.allclose(up, np.minimum(pos + 0.5, 3.0))
+    assert map_positions(shifted_quality_map(qm, 5.0, 4)).max() == 3.0  # the top rung
+    assert map_positions(shifted_quality_map(qm, -5.0, 4)).min() == -2.0  # LADDER_BELOW
+    assert shifted_quality_map(qm, 0.0, 4) == qm
