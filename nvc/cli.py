@@ -177,8 +177,8 @@ def _adapt_line(r) -> str:
                "encoder-only": "dropped; the free encoder-only fine-tuning kept",
                "base": "dropped: they did not lower the clip's RD cost"}[r.mode]
     return (f"adapters {verdict} ({r.adapter_bytes} bytes, {r.steps} steps in {r.fit_seconds:.1f} s; "
-            f"RD cost {r.base_cost:.4f} -> {r.adapted_cost:.4f}; coded at ladder quality "
-            f"{r.position + 1:g})")
+            f"RD cost: base {r.base_cost:.4f}, adapters {r.adapted_cost:.4f}, kept "
+            f"{r.candidates[r.mode][1]:.4f}; coded at ladder quality {r.position + 1:g})")
 
 
 def cmd_decode(args) -> None:

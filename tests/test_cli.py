@@ -239,6 +239,11 @@ def test_adapted_encode_and_info(tmp_path, clip_y4m, tiny_weights, capsys):
         assert 6 <= framing <= 9  # type byte, varint length, crc32
     else:
         assert info["adapters"] is None
+    code, text, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "b.nvc"), "--adapt",
+                            "--adapt-steps", "2", "--weights", str(tiny_weights)], capsys)
+    line = next(t for t in (text + err).splitlines() if t.startswith("adapters "))
+    kept = enc["candidates"][enc["kept"]]["rd_cost"]  # the same clip and settings: the same file
+    assert f"kept {kept:.4f}; coded at ladder quality {enc['ladder_quality']:g}" in line
 
 
 def test_eval_reports_base_and_adapted_side_by_side(clip_y4m, tiny_weights, capsys):
