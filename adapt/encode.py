@@ -174,9 +174,9 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
         free = encode(video, _with_encoder(model, fitted.encoder), entry, quality, intra_period,
                       matrix, qmap=qmap, synthesis=synthesis)
         candidates.append(("encoder-only", free, cost(free)))
-    mode, kept, _ = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
+    mode, kept, kept_cost = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
     if mode != "adapters":
-        log.info("adapters dropped: cost %.4f >= base %.4f; kept %s", adapted_cost, base_cost, mode)
+        log.info("adapters dropped (RD cost %.4f): kept %s (%.4f)", adapted_cost, mode, kept_cost)
     return AdaptiveResult(kept, mode == "adapters", mode, base_cost, adapted_cost, len(base.data),
                           len(adapted.data), len(payload), len(fitted.history), fit_seconds,
                           time.perf_counter() - t0, choice.position,

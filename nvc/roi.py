@@ -75,6 +75,8 @@ def region_psnr_db(source: list[np.ndarray], decoded: list[np.ndarray], mask: np
 # How much the rate grows from one rung of the shipped ladder to the next (ssf-small-v5 on
 # BasketballPass, 12 frames: x2.0, x1.9, x1.7), for keeping a quality map's file near its quality's.
 RATE_PER_RUNG = 1.87
+# The map value of quality 1 in the maps nvc writes: positions down to LADDER_BELOW rungs under it.
+MAP_ORIGIN = round(LADDER_BELOW * QUALITY_MAP_STEPS)
 
 
 def quality_map(mask: np.ndarray, quality: int, boost: float, qualities: int,
@@ -102,23 +104,19 @@ def quality_map(mask: np.ndarray, quality: int, boost: float, qualities: int,
             lo = mid
         else:
             hi = mid
-    origin = round(LADDER_BELOW * QUALITY_MAP_STEPS)
-    values = np.round(positions(hi) * QUALITY_MAP_STEPS + origin).astype(np.uint8)
-    return QualityMap(m.shape[0], m.shape[1], values.tobytes(), origin)
+    values = np.round(positions(hi) * QUALITY_MAP_STEPS + MAP_ORIGIN).astype(np.uint8)
+    return QualityMap(m.shape[0], m.shape[1], values.tobytes(), MAP_ORIGIN)
 
 
 def uniform_quality_map(position: float, padded_hw: tuple[int, int], cell: int = 16
                         ) -> QualityMap:
     """The whole frame at one ladder position (0 = quality 1; fractional positions interpolate the
     gains between rungs), in steps of 1 / QUALITY_MAP_STEPS of a rung."""
-    if not -LADDER_BELOW <= position:
-        raise ValueError(f"ladder position {position} lies below the map's range")
-    origin = round(LADDER_BELOW * QUALITY_MAP_STEPS)
+    value = round(position * QUALITY_MAP_STEPS) + MAP_ORIGIN
+    if not 0 <= value <= 255:
+        raise ValueError(f"ladder position {position} lies outside the map's range")
     grid = (padded_hw[0] // cell, padded_hw[1] // cell)
-    value = round(position * QUALITY_MAP_STEPS) + origin
-    if value > 255:
-        raise ValueError(f"ladder position {position} lies above the map's range")
-    return QualityMap(grid[0], grid[1], bytes([value]) * (grid[0] * grid[1]), origin)
+    return QualityMap(grid[0], grid[1], bytes([value]) * (grid[0] * grid[1]), MAP_ORIGIN)
 
 
 def shifted_quality_map(qm: QualityMap, delta: float, qualities: int) -> QualityMap:
