@@ -28,6 +28,7 @@ from nvc.models.ssf import SSF, model_device
 from nvc.rd import rd_cost as _rd_cost
 from nvc.rd import task_distortion
 from nvc.roi import shifted_quality_map, uniform_quality_map
+from nvc.schedule import DEFAULT_SCHEDULE, GopSchedule
 from nvc.task import TaskModel, TaskTerm, task_metrics
 from nvc.zoo import ZooEntry
 
@@ -114,19 +115,21 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     on_step=None, base: CodedVideo | None = None,
                     weights: np.ndarray | None = None,
                     task: TaskModel | None = None, qmap: QualityMap | None = None,
-                    synthesis: Synthesis = Synthesis.FLOAT32) -> AdaptiveResult:
+                    synthesis: Synthesis = Synthesis.FLOAT32,
+                    schedule: GopSchedule = DEFAULT_SCHEDULE) -> AdaptiveResult:
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit and by the keep-or-drop decision
     alike; None for plain MSE. `qmap`: the spatial quality map (nvc.roi.quality_map) of the rung;
     the search for the base's best position moves it along the ladder as a whole, and every
     candidate is coded with the map found (the fit itself runs at the uniform position).
-    `synthesis`: the stream's synthesis precision (the fit runs in float32)."""
+    `synthesis`: the stream's synthesis precision (the fit runs in float32); `schedule`: the GOP's
+    quality schedule (nvc.schedule), coded and fitted alike."""
     t0 = time.perf_counter()
     lam = model.cfg.lambdas[quality - 1]
     if base is None:
         base = encode(video, model, entry, quality, intra_period, matrix, qmap=qmap,
-                      synthesis=synthesis)
+                      synthesis=synthesis, schedule=schedule)
 
     term = None
     if task is not None:  # FMSE in the MSE's units where adaptation starts (nvc.task)
@@ -146,7 +149,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
             moved = (uniform_quality_map(position, padded) if qmap is None else
                      shifted_quality_map(qmap, position - rung, qualities))  # a spatial map (ROI)
             coded = encode(video, model, entry, quality, intra_period, matrix, qmap=moved,
-                           synthesis=synthesis)
+                           synthesis=synthesis, schedule=schedule)
             return BaseChoice(position, moved, coded, cost(coded))
         choice = best_base(choice, encode_at, cfg.position_step,
                            max(rung - 1, -LADDER_BELOW), min(rung + 1, qualities - 1))
@@ -159,20 +162,20 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     t_fit = time.perf_counter()
     fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,
                  on_step=_with_reference(on_step, base_cost), weights=w_tensor, task=term,
-                 position=None if choice.position == rung else choice.position)
+                 position=None if choice.position == rung else choice.position, schedule=schedule)
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)
     merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
     adapted = encode(video, merged, entry, quality, intra_period, matrix, adapters=payload,
-                     qmap=qmap, synthesis=synthesis)
+                     qmap=qmap, synthesis=synthesis, schedule=schedule)
     adapted_cost = cost(adapted)
     candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
     if fitted.encoder and not cfg.force:
         # The encoder-only fine-tuning alone costs no bits: it can beat the adapters' file too
         # (BasketballPass, v7: every full fine-tuning file kept was encoder-only).
         free = encode(video, _with_encoder(model, fitted.encoder), entry, quality, intra_period,
-                      matrix, qmap=qmap, synthesis=synthesis)
+                      matrix, qmap=qmap, synthesis=synthesis, schedule=schedule)
         candidates.append(("encoder-only", free, cost(free)))
     mode, kept, kept_cost = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
     if mode != "adapters":

@@ -30,6 +30,7 @@ from nvc.adapters import (AdapterKind, AdapterSpec, AdaptedConv, default_layers,
                           inject, sent_tensors)
 from nvc.models.ssf import SSF
 from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
+from nvc.schedule import DEFAULT_SCHEDULE, GopSchedule
 from nvc.task import TaskTerm
 
 log = logging.getLogger(__name__)
@@ -81,17 +82,19 @@ def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
 
 def clip_objective(model: SSF, frames: Tensor, q: int | Tensor, intra_period: int, lam: float,
                    full_pixels: int, adapter_bits: Tensor, clip_frames: int | None = None,
-                   weights: Tensor | None = None, task: TaskTerm | None = None
-                   ) -> tuple[Tensor, dict]:
+                   weights: Tensor | None = None, task: TaskTerm | None = None,
+                   schedule: GopSchedule = DEFAULT_SCHEDULE) -> tuple[Tensor, dict]:
     """frames: (t, 3, h, w) window of one GOP (or more) of the padded clip, starting at an I-frame;
     weights: (t, 1, h, w) per-pixel distortion weights of the same window (ROI), or None; task: a
-    task model's term of the distortion (nvc.task.TaskTerm), or None.
+    task model's term of the distortion (nvc.task.TaskTerm), or None; schedule: the stream's GOP
+    quality schedule (each frame's q as the coder will use it).
     Returns the per-pixel RD objective; the adapter bits are spread over all `clip_frames`."""
     t, _, h, w = frames.shape
     mse, dist, latent_bits, ref = [], [], frames.new_zeros(()), None
     for i in range(t):
-        x = frames[i: i + 1]
-        out = model.forward_intra(x, q) if i % intra_period == 0 else model.forward_inter(x, ref, q)
+        x, q_i = frames[i: i + 1], schedule.frame_q(q, i % intra_period, intra_period, frames.device)
+        out = model.forward_intra(x, q_i) if i % intra_period == 0 else \
+            model.forward_inter(x, ref, q_i)
         ref = out.x_hat
         weight = None if weights is None else weights[i: i + 1]
         mse.append(mse_per_sample(out.x_hat, x, weight)[0])
@@ -154,11 +157,12 @@ def _crop(t: Tensor, g0: int, count: int, y0: int, x0: int, window: tuple[int, i
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
         on_step: Callable[[StepStats], None] | None = None,
         weights: Tensor | None = None, task: TaskTerm | None = None,
-        position: float | None = None) -> Fitted:
+        position: float | None = None, schedule: GopSchedule = DEFAULT_SCHEDULE) -> Fitted:
     """frames: (T, 3, H, W) padded clip in [0, 1]; the objective's lambda is `quality`'s, its gains
-    those of `position` on the ladder (0 = quality 1; None: the rung); weights: (T, 1, H, W)
-    per-pixel distortion weights (ROI; mean 1 a frame) or None for plain MSE; task: a task model's
-    term of the distortion (nvc.task.TaskTerm) or None.
+    those of `position` on the ladder (0 = quality 1; None: the rung) for the I-frames and of the
+    GOP `schedule` below it for the P-frames; weights: (T, 1, H, W) per-pixel distortion weights
+    (ROI; mean 1 a frame) or None for plain MSE; task: a task model's term of the distortion
+    (nvc.task.TaskTerm) or None.
     The same clip and settings give the same adapters: the rate proxy's noise is drawn from the
     global generator, seeded here from cfg.seed (its state outside is restored); torch seeds it
     anew in every process, and two runs of one benchmark kept different files (measured: 3,527 and
@@ -166,12 +170,13 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     cuda = [frames.device] if frames.device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(cfg.seed)
-        return _fit(model, frames, quality, intra_period, cfg, on_step, weights, task, position)
+        return _fit(model, frames, quality, intra_period, cfg, on_step, weights, task, position,
+                    schedule)
 
 
 def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
          on_step: Callable[[StepStats], None] | None, weights: Tensor | None,
-         task: TaskTerm | None, position: float | None) -> Fitted:
+         task: TaskTerm | None, position: float | None, schedule: GopSchedule) -> Fitted:
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     for p in work.parameters():
@@ -212,7 +217,8 @@ def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: Adapt
             bits = cfg.prior.bits(quantize_ste(torch.cat([p.reshape(-1) for p in params]),
                                                step_size), noisy=False)
             cost, _ = clip_objective(work, probe_window, q, intra_period, lam, hp * wp, bits,
-                                     clip_frames=t, weights=probe_weights, task=task)
+                                     clip_frames=t, weights=probe_weights, task=task,
+                                     schedule=schedule)
         work.train()
         probes.append((step, float(cost)))
         return float(cost)
@@ -230,7 +236,8 @@ def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: Adapt
         window_weights = None if weights is None else _crop(weights, g0, intra_period, y0, x0, win)
         adapter_bits = cfg.prior.bits(torch.cat([p.reshape(-1) for p in params]))
         objective, info = clip_objective(work, window, q, intra_period, lam, hp * wp, adapter_bits,
-                                         clip_frames=t, weights=window_weights, task=task)
+                                         clip_frames=t, weights=window_weights, task=task,
+                                         schedule=schedule)
         if not torch.isfinite(objective):
             log.warning("adaptation stopped at step %d: non-finite objective", step)
             break

@@ -70,19 +70,23 @@ def _point(e: EvalResult, codec: str, point: str, version: str) -> PointResult:
                        decode_seconds=e.decode_seconds, version=version)
 
 
-def _run_base(name: str, profile: str, synthesis: str = "FLOAT32"
+def _run_base(name: str, profile: str, synthesis: str = "FLOAT32", schedule: str | None = None
               ) -> Callable[[Video, str, Conditions], PointResult]:
     """The base codec; `nvc-float` codes with the float entropy parameters of format 2, to measure
     what the exact ones (bitstream.NumericProfile) cost; `nvc-bf16` runs the synthesis in bfloat16
-    (bitstream.Synthesis)."""
+    (bitstream.Synthesis); `nvc-flat` codes every frame at the quality (no GOP schedule,
+    nvc.schedule)."""
     def run(source: Video, point: str, cond: Conditions) -> PointResult:
         from nvc.bitstream import NumericProfile, Synthesis
+        from nvc.schedule import DEFAULT_SCHEDULE, GopSchedule
 
         model, entry = _nvc_model(cond)
+        gop = DEFAULT_SCHEDULE if schedule is None else GopSchedule.parse(schedule)
         r = evaluate(source, model, entry, int(point[1:]), cond.intra_period,
-                     profile=NumericProfile[profile], synthesis=Synthesis[synthesis])
+                     profile=NumericProfile[profile], synthesis=Synthesis[synthesis], schedule=gop)
+        drop, slope = gop.rungs()
         return _point(r, name, point, f"{entry.name} {entry.sha256[:12]} {profile.lower()} "
-                                      f"{synthesis.lower()}")
+                                      f"{synthesis.lower()} gop {drop:g},{slope:g}")
     return run
 
 
@@ -118,6 +122,7 @@ CODECS: dict[str, Callable[[Video, str, Conditions], PointResult]] = {
     "nvc": _run_base("nvc", "SUBSTREAMS"), "nvc-compressai": _run_base("nvc-compressai", "EXACT_SKIP"),
     "nvc-noskip": _run_base("nvc-noskip", "EXACT_HYPER"), "nvc-float": _run_base("nvc-float", "FLOAT"),
     "nvc-bf16": _run_base("nvc-bf16", "SUBSTREAMS", "BFLOAT16"),
+    "nvc-flat": _run_base("nvc-flat", "SUBSTREAMS", schedule="0"),
     **{name: _run_adapted(name, kind) for name, kind in ADAPTED.items()},
     **{name: _run_anchor(name) for name in ANCHORS},
 }

@@ -20,6 +20,7 @@ from pathlib import Path
 from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
+from nvc.schedule import DEFAULT_SCHEDULE
 
 from .anchors import ffmpeg_version
 from .codecs import CODECS, Conditions, PointResult, nvc_weights_sha256, points
@@ -48,13 +49,14 @@ def provenance(cond: Conditions, codecs: list[str]) -> dict:
 
 
 def _nvc_key(codec: str, cond: Conditions) -> str:
-    """nvc points depend on the shipped weights, the stream format and its default numeric profile
-    (and the adaptation budget): a new base, format or profile must not reuse a cached point of the
-    old one."""
+    """nvc points depend on the shipped weights, the stream format, its default numeric profile and
+    GOP schedule (and the adaptation budget): a new base, format, profile or schedule must not reuse
+    a cached point of the old one."""
     if not codec.startswith("nvc"):
         return ""
     budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
-    return f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{budget}"
+    gop = f"g{DEFAULT_SCHEDULE.drop}-{DEFAULT_SCHEDULE.slope}"
+    return f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{gop}{budget}"
 
 
 def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,

@@ -42,6 +42,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _gop_schedule(text: str):
+    from .schedule import GopSchedule
+
+    try:
+        return GopSchedule.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _qualities(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",")]
@@ -111,7 +120,7 @@ def cmd_encode(args) -> None:
                 size, seconds = encode_to(sink, video, model, entry, args.quality,
                                           args.intra_period, progress=_progress("encode"),
                                           qmap=_quality_map(args, video, model, args.quality),
-                                          synthesis=_synthesis(args))
+                                          synthesis=_synthesis(args), schedule=args.gop_schedule)
     rate = bpp(size, video.width, video.height, len(video.frames))
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
                  "frames": len(video.frames), "seconds": seconds, **extra},
@@ -156,7 +165,7 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
         result = encode_adaptive(video, model, entry, q, args.intra_period, cfg, on_step=on_step,
                                  base=base, weights=weights, task=_task(args),
                                  qmap=_quality_map(args, video, model, q),
-                                 synthesis=_synthesis(args))
+                                 synthesis=_synthesis(args), schedule=args.gop_schedule)
     finally:
         bar.close()
     result.coded.seconds = result.total_seconds  # encode time includes fitting
@@ -210,6 +219,7 @@ def cmd_info(args) -> None:
     from . import bitstream
     from .io import ColourMatrix
     from .metrics import bpp
+    from .schedule import GopSchedule
     from .zoo import entry_by_id
 
     data = _read_stream(args.input)
@@ -227,6 +237,7 @@ def cmd_info(args) -> None:
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
         "synthesis": {v: k for k, v in bitstream.SYNTHESIS_NAMES.items()}[bitstream.Synthesis(h.synthesis)],
+        "gop_schedule": ",".join(f"{v:g}" for v in GopSchedule(h.gop_drop, h.gop_slope).rungs()),
         "quality_map": _quality_map_info(stream),
         "bpp": bpp(len(data), h.width, h.height, h.frame_count),
         "bytes_per_unit_type": stream.unit_bytes,
@@ -291,11 +302,13 @@ def cmd_eval(args) -> None:
     for q in args.quality:
         if streaming:
             rows.append(evaluate(video, model, entry, q, args.intra_period,
-                                 progress=_progress(f"q{q}"), synthesis=_synthesis(args)))
+                                 progress=_progress(f"q{q}"), synthesis=_synthesis(args),
+                                 schedule=args.gop_schedule))
             regions[("base", q)] = {}
             continue
         base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
-                      qmap=_quality_map(args, video, model, q), synthesis=_synthesis(args))
+                      qmap=_quality_map(args, video, model, q), synthesis=_synthesis(args),
+                      schedule=args.gop_schedule)
         rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}")))
         regions[("base", q)] = _regions(args, video, base)
         if args.adapt:  # the adaptive encoder starts from this same base stream
@@ -436,8 +449,16 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
 
 
 def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, quality_help) -> None:
+    from .schedule import DEFAULT_SCHEDULE
+
     p.add_argument("--quality", type=quality_type, default=quality_default, help=quality_help)
     p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
+    p.add_argument("--gop-schedule", type=_gop_schedule, default=DEFAULT_SCHEDULE,
+                   metavar="DROP,SLOPE",
+                   help="where the P-frames sit on the quality ladder: DROP rungs below their "
+                        "I-frame, sinking SLOPE rungs more by the GOP's last frame (default "
+                        f"{','.join(f'{v:g}' for v in DEFAULT_SCHEDULE.rungs())}; 0: every frame "
+                        "at --quality)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="what the synthesis transforms compute in, on both sides, recorded in the "
                         "stream: fp32 (default) decodes on any machine within 1 code value; bf16 "

@@ -36,6 +36,7 @@ from .bitstream import (
 from .errors import BitstreamError, InputError, env_int
 from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .models.ssf import SSF, FrameType, model_device
+from .schedule import DEFAULT_SCHEDULE, GopSchedule
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
 Progress = Callable[[Iterable], Iterable]
@@ -140,11 +141,13 @@ def _check_settings(video: Video, model: SSF, quality: int, intra_period: int) -
 
 def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
                     matrix: ColourMatrix, profile: NumericProfile = DEFAULT_PROFILE,
-                    synthesis: Synthesis = Synthesis.FLOAT32) -> SequenceHeader:
+                    synthesis: Synthesis = Synthesis.FLOAT32,
+                    schedule: GopSchedule = DEFAULT_SCHEDULE) -> SequenceHeader:
     fps = Fraction(video.fps).limit_denominator(1 << 20)
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, len(video.frames), intra_period, quality,
-                          int(matrix), profile, model.tables_crc(), synthesis)
+                          int(matrix), profile, model.tables_crc(), synthesis, schedule.drop,
+                          schedule.slope)
 
 
 def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
@@ -161,23 +164,26 @@ def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
 def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
                 profile: NumericProfile = DEFAULT_PROFILE,
-                qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32
+                qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32,
+                schedule: GopSchedule = DEFAULT_SCHEDULE
                 ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frame is kept, so memory does not grow with the clip. `qmap`: a quality
     per latent position (nvc.roi.quality_map) instead of one for the frame; `synthesis`: the
-    precision the decoder's synthesis will run in (the references are built the same way)."""
+    precision the decoder's synthesis will run in (the references are built the same way);
+    `schedule`: where the P-frames sit below their I-frame (nvc.schedule)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     ref: Tensor | None = None
     for i, frame in enumerate(progress(video.frames)):
         x = pad_to(rgb_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
+        q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
         with coding(model, synthesis):
             if i % intra_period == 0:
-                cf, ref = model.compress_intra(x, q, profile)
+                cf, ref = model.compress_intra(x, q_i, profile)
             else:
                 assert ref is not None  # frame 0 is always an I-frame
-                cf, ref = model.compress_inter(x, ref, q, profile)
+                cf, ref = model.compress_inter(x, ref, q_i, profile)
         yield cf, _to_numpy(ref, h, w)
 
 
@@ -186,7 +192,8 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
            adapters: bytes | None = None,
            profile: NumericProfile = DEFAULT_PROFILE,
            qmap: QualityMap | None = None,
-           synthesis: Synthesis = Synthesis.FLOAT32) -> CodedVideo:
+           synthesis: Synthesis = Synthesis.FLOAT32,
+           schedule: GopSchedule = DEFAULT_SCHEDULE) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
     the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
     `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
@@ -194,11 +201,11 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
     _check_settings(video, model, quality, intra_period)
     t0 = time.perf_counter()
     parts = [bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
-                                                 matrix, profile, synthesis), adapters,
+                                                 matrix, profile, synthesis, schedule), adapters,
                                  quality_map=None if qmap is None else qmap.write())]
     recon, frame_bytes = [], []
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap, synthesis):
+                               qmap, synthesis, schedule):
         parts.append(bitstream.pack_frame(cf))
         frame_bytes.append(len(parts[-1]))
         recon.append(rgb)
@@ -210,17 +217,19 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               progress: Progress = _no_progress, qmap: QualityMap | None = None,
               profile: NumericProfile = DEFAULT_PROFILE,
               on_reconstruction: Callable[[np.ndarray], None] | None = None,
-              synthesis: Synthesis = Synthesis.FLOAT32) -> tuple[int, float]:
+              synthesis: Synthesis = Synthesis.FLOAT32,
+              schedule: GopSchedule = DEFAULT_SCHEDULE) -> tuple[int, float]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
     Returns (bytes written, seconds)."""
     _check_settings(video, model, quality, intra_period)
     t0 = time.perf_counter()
     written = sink.write(bitstream.pack_head(
-        sequence_header(video, model, entry, quality, intra_period, matrix, profile, synthesis),
+        sequence_header(video, model, entry, quality, intra_period, matrix, profile, synthesis,
+                        schedule),
         quality_map=None if qmap is None else qmap.write()))
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap, synthesis):
+                               qmap, synthesis, schedule):
         written += sink.write(bitstream.pack_frame(cf))
         if on_reconstruction is not None:
             on_reconstruction(rgb)
@@ -267,16 +276,20 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
     padded = padded_hw(header.height, header.width, m)
     qmap = None if stream.quality_map is None else bitstream.QualityMap.read(
         stream.quality_map, (padded[0] // 16, padded[1] // 16), stream.version)
-    q = quality_argument(header.quality, qmap, model_device(model))
+    device = model_device(model)
+    q = quality_argument(header.quality, qmap, device)
+    schedule, period = GopSchedule(header.gop_drop, header.gop_slope), header.intra_period
     exact = profile != NumericProfile.FLOAT  # float scales would depend on the worker's threads
 
     @torch.no_grad()  # grad mode is per thread
-    def entropy_stage(cf: CodedFrame) -> list[Tensor]:
-        return model.decode_latents(cf, padded, q, profile)
+    def entropy_stage(i: int) -> list[Tensor]:
+        return model.decode_latents(stream.frames[i], padded,
+                                    schedule.frame_q(q, i % period, period, device), profile)
 
-    frames = Ahead(stream.frames, entropy_stage, DECODE_AHEAD if exact else 0)
+    frames = Ahead(range(len(stream.frames)), entropy_stage, DECODE_AHEAD if exact else 0)
     ref: Tensor | None = None
-    for i, (cf, latents) in enumerate(progress(frames)):
+    for i, latents in progress(frames):
+        cf = stream.frames[i]
         if (i % header.intra_period == 0) != (cf.kind == FrameType.I):
             raise BitstreamError(f"damaged stream: frame {i} has the wrong type for intra period "
                                  f"{header.intra_period}")

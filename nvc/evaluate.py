@@ -26,6 +26,7 @@ from .errors import NvcError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .metrics import bpp, mean_yuv, ms_ssim, plane_psnr_db, psnr_db
 from .models.ssf import SSF
+from .schedule import DEFAULT_SCHEDULE, GopSchedule
 from .zoo import ZooEntry
 
 
@@ -135,7 +136,8 @@ def check_bit_exact(results: list[EvalResult]) -> None:
 def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
              matrix: ColourMatrix = ColourMatrix.BT709, progress=None,
              profile: NumericProfile = DEFAULT_PROFILE,
-             synthesis: Synthesis = Synthesis.FLOAT32) -> EvalResult:
+             synthesis: Synthesis = Synthesis.FLOAT32,
+             schedule: GopSchedule = DEFAULT_SCHEDULE) -> EvalResult:
     """Encode, decode from the bytes and score, frame by frame: only the bytes, a digest of every
     reconstruction and the metrics are kept, so a clip of any length (a lazily read one) needs the
     memory of a few frames. The decoded frames must equal the encoder's reconstructions."""
@@ -143,7 +145,7 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
     sink, digests = BytesIO(), []
     _, encode_seconds = encode_to(
         sink, video, model, entry, quality, intra_period, matrix, profile=profile,
-        synthesis=synthesis,
+        synthesis=synthesis, schedule=schedule,
         on_reconstruction=lambda rgb: digests.append(hashlib.sha256(rgb.tobytes()).digest()), **kw)
     data = sink.getvalue()
     t0 = time.perf_counter()

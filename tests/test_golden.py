@@ -26,6 +26,7 @@ from nvc.models.config import TINY
 from nvc.models.entropy import LatentCodec
 from nvc.models.range_coder import TableCoder
 from nvc.models.ssf import SSF
+from nvc.schedule import DEFAULT_SCHEDULE, FLAT
 from nvc.zoo import load_model, save_weights
 
 from .conftest import make_codable, make_video
@@ -37,13 +38,18 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # three as format 5 wrote them, with CompressAI's coder. stream-rans.nvc: the default (profile 3,
 # format 6): profile 2's symbols (y and z) coded by nvc's own coder, y in substreams. Every one
 # stays decodable.
+# stream-sched.nvc (format 7): profile 3 with the default GOP quality schedule (nvc.schedule) over
+# the map of stream-map.nvc, so the P-frames' positions are moved down and clamped below the first
+# rung.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
 STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
            "skip_": (GOLDEN / "stream-skip.nvc", NumericProfile.EXACT_SKIP, 5),
            "map_": (GOLDEN / "stream-map.nvc", NumericProfile.EXACT_SKIP, 5),
-           "rans_": (GOLDEN / "stream-rans.nvc", NumericProfile.SUBSTREAMS, 6)}
+           "rans_": (GOLDEN / "stream-rans.nvc", NumericProfile.SUBSTREAMS, 6),
+           "sched_": (GOLDEN / "stream-sched.nvc", NumericProfile.SUBSTREAMS, 7)}
+MAPPED = ("map_", "sched_")
 STREAM = STREAMS[""][0]
 # the map of stream-map.nvc: a 4x8 grid (64x128 padded), positions -2 .. +3.8 (above the top
 # rung, clamped to it)
@@ -64,7 +70,8 @@ def _regenerate() -> None:
             continue
         path.write_bytes(encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
                                 intra_period=12, profile=profile,
-                                qmap=MAP if key == "map_" else None).data)
+                                qmap=MAP if key in MAPPED else None,
+                                schedule=DEFAULT_SCHEDULE if key == "sched_" else FLAT).data)
         symbols, frames = _decode(path.read_bytes())
         expected.update({f"{key}symbols_md5": symbols, f"{key}frames_md5": frames})
     EXPECTED.write_text(json.dumps(expected, indent=1) + "\n")
@@ -140,7 +147,9 @@ def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monk
     header = bitstream.unpack(data).header
     assert data[len(bitstream.MAGIC)] == version
     assert header.numeric_profile == profile
-    assert (bitstream.unpack(data).quality_map == MAP.write()) == (key == "map_")
+    assert (bitstream.unpack(data).quality_map == MAP.write()) == (key in MAPPED)
+    assert (header.gop_drop, header.gop_slope) == (
+        (DEFAULT_SCHEDULE.drop, DEFAULT_SCHEDULE.slope) if key == "sched_" else (0, 0))
     symbols, frames = _decode(data, monkeypatch)
     assert symbols == expected[f"{key}symbols_md5"]
     assert frames == expected[f"{key}frames_md5"] and len(frames) == 3
@@ -204,13 +213,14 @@ def test_other_coder_tables_are_refused(monkeypatch):
 
 def test_format_2_streams_decode_with_the_float_profile(tiny_model, small_video):
     model, entry = tiny_model
-    new = bitstream.unpack(encode(small_video, model, entry, 1, profile=NumericProfile.FLOAT).data)
+    new = bitstream.unpack(encode(small_video, model, entry, 1, profile=NumericProfile.FLOAT,
+                                  schedule=FLAT).data)
     old = bitstream.Stream(new.header, new.frames, version=2)
     data = bitstream.pack(old)
     assert data[len(bitstream.MAGIC)] == 2
     back = bitstream.unpack(data)
     assert back.header.numeric_profile == NumericProfile.FLOAT and back.header.tables_crc == 0
-    coded = encode(small_video, model, entry, 1, profile=NumericProfile.FLOAT)
+    coded = encode(small_video, model, entry, 1, profile=NumericProfile.FLOAT, schedule=FLAT)
     out = decode_stream(back, model, entry)
     assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, out.frames))
 
@@ -229,3 +239,11 @@ def test_a_damaged_substream_names_its_frame(cut, string):
     with pytest.raises(BitstreamError, match=r"^damaged stream: frame 1 cannot be decoded "
                                              rf"\(damaged {string} string"):
         decode_stream(bitstream.unpack(bitstream.pack(stream)), model, entry)
+
+
+def test_the_schedule_moves_the_p_frames_only(expected):
+    """The GOP schedule codes the I-frame where the map puts it and the P-frames lower: the
+    scheduled stream's I-frame decodes to the map stream's (profiles 2 and 3 carry the same
+    symbols), its P-frames do not."""
+    sched, mapped = expected["sched_frames_md5"], expected["map_frames_md5"]
+    assert sched[0] == mapped[0] and sched[1] != mapped[1] and sched[2] != mapped[2]
