@@ -20,6 +20,8 @@ class Conditions:
     adapt_steps: int = 100  # budget of the adapted codecs (nvc-adapt, nvc-dora, nvc-full)
     adapt_window: int = 256  # fitting window in pixels
     weights: str | None = None  # a weights file for nvc instead of the shipped base
+    gop_schedule: str | None = None  # nvc's GOP quality schedule, "LIFT,DROP,SLOPE" or "0" (None:
+    # nvc's default)
 
 
 @dataclass
@@ -70,7 +72,17 @@ def _point(e: EvalResult, codec: str, point: str, version: str) -> PointResult:
                        decode_seconds=e.decode_seconds, version=version)
 
 
-def _run_base(name: str, profile: str, synthesis: str = "FLOAT32", schedule: str | None = None
+def codec_schedule(codec: str, cond: Conditions):
+    """The GOP quality schedule an nvc codec codes with (nvc.schedule): none for nvc-flat, else the
+    conditions' or the default."""
+    from nvc.schedule import DEFAULT_SCHEDULE, FLAT, GopSchedule
+
+    if codec == "nvc-flat":
+        return FLAT
+    return DEFAULT_SCHEDULE if cond.gop_schedule is None else GopSchedule.parse(cond.gop_schedule)
+
+
+def _run_base(name: str, profile: str, synthesis: str = "FLOAT32"
               ) -> Callable[[Video, str, Conditions], PointResult]:
     """The base codec; `nvc-float` codes with the float entropy parameters of format 2, to measure
     what the exact ones (bitstream.NumericProfile) cost; `nvc-bf16` runs the synthesis in bfloat16
@@ -78,15 +90,13 @@ def _run_base(name: str, profile: str, synthesis: str = "FLOAT32", schedule: str
     nvc.schedule)."""
     def run(source: Video, point: str, cond: Conditions) -> PointResult:
         from nvc.bitstream import NumericProfile, Synthesis
-        from nvc.schedule import DEFAULT_SCHEDULE, GopSchedule
 
         model, entry = _nvc_model(cond)
-        gop = DEFAULT_SCHEDULE if schedule is None else GopSchedule.parse(schedule)
+        gop = codec_schedule(name, cond)
         r = evaluate(source, model, entry, int(point[1:]), cond.intra_period,
                      profile=NumericProfile[profile], synthesis=Synthesis[synthesis], schedule=gop)
-        drop, slope = gop.rungs()
         return _point(r, name, point, f"{entry.name} {entry.sha256[:12]} {profile.lower()} "
-                                      f"{synthesis.lower()} gop {drop:g},{slope:g}")
+                                      f"{synthesis.lower()} gop {gop}")
     return run
 
 
@@ -99,7 +109,8 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
         q = int(point[1:])
         r = encode_adaptive(source, model, entry, q, cond.intra_period,
                             AdaptConfig(kind=AdapterKind[kind], steps=cond.adapt_steps,
-                                        window=cond.adapt_window))
+                                        window=cond.adapt_window),
+                            schedule=codec_schedule(name, cond))
         r.coded.seconds = r.total_seconds
         e = evaluate_coded(source, r.coded, model, entry, q)
         return _point(e, name, point, f"{kind.lower()} {r.steps} steps, {r.mode} kept "
@@ -122,7 +133,7 @@ CODECS: dict[str, Callable[[Video, str, Conditions], PointResult]] = {
     "nvc": _run_base("nvc", "SUBSTREAMS"), "nvc-compressai": _run_base("nvc-compressai", "EXACT_SKIP"),
     "nvc-noskip": _run_base("nvc-noskip", "EXACT_HYPER"), "nvc-float": _run_base("nvc-float", "FLOAT"),
     "nvc-bf16": _run_base("nvc-bf16", "SUBSTREAMS", "BFLOAT16"),
-    "nvc-flat": _run_base("nvc-flat", "SUBSTREAMS", schedule="0"),
+    "nvc-flat": _run_base("nvc-flat", "SUBSTREAMS"),
     **{name: _run_adapted(name, kind) for name, kind in ADAPTED.items()},
     **{name: _run_anchor(name) for name in ANCHORS},
 }

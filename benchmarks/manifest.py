@@ -6,7 +6,7 @@ from fractions import Fraction
 from pathlib import Path
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
-DATASETS = ("uvg", "hevc-b", "hevc-c", "hevc-d", "hevc-e", "shared")
+DATASETS = ("uvg", "hevc-b", "hevc-c", "hevc-d", "hevc-e", "shared", "shared-training")
 
 
 @dataclass(frozen=True)

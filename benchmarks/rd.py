@@ -20,10 +20,9 @@ from pathlib import Path
 from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
-from nvc.schedule import DEFAULT_SCHEDULE
 
 from .anchors import ffmpeg_version
-from .codecs import CODECS, Conditions, PointResult, nvc_weights_sha256, points
+from .codecs import CODECS, Conditions, PointResult, codec_schedule, nvc_weights_sha256, points
 from .manifest import DATASETS, Sequence, dataset_manifest, read_manifest
 from .report import summarize, write_markdown, write_plots
 
@@ -55,7 +54,8 @@ def _nvc_key(codec: str, cond: Conditions) -> str:
     if not codec.startswith("nvc"):
         return ""
     budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
-    gop = f"g{DEFAULT_SCHEDULE.drop}-{DEFAULT_SCHEDULE.slope}"
+    schedule = codec_schedule(codec, cond)
+    gop = f"g{schedule.lift}-{schedule.drop}-{schedule.slope}"
     return f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{gop}{budget}"
 
 
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--adapt-window", type=int, default=256, help="fitting window of nvc-adapt (px)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     p.add_argument("--weights", default=None, help="a weights file for nvc instead of the shipped base")
+    p.add_argument("--gop-schedule", default=None, metavar="LIFT,DROP,SLOPE",
+                   help="nvc's GOP quality schedule (default: nvc's; nvc-flat is always flat)")
     p.add_argument("--out", required=True, help="output folder (cache, results.json, .md, .png)")
     args = p.parse_args(argv)
     try:
@@ -120,7 +122,9 @@ def _run(args) -> int:
     cond = Conditions(intra_period=args.intra_period, frames=args.frames,
                       qualities=tuple(int(q) for q in args.qualities.split(",")),
                       device=args.device, adapt_steps=args.adapt_steps,
-                      adapt_window=args.adapt_window, weights=args.weights)
+                      adapt_window=args.adapt_window, weights=args.weights,
+                      gop_schedule=args.gop_schedule)
+    codec_schedule("nvc", cond)  # a bad --gop-schedule is refused before any work
     if args.crfs:
         cond.crfs = tuple(int(c) for c in args.crfs.split(","))
     root, out = Path(args.root), Path(args.out)

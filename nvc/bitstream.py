@@ -29,8 +29,9 @@ MAGIC = b"NVC\x89"
 # 5: the sequence header ends with the precision of the synthesis transforms (earlier formats:
 #    float32).
 # 6: numeric profile 3: y strings are substreams of nvc's own range coder (nvc.models.rans).
-# 7: the sequence header ends with the GOP's quality schedule (nvc.schedule: the P-frames' drop
-#    below the I-frame and its slope over the GOP, a byte each; earlier formats: flat).
+# 7: the sequence header ends with the GOP's quality schedule (nvc.schedule: the I-frame's lift
+#    above the quality, the P-frames' drop below it and its slope over the GOP, a byte each;
+#    earlier formats: flat).
 FORMAT_VERSION = 7
 HASH_PREFIX_BYTES = 8
 
@@ -193,7 +194,8 @@ class SequenceHeader:
     numeric_profile: int = DEFAULT_PROFILE  # format 3
     tables_crc: int = 0  # crc32 of the encoder's range-coder tables (format 3)
     synthesis: int = Synthesis.FLOAT32  # format 5
-    gop_drop: int = 0  # format 7, in 1 / QUALITY_MAP_STEPS of a rung (nvc.schedule)
+    gop_lift: int = 0  # format 7, in 1 / QUALITY_MAP_STEPS of a rung (nvc.schedule)
+    gop_drop: int = 0
     gop_slope: int = 0
 
     def write(self, version: int = FORMAT_VERSION) -> bytes:
@@ -202,7 +204,7 @@ class SequenceHeader:
             raise ValueError("weights_hash has the wrong length")
         if version < 5 and self.synthesis != Synthesis.FLOAT32:
             raise ValueError(f"format {version} has no synthesis precision (float32 only)")
-        if version < 7 and (self.gop_drop or self.gop_slope):
+        if version < 7 and (self.gop_lift or self.gop_drop or self.gop_slope):
             raise ValueError(f"format {version} has no GOP quality schedule (flat only)")
         if version >= 3 and version < NumericProfile(self.numeric_profile).since:
             raise ValueError(f"format {version} cannot carry numeric profile {self.numeric_profile}")
@@ -211,7 +213,7 @@ class SequenceHeader:
         if version >= 5:
             tail += bytes([self.synthesis])
         if version >= 7:
-            tail += bytes([self.gop_drop, self.gop_slope])
+            tail += bytes([self.gop_lift, self.gop_drop, self.gop_slope])
         return b"".join([
             write_varint(self.model_id), self.weights_hash,
             *(write_varint(v) for v in (self.width, self.height, self.fps_num, self.fps_den,
@@ -238,9 +240,9 @@ class SequenceHeader:
         synth = r.u8("synthesis precision") if version >= 5 else int(Synthesis.FLOAT32)
         if synth not in Synthesis._value2member_map_:
             raise BitstreamError(f"unsupported stream: unknown synthesis precision {synth}")
-        drop, slope = (r.u8("GOP drop"), r.u8("GOP slope")) if version >= 7 else (0, 0)
+        gop = [r.u8(f"GOP {f}") for f in ("lift", "drop", "slope")] if version >= 7 else [0, 0, 0]
         header = cls(model_id, weights, width, height, fps_num, fps_den, frame_count,
-                     intra_period, quality, matrix, profile, crc, synth, drop, slope)
+                     intra_period, quality, matrix, profile, crc, synth, *gop)
         if header.width == 0 or header.height == 0 or header.frame_count == 0:
             raise BitstreamError("damaged sequence header: zero width, height or frame count")
         if header.fps_den == 0 or header.intra_period == 0 or header.fps_num == 0:

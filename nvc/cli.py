@@ -237,7 +237,7 @@ def cmd_info(args) -> None:
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
         "synthesis": {v: k for k, v in bitstream.SYNTHESIS_NAMES.items()}[bitstream.Synthesis(h.synthesis)],
-        "gop_schedule": ",".join(f"{v:g}" for v in GopSchedule(h.gop_drop, h.gop_slope).rungs()),
+        "gop_schedule": str(GopSchedule(h.gop_lift, h.gop_drop, h.gop_slope)),
         "quality_map": _quality_map_info(stream),
         "bpp": bpp(len(data), h.width, h.height, h.frame_count),
         "bytes_per_unit_type": stream.unit_bytes,
@@ -449,16 +449,16 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
 
 
 def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, quality_help) -> None:
-    from .schedule import DEFAULT_SCHEDULE
+    from .schedule import DEFAULT_SCHEDULE, FIELDS
 
     p.add_argument("--quality", type=quality_type, default=quality_default, help=quality_help)
     p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
     p.add_argument("--gop-schedule", type=_gop_schedule, default=DEFAULT_SCHEDULE,
-                   metavar="DROP,SLOPE",
-                   help="where the P-frames sit on the quality ladder: DROP rungs below their "
-                        "I-frame, sinking SLOPE rungs more by the GOP's last frame (default "
-                        f"{','.join(f'{v:g}' for v in DEFAULT_SCHEDULE.rungs())}; 0: every frame "
-                        "at --quality)")
+                   metavar=FIELDS,
+                   help="where each frame of a GOP sits on the quality ladder: the I-frame LIFT "
+                        "rungs above --quality (at most the top rung), the P-frames DROP rungs "
+                        "below it, sinking SLOPE rungs more by the GOP's last frame (default "
+                        f"{DEFAULT_SCHEDULE}; 0: every frame at --quality)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="what the synthesis transforms compute in, on both sides, recorded in the "
                         "stream: fp32 (default) decodes on any machine within 1 code value; bf16 "

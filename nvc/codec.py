@@ -146,8 +146,8 @@ def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     fps = Fraction(video.fps).limit_denominator(1 << 20)
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, len(video.frames), intra_period, quality,
-                          int(matrix), profile, model.tables_crc(), synthesis, schedule.drop,
-                          schedule.slope)
+                          int(matrix), profile, model.tables_crc(), synthesis, schedule.lift,
+                          schedule.drop, schedule.slope)
 
 
 def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
@@ -171,7 +171,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     only the reference frame is kept, so memory does not grow with the clip. `qmap`: a quality
     per latent position (nvc.roi.quality_map) instead of one for the frame; `synthesis`: the
     precision the decoder's synthesis will run in (the references are built the same way);
-    `schedule`: where the P-frames sit below their I-frame (nvc.schedule)."""
+    `schedule`: where each frame of a GOP sits on the ladder (nvc.schedule)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     ref: Tensor | None = None
@@ -278,7 +278,8 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
         stream.quality_map, (padded[0] // 16, padded[1] // 16), stream.version)
     device = model_device(model)
     q = quality_argument(header.quality, qmap, device)
-    schedule, period = GopSchedule(header.gop_drop, header.gop_slope), header.intra_period
+    schedule = GopSchedule(header.gop_lift, header.gop_drop, header.gop_slope)
+    period = header.intra_period
     exact = profile != NumericProfile.FLOAT  # float scales would depend on the worker's threads
 
     @torch.no_grad()  # grad mode is per thread

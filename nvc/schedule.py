@@ -1,16 +1,17 @@
 """Where each frame of a GOP sits on the quality ladder (format 7).
 
 Every P-frame is predicted from the one before it, so bits spent on the I-frame improve every frame of
-its GOP, and bits spent on a P-frame near the GOP's end improve few. The schedule codes the I-frame at
-the stream's quality (or at its quality map's positions) and P-frame k of the GOP (k = 1 ..
-intra_period - 1) `drop` rungs lower, sinking `slope` rungs more by the GOP's last frame. Both are
-kept in steps of 1 / QUALITY_MAP_STEPS of a rung, the unit the sequence header writes, so encoder and
-decoder derive the same positions from integers. Positions never go below LADDER_BELOW rungs under
-the first rung (where the model's gains stop).
+its GOP, and bits spent on a P-frame near the GOP's end improve few. Relative to the stream's quality
+(or its quality map's positions), the schedule codes the I-frame `lift` rungs higher (the model
+stops at its top rung) and P-frame k of the GOP (k = 1 .. intra_period - 1) `drop` rungs lower,
+sinking `slope` rungs more by the GOP's last frame. All three are kept in steps of
+1 / QUALITY_MAP_STEPS of a rung, the unit the sequence header writes, so encoder and decoder derive
+the same positions from integers. Positions never go below LADDER_BELOW rungs under the first rung
+(where the model's gains stop).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import TYPE_CHECKING
 
 from .bitstream import QUALITY_MAP_STEPS
@@ -21,59 +22,65 @@ if TYPE_CHECKING:  # torch is imported where a frame is coded, not where the CLI
     from torch import Tensor
 
 MAX_RUNGS = 255 / QUALITY_MAP_STEPS  # one byte each in the sequence header
+FIELDS = "LIFT,DROP,SLOPE"
 
 
 @dataclass(frozen=True)
 class GopSchedule:
-    drop: int = 0  # in 1 / QUALITY_MAP_STEPS of a rung
+    lift: int = 0  # in 1 / QUALITY_MAP_STEPS of a rung
+    drop: int = 0
     slope: int = 0
 
     @classmethod
-    def from_rungs(cls, drop: float, slope: float) -> GopSchedule:
-        """The schedule nearest to `drop` and `slope` rungs; ValueError outside 0 .. MAX_RUNGS."""
-        if not all(0 <= v <= MAX_RUNGS for v in (drop, slope)):  # NaN fails too
-            raise ValueError(f"a GOP schedule's drop and slope lie in 0 .. {MAX_RUNGS:g} rungs, "
-                             f"got {drop:g},{slope:g}")
-        return cls(round(drop * QUALITY_MAP_STEPS), round(slope * QUALITY_MAP_STEPS))
+    def from_rungs(cls, lift: float, drop: float, slope: float) -> GopSchedule:
+        """The schedule nearest to these rungs; ValueError outside 0 .. MAX_RUNGS."""
+        values = (lift, drop, slope)
+        if not all(0 <= v <= MAX_RUNGS for v in values):  # NaN fails too
+            raise ValueError(f"a GOP schedule's {FIELDS} lie in 0 .. {MAX_RUNGS:g} rungs, got "
+                             f"{','.join(f'{v:g}' for v in values)}")
+        return cls(*(round(v * QUALITY_MAP_STEPS) for v in values))
 
     @classmethod
     def parse(cls, text: str) -> GopSchedule:
-        """'DROP,SLOPE' in rungs, e.g. '0.75,0.5' ('0.75' alone: no slope; '0': flat)."""
+        """'LIFT,DROP,SLOPE' in rungs, e.g. '0.75,0,0.5'; '0' is flat."""
         try:
             values = [float(p) for p in text.split(",")]
         except ValueError:
             values = []
-        if len(values) not in (1, 2):
-            raise ValueError(f"a GOP schedule is DROP,SLOPE in rungs (e.g. 0.75,0.5), got {text!r}")
-        return cls.from_rungs(values[0], values[1] if len(values) == 2 else 0.0)
+        if values == [0.0]:
+            return FLAT
+        if len(values) != 3:
+            raise ValueError(f"a GOP schedule is {FIELDS} in rungs (e.g. 0.75,0,0.5) or 0, got "
+                             f"{text!r}")
+        return cls.from_rungs(*values)
 
-    @property
-    def flat(self) -> bool:
-        return self.drop == 0 and self.slope == 0
+    def rungs(self) -> tuple[float, ...]:
+        return tuple(v / QUALITY_MAP_STEPS for v in astuple(self))
 
-    def rungs(self) -> tuple[float, float]:
-        return self.drop / QUALITY_MAP_STEPS, self.slope / QUALITY_MAP_STEPS
+    def __str__(self) -> str:
+        return ",".join(f"{v:g}" for v in self.rungs())
 
     def offset_steps(self, index: int, intra_period: int) -> int:
-        """How many steps below the I-frame frame `index` of the GOP (0 = the I-frame) is coded."""
+        """Frame `index` of the GOP (0 = the I-frame) sits this many steps above the quality."""
         if index == 0:
-            return 0
-        return self.drop + self.slope * (index - 1) // max(intra_period - 2, 1)
+            return self.lift
+        return -(self.drop + self.slope * (index - 1) // max(intra_period - 2, 1))
 
     def frame_q(self, q: int | Tensor, index: int, intra_period: int,
                 device: torch.device) -> int | Tensor:
-        """The model's q for frame `index` of a GOP whose I-frame takes `q` (a quality index or a
-        (1, 1, h, w) map of ladder positions): unchanged where the offset is 0, else positions."""
+        """The model's q for frame `index` of a GOP coded at `q` (a quality index or a (1, 1, h, w)
+        map of ladder positions): unchanged where the offset is 0, else positions (the model clamps
+        them to its top rung)."""
         steps = self.offset_steps(index, intra_period)
         if steps == 0:
             return q
         import torch
 
         pos = torch.full((1, 1, 1, 1), float(q), device=device) if isinstance(q, int) else q
-        return (pos - steps / QUALITY_MAP_STEPS).clamp(min=-LADDER_BELOW)
+        return (pos + steps / QUALITY_MAP_STEPS).clamp(min=-LADDER_BELOW)
 
 
 FLAT = GopSchedule()
 # Chosen on the training clips (box, cup, vtest; benchmarks/RESULTS.md, "A quality schedule over the
 # GOP"), measured on the evaluation clips.
-DEFAULT_SCHEDULE = GopSchedule.from_rungs(0.75, 0.5)
+DEFAULT_SCHEDULE = GopSchedule.from_rungs(0.75, 0.0, 0.5)

@@ -135,6 +135,16 @@ def test_shared_benchmark_reports_on_evaluation_clips_only():
     files = [s.file for s in read_manifest(dataset_manifest("shared"))]
     assert all(any(e in f for e in EVALUATION_CLIPS) for f in files)
     assert all(any(e in f for f in files) for e in EVALUATION_CLIPS)  # and every one of them
+    tuning = [s.file for s in read_manifest(dataset_manifest("shared-training"))]
+    assert tuning and not any(e in f for f in tuning for e in EVALUATION_CLIPS)  # settings are
+    # chosen on clips never reported on
+
+
+def test_a_bad_gop_schedule_is_refused_before_any_work(tmp_path, capsys):
+    args = ["--root", str(tmp_path), "--dataset", "shared", "--codecs", "nvc", "--anchor", "nvc",
+            "--gop-schedule", "9,0,0", "--out", str(tmp_path / "out")]
+    assert rd_main(args) == 1
+    assert "GOP schedule" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_compare_two_runs(tmp_path, capsys):
@@ -227,3 +237,13 @@ def test_portability_counts_differing_samples():
     r = compare(a, b)
     assert r["max_diff_per_frame"] == [0, 3] and r["differing_share"] == pytest.approx(1 / 48)
     assert r["min_psnr_db"] == pytest.approx(10 * np.log10(255 ** 2 / (9 / 24)))
+
+
+def test_cached_nvc_points_are_keyed_by_their_gop_schedule():
+    from benchmarks.codecs import Conditions
+    from benchmarks.rd import _nvc_key
+
+    default, other = Conditions(), Conditions(gop_schedule="0.5,0,0.25")
+    assert _nvc_key("nvc", default) != _nvc_key("nvc", other)
+    assert "g16-0-8" in _nvc_key("nvc", other) and "g0-0-0" in _nvc_key("nvc-flat", other)
+    assert _nvc_key("nvc-flat", default) == _nvc_key("nvc-flat", other)

@@ -50,16 +50,16 @@ def test_every_header_truncation_names_its_field():
     assert [f for i, (f, _, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != f] == [
         "model id", "weights hash", "width", "height", "fps numerator", "fps denominator",
         "frame count", "intra period", "quality", "colour matrix", "numeric profile",
-        "tables crc", "synthesis precision", "GOP drop", "GOP slope"]
+        "tables crc", "synthesis precision", "GOP lift", "GOP drop", "GOP slope"]
     assert seen[2] == ("weights hash", 8, 0) and seen[5] == ("weights hash", 8, 3)
-    assert seen[-3] == ("synthesis precision", 1, 0) and seen[-1] == ("GOP slope", 1, 0)
+    assert seen[-4] == ("synthesis precision", 1, 0) and seen[-1] == ("GOP slope", 1, 0)
     assert SequenceHeader.read(payload) == HEADER
 
 
 def test_older_formats_have_no_profile_fields():
     old = HEADER.write(2)
     assert old == HEADER.write(6)[:-6] and HEADER.write(4) == HEADER.write(6)[:-1]
-    assert HEADER.write(6) == HEADER.write()[:-2]
+    assert HEADER.write(6) == HEADER.write()[:-3]
     back = SequenceHeader.read(old, 2)
     assert back == replace(HEADER, numeric_profile=NumericProfile.FLOAT, tables_crc=0)
     assert _refusal(SequenceHeader.read, old) == \
@@ -67,7 +67,7 @@ def test_older_formats_have_no_profile_fields():
 
 
 def test_unknown_numeric_profile():
-    payload = HEADER.write()[:-8] + bytes([7]) + struct.pack("<I", 0) + bytes(3)
+    payload = HEADER.write()[:-9] + bytes([7]) + struct.pack("<I", 0) + bytes(4)
     assert _refusal(SequenceHeader.read, payload) == \
         "unsupported stream: unknown numeric profile 7 in format 7"
 
@@ -95,12 +95,14 @@ def test_synthesis_precision_field():
 
 
 def test_gop_schedule_fields():
-    """Format 7 ends the header with the GOP schedule's drop and slope; older formats are flat and
-    cannot carry one."""
-    sloped = replace(HEADER, gop_drop=24, gop_slope=16)
-    assert sloped.write()[-2:] == bytes([24, 16]) and SequenceHeader.read(sloped.write()) == sloped
+    """Format 7 ends the header with the GOP schedule's lift, drop and slope; older formats are flat
+    and cannot carry one."""
+    sloped = replace(HEADER, gop_lift=24, gop_drop=8, gop_slope=16)
+    assert sloped.write()[-3:] == bytes([24, 8, 16]) and SequenceHeader.read(sloped.write()) == sloped
     back = SequenceHeader.read(HEADER.write(6), 6)
-    assert (back.gop_drop, back.gop_slope) == (0, 0)
+    assert (back.gop_lift, back.gop_drop, back.gop_slope) == (0, 0, 0)
+    with pytest.raises(ValueError, match="^format 6 has no GOP quality schedule"):
+        replace(HEADER, gop_lift=1).write(6)
     with pytest.raises(ValueError, match="^format 6 has no GOP quality schedule"):
         sloped.write(6)
 

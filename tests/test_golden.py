@@ -26,7 +26,7 @@ from nvc.models.config import TINY
 from nvc.models.entropy import LatentCodec
 from nvc.models.range_coder import TableCoder
 from nvc.models.ssf import SSF
-from nvc.schedule import DEFAULT_SCHEDULE, FLAT
+from nvc.schedule import DEFAULT_SCHEDULE, FLAT, GopSchedule
 from nvc.zoo import load_model, save_weights
 
 from .conftest import make_codable, make_video
@@ -39,8 +39,8 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # format 6): profile 2's symbols (y and z) coded by nvc's own coder, y in substreams. Every one
 # stays decodable.
 # stream-sched.nvc (format 7): profile 3 with the default GOP quality schedule (nvc.schedule) over
-# the map of stream-map.nvc, so the P-frames' positions are moved down and clamped below the first
-# rung.
+# the map of stream-map.nvc, so the I-frame's positions are moved up (and clamped at the top rung)
+# and the P-frames' down (and clamped below the first rung).
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
@@ -148,8 +148,8 @@ def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monk
     assert data[len(bitstream.MAGIC)] == version
     assert header.numeric_profile == profile
     assert (bitstream.unpack(data).quality_map == MAP.write()) == (key in MAPPED)
-    assert (header.gop_drop, header.gop_slope) == (
-        (DEFAULT_SCHEDULE.drop, DEFAULT_SCHEDULE.slope) if key == "sched_" else (0, 0))
+    assert GopSchedule(header.gop_lift, header.gop_drop, header.gop_slope) == (
+        DEFAULT_SCHEDULE if key == "sched_" else FLAT)
     symbols, frames = _decode(data, monkeypatch)
     assert symbols == expected[f"{key}symbols_md5"]
     assert frames == expected[f"{key}frames_md5"] and len(frames) == 3
@@ -241,9 +241,8 @@ def test_a_damaged_substream_names_its_frame(cut, string):
         decode_stream(bitstream.unpack(bitstream.pack(stream)), model, entry)
 
 
-def test_the_schedule_moves_the_p_frames_only(expected):
-    """The GOP schedule codes the I-frame where the map puts it and the P-frames lower: the
-    scheduled stream's I-frame decodes to the map stream's (profiles 2 and 3 carry the same
-    symbols), its P-frames do not."""
+def test_the_schedule_moves_every_frame(expected):
+    """The scheduled stream codes the map stream's clip with every frame moved along the ladder:
+    none decodes to the map stream's frame (profiles 2 and 3 carry the same symbols)."""
     sched, mapped = expected["sched_frames_md5"], expected["map_frames_md5"]
-    assert sched[0] == mapped[0] and sched[1] != mapped[1] and sched[2] != mapped[2]
+    assert all(a != b for a, b in zip(sched, mapped, strict=True))

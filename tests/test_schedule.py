@@ -18,49 +18,55 @@ from nvc.schedule import DEFAULT_SCHEDULE, FLAT, GopSchedule
 from .conftest import make_video
 
 
-def test_offsets_fall_from_the_drop_to_drop_plus_slope():
-    s = GopSchedule.from_rungs(0.75, 0.5)
-    assert (s.drop, s.slope) == (24, 16) and s.rungs() == (0.75, 0.5)
+def test_offsets_lift_the_i_frame_and_sink_the_p_frames():
+    s = GopSchedule.from_rungs(0.5, 0.75, 0.5)
+    assert (s.lift, s.drop, s.slope) == (16, 24, 16) and s.rungs() == (0.5, 0.75, 0.5)
+    assert str(s) == "0.5,0.75,0.5" and str(FLAT) == "0,0,0"
     steps = [s.offset_steps(k, 12) for k in range(12)]
-    assert steps[0] == 0 and steps[1] == 24 and steps[11] == 40
-    assert steps[1:] == sorted(steps[1:])
-    assert [s.offset_steps(k, 2) for k in range(2)] == [0, 24]  # one P-frame: the drop alone
+    assert steps[0] == 16 and steps[1] == -24 and steps[11] == -40
+    assert steps[1:] == sorted(steps[1:], reverse=True)
+    assert [s.offset_steps(k, 2) for k in range(2)] == [16, -24]  # one P-frame: the drop alone
     assert all(FLAT.offset_steps(k, 12) == 0 for k in range(12))
 
 
-def test_frame_q_keeps_the_i_frame_and_clamps_below_the_ladder():
-    s, cpu = GopSchedule.from_rungs(1.0, 0.0), torch.device("cpu")
-    assert s.frame_q(2, 0, 12, cpu) == 2  # the I-frame: the quality index itself
+def test_frame_q_moves_positions_and_clamps_below_the_ladder():
+    s, cpu = GopSchedule.from_rungs(0.0, 1.0, 0.0), torch.device("cpu")
+    assert s.frame_q(2, 0, 12, cpu) == 2  # no lift: the I-frame takes the quality index itself
     assert torch.equal(s.frame_q(2, 3, 12, cpu), torch.full((1, 1, 1, 1), 1.0))
+    lifted = GopSchedule.from_rungs(0.5, 0.0, 0.0)
+    assert torch.equal(lifted.frame_q(2, 0, 12, cpu), torch.full((1, 1, 1, 1), 2.5))
+    assert lifted.frame_q(2, 1, 12, cpu) == 2
     qmap = torch.tensor([[[[-1.5, 0.0], [1.0, 3.0]]]])
     moved = s.frame_q(qmap, 1, 12, cpu)
     assert torch.equal(moved, torch.tensor([[[[-LADDER_BELOW, -1.0], [0.0, 2.0]]]]))
     assert FLAT.frame_q(qmap, 5, 12, cpu) is qmap
 
 
-@pytest.mark.parametrize("text, expected", [("0", FLAT), ("0.75,0.5", GopSchedule(24, 16)),
-                                            ("1", GopSchedule(32, 0))])
+@pytest.mark.parametrize("text, expected", [("0", FLAT), ("0,0,0", FLAT),
+                                            ("0.75,0,0.5", GopSchedule(24, 0, 16)),
+                                            ("1,0.5,2", GopSchedule(32, 16, 64))])
 def test_parse(text, expected):
     assert GopSchedule.parse(text) == expected
 
 
-@pytest.mark.parametrize("text", ["a", "1,2,3", "-1", "nan", "inf", "0.5,9", ""])
+@pytest.mark.parametrize("text", ["a", "1,2", "1", "1,2,3,4", "-1,0,0", "nan,0,0", "0,inf,0",
+                                  "0.5,0,9", ""])
 def test_parse_refuses(text):
     with pytest.raises(ValueError, match="GOP schedule"):
         GopSchedule.parse(text)
 
 
-def test_a_scheduled_stream_decodes_bit_exactly_and_spends_less_on_p_frames(tiny_model):
+def test_a_scheduled_stream_decodes_bit_exactly_and_moves_the_bits(tiny_model):
     model, entry = tiny_model
     video = make_video(frames=4, hw=(48, 64), seed=1)
-    flat = encode(video, model, entry, 2, schedule=FLAT)
-    sched = encode(video, model, entry, 2, schedule=GopSchedule.from_rungs(1.0, 0.5))
+    flat = encode(video, model, entry, 1, schedule=FLAT)
+    sched = encode(video, model, entry, 1, schedule=GopSchedule.from_rungs(0.5, 1.0, 0.5))
     header = bitstream.unpack(sched.data).header
-    assert (header.gop_drop, header.gop_slope) == (32, 16)
+    assert (header.gop_lift, header.gop_drop, header.gop_slope) == (16, 32, 16)
     out = decode_stream(bitstream.unpack(sched.data), model, entry)
     assert all(np.array_equal(a, b) for a, b in zip(sched.reconstruction, out.frames))
-    assert sched.frame_bytes[0] == flat.frame_bytes[0]  # the I-frame is untouched
-    assert sum(sched.frame_bytes[1:]) < sum(flat.frame_bytes[1:])
+    assert sched.frame_bytes[0] > flat.frame_bytes[0]  # the I-frame lifted
+    assert sum(sched.frame_bytes[1:]) < sum(flat.frame_bytes[1:])  # the P-frames lowered
 
 
 def test_the_fit_sees_each_frame_at_its_scheduled_position(tiny_model, monkeypatch):
@@ -74,7 +80,7 @@ def test_the_fit_sees_each_frame_at_its_scheduled_position(tiny_model, monkeypat
         return real(self, x, ref, q)
     monkeypatch.setattr(type(model), "forward_inter", spy)
     frames = torch.rand(3, 3, 64, 64)
-    s = GopSchedule.from_rungs(0.5, 1.0)
+    s = GopSchedule.from_rungs(0.0, 0.5, 1.0)
     clip_objective(model, frames, 1, 12, 0.01, 64 * 64, torch.zeros(()), schedule=s)
     assert seen == [pytest.approx(1 - 16 / 32), pytest.approx(1 - 19 / 32)]  # 16 + 32 * 1 // 10
     seen.clear()
@@ -92,9 +98,9 @@ def test_cli_records_the_schedule_and_refuses_a_bad_one(tmp_path, tiny_weights, 
         capsys.readouterr()
         assert main(["info", str(tmp_path / "a.nvc"), "--json"]) == 0
         return json.loads(capsys.readouterr().out)["gop_schedule"]
-    assert schedule_of("--gop-schedule", "0.5,0.25") == "0.5,0.25"
-    assert schedule_of("--gop-schedule", "0") == "0,0"
-    assert schedule_of() == ",".join(f"{v:g}" for v in DEFAULT_SCHEDULE.rungs())
+    assert schedule_of("--gop-schedule", "0.5,0.25,1") == "0.5,0.25,1"
+    assert schedule_of("--gop-schedule", "0") == "0,0,0"
+    assert schedule_of() == str(DEFAULT_SCHEDULE)
     with pytest.raises(SystemExit) as e:
         main(["encode", str(clip), "-o", str(tmp_path / "c.nvc"), "--gop-schedule", "-1", *w])
     assert e.value.code == 2 and "GOP schedule" in capsys.readouterr().err
