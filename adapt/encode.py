@@ -28,7 +28,7 @@ from nvc.models.ssf import SSF, model_device
 from nvc.rd import rd_cost as _rd_cost
 from nvc.rd import task_distortion
 from nvc.roi import shifted_quality_map, uniform_quality_map
-from nvc.schedule import DEFAULT_SCHEDULE, GopSchedule
+from nvc.schedule import GopSchedule, resolve
 from nvc.task import TaskModel, TaskTerm, task_metrics
 from nvc.zoo import ZooEntry
 
@@ -116,7 +116,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     weights: np.ndarray | None = None,
                     task: TaskModel | None = None, qmap: QualityMap | None = None,
                     synthesis: Synthesis = Synthesis.FLOAT32,
-                    schedule: GopSchedule = DEFAULT_SCHEDULE) -> AdaptiveResult:
+                    schedule: GopSchedule | None = None) -> AdaptiveResult:
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit and by the keep-or-drop decision
@@ -124,8 +124,9 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     the search for the base's best position moves it along the ladder as a whole, and every
     candidate is coded with the map found (the fit itself runs at the uniform position).
     `synthesis`: the stream's synthesis precision (the fit runs in float32); `schedule`: the GOP's
-    quality schedule (nvc.schedule), coded and fitted alike."""
+    quality schedule (nvc.schedule; None: the default for `quality`), coded and fitted alike."""
     t0 = time.perf_counter()
+    schedule = resolve(schedule, quality, model.cfg.num_qualities)
     lam = model.cfg.lambdas[quality - 1]
     if base is None:
         base = encode(video, model, entry, quality, intra_period, matrix, qmap=qmap,

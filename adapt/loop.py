@@ -30,7 +30,7 @@ from nvc.adapters import (AdapterKind, AdapterSpec, AdaptedConv, default_layers,
                           inject, sent_tensors)
 from nvc.models.ssf import SSF
 from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
-from nvc.schedule import DEFAULT_SCHEDULE, GopSchedule
+from nvc.schedule import FLAT, GopSchedule
 from nvc.task import TaskTerm
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
 def clip_objective(model: SSF, frames: Tensor, q: int | Tensor, intra_period: int, lam: float,
                    full_pixels: int, adapter_bits: Tensor, clip_frames: int | None = None,
                    weights: Tensor | None = None, task: TaskTerm | None = None,
-                   schedule: GopSchedule = DEFAULT_SCHEDULE) -> tuple[Tensor, dict]:
+                   schedule: GopSchedule = FLAT) -> tuple[Tensor, dict]:
     """frames: (t, 3, h, w) window of one GOP (or more) of the padded clip, starting at an I-frame;
     weights: (t, 1, h, w) per-pixel distortion weights of the same window (ROI), or None; task: a
     task model's term of the distortion (nvc.task.TaskTerm), or None; schedule: the stream's GOP
@@ -157,7 +157,7 @@ def _crop(t: Tensor, g0: int, count: int, y0: int, x0: int, window: tuple[int, i
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
         on_step: Callable[[StepStats], None] | None = None,
         weights: Tensor | None = None, task: TaskTerm | None = None,
-        position: float | None = None, schedule: GopSchedule = DEFAULT_SCHEDULE) -> Fitted:
+        position: float | None = None, schedule: GopSchedule = FLAT) -> Fitted:
     """frames: (T, 3, H, W) padded clip in [0, 1]; the objective's lambda is `quality`'s, its gains
     those of `position` on the ladder (0 = quality 1; None: the rung) for the I-frames and of the
     GOP `schedule` below it for the P-frames; weights: (T, 1, H, W) per-pixel distortion weights

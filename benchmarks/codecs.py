@@ -73,13 +73,13 @@ def _point(e: EvalResult, codec: str, point: str, version: str) -> PointResult:
 
 
 def codec_schedule(codec: str, cond: Conditions):
-    """The GOP quality schedule an nvc codec codes with (nvc.schedule): none for nvc-flat, else the
-    conditions' or the default."""
-    from nvc.schedule import DEFAULT_SCHEDULE, FLAT, GopSchedule
+    """The GOP quality schedule an nvc codec codes with (nvc.schedule): flat for nvc-flat, else the
+    conditions' or None (nvc's default for each quality)."""
+    from nvc.schedule import FLAT, GopSchedule
 
     if codec == "nvc-flat":
         return FLAT
-    return DEFAULT_SCHEDULE if cond.gop_schedule is None else GopSchedule.parse(cond.gop_schedule)
+    return None if cond.gop_schedule is None else GopSchedule.parse(cond.gop_schedule)
 
 
 def _run_base(name: str, profile: str, synthesis: str = "FLOAT32"
@@ -95,8 +95,9 @@ def _run_base(name: str, profile: str, synthesis: str = "FLOAT32"
         gop = codec_schedule(name, cond)
         r = evaluate(source, model, entry, int(point[1:]), cond.intra_period,
                      profile=NumericProfile[profile], synthesis=Synthesis[synthesis], schedule=gop)
+        gop_text = "default" if gop is None else str(gop)
         return _point(r, name, point, f"{entry.name} {entry.sha256[:12]} {profile.lower()} "
-                                      f"{synthesis.lower()} gop {gop}")
+                                      f"{synthesis.lower()} gop {gop_text}")
     return run
 
 

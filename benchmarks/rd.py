@@ -20,6 +20,7 @@ from pathlib import Path
 from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
+from nvc.schedule import GAP, SLOPE
 
 from .anchors import ffmpeg_version
 from .codecs import CODECS, Conditions, PointResult, codec_schedule, nvc_weights_sha256, points
@@ -55,7 +56,8 @@ def _nvc_key(codec: str, cond: Conditions) -> str:
         return ""
     budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
     schedule = codec_schedule(codec, cond)
-    gop = f"g{schedule.lift}-{schedule.drop}-{schedule.slope}"
+    gop = f"g{GAP:g}s{SLOPE:g}" if schedule is None else \
+        f"g{schedule.lift}-{schedule.drop}-{schedule.slope}"
     return f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{gop}{budget}"
 
 

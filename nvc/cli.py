@@ -449,16 +449,17 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
 
 
 def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, quality_help) -> None:
-    from .schedule import DEFAULT_SCHEDULE, FIELDS
+    from .schedule import FIELDS, GAP, SLOPE
 
     p.add_argument("--quality", type=quality_type, default=quality_default, help=quality_help)
     p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
-    p.add_argument("--gop-schedule", type=_gop_schedule, default=DEFAULT_SCHEDULE,
+    p.add_argument("--gop-schedule", type=_gop_schedule, default=None,
                    metavar=FIELDS,
                    help="where each frame of a GOP sits on the quality ladder: the I-frame LIFT "
                         "rungs above --quality (at most the top rung), the P-frames DROP rungs "
-                        "below it, sinking SLOPE rungs more by the GOP's last frame (default "
-                        f"{DEFAULT_SCHEDULE}; 0: every frame at --quality)")
+                        "below it, sinking SLOPE rungs more by the GOP's last frame; 0: every "
+                        f"frame at --quality (default: LIFT + DROP = {GAP:g}, SLOPE {SLOPE:g}, the "
+                        f"pair sliding from 0,{GAP:g} at quality 1 to {GAP:g},0 at the top)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="what the synthesis transforms compute in, on both sides, recorded in the "
                         "stream: fp32 (default) decodes on any machine within 1 code value; bf16 "

@@ -36,7 +36,7 @@ from .bitstream import (
 from .errors import BitstreamError, InputError, env_int
 from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .models.ssf import SSF, FrameType, model_device
-from .schedule import DEFAULT_SCHEDULE, GopSchedule
+from .schedule import FLAT, GopSchedule, resolve
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
 Progress = Callable[[Iterable], Iterable]
@@ -142,7 +142,7 @@ def _check_settings(video: Video, model: SSF, quality: int, intra_period: int) -
 def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
                     matrix: ColourMatrix, profile: NumericProfile = DEFAULT_PROFILE,
                     synthesis: Synthesis = Synthesis.FLOAT32,
-                    schedule: GopSchedule = DEFAULT_SCHEDULE) -> SequenceHeader:
+                    schedule: GopSchedule = FLAT) -> SequenceHeader:
     fps = Fraction(video.fps).limit_denominator(1 << 20)
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, len(video.frames), intra_period, quality,
@@ -165,7 +165,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
                 profile: NumericProfile = DEFAULT_PROFILE,
                 qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32,
-                schedule: GopSchedule = DEFAULT_SCHEDULE
+                schedule: GopSchedule = FLAT
                 ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frame is kept, so memory does not grow with the clip. `qmap`: a quality
@@ -193,12 +193,14 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
            profile: NumericProfile = DEFAULT_PROFILE,
            qmap: QualityMap | None = None,
            synthesis: Synthesis = Synthesis.FLOAT32,
-           schedule: GopSchedule = DEFAULT_SCHEDULE) -> CodedVideo:
+           schedule: GopSchedule | None = None) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
     the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
     `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
-    the encoder's kind of machine."""
+    the encoder's kind of machine. `schedule`: the GOP's quality schedule (None: the default for
+    `quality`, nvc.schedule)."""
     _check_settings(video, model, quality, intra_period)
+    schedule = resolve(schedule, quality, model.cfg.num_qualities)
     t0 = time.perf_counter()
     parts = [bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
                                                  matrix, profile, synthesis, schedule), adapters,
@@ -218,11 +220,12 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               profile: NumericProfile = DEFAULT_PROFILE,
               on_reconstruction: Callable[[np.ndarray], None] | None = None,
               synthesis: Synthesis = Synthesis.FLOAT32,
-              schedule: GopSchedule = DEFAULT_SCHEDULE) -> tuple[int, float]:
+              schedule: GopSchedule | None = None) -> tuple[int, float]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
     Returns (bytes written, seconds)."""
     _check_settings(video, model, quality, intra_period)
+    schedule = resolve(schedule, quality, model.cfg.num_qualities)
     t0 = time.perf_counter()
     written = sink.write(bitstream.pack_head(
         sequence_header(video, model, entry, quality, intra_period, matrix, profile, synthesis,

@@ -81,6 +81,22 @@ class GopSchedule:
 
 
 FLAT = GopSchedule()
-# Chosen on the training clips (box, cup, vtest; benchmarks/RESULTS.md, "A quality schedule over the
-# GOP"), measured on the evaluation clips.
-DEFAULT_SCHEDULE = GopSchedule.from_rungs(0.75, 0.0, 0.5)
+# The default: the first P-frame GAP rungs below the I-frame, the last SLOPE more, chosen on the
+# training clips (box, cup, vtest; benchmarks/RESULTS.md, "A quality schedule over the GOP") and
+# measured on the evaluation clips.
+GAP, SLOPE = 0.75, 0.5
+
+
+def default_schedule(quality: int, qualities: int) -> GopSchedule:
+    """The default for `quality` of a ladder of `qualities` rungs: the same GAP and SLOPE at every
+    rung; where the pair sits slides with the rung, from the I-frame at the quality (the P-frames
+    below it) at quality 1 to the first P-frame at the quality (the I-frame above it) at the top,
+    so that the ladder keeps its reach at both ends (the I-frame cannot rise above the top rung)."""
+    gap = round(GAP * QUALITY_MAP_STEPS)
+    lift = round(gap * (quality - 1) / max(qualities - 1, 1))
+    return GopSchedule(lift, gap - lift, round(SLOPE * QUALITY_MAP_STEPS))
+
+
+def resolve(schedule: GopSchedule | None, quality: int, qualities: int) -> GopSchedule:
+    """`schedule`, or the default for `quality` where it is None."""
+    return default_schedule(quality, qualities) if schedule is None else schedule

@@ -26,7 +26,7 @@ from nvc.models.config import TINY
 from nvc.models.entropy import LatentCodec
 from nvc.models.range_coder import TableCoder
 from nvc.models.ssf import SSF
-from nvc.schedule import DEFAULT_SCHEDULE, FLAT, GopSchedule
+from nvc.schedule import FLAT, GopSchedule
 from nvc.zoo import load_model, save_weights
 
 from .conftest import make_codable, make_video
@@ -38,7 +38,7 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # three as format 5 wrote them, with CompressAI's coder. stream-rans.nvc: the default (profile 3,
 # format 6): profile 2's symbols (y and z) coded by nvc's own coder, y in substreams. Every one
 # stays decodable.
-# stream-sched.nvc (format 7): profile 3 with the default GOP quality schedule (nvc.schedule) over
+# stream-sched.nvc (format 7): profile 3 with a GOP quality schedule (nvc.schedule, SCHEDULE) over
 # the map of stream-map.nvc, so the I-frame's positions are moved up (and clamped at the top rung)
 # and the P-frames' down (and clamped below the first rung).
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
@@ -50,6 +50,7 @@ STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
            "rans_": (GOLDEN / "stream-rans.nvc", NumericProfile.SUBSTREAMS, 6),
            "sched_": (GOLDEN / "stream-sched.nvc", NumericProfile.SUBSTREAMS, 7)}
 MAPPED = ("map_", "sched_")
+SCHEDULE = GopSchedule.from_rungs(0.75, 0.0, 0.5)  # of stream-sched.nvc
 STREAM = STREAMS[""][0]
 # the map of stream-map.nvc: a 4x8 grid (64x128 padded), positions -2 .. +3.8 (above the top
 # rung, clamped to it)
@@ -71,7 +72,7 @@ def _regenerate() -> None:
         path.write_bytes(encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
                                 intra_period=12, profile=profile,
                                 qmap=MAP if key in MAPPED else None,
-                                schedule=DEFAULT_SCHEDULE if key == "sched_" else FLAT).data)
+                                schedule=SCHEDULE if key == "sched_" else FLAT).data)
         symbols, frames = _decode(path.read_bytes())
         expected.update({f"{key}symbols_md5": symbols, f"{key}frames_md5": frames})
     EXPECTED.write_text(json.dumps(expected, indent=1) + "\n")
@@ -149,7 +150,7 @@ def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monk
     assert header.numeric_profile == profile
     assert (bitstream.unpack(data).quality_map == MAP.write()) == (key in MAPPED)
     assert GopSchedule(header.gop_lift, header.gop_drop, header.gop_slope) == (
-        DEFAULT_SCHEDULE if key == "sched_" else FLAT)
+        SCHEDULE if key == "sched_" else FLAT)
     symbols, frames = _decode(data, monkeypatch)
     assert symbols == expected[f"{key}symbols_md5"]
     assert frames == expected[f"{key}frames_md5"] and len(frames) == 3

@@ -13,7 +13,7 @@ from nvc.cli import main
 from nvc.codec import decode_stream, encode
 from nvc.io import write_video
 from nvc.models.config import LADDER_BELOW
-from nvc.schedule import DEFAULT_SCHEDULE, FLAT, GopSchedule
+from nvc.schedule import FLAT, GopSchedule, default_schedule, resolve
 
 from .conftest import make_video
 
@@ -40,6 +40,13 @@ def test_frame_q_moves_positions_and_clamps_below_the_ladder():
     moved = s.frame_q(qmap, 1, 12, cpu)
     assert torch.equal(moved, torch.tensor([[[[-LADDER_BELOW, -1.0], [0.0, 2.0]]]]))
     assert FLAT.frame_q(qmap, 5, 12, cpu) is qmap
+
+
+def test_the_default_slides_the_same_gap_along_the_ladder():
+    ladder = [default_schedule(q, 4) for q in (1, 2, 3, 4)]
+    assert [str(s) for s in ladder] == ["0,0.75,0.5", "0.25,0.5,0.5", "0.5,0.25,0.5", "0.75,0,0.5"]
+    assert all(s.lift + s.drop == 24 for s in ladder)  # the I-frame 0.75 above the first P-frame
+    assert resolve(None, 3, 4) == ladder[2] and resolve(FLAT, 3, 4) is FLAT
 
 
 @pytest.mark.parametrize("text, expected", [("0", FLAT), ("0,0,0", FLAT),
@@ -100,7 +107,8 @@ def test_cli_records_the_schedule_and_refuses_a_bad_one(tmp_path, tiny_weights, 
         return json.loads(capsys.readouterr().out)["gop_schedule"]
     assert schedule_of("--gop-schedule", "0.5,0.25,1") == "0.5,0.25,1"
     assert schedule_of("--gop-schedule", "0") == "0,0,0"
-    assert schedule_of() == str(DEFAULT_SCHEDULE)
+    assert schedule_of() == str(default_schedule(2, 2)) == "0.75,0,0.5"  # quality 2 of 2
+    assert schedule_of("--quality", "1") == "0,0.75,0.5"
     with pytest.raises(SystemExit) as e:
         main(["encode", str(clip), "-o", str(tmp_path / "c.nvc"), "--gop-schedule", "-1", *w])
     assert e.value.code == 2 and "GOP schedule" in capsys.readouterr().err
