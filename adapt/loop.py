@@ -159,8 +159,8 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
         weights: Tensor | None = None, task: TaskTerm | None = None,
         position: float | None = None, schedule: GopSchedule = FLAT) -> Fitted:
     """frames: (T, 3, H, W) padded clip in [0, 1]; the objective's lambda is `quality`'s, its gains
-    those of `position` on the ladder (0 = quality 1; None: the rung) for the I-frames and of the
-    GOP `schedule` below it for the P-frames; weights: (T, 1, H, W) per-pixel distortion weights
+    those of `position` on the ladder (0 = quality 1; None: the rung), each frame moved from there
+    by the GOP `schedule` as the coder moves it; weights: (T, 1, H, W) per-pixel distortion weights
     (ROI; mean 1 a frame) or None for plain MSE; task: a task model's term of the distortion
     (nvc.task.TaskTerm) or None.
     The same clip and settings give the same adapters: the rate proxy's noise is drawn from the
