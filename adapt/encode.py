@@ -61,8 +61,8 @@ def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
     `task` adds the task model's term (the same distortion as the fit's)."""
     mse, fmse = distortions(video, coded, matrix, weights, None if task is None else task.model)
     d = mse if task is None else task_distortion(mse, fmse, task.weight, task.scale)
-    return float(_rd_cost(lam, d, bpp(len(coded.data), video.width, video.height,
-                                      len(video.frames))))
+    rate = bpp(len(coded.data), video.width, video.height, len(video.frames))
+    return float(_rd_cost(lam, torch.as_tensor(d), torch.as_tensor(rate)))
 
 
 def distortions(video: Video, coded: CodedVideo, matrix: ColourMatrix,

@@ -19,15 +19,22 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import Tensor
 
 from nvc.adapter_coding import SpikeSlabPrior, quantize_ste
-from nvc.adapters import (AdapterKind, AdapterSpec, AdaptedConv, default_layers, default_ranks,
-                          inject, sent_tensors)
+from nvc.adapters import (
+    AdaptedConv,
+    AdapterKind,
+    AdapterSpec,
+    default_layers,
+    default_ranks,
+    inject,
+    sent_tensors,
+)
 from nvc.models.ssf import SSF
 from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
 from nvc.schedule import FLAT, GopSchedule
@@ -93,8 +100,10 @@ def clip_objective(model: SSF, frames: Tensor, q: int | Tensor, intra_period: in
     mse, dist, latent_bits, ref = [], [], frames.new_zeros(()), None
     for i in range(t):
         x, q_i = frames[i: i + 1], schedule.frame_q(q, i % intra_period, intra_period, frames.device)
-        out = model.forward_intra(x, q_i) if i % intra_period == 0 else \
-            model.forward_inter(x, ref, q_i)
+        if ref is None or i % intra_period == 0:  # the first frame is an I-frame by construction
+            out = model.forward_intra(x, q_i)
+        else:
+            out = model.forward_inter(x, ref, q_i)
         ref = out.x_hat
         weight = None if weights is None else weights[i: i + 1]
         mse.append(mse_per_sample(out.x_hat, x, weight)[0])
@@ -125,7 +134,8 @@ class Plateau:
 
     def __init__(self, patience: int, smoothing: float = 0.9, tolerance: float = 1e-4):
         self.patience, self.smoothing, self.tolerance = patience, smoothing, tolerance
-        self.best, self.smoothed, self.since_best = float("inf"), None, 0
+        self.best, self.since_best = float("inf"), 0
+        self.smoothed: float | None = None
 
     def update(self, objective: float) -> None:
         s = self.smoothed
@@ -179,8 +189,7 @@ def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: Adapt
          task: TaskTerm | None, position: float | None, schedule: GopSchedule) -> Fitted:
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
-    for p in work.parameters():
-        p.requires_grad_(False)
+    work.requires_grad_(False)
     wrappers: list[AdaptedConv] = inject(work, spec)
     params = sent_tensors(wrappers)
     for p in params:
@@ -194,8 +203,8 @@ def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: Adapt
     groups = [{"params": params, "lr": cfg.lr}]
     encoder = encoder_only_parameters(work) if cfg.encoder else {}
     if encoder:
-        for p in encoder.values():
-            p.requires_grad_(True)
+        for tensor in encoder.values():
+            tensor.requires_grad_(True)
         groups.append({"params": list(encoder.values()), "lr": cfg.encoder_lr})
     opt = torch.optim.Adam(groups)
     lam = model.cfg.lambdas[quality - 1]

@@ -3,7 +3,8 @@ stream is encoded as usual and decoded once with oneDNN switched off (other CPU 
 in for another device), then compared with the encoder's reconstruction, frame by frame.
 
 Example:
-    python -m benchmarks.portability ../shared/videos/BasketballPass_416x240_50fps_f101_fromPNG.yuv --frames 12
+    python -m benchmarks.portability \
+        ../shared/videos/BasketballPass_416x240_50fps_f101_fromPNG.yuv --frames 12
 """
 from __future__ import annotations
 

@@ -44,7 +44,8 @@ def provenance(cond: Conditions, codecs: list[str]) -> dict:
     return {"git_commit": _git_commit(), "model": cond.weights or DEFAULT_MODEL,
             "weights_sha256": nvc_weights_sha256(cond), "ffmpeg": ffmpeg_version(),
             "torch": torch.__version__, "python": platform.python_version(),
-            "device": cond.device if cond.device != "cpu" else f"cpu ({platform.processor() or platform.machine()})",
+            "device": (cond.device if cond.device != "cpu"
+                       else f"cpu ({platform.processor() or platform.machine()})"),
             "conditions": asdict(cond), "codecs": codecs}
 
 
@@ -78,7 +79,9 @@ def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.rd", description=__doc__.split("Example")[0],
-                                epilog="example:\n  python -m benchmarks.rd --root ../shared/videos --dataset shared --codecs nvc,x264,x265 --frames 12 --out out/rd-shared",
+                                epilog="example:\n  python -m benchmarks.rd --root ../shared/videos "
+                                       "--dataset shared --codecs nvc,x264,x265 --frames 12 "
+                                       "--out out/rd-shared",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", required=True, help="folder holding the dataset's files")
     p.add_argument("--dataset", required=True, choices=(*DATASETS, "manifest"))

@@ -15,6 +15,7 @@ dW a full tensor: fine-tuning every decoder weight, coded like the adapters, for
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -73,7 +74,7 @@ class AdaptedConv(nn.Module):
         for p in base.parameters():
             p.requires_grad_(False)
         # Applied to every sent tensor inside `weight()`; fitting sets a straight-through quantiser.
-        self.sent_transform = None
+        self.sent_transform: Callable[[Tensor], Tensor] | None = None
 
     @staticmethod
     def a_shape(base: nn.Conv2d | nn.ConvTranspose2d, rank: int) -> tuple[int, ...]:

@@ -12,11 +12,11 @@ from nvc.adapted import apply_unit, make_unit
 from nvc.adapter_coding import SpikeSlabPrior, decode_symbols, encode_symbols, quantize
 from nvc.adapters import LAYER_TABLE, AdapterKind, default_layers, inject, sent_tensors
 from nvc.codec import decode_stream, encode
-from nvc.io import ColourMatrix
 from nvc.errors import BitstreamError
+from nvc.io import ColourMatrix
 from nvc.zoo import load_model
 
-from .conftest import make_video, shared_clip
+from .conftest import make_video
 
 
 def test_adapter_rate_gradient_reaches_the_parameters():

@@ -6,10 +6,20 @@ import pytest
 import torch
 from torch import nn
 
-from nvc.adapter_coding import (CODER_PRECISION, MAX_SYMBOL, SpikeSlabPrior, quantize,
-                                quantize_ste)
-from nvc.adapters import (LAYER_TABLE, AdapterKind, AdapterSpec, AdaptedConv, default_layers,
-                          default_ranks, inject, load_sent, merge, regenerate_a, sent_tensors)
+from nvc.adapter_coding import CODER_PRECISION, MAX_SYMBOL, SpikeSlabPrior, quantize, quantize_ste
+from nvc.adapters import (
+    LAYER_TABLE,
+    AdaptedConv,
+    AdapterKind,
+    AdapterSpec,
+    default_layers,
+    default_ranks,
+    inject,
+    load_sent,
+    merge,
+    regenerate_a,
+    sent_tensors,
+)
 from nvc.models.config import TINY
 from nvc.models.ssf import SSF
 

@@ -4,8 +4,18 @@ import pytest
 import torch
 from torch import nn
 
-from nvc.adapters import (AdapterKind, AdapterSpec, AdaptedConv, default_layers, default_ranks,
-                          inject, load_sent, merge, regenerate_a, sent_tensors)
+from nvc.adapters import (
+    AdaptedConv,
+    AdapterKind,
+    AdapterSpec,
+    default_layers,
+    default_ranks,
+    inject,
+    load_sent,
+    merge,
+    regenerate_a,
+    sent_tensors,
+)
 from nvc.models.config import TINY
 from nvc.models.ssf import SSF
 

@@ -2,14 +2,26 @@ import struct
 import zlib
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from nvc.bitstream import (FORMAT_VERSION, LIMITS, MAGIC, Reader, SequenceHeader, Stream, UnitType,
-                           pack, unpack, write_varint)
+from nvc.bitstream import (
+    FORMAT_VERSION,
+    LIMITS,
+    MAGIC,
+    CodedFrame,
+    FrameType,
+    LatentStrings,
+    Reader,
+    SequenceHeader,
+    Stream,
+    UnitType,
+    pack,
+    unpack,
+    write_varint,
+)
 from nvc.codec import encode
 from nvc.errors import BitstreamError
-from nvc.bitstream import LatentStrings
-from nvc.bitstream import CodedFrame, FrameType
 
 HEADER = SequenceHeader(model_id=1, weights_hash=bytes(range(8)), width=416, height=240,
                         fps_num=50, fps_den=1, frame_count=2, intra_period=12, quality=2,

@@ -9,10 +9,27 @@ from dataclasses import replace
 
 import pytest
 
-from nvc.bitstream import (FORMAT_VERSION, LIMITS, MAGIC, AdapterUnit, CodedFrame, FrameType,
-                           LatentStrings, NumericProfile, Reader, SequenceHeader, Stream, Synthesis,
-                           UnitType, pack, pack_head, read_frame, unpack, write_frame,
-                           write_varint)
+from nvc.bitstream import (
+    FORMAT_VERSION,
+    LIMITS,
+    MAGIC,
+    AdapterUnit,
+    CodedFrame,
+    FrameType,
+    LatentStrings,
+    NumericProfile,
+    Reader,
+    SequenceHeader,
+    Stream,
+    Synthesis,
+    UnitType,
+    pack,
+    pack_head,
+    read_frame,
+    unpack,
+    write_frame,
+    write_varint,
+)
 from nvc.errors import BitstreamError
 
 HEADER = SequenceHeader(model_id=300, weights_hash=bytes(range(8)), width=416, height=240,

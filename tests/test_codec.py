@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from nvc import bitstream
+from nvc.bitstream import FrameType
 from nvc.codec import decode_stream, encode, pad_to
 from nvc.errors import BitstreamError, InputError
-from nvc.bitstream import FrameType
 from nvc.zoo import ZooEntry, load_model
 
 

@@ -7,8 +7,15 @@ import pytest
 import torch
 
 import adapt.loop as loop
-from adapt.loop import (AdaptConfig, Plateau, StepStats, clip_objective, encoder_only_parameters,
-                        fit, sample_window)
+from adapt.loop import (
+    AdaptConfig,
+    Plateau,
+    StepStats,
+    clip_objective,
+    encoder_only_parameters,
+    fit,
+    sample_window,
+)
 from nvc.adapters import AdaptedConv
 
 T, H, W, IP, WIN = 5, 128, 192, 2, 64

@@ -4,8 +4,16 @@ import torch
 from nvc.errors import NvcError
 from nvc.models.config import TINY
 from nvc.models.ssf import SSF
-from nvc.zoo import (DEFAULT_MODEL, RETIRED, WEIGHTS_DIR, ZOO, load_model, read_weights, save_weights,
-                     sha256_file)
+from nvc.zoo import (
+    DEFAULT_MODEL,
+    RETIRED,
+    WEIGHTS_DIR,
+    ZOO,
+    load_model,
+    read_weights,
+    save_weights,
+    sha256_file,
+)
 
 
 def test_save_load_round_trip(tmp_path):
@@ -17,7 +25,7 @@ def test_save_load_round_trip(tmp_path):
     assert cfg == TINY
     loaded, entry = load_model(path=tmp_path / "w.safetensors")
     assert entry.sha256 == digest
-    for k, v in SSF(TINY).state_dict().items():
+    for k in SSF(TINY).state_dict():
         if k in state:
             assert torch.equal(loaded.state_dict()[k], m.state_dict()[k]), k
 
