@@ -4,10 +4,17 @@ import numpy as np
 import pytest
 import torch
 
+from nvc.schedule import GAP, SLOPE, default_schedule
 from nvc.zoo import load_model
 from train.__main__ import main as cli_main
-from train.data import (EVALUATION_CLIPS, FreshSampler, Mixture, SyntheticClips, VideoClips,
-                        VideoFolderDataModule)
+from train.data import (
+    EVALUATION_CLIPS,
+    FreshSampler,
+    Mixture,
+    SyntheticClips,
+    VideoClips,
+    VideoFolderDataModule,
+)
 from train.export import main as export_main
 from train.module import VideoCodecModule, p_frames_at
 
@@ -106,6 +113,50 @@ def test_validation_codes_a_gop_at_every_quality(monkeypatch):
     assert all(np.isfinite(v) for v in logged.values()) and logged["val/bpp_q1"] > 0
 
 
+def _record_positions(module, monkeypatch) -> list:
+    """Each frame's q as the model sees it, in coding order."""
+    seen = []
+    for name in ("forward_intra", "forward_inter"):
+        real = getattr(module.model, name)
+
+        def spy(*args, _real=real):
+            seen.append(args[-1])
+            return _real(*args)
+        monkeypatch.setattr(module.model, name, spy)
+    return seen
+
+
+def test_scheduled_training_codes_each_frame_where_the_encoder_will(monkeypatch):
+    module = VideoCodecModule(arch="ssf-tiny", stage="joint", schedule="default", intra_period=6)
+    seen = _record_positions(module, monkeypatch)
+    monkeypatch.setattr(torch, "randint", lambda *a, **kw: torch.tensor([0, 1]))
+    module.rd_loss(torch.rand(2, 4, 3, 64, 64))
+    positions = [p.flatten().tolist() for p in seen]
+    # ssf-tiny has two rungs: quality 1 keeps its I-frame and drops its P-frames the whole gap,
+    # quality 2 lifts its I-frame the gap (the model clamps it) and keeps its first P-frame
+    gap, slope = GAP, SLOPE
+    assert positions[0] == [0.0, 1 + gap]
+    assert positions[1] == [-gap, 1.0]
+    for k in (2, 3):
+        steps = [default_schedule(q, 2).offset_steps(k, 6) for q in (1, 2)]
+        assert positions[k] == pytest.approx([q + s / 32 for q, s in zip((0, 1), steps)])
+        assert steps[1] < 0 and -steps[1] < slope * 32
+    flat = VideoCodecModule(arch="ssf-tiny", stage="joint")
+    seen = _record_positions(flat, monkeypatch)
+    flat.rd_loss(torch.rand(2, 3, 3, 64, 64))
+    assert all(torch.equal(p, torch.tensor([0, 1])) for p in seen)
+
+
+def test_scheduled_validation_follows_the_encoders_default(monkeypatch):
+    module = VideoCodecModule(arch="ssf-tiny", stage="joint", schedule="default").eval()
+    seen = _record_positions(module, monkeypatch)
+    clip = torch.rand(4, 3, 64, 64)
+    module.gop_stats(clip, 0)
+    expected = [default_schedule(1, 2).frame_q(0, k, 4, torch.device("cpu")) for k in range(4)]
+    assert [float(p) for p in seen] == [float(e) for e in expected]
+    assert float(seen[1]) == -GAP  # quality 1: P-frames below it
+
+
 def test_validation_measures_in_float32_under_bf16_training():
     module = VideoCodecModule(arch="ssf-tiny", stage="joint").eval()
     clip = torch.rand(3, 3, 64, 64)
@@ -145,6 +196,7 @@ def test_video_folder_excludes_evaluation_clips(tmp_path):
 @pytest.mark.parametrize("setting, message", [
     ("--data.init_args.crop=100", "crop must be a positive multiple of 64, got 100"),
     ("--model.stage=both", "stage must be one of"),
+    ("--model.schedule=hier", "schedule must be one of"),
     ("--model.arch=ssf-huge", "unknown arch 'ssf-huge'"),
     ("--model.init_from=[missing.safetensors]", "missing.safetensors: no such weights file"),
 ])
@@ -188,7 +240,7 @@ def test_every_config_parses(config, tmp_path):
     """Each shipped YAML is a valid LightningCLI config (parsed, not run)."""
     from lightning.pytorch.cli import LightningCLI
 
-    from train.module import VideoCodecModule, p_frames_at
+    from train.module import VideoCodecModule
 
     cli = LightningCLI(VideoCodecModule, subclass_mode_data=True, run=False,
                        args=["--config", str(config), "--trainer.accelerator=cpu",

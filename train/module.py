@@ -11,6 +11,10 @@ Net and auxiliary (entropy-bottleneck quantile) parameters have separate optimiz
 Validation codes one GOP of each evaluation clip at every quality (rounded latents, the rate the
 entropy models assign) and logs val/bpp, val/psnr_db per quality and val/rd_cost, the objective
 ModelCheckpoint keeps the best of.
+`schedule` says where each frame of a GOP sits on the quality ladder, in training and validation
+alike: "flat" (every frame at the GOP's quality) or "default" (nvc.schedule.default_schedule, what the
+encoder writes unless told otherwise), so that the base learns the positions it is coded at. The loss
+keeps the GOP's lambda for every frame: the schedule moves positions, the objective stays the GOP's.
 """
 from __future__ import annotations
 
@@ -22,16 +26,19 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from nvc.bitstream import QUALITY_MAP_STEPS
 from nvc.codec import pad_to
 from nvc.errors import ConfigError
-from nvc.models.config import ModelConfig
+from nvc.models.config import LADDER_BELOW, ModelConfig
 from nvc.models.ssf import SSF, FrameOut
 from nvc.models.warp import gaussian_blur
 from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
+from nvc.schedule import FLAT, GopSchedule, default_schedule
 from nvc.zoo import ARCHITECTURES, load_state_into
 
 log = logging.getLogger(__name__)
 STAGES = ("intra", "inter", "joint")
+SCHEDULES = ("flat", "default")
 
 
 def frame_bpp(out: FrameOut, num_pixels: int) -> Tensor:
@@ -55,10 +62,14 @@ class VideoCodecModule(L.LightningModule):
                  init_from: list[str] | None = None, grad_clip: float = 1.0,
                  lambdas: list[float] | None = None, lr_drops: list[int] | None = None,
                  lr_drop_factor: float = 0.3, unroll: list[list[int]] | None = None,
-                 channels_last: bool = False):
+                 channels_last: bool = False, schedule: str = "flat", intra_period: int = 12):
         super().__init__()
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if intra_period < 2:
+            raise ConfigError(f"intra_period must be at least 2, got {intra_period}")
         if arch not in ARCHITECTURES:
             raise ConfigError(f"unknown arch {arch!r}; known: {sorted(ARCHITECTURES)}")
         self.save_hyperparameters()
@@ -97,6 +108,24 @@ class VideoCodecModule(L.LightningModule):
         return (torch.optim.Adam(self._params(aux=False), lr=self.hparams.lr),
                 torch.optim.Adam(self._params(aux=True), lr=self.hparams.aux_lr))
 
+    # -- where frames sit on the ladder --------------------------------------------------------
+    def gop_schedule(self, q: int) -> GopSchedule:
+        """The schedule of a GOP at quality index `q` (0-based)."""
+        if self.hparams.schedule == "flat":
+            return FLAT
+        return default_schedule(q + 1, self.cfg.num_qualities)
+
+    def frame_positions(self, q: Tensor, index: int) -> Tensor:
+        """The model's q for frame `index` of each sample's GOP, q: (B,) quality indexes. Flat: q
+        itself; else (B, 1, 1, 1) ladder positions, frame `index` of a GOP of `intra_period` frames
+        (the unrolled clip is that GOP's start)."""
+        steps = [self.gop_schedule(int(qi)).offset_steps(index, self.hparams.intra_period)
+                 for qi in q.tolist()]
+        if not any(steps):
+            return q
+        offset = torch.tensor(steps, dtype=torch.float32, device=q.device) / QUALITY_MAP_STEPS
+        return (q.float() + offset).clamp(min=-LADDER_BELOW).view(-1, 1, 1, 1)
+
     # -- loss ---------------------------------------------------------------------------------
     def _first_reference(self, x0: Tensor, q: Tensor) -> Tensor:
         if self.hparams.ref_source == "intra":
@@ -121,14 +150,14 @@ class VideoCodecModule(L.LightningModule):
             targets.append(clip[:, 0])
         else:
             if stage == "joint":
-                first = self.model.forward_intra(clip[:, 0], q)
+                first = self.model.forward_intra(clip[:, 0], self.frame_positions(q, 0))
                 outs.append(first)
                 targets.append(clip[:, 0])
                 ref = first.x_hat
             else:
                 ref = self._first_reference(clip[:, 0], q)
             for k in range(1, t):
-                out = self.model.forward_inter(clip[:, k], ref, q)
+                out = self.model.forward_inter(clip[:, k], ref, self.frame_positions(q, k))
                 outs.append(out)
                 targets.append(clip[:, k])
                 ref = out.x_hat
@@ -178,10 +207,12 @@ class VideoCodecModule(L.LightningModule):
     def _gop_stats(self, clip: Tensor, q: int) -> tuple[Tensor, Tensor]:
         h, w = clip.shape[-2:]
         x = pad_to(clip, self.cfg.multiple)
+        schedule = self.gop_schedule(q)
         mse, bpp, ref = [], [], None
         for k in range(x.shape[0]):
-            out = (self.model.forward_intra(x[k:k + 1], q) if ref is None
-                   else self.model.forward_inter(x[k:k + 1], ref, q))
+            fq = schedule.frame_q(q, k, x.shape[0], x.device)
+            out = (self.model.forward_intra(x[k:k + 1], fq) if ref is None
+                   else self.model.forward_inter(x[k:k + 1], ref, fq))
             ref = out.x_hat
             mse.append(mse_per_sample(out.x_hat[..., :h, :w], clip[k:k + 1]))
             bpp.append(frame_bpp(out, h * w))
