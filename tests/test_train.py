@@ -147,6 +147,19 @@ def test_scheduled_training_codes_each_frame_where_the_encoder_will(monkeypatch)
     assert all(torch.equal(p, torch.tensor([0, 1])) for p in seen)
 
 
+def test_each_frame_is_weighted_by_the_lambda_of_its_position():
+    module = VideoCodecModule(arch="ssf-tiny", stage="joint", schedule="default",
+                              lambdas=[0.001, 0.004])
+    q = torch.tensor([0, 0, 0, 1, 1])
+    lam = module.frame_lambda(q, torch.tensor([0.0, 0.5, -1.0, 1.0, 1.75]))
+    # the rungs' own, their geometric mean half-way, the first segment extended below, the top above
+    assert lam.tolist() == pytest.approx([0.001, 0.002, 0.00025, 0.004, 0.004])
+    gop = VideoCodecModule(arch="ssf-tiny", stage="joint", schedule="default",
+                           lambdas=[0.001, 0.004], frame_lambdas=False)
+    assert gop.frame_lambda(q, torch.tensor([0.0, 0.5, -1.0, 1.0, 1.75])).tolist() == \
+        pytest.approx([0.001] * 3 + [0.004] * 2)
+
+
 def test_scheduled_validation_follows_the_encoders_default(monkeypatch):
     module = VideoCodecModule(arch="ssf-tiny", stage="joint", schedule="default").eval()
     seen = _record_positions(module, monkeypatch)

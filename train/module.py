@@ -13,8 +13,10 @@ entropy models assign) and logs val/bpp, val/psnr_db per quality and val/rd_cost
 ModelCheckpoint keeps the best of.
 `schedule` says where each frame of a GOP sits on the quality ladder, in training and validation
 alike: "flat" (every frame at the GOP's quality) or "default" (nvc.schedule.default_schedule, what the
-encoder writes unless told otherwise), so that the base learns the positions it is coded at. The loss
-keeps the GOP's lambda for every frame: the schedule moves positions, the objective stays the GOP's.
+encoder writes unless told otherwise), so that the base learns the positions it is coded at. With
+`frame_lambdas` each frame's distortion is weighted by the lambda of its own position (log-linear
+between rungs, as the gains are; DCVC-DC's hierarchical weights play this part), so the ladder keeps
+its operating points; without, the GOP's lambda weights every frame.
 """
 from __future__ import annotations
 
@@ -62,7 +64,8 @@ class VideoCodecModule(L.LightningModule):
                  init_from: list[str] | None = None, grad_clip: float = 1.0,
                  lambdas: list[float] | None = None, lr_drops: list[int] | None = None,
                  lr_drop_factor: float = 0.3, unroll: list[list[int]] | None = None,
-                 channels_last: bool = False, schedule: str = "flat", intra_period: int = 12):
+                 channels_last: bool = False, schedule: str = "flat", intra_period: int = 12,
+                 frame_lambdas: bool = True):
         super().__init__()
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -115,16 +118,30 @@ class VideoCodecModule(L.LightningModule):
             return FLAT
         return default_schedule(q + 1, self.cfg.num_qualities)
 
-    def frame_positions(self, q: Tensor, index: int) -> Tensor:
-        """The model's q for frame `index` of each sample's GOP, q: (B,) quality indexes. Flat: q
-        itself; else (B, 1, 1, 1) ladder positions, frame `index` of a GOP of `intra_period` frames
-        (the unrolled clip is that GOP's start)."""
-        steps = [self.gop_schedule(int(qi)).offset_steps(index, self.hparams.intra_period)
-                 for qi in q.tolist()]
-        if not any(steps):
-            return q
+    def frame_positions(self, q: Tensor, index: int, intra_period: int) -> Tensor:
+        """Ladder positions (B,) of frame `index` of each sample's GOP of `intra_period` frames, q:
+        (B,) quality indexes; never below LADDER_BELOW rungs under the first (the model clamps the
+        top)."""
+        steps = [self.gop_schedule(int(qi)).offset_steps(index, intra_period) for qi in q.tolist()]
         offset = torch.tensor(steps, dtype=torch.float32, device=q.device) / QUALITY_MAP_STEPS
-        return (q.float() + offset).clamp(min=-LADDER_BELOW).view(-1, 1, 1, 1)
+        return (q.float() + offset).clamp(min=-LADDER_BELOW)
+
+    def model_q(self, q: Tensor, positions: Tensor) -> Tensor:
+        """What the model is given: the quality indexes where the schedule is flat, else the
+        positions as (B, 1, 1, 1) quality maps."""
+        return q if self.hparams.schedule == "flat" else positions.view(-1, 1, 1, 1)
+
+    def frame_lambda(self, q: Tensor, positions: Tensor) -> Tensor:
+        """The lambda (B,) weighting a frame's distortion: its position's (log-linear between rungs,
+        extended along the first segment below the first rung, the top rung's above it), or the
+        GOP's without `frame_lambdas`."""
+        log_lam = torch.tensor(self.cfg.lambdas, device=q.device).log()
+        if not self.hparams.frame_lambdas:
+            return log_lam[q].exp()
+        pos = positions.clamp(max=len(self.cfg.lambdas) - 1)
+        lo = pos.floor().long().clamp(0, len(self.cfg.lambdas) - 2)
+        t = pos - lo
+        return ((1 - t) * log_lam[lo] + t * log_lam[lo + 1]).exp()
 
     # -- loss ---------------------------------------------------------------------------------
     def _first_reference(self, x0: Tensor, q: Tensor) -> Tensor:
@@ -142,28 +159,32 @@ class VideoCodecModule(L.LightningModule):
         if self.hparams.stage != "intra":
             t = 1 + p_frames_at(self.global_step, self.hparams.unroll, t - 1)
         q = torch.randint(0, self.cfg.num_qualities, (b,), device=clip.device)
-        lam = torch.tensor(self.cfg.lambdas, device=clip.device)[q]
         stage = self.hparams.stage
-        outs, targets = [], []
+        outs, targets, lams = [], [], []
         if stage == "intra":
             outs.append(self.model.forward_intra(clip[:, 0], q))
             targets.append(clip[:, 0])
+            lams.append(self.frame_lambda(q, q.float()))
         else:
             if stage == "joint":
-                first = self.model.forward_intra(clip[:, 0], self.frame_positions(q, 0))
+                pos = self.frame_positions(q, 0, self.hparams.intra_period)
+                first = self.model.forward_intra(clip[:, 0], self.model_q(q, pos))
                 outs.append(first)
                 targets.append(clip[:, 0])
+                lams.append(self.frame_lambda(q, pos))
                 ref = first.x_hat
             else:
                 ref = self._first_reference(clip[:, 0], q)
             for k in range(1, t):
-                out = self.model.forward_inter(clip[:, k], ref, self.frame_positions(q, k))
+                pos = self.frame_positions(q, k, self.hparams.intra_period)
+                out = self.model.forward_inter(clip[:, k], ref, self.model_q(q, pos))
                 outs.append(out)
                 targets.append(clip[:, k])
+                lams.append(self.frame_lambda(q, pos))
                 ref = out.x_hat
         mse = torch.stack([mse_per_sample(o.x_hat, x) for o, x in zip(outs, targets)])  # (F, B)
         bpp = torch.stack([frame_bpp(o, h * w) for o in outs])
-        loss = rd_cost(lam, mse, bpp).mean()
+        loss = rd_cost(torch.stack(lams), mse, bpp).mean()
         return {"loss": loss, "bpp": bpp.mean(), "psnr": psnr_db(mse).mean(),
                 "mse": mse.mean(), "p_frames": torch.tensor(float(t - 1))}
 
@@ -221,10 +242,13 @@ class VideoCodecModule(L.LightningModule):
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         clip = batch[0]
         costs = []
-        for q, lam in enumerate(self.cfg.lambdas):
+        for q in range(self.cfg.num_qualities):
             mse, bpp = self.gop_stats(clip, q)
             self.log(f"val/bpp_q{q + 1}", bpp.mean(), batch_size=1)
             self.log(f"val/psnr_db_q{q + 1}", psnr_db(mse).mean(), batch_size=1)
+            qs = torch.tensor([q], device=clip.device)
+            lam = torch.cat([self.frame_lambda(qs, self.frame_positions(qs, k, len(clip)))
+                             for k in range(len(clip))])  # each frame's, as in training
             costs.append(rd_cost(lam, mse, bpp).mean())
         cost = torch.stack(costs).mean()
         self.log("val/rd_cost", cost, prog_bar=True, batch_size=1)
