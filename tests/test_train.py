@@ -210,6 +210,7 @@ def test_video_folder_excludes_evaluation_clips(tmp_path):
     ("--data.init_args.crop=100", "crop must be a positive multiple of 64, got 100"),
     ("--model.stage=both", "stage must be one of"),
     ("--model.schedule=hier", "schedule must be one of"),
+    ("--model.intra_period=1", "intra_period must be at least 2, got 1"),
     ("--model.arch=ssf-huge", "unknown arch 'ssf-huge'"),
     ("--model.init_from=[missing.safetensors]", "missing.safetensors: no such weights file"),
 ])
