@@ -66,6 +66,11 @@ class GopSchedule:
             return self.lift
         return -(self.drop + self.slope * (index - 1) // max(intra_period - 2, 1))
 
+    def position(self, q: float, index: int, intra_period: int) -> float:
+        """The ladder position of frame `index` of a GOP coded at position `q` (0 = quality 1),
+        never below LADDER_BELOW rungs under the first rung."""
+        return max(q + self.offset_steps(index, intra_period) / QUALITY_MAP_STEPS, -LADDER_BELOW)
+
     def frame_q(self, q: int | Tensor, index: int, intra_period: int,
                 device: torch.device) -> int | Tensor:
         """The model's q for frame `index` of a GOP coded at `q` (a quality index or a (1, 1, h, w)
@@ -76,8 +81,9 @@ class GopSchedule:
             return q
         import torch
 
-        pos = torch.full((1, 1, 1, 1), float(q), device=device) if isinstance(q, int) else q
-        return (pos + steps / QUALITY_MAP_STEPS).clamp(min=-LADDER_BELOW)
+        if isinstance(q, int):
+            return torch.full((1, 1, 1, 1), self.position(q, index, intra_period), device=device)
+        return (q + steps / QUALITY_MAP_STEPS).clamp(min=-LADDER_BELOW)
 
 
 FLAT = GopSchedule()

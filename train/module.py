@@ -28,10 +28,10 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from nvc.bitstream import QUALITY_MAP_STEPS
 from nvc.codec import pad_to
 from nvc.errors import ConfigError
-from nvc.models.config import LADDER_BELOW, ModelConfig
+from nvc.models.config import ModelConfig
+from nvc.models.entropy import ladder_interpolate
 from nvc.models.ssf import SSF, FrameOut
 from nvc.models.warp import gaussian_blur
 from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
@@ -122,9 +122,8 @@ class VideoCodecModule(L.LightningModule):
         """Ladder positions (B,) of frame `index` of each sample's GOP of `intra_period` frames, q:
         (B,) quality indexes; never below LADDER_BELOW rungs under the first (the model clamps the
         top)."""
-        steps = [self.gop_schedule(int(qi)).offset_steps(index, intra_period) for qi in q.tolist()]
-        offset = torch.tensor(steps, dtype=torch.float32, device=q.device) / QUALITY_MAP_STEPS
-        return (q.float() + offset).clamp(min=-LADDER_BELOW)
+        return torch.tensor([self.gop_schedule(qi).position(qi, index, intra_period)
+                             for qi in q.tolist()], dtype=torch.float32, device=q.device)
 
     def model_q(self, q: Tensor, positions: Tensor) -> Tensor:
         """What the model is given: the quality indexes where the schedule is flat, else the
@@ -138,10 +137,7 @@ class VideoCodecModule(L.LightningModule):
         log_lam = torch.tensor(self.cfg.lambdas, device=q.device).log()
         if not self.hparams.frame_lambdas:
             return log_lam[q].exp()
-        pos = positions.clamp(max=len(self.cfg.lambdas) - 1)
-        lo = pos.floor().long().clamp(0, len(self.cfg.lambdas) - 2)
-        t = pos - lo
-        return ((1 - t) * log_lam[lo] + t * log_lam[lo + 1]).exp()
+        return ladder_interpolate(log_lam, positions).exp()
 
     # -- loss ---------------------------------------------------------------------------------
     def _first_reference(self, x0: Tensor, q: Tensor) -> Tensor:

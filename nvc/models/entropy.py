@@ -51,6 +51,18 @@ def remap_log_gains(log_gain: Tensor, old: tuple[float, ...], new: tuple[float, 
     return torch.stack(out)
 
 
+def ladder_interpolate(table: Tensor, positions: Tensor) -> Tensor:
+    """Rows of `table` (one per rung) at ladder `positions` (any shape, 0 = the first rung): linear
+    between neighbouring rungs, extended along the first segment down to LADDER_BELOW rungs below
+    the first, the top rung's above the top. Returns positions.shape + table.shape[1:]."""
+    rungs = table.shape[0]
+    pos = positions.clamp(-LADDER_BELOW, rungs - 1)
+    lo = pos.floor().long().clamp(0, max(rungs - 2, 0))
+    hi = (lo + 1).clamp(max=rungs - 1)
+    t = (pos - lo).reshape(*pos.shape, *[1] * (table.dim() - 1))
+    return (1 - t) * table[lo] + t * table[hi]
+
+
 @dataclass
 class LatentOut:
     """Result of a differentiable pass: dequantised latent and likelihoods of y and z."""
@@ -81,14 +93,10 @@ class LatentCodec(nn.Module):
         latent position: the log gains are interpolated between neighbouring rungs (B, M, h, w), and
         extrapolated along the first segment down to LADDER_BELOW rungs below the first."""
         if isinstance(q, Tensor) and q.dim() == 4:
-            pos = q.to(y.device, torch.float32)[:, 0].clamp(-LADDER_BELOW,
-                                                            self.log_gain.shape[0] - 1)
-            lo = pos.floor().long().clamp(0, max(self.log_gain.shape[0] - 2, 0))
-            t = (pos - lo)[..., None]  # (B, h, w, 1)
+            pos = q.to(y.device, torch.float32)[:, 0]  # (B, h, w)
 
             def interp(table: Tensor) -> Tensor:
-                hi = (lo + 1).clamp(max=table.shape[0] - 1)
-                return ((1 - t) * table[lo] + t * table[hi]).exp().permute(0, 3, 1, 2)
+                return ladder_interpolate(table, pos).exp().permute(0, 3, 1, 2)
             return interp(self.log_gain), interp(self.log_inverse_gain)
         q = torch.as_tensor(q, device=y.device).reshape(-1).expand(y.shape[0])
         g = self.log_gain.exp()[q][:, :, None, None]
