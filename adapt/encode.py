@@ -116,7 +116,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     weights: np.ndarray | None = None,
                     task: TaskModel | None = None, qmap: QualityMap | None = None,
                     synthesis: Synthesis = Synthesis.FLOAT32,
-                    schedule: GopSchedule | None = None) -> AdaptiveResult:
+                    schedule: GopSchedule | None = None,
+                    adaptive_intra: bool = True) -> AdaptiveResult:
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit and by the keep-or-drop decision
@@ -124,13 +125,21 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     the search for the base's best position moves it along the ladder as a whole, and every
     candidate is coded with the map found (the fit itself runs at the uniform position).
     `synthesis`: the stream's synthesis precision (the fit runs in float32); `schedule`: the GOP's
-    quality schedule (nvc.schedule; None: the default for `quality`), coded and fitted alike."""
+    quality schedule (nvc.schedule; None: the default for `quality`), coded and fitted alike;
+    `adaptive_intra`: every candidate may code frames between the GOP's I-frames as I-frames
+    (nvc.codec.code_frames; the fit predicts them all)."""
     t0 = time.perf_counter()
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     lam = model.cfg.lambdas[quality - 1]
+
+    def code(coder: SSF, qmap: QualityMap | None, adapters: bytes | None = None) -> CodedVideo:
+        """The clip as this encoder writes it, every candidate with the same settings."""
+        return encode(video, coder, entry, quality, intra_period, matrix, adapters=adapters,
+                      qmap=qmap, synthesis=synthesis, schedule=schedule,
+                      adaptive_intra=adaptive_intra)
+
     if base is None:
-        base = encode(video, model, entry, quality, intra_period, matrix, qmap=qmap,
-                      synthesis=synthesis, schedule=schedule)
+        base = code(model, qmap)
 
     term = None
     if task is not None:  # FMSE in the MSE's units where adaptation starts (nvc.task)
@@ -149,8 +158,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
         def encode_at(position: float) -> BaseChoice:
             moved = (uniform_quality_map(position, padded) if qmap is None else
                      shifted_quality_map(qmap, position - rung, qualities))  # a spatial map (ROI)
-            coded = encode(video, model, entry, quality, intra_period, matrix, qmap=moved,
-                           synthesis=synthesis, schedule=schedule)
+            coded = code(model, moved)
             return BaseChoice(position, moved, coded, cost(coded))
         choice = best_base(choice, encode_at, cfg.position_step,
                            max(rung - 1, -LADDER_BELOW), min(rung + 1, qualities - 1))
@@ -168,15 +176,13 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)
     merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
-    adapted = encode(video, merged, entry, quality, intra_period, matrix, adapters=payload,
-                     qmap=qmap, synthesis=synthesis, schedule=schedule)
+    adapted = code(merged, qmap, payload)
     adapted_cost = cost(adapted)
     candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
     if fitted.encoder and not cfg.force:
         # The encoder-only fine-tuning alone costs no bits: it can beat the adapters' file too
         # (BasketballPass, v7: every full fine-tuning file kept was encoder-only).
-        free = encode(video, _with_encoder(model, fitted.encoder), entry, quality, intra_period,
-                      matrix, qmap=qmap, synthesis=synthesis, schedule=schedule)
+        free = code(_with_encoder(model, fitted.encoder), qmap)
         candidates.append(("encoder-only", free, cost(free)))
     mode, kept, kept_cost = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
     if mode != "adapters":

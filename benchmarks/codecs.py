@@ -82,22 +82,25 @@ def codec_schedule(codec: str, cond: Conditions):
     return None if cond.gop_schedule is None else GopSchedule.parse(cond.gop_schedule)
 
 
-def _run_base(name: str, profile: str, synthesis: str = "FLOAT32"
+def _run_base(name: str, profile: str, synthesis: str = "FLOAT32", adaptive_intra: bool = True
               ) -> Callable[[Video, str, Conditions], PointResult]:
     """The base codec; `nvc-float` codes with the float entropy parameters of format 2, to measure
     what the exact ones (bitstream.NumericProfile) cost; `nvc-bf16` runs the synthesis in bfloat16
     (bitstream.Synthesis); `nvc-flat` codes every frame at the quality (no GOP schedule,
-    nvc.schedule)."""
+    nvc.schedule); `nvc-fixed` codes I-frames only at the intra period (no adaptive I-frames,
+    nvc.codec.code_frames)."""
     def run(source: Video, point: str, cond: Conditions) -> PointResult:
         from nvc.bitstream import NumericProfile, Synthesis
 
         model, entry = _nvc_model(cond)
         gop = codec_schedule(name, cond)
         r = evaluate(source, model, entry, int(point[1:]), cond.intra_period,
-                     profile=NumericProfile[profile], synthesis=Synthesis[synthesis], schedule=gop)
+                     profile=NumericProfile[profile], synthesis=Synthesis[synthesis], schedule=gop,
+                     adaptive_intra=adaptive_intra)
         gop_text = "default" if gop is None else str(gop)
+        types = "auto" if adaptive_intra else "fixed"
         return _point(r, name, point, f"{entry.name} {entry.sha256[:12]} {profile.lower()} "
-                                      f"{synthesis.lower()} gop {gop_text}")
+                                      f"{synthesis.lower()} gop {gop_text} frame types {types}")
     return run
 
 
@@ -135,6 +138,7 @@ CODECS: dict[str, Callable[[Video, str, Conditions], PointResult]] = {
     "nvc-noskip": _run_base("nvc-noskip", "EXACT_HYPER"), "nvc-float": _run_base("nvc-float", "FLOAT"),
     "nvc-bf16": _run_base("nvc-bf16", "SUBSTREAMS", "BFLOAT16"),
     "nvc-flat": _run_base("nvc-flat", "SUBSTREAMS"),
+    "nvc-fixed": _run_base("nvc-fixed", "SUBSTREAMS", adaptive_intra=False),
     **{name: _run_adapted(name, kind) for name, kind in ADAPTED.items()},
     **{name: _run_anchor(name) for name in ANCHORS},
 }

@@ -32,7 +32,10 @@ MAGIC = b"NVC\x89"
 # 7: the sequence header ends with the GOP's quality schedule (nvc.schedule: the I-frame's lift
 #    above the quality, the P-frames' drop below it and its slope over the GOP, a byte each;
 #    earlier formats: flat).
-FORMAT_VERSION = 7
+# 8: a frame between the GOP's I-frames may be an I-frame (the encoder's RD choice); earlier
+#    formats have I-frames at the intra period's multiples only.
+FORMAT_VERSION = 8
+ANY_INTRA_SINCE = 8
 HASH_PREFIX_BYTES = 8
 
 

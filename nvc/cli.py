@@ -120,7 +120,7 @@ def cmd_encode(args) -> None:
                 size, seconds = encode_to(sink, video, model, entry, args.quality,
                                           args.intra_period, progress=_progress("encode"),
                                           qmap=_quality_map(args, video, model, args.quality),
-                                          synthesis=_synthesis(args), schedule=args.gop_schedule)
+                                          **_coding(args))
     rate = bpp(size, video.width, video.height, len(video.frames))
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
                  "frames": len(video.frames), "seconds": seconds, **extra},
@@ -128,10 +128,12 @@ def cmd_encode(args) -> None:
            f"{size} bytes, {rate:.4f} bpp, {seconds:.1f} s"] + lines)
 
 
-def _synthesis(args):
+def _coding(args) -> dict:
+    """The coding options every encoder call takes: synthesis precision, GOP schedule, frame types."""
     from .bitstream import SYNTHESIS_NAMES
 
-    return SYNTHESIS_NAMES[args.precision]
+    return {"synthesis": SYNTHESIS_NAMES[args.precision], "schedule": args.gop_schedule,
+            "adaptive_intra": args.frame_types == "auto"}
 
 
 def _adapt_config(args):
@@ -164,8 +166,7 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
         q = quality or args.quality
         result = encode_adaptive(video, model, entry, q, args.intra_period, cfg, on_step=on_step,
                                  base=base, weights=weights, task=_task(args),
-                                 qmap=_quality_map(args, video, model, q),
-                                 synthesis=_synthesis(args), schedule=args.gop_schedule)
+                                 qmap=_quality_map(args, video, model, q), **_coding(args))
     finally:
         bar.close()
     result.coded.seconds = result.total_seconds  # encode time includes fitting
@@ -238,6 +239,8 @@ def cmd_info(args) -> None:
         "coder_tables_crc32": f"{h.tables_crc:08x}",
         "synthesis": {v: k for k, v in bitstream.SYNTHESIS_NAMES.items()}[bitstream.Synthesis(h.synthesis)],
         "gop_schedule": str(GopSchedule(h.gop_lift, h.gop_drop, h.gop_slope)),
+        "extra_i_frames": [i for i, f in enumerate(stream.frames)
+                           if f.kind == bitstream.FrameType.I and i % h.intra_period],
         "quality_map": _quality_map_info(stream),
         "bpp": bpp(len(data), h.width, h.height, h.frame_count),
         "bytes_per_unit_type": stream.unit_bytes,
@@ -302,13 +305,11 @@ def cmd_eval(args) -> None:
     for q in args.quality:
         if streaming:
             rows.append(evaluate(video, model, entry, q, args.intra_period,
-                                 progress=_progress(f"q{q}"), synthesis=_synthesis(args),
-                                 schedule=args.gop_schedule))
+                                 progress=_progress(f"q{q}"), **_coding(args)))
             regions[("base", q)] = {}
             continue
         base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
-                      qmap=_quality_map(args, video, model, q), synthesis=_synthesis(args),
-                      schedule=args.gop_schedule)
+                      qmap=_quality_map(args, video, model, q), **_coding(args))
         rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}")))
         regions[("base", q)] = _regions(args, video, base)
         if args.adapt:  # the adaptive encoder starts from this same base stream
@@ -460,6 +461,11 @@ def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, q
                         "below it, sinking SLOPE rungs more by the GOP's last frame; 0: every "
                         f"frame at --quality (default: LIFT + DROP = {GAP:g}, SLOPE {SLOPE:g}, the "
                         f"pair sliding from 0,{GAP:g} at quality 1 to {GAP:g},0 at the top)")
+    p.add_argument("--frame-types", choices=("auto", "fixed"), default="auto",
+                   help="auto (default): a frame between the GOP's I-frames is coded as an "
+                        "I-frame where that costs less at its quality's lambda than predicting "
+                        "it (a new scene, texture the motion cannot follow); fixed: I-frames "
+                        "every --intra-period frames only")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="what the synthesis transforms compute in, on both sides, recorded in the "
                         "stream: fp32 (default) decodes on any machine within 1 code value; bf16 "

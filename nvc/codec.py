@@ -35,7 +35,9 @@ from .bitstream import (
 )
 from .errors import BitstreamError, InputError, env_int
 from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
+from .metrics import bpp
 from .models.ssf import SSF, FrameType, model_device
+from .rd import rd_cost
 from .schedule import FLAT, GopSchedule, resolve
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
@@ -165,18 +167,21 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
                 profile: NumericProfile = DEFAULT_PROFILE,
                 qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32,
-                schedule: GopSchedule = FLAT
+                schedule: GopSchedule = FLAT, adaptive_intra: bool = True
                 ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frame is kept, so memory does not grow with the clip. `qmap`: a quality
     per latent position (nvc.roi.quality_map) instead of one for the frame; `synthesis`: the
     precision the decoder's synthesis will run in (the references are built the same way);
-    `schedule`: where each frame of a GOP sits on the ladder (nvc.schedule)."""
+    `schedule`: where each frame of a GOP sits on the ladder (nvc.schedule); `adaptive_intra`: a
+    frame between the GOP's I-frames is coded as an I-frame where that costs less at its position's
+    lambda than the P-frame (format 8; the stream's intra period still starts each GOP with one)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     ref: Tensor | None = None
     for i, frame in enumerate(progress(video.frames)):
-        x = pad_to(rgb_tensor(source_rgb(frame, matrix), device), model.cfg.multiple)
+        src = source_rgb(frame, matrix)
+        x = pad_to(rgb_tensor(src, device), model.cfg.multiple)
         q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
         with coding(model, synthesis):
             if i % intra_period == 0:
@@ -184,7 +189,23 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             else:
                 assert ref is not None  # frame 0 is always an I-frame
                 cf, ref = model.compress_inter(x, ref, q_i, profile)
+                if adaptive_intra:
+                    cf, ref = _cheaper(model.lambda_at(q_i), src, (cf, ref),
+                                       model.compress_intra(x, q_i, profile))
         yield cf, _to_numpy(ref, h, w)
+
+
+def _cheaper(lam: float, src: np.ndarray, p_frame: tuple[CodedFrame, Tensor],
+             i_frame: tuple[CodedFrame, Tensor]) -> tuple[CodedFrame, Tensor]:
+    """Of a frame coded as a P-frame and as an I-frame, the one of lower RD cost at `lam` (every
+    byte of its frame unit, the 8-bit reconstruction against the source); ties keep the P-frame."""
+    h, w = src.shape[:2]
+
+    def cost(coded: tuple[CodedFrame, Tensor]) -> float:
+        mse = np.mean((_to_numpy(coded[1], h, w) - src) ** 2)
+        rate = bpp(len(bitstream.pack_frame(coded[0])), w, h, 1)
+        return float(rd_cost(lam, torch.tensor(mse), torch.tensor(rate)))
+    return i_frame if cost(i_frame) < cost(p_frame) else p_frame
 
 
 def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
@@ -193,12 +214,12 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
            profile: NumericProfile = DEFAULT_PROFILE,
            qmap: QualityMap | None = None,
            synthesis: Synthesis = Synthesis.FLOAT32,
-           schedule: GopSchedule | None = None) -> CodedVideo:
+           schedule: GopSchedule | None = None, adaptive_intra: bool = True) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
     the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
     `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
     the encoder's kind of machine. `schedule`: the GOP's quality schedule (None: the default for
-    `quality`, nvc.schedule)."""
+    `quality`, nvc.schedule); `adaptive_intra`: see code_frames."""
     _check_settings(video, model, quality, intra_period)
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     t0 = time.perf_counter()
@@ -207,7 +228,7 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
                                  quality_map=None if qmap is None else qmap.write())]
     recon, frame_bytes = [], []
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap, synthesis, schedule):
+                               qmap, synthesis, schedule, adaptive_intra):
         parts.append(bitstream.pack_frame(cf))
         frame_bytes.append(len(parts[-1]))
         recon.append(rgb)
@@ -220,7 +241,8 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               profile: NumericProfile = DEFAULT_PROFILE,
               on_reconstruction: Callable[[np.ndarray], None] | None = None,
               synthesis: Synthesis = Synthesis.FLOAT32,
-              schedule: GopSchedule | None = None) -> tuple[int, float]:
+              schedule: GopSchedule | None = None, adaptive_intra: bool = True
+              ) -> tuple[int, float]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
     Returns (bytes written, seconds)."""
@@ -232,7 +254,7 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
                         schedule),
         quality_map=None if qmap is None else qmap.write()))
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap, synthesis, schedule):
+                               qmap, synthesis, schedule, adaptive_intra):
         written += sink.write(bitstream.pack_frame(cf))
         if on_reconstruction is not None:
             on_reconstruction(rgb)
@@ -294,9 +316,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
     ref: Tensor | None = None
     for i, latents in progress(frames):
         cf = stream.frames[i]
-        if (i % header.intra_period == 0) != (cf.kind == FrameType.I):
-            raise BitstreamError(f"damaged stream: frame {i} has the wrong type for intra period "
-                                 f"{header.intra_period}")
+        check_frame_type(i, cf.kind, header.intra_period, stream.version)
         try:
             with coding(model, Synthesis(header.synthesis)):
                 ref = model.synthesize(cf.kind, latents(), ref)
@@ -305,6 +325,17 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
         except (RuntimeError, ValueError, BitstreamError) as e:
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         yield _to_numpy(ref, header.height, header.width)
+
+
+def check_frame_type(index: int, kind: FrameType, intra_period: int, version: int) -> None:
+    """Each GOP starts with an I-frame; from format 8 an I-frame may stand anywhere (the encoder's
+    choice, code_frames), before it only there."""
+    starts_gop = index % intra_period == 0
+    misplaced_p = starts_gop and kind != FrameType.I
+    misplaced_i = not starts_gop and kind == FrameType.I and version < bitstream.ANY_INTRA_SINCE
+    if misplaced_p or misplaced_i:
+        raise BitstreamError(f"damaged stream: frame {index} has the wrong type for intra period "
+                             f"{intra_period}")
 
 
 def load_model_for(header: SequenceHeader, model_name: str | None = None,

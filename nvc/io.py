@@ -445,6 +445,8 @@ WRITERS = {".y4m": write_y4m, ".yuv": write_raw_yuv, ".mp4": write_mp4}
 
 def write_video(path: str | os.PathLike, video: Video) -> None:
     """Write by suffix (.y4m, .yuv, .mp4, or a `%d` .png pattern), atomically."""
+    if not len(video.frames):
+        raise InputError(f"{path}: no frames to write")
     path_s = str(path)
     if path_s.lower().endswith(".png"):
         if "%" not in path_s:

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .models.entropy import ladder_interpolate
+
 PIXEL_RANGE = 255  # MSE is scaled to 8-bit code values, as lambda is defined for
 
 
@@ -42,3 +44,11 @@ def psnr_db(mse: Tensor) -> Tensor:
 def rd_cost(lam: Tensor | float, mse: Tensor, bpp: Tensor) -> Tensor:
     """lambda * 255^2 * MSE + bpp, elementwise (broadcasts over frames and samples)."""
     return lam * PIXEL_RANGE ** 2 * mse + bpp
+
+
+def ladder_lambda(lambdas: Sequence[float], positions: Tensor) -> Tensor:
+    """The lambda at ladder `positions` (any shape, 0 = the first rung): log-linear between rungs,
+    extended along the first segment below the first rung, the top rung's above the top (as the
+    gains are interpolated, nvc.models.entropy.ladder_interpolate)."""
+    log_lam = torch.tensor(lambdas, dtype=torch.float32, device=positions.device).log()
+    return ladder_interpolate(log_lam, positions.float()).exp()

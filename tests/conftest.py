@@ -40,7 +40,9 @@ def make_codable(model: SSF) -> SSF:
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
+    # seed 7: this model predicts the test clips for less than it codes them intra (seed 0's codes
+    # every frame cheaper as an I-frame, and adaptive I-frames would leave no P-frame to test)
+    torch.manual_seed(7)
     model = make_codable(SSF(TINY))
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_weights(model, path)

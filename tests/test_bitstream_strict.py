@@ -86,7 +86,7 @@ def test_older_formats_have_no_profile_fields():
 def test_unknown_numeric_profile():
     payload = HEADER.write()[:-9] + bytes([7]) + struct.pack("<I", 0) + bytes(4)
     assert _refusal(SequenceHeader.read, payload) == \
-        "unsupported stream: unknown numeric profile 7 in format 7"
+        f"unsupported stream: unknown numeric profile 7 in format {FORMAT_VERSION}"
 
 
 def test_the_substream_profile_needs_format_6():

@@ -69,6 +69,19 @@ def test_bf16_precision_is_recorded_and_evaluates_bit_exactly(tmp_path, clip_y4m
     assert code == 0 and json.loads(out)["results"][0]["bit_exact"]
 
 
+@pytest.mark.parametrize("types, extra", [("auto", [1, 2]), ("fixed", [])])
+def test_frame_types_option_and_info(types, extra, tmp_path, clip_y4m, tiny_weights, capsys,
+                                     monkeypatch):
+    from nvc.models.ssf import SSF
+
+    monkeypatch.setattr(SSF, "lambda_at", lambda self, q: 0.0)  # rate alone: I-frames are smaller
+    code, _, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "c.nvc"), "--frame-types",
+                         types, "--weights", str(tiny_weights)], capsys)
+    assert code == 0, err
+    code, out, _ = _run(["info", str(tmp_path / "c.nvc"), "--json"], capsys)
+    assert code == 0 and json.loads(out)["extra_i_frames"] == extra
+
+
 def test_eval_reports_every_quality(clip_y4m, tiny_weights, capsys):
     code, out, _ = _run(["eval", str(clip_y4m), "--quality", "1,2", "--json", "--weights",
                          str(tiny_weights)], capsys)

@@ -41,6 +41,9 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # stream-sched.nvc (format 7): profile 3 with a GOP quality schedule (nvc.schedule, SCHEDULE) over
 # the map of stream-map.nvc, so the I-frame's positions are moved up (and clamped at the top rung)
 # and the P-frames' down (and clamped below the first rung).
+# stream-intra.nvc (format 8): profile 3 with an I-frame between the GOP's (frame 2 of 3, intra
+# period 12): coded with intra period 2, the header's period then set to 12 (nothing else in the
+# flat schedule's coding depends on the period), as the adaptive I-frames of format 8 place them.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
@@ -48,7 +51,8 @@ STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
            "skip_": (GOLDEN / "stream-skip.nvc", NumericProfile.EXACT_SKIP, 5),
            "map_": (GOLDEN / "stream-map.nvc", NumericProfile.EXACT_SKIP, 5),
            "rans_": (GOLDEN / "stream-rans.nvc", NumericProfile.SUBSTREAMS, 6),
-           "sched_": (GOLDEN / "stream-sched.nvc", NumericProfile.SUBSTREAMS, 7)}
+           "sched_": (GOLDEN / "stream-sched.nvc", NumericProfile.SUBSTREAMS, 7),
+           "intra_": (GOLDEN / "stream-intra.nvc", NumericProfile.SUBSTREAMS, 8)}
 MAPPED = ("map_", "sched_")
 SCHEDULE = GopSchedule.from_rungs(0.75, 0.0, 0.5)  # of stream-sched.nvc
 STREAM = STREAMS[""][0]
@@ -69,13 +73,19 @@ def _regenerate() -> None:
     for key, (path, profile, version) in STREAMS.items():
         if version != bitstream.FORMAT_VERSION:
             continue
-        path.write_bytes(encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
-                                intra_period=12, profile=profile,
-                                qmap=MAP if key in MAPPED else None,
-                                schedule=SCHEDULE if key == "sched_" else FLAT).data)
+        data = encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
+                      intra_period=2 if key == "intra_" else 12, profile=profile,
+                      qmap=MAP if key in MAPPED else None,
+                      schedule=SCHEDULE if key == "sched_" else FLAT, adaptive_intra=False).data
+        path.write_bytes(_with_intra_period(data, 12))
         symbols, frames = _decode(path.read_bytes())
         expected.update({f"{key}symbols_md5": symbols, f"{key}frames_md5": frames})
     EXPECTED.write_text(json.dumps(expected, indent=1) + "\n")
+
+
+def _with_intra_period(data: bytes, intra_period: int) -> bytes:
+    s = bitstream.unpack(data)
+    return bitstream.pack(replace(s, header=replace(s.header, intra_period=intra_period)))
 
 
 def _md5(parts: list[bytes]) -> str:
@@ -151,6 +161,8 @@ def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monk
     assert (bitstream.unpack(data).quality_map == MAP.write()) == (key in MAPPED)
     assert GopSchedule(header.gop_lift, header.gop_drop, header.gop_slope) == (
         SCHEDULE if key == "sched_" else FLAT)
+    assert "".join(f.kind.name for f in bitstream.unpack(data).frames) == (
+        "IPI" if key == "intra_" else "IPP")
     symbols, frames = _decode(data, monkeypatch)
     assert symbols == expected[f"{key}symbols_md5"]
     assert frames == expected[f"{key}frames_md5"] and len(frames) == 3

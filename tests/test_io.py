@@ -1,4 +1,5 @@
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,10 +98,15 @@ def test_zero_frames_after_start(tmp_path):
         read_video(tmp_path / "c.y4m", start=5)
 
 
-def test_failed_write_leaves_nothing(tmp_path):
-    video = Video([], Fraction(25))  # writing an empty video breaks inside the writer
-    with pytest.raises(IndexError):  # no first frame to size the file by
-        write_video(tmp_path / "out.y4m", video)
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    import nvc.io
+
+    def breaks(path, video):  # a writer that fails halfway
+        Path(path).write_bytes(b"YUV4MPEG2 half a file")
+        raise OSError("disk full")
+    monkeypatch.setitem(nvc.io.WRITERS, ".y4m", breaks)
+    with pytest.raises(OSError, match="disk full"):
+        write_video(tmp_path / "out.y4m", make_video(frames=2, hw=(16, 16)))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -139,3 +145,10 @@ def test_lazy_reading_gives_the_same_frames(suffix, tmp_path):
         assert all(np.array_equal(a.y, b.y) and np.array_equal(a.v, b.v)
                    for a, b in zip(lazy.frames, eager.frames, strict=True))
     assert np.array_equal(lazy.frames[2].u, eager.frames[2].u)
+
+
+@pytest.mark.parametrize("name", ["out.y4m", "out.yuv", "out.mp4", "out_%04d.png"])
+def test_an_empty_video_is_refused_before_writing(tmp_path, name):
+    with pytest.raises(InputError, match="no frames to write"):
+        write_video(tmp_path / name, Video([], Fraction(25)))
+    assert not list(tmp_path.iterdir())

@@ -31,10 +31,9 @@ from torch import Tensor
 from nvc.codec import pad_to
 from nvc.errors import ConfigError
 from nvc.models.config import ModelConfig
-from nvc.models.entropy import ladder_interpolate
 from nvc.models.ssf import SSF, FrameOut
 from nvc.models.warp import gaussian_blur
-from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
+from nvc.rd import ladder_lambda, likelihood_bits, mse_per_sample, psnr_db, rd_cost
 from nvc.schedule import FLAT, GopSchedule, default_schedule
 from nvc.zoo import ARCHITECTURES, load_state_into
 
@@ -134,10 +133,9 @@ class VideoCodecModule(L.LightningModule):
         """The lambda (B,) weighting a frame's distortion: its position's (log-linear between rungs,
         extended along the first segment below the first rung, the top rung's above it), or the
         GOP's without `frame_lambdas`."""
-        log_lam = torch.tensor(self.cfg.lambdas, device=q.device).log()
         if not self.hparams.frame_lambdas:
-            return log_lam[q].exp()
-        return ladder_interpolate(log_lam, positions).exp()
+            return torch.tensor(self.cfg.lambdas, device=q.device)[q]
+        return ladder_lambda(self.cfg.lambdas, positions)
 
     # -- loss ---------------------------------------------------------------------------------
     def _first_reference(self, x0: Tensor, q: Tensor) -> Tensor:

@@ -59,7 +59,7 @@ def ladder_interpolate(table: Tensor, positions: Tensor) -> Tensor:
     pos = positions.clamp(-LADDER_BELOW, rungs - 1)
     lo = pos.floor().long().clamp(0, max(rungs - 2, 0))
     hi = (lo + 1).clamp(max=rungs - 1)
-    t = (pos - lo).reshape(*pos.shape, *[1] * (table.dim() - 1))
+    t = (pos - lo).reshape(tuple(pos.shape) + (1,) * (table.dim() - 1))
     return (1 - t) * table[lo] + t * table[hi]
 
 

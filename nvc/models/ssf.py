@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..bitstream import DEFAULT_PROFILE, CodedFrame, FrameType, NumericProfile
+from ..rd import ladder_lambda
 from .config import ModelConfig
 from .entropy import LatentCodec
 from .layers import analysis, synthesis
@@ -109,6 +110,13 @@ class SSF(nn.Module):
         r = self.residual.latent(self.residual.g_a(x - x_pred), q)
         return FrameOut(self._inter_decode(x_pred, m.y_hat, r.y_hat),
                         list(m.likelihoods) + list(r.likelihoods))
+
+    def lambda_at(self, q: int | Tensor) -> float:
+        """The lambda of a frame coded at `q`: a quality index's own, or that of the mean of a
+        quality map's ladder positions (nvc.rd.ladder_lambda)."""
+        if isinstance(q, int):
+            return self.cfg.lambdas[q]
+        return float(ladder_lambda(self.cfg.lambdas, q.float().mean()))
 
     # -- coding (batch of one) ----------------------------------------------------------------
     # `profile` picks how the entropy parameters are computed (bitstream.NumericProfile); `q` is a

@@ -1,0 +1,90 @@
+"""Adaptive I-frames (format 8): a frame between the GOP's I-frames is coded as an I-frame where
+that costs less at its lambda (nvc.codec.code_frames); decoders of format 8 take an I-frame
+anywhere, older formats only at the intra period."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nvc import bitstream
+from nvc.bitstream import CodedFrame, FrameType, LatentStrings
+from nvc.codec import _cheaper, decode_stream, encode
+from nvc.errors import BitstreamError
+from nvc.models.ssf import SSF
+from nvc.zoo import load_model
+
+
+def _kinds(data: bytes) -> str:
+    return "".join(f.kind.name for f in bitstream.unpack(data).frames)
+
+
+def _candidate(kind: FrameType, size: int, value: float) -> tuple[CodedFrame, torch.Tensor]:
+    return CodedFrame(kind, [LatentStrings(bytes(size), b"")]), torch.full((1, 3, 4, 4), value)
+
+
+@pytest.mark.parametrize("lam, expected", [(0.0, FrameType.I), (1.0, FrameType.P)])
+def test_the_cheaper_candidate_is_kept(lam, expected):
+    src = np.full((4, 4, 3), 0.5, np.float32)
+    p_frame = _candidate(FrameType.P, 200, 0.5)  # exact, large
+    i_frame = _candidate(FrameType.I, 10, 0.6)  # small, wrong by 0.1
+    assert _cheaper(lam, src, p_frame, i_frame)[0].kind == expected
+
+
+def test_a_tie_keeps_the_p_frame():
+    src = np.zeros((4, 4, 3), np.float32)
+    p_frame, i_frame = _candidate(FrameType.P, 50, 0.0), _candidate(FrameType.I, 50, 0.0)
+    assert _cheaper(0.01, src, p_frame, i_frame) is p_frame
+
+
+def test_fixed_frame_types_code_i_frames_at_the_intra_period_only(tiny_model, small_video,
+                                                                 monkeypatch):
+    model, entry = tiny_model
+    monkeypatch.setattr(SSF, "lambda_at", lambda self, q: 0.0)  # auto would code all I-frames
+    assert _kinds(encode(small_video, model, entry, 1, intra_period=3,
+                         adaptive_intra=False).data) == "IPPI"
+
+
+def test_where_no_p_frame_is_dearer_auto_writes_the_fixed_stream(tiny_model, small_video):
+    model, entry = tiny_model  # it predicts its clip for less than it codes it intra
+    auto = encode(small_video, model, entry, 2).data
+    assert _kinds(auto) == "IPPP"
+    assert auto == encode(small_video, model, entry, 2, adaptive_intra=False).data
+
+
+def test_cheaper_i_frames_are_coded_and_decode_bit_exactly(tiny_model, tiny_weights, small_video,
+                                                           monkeypatch):
+    """At lambda 0 the cost is the frame's bytes, and the tiny model's I-frames are smaller."""
+    model, entry = tiny_model
+    fixed = encode(small_video, model, entry, 1, adaptive_intra=False)
+    monkeypatch.setattr(SSF, "lambda_at", lambda self, q: 0.0)
+    auto = encode(small_video, model, entry, 1)
+    assert _kinds(auto.data) == "IIII" and _kinds(fixed.data) == "IPPP"
+    assert all(a < f for a, f in zip(auto.frame_bytes[1:], fixed.frame_bytes[1:]))
+    fresh, fresh_entry = load_model(path=tiny_weights)
+    out = decode_stream(bitstream.unpack(auto.data), fresh, fresh_entry)
+    assert all(np.array_equal(a, b) for a, b in zip(auto.reconstruction, out.frames))
+
+
+def _relabelled(data: bytes, version: int | None = None, intra_period: int | None = None) -> bytes:
+    s = bitstream.unpack(data)
+    header = dataclasses.replace(s.header, intra_period=intra_period or s.header.intra_period)
+    return bitstream.pack(dataclasses.replace(s, header=header, version=version or s.version))
+
+
+def test_an_i_frame_between_the_periods_is_refused_before_format_8(tiny_model, small_video):
+    model, entry = tiny_model
+    data = _relabelled(encode(small_video, model, entry, 1, intra_period=2,
+                              adaptive_intra=False).data, intra_period=12)
+    assert _kinds(data) == "IPIP"
+    decode_stream(bitstream.unpack(data), model, entry)  # format 8: an I-frame anywhere
+    with pytest.raises(BitstreamError, match="frame 2 has the wrong type"):
+        decode_stream(bitstream.unpack(_relabelled(data, version=7)), model, entry)
+
+
+def test_a_p_frame_that_starts_a_gop_is_refused(tiny_model, small_video):
+    model, entry = tiny_model
+    data = _relabelled(encode(small_video, model, entry, 1, adaptive_intra=False).data,
+                       intra_period=2)
+    with pytest.raises(BitstreamError, match="frame 2 has the wrong type for intra period 2"):
+        decode_stream(bitstream.unpack(data), model, entry)
