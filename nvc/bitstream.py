@@ -244,6 +244,10 @@ class SequenceHeader:
         if synth not in Synthesis._value2member_map_:
             raise BitstreamError(f"unsupported stream: unknown synthesis precision {synth}")
         gop = [r.u8(f"GOP {f}") for f in ("lift", "drop", "slope")] if version >= 7 else [0, 0, 0]
+        if not r.done:  # the format version byte lies outside every checksum: a header of another
+            # format's length says it was damaged
+            raise BitstreamError(f"damaged stream: the sequence header has {len(payload) - r.pos} "
+                                 f"bytes more than format {version}'s")
         header = cls(model_id, weights, width, height, fps_num, fps_den, frame_count,
                      intra_period, quality, matrix, profile, crc, synth, *gop)
         if header.width == 0 or header.height == 0 or header.frame_count == 0:

@@ -8,9 +8,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -51,6 +53,10 @@ CODING_THREADS = env_int("NVC_CODING_THREADS", 1, minimum=1)
 # both stages in turn on one (the default on a one-core machine). NVC_DECODE_AHEAD overrides it.
 # The exact profiles only: their entropy stage is thread-independent.
 DECODE_AHEAD = env_int("NVC_DECODE_AHEAD", 2 if (os.cpu_count() or 1) > 1 else 0)
+# Where a P-frame is also tried as an I-frame (adaptive I-frames), the trial runs on a second thread
+# beside it (each computes what it would alone, so the bytes do not depend on it); 0 runs them in
+# turn on one (the default on a one-core machine). NVC_PARALLEL_TRIAL overrides it.
+PARALLEL_TRIAL = env_int("NVC_PARALLEL_TRIAL", 1 if (os.cpu_count() or 1) > 1 else 0)
 
 
 @contextmanager
@@ -179,20 +185,30 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     ref: Tensor | None = None
-    for i, frame in enumerate(progress(video.frames)):
-        src = source_rgb(frame, matrix)
-        x = pad_to(rgb_tensor(src, device), model.cfg.multiple)
-        q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
-        with coding(model, synthesis):
-            if i % intra_period == 0:
-                cf, ref = model.compress_intra(x, q_i, profile)
-            else:
-                assert ref is not None  # frame 0 is always an I-frame
-                cf, ref = model.compress_inter(x, ref, q_i, profile)
-                if adaptive_intra:
-                    cf, ref = _cheaper(model.lambda_at(q_i), src, (cf, ref),
-                                       model.compress_intra(x, q_i, profile))
-        yield cf, _to_numpy(ref, h, w)
+    pool = ThreadPoolExecutor(1, thread_name_prefix="nvc-intra-trial") \
+        if adaptive_intra and PARALLEL_TRIAL else None
+    intra = torch.no_grad()(model.compress_intra)  # grad mode is per thread
+    try:
+        for i, frame in enumerate(progress(video.frames)):
+            src = source_rgb(frame, matrix)
+            x = pad_to(rgb_tensor(src, device), model.cfg.multiple)
+            q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
+            with coding(model, synthesis):
+                if i % intra_period == 0:
+                    cf, ref = intra(x, q_i, profile)
+                else:
+                    assert ref is not None  # frame 0 is always an I-frame
+                    trial = None
+                    if adaptive_intra:  # the frame coded intra too, beside the P-frame on the pool
+                        trial = (partial(intra, x, q_i, profile) if pool is None
+                                 else pool.submit(intra, x, q_i, profile).result)
+                    cf, ref = model.compress_inter(x, ref, q_i, profile)
+                    if trial is not None:
+                        cf, ref = _cheaper(model.lambda_at(q_i), src, (cf, ref), trial())
+            yield cf, _to_numpy(ref, h, w)
+    finally:  # a consumer that stops early leaves no trial running
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _cheaper(lam: float, src: np.ndarray, p_frame: tuple[CodedFrame, Tensor],

@@ -164,3 +164,14 @@ def test_lying_headers_are_refused_or_within_limits(real_stream, tiny_model, fie
         except BitstreamError:
             pass
         assert time.perf_counter() - t0 < 5
+
+
+@pytest.mark.parametrize("version", range(1, 7))
+def test_a_stream_whose_version_byte_changed_is_refused(version):
+    """The version byte lies outside every checksum; read as an older format, the sequence header
+    is too long (or names what that format lacks). Format 7's header is format 8's: read as format
+    7, a format-8 stream decodes to the same frames, or refuses an I-frame between the periods."""
+    data = bytearray(pack(Stream(HEADER, FRAMES)))
+    data[len(MAGIC)] = version
+    with pytest.raises(BitstreamError, match="more than format|unsupported stream"):
+        unpack(bytes(data))

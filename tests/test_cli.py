@@ -215,7 +215,7 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
 
 
 @pytest.mark.parametrize("name, minimum", [("NVC_RANGE_THREADS", 0), ("NVC_CODING_THREADS", 1),
-                                           ("NVC_DECODE_AHEAD", 0)])
+                                           ("NVC_DECODE_AHEAD", 0), ("NVC_PARALLEL_TRIAL", 0)])
 def test_a_bad_thread_setting_is_one_line(tmp_path, name, minimum):
     proc = subprocess.run([sys.executable, "-m", "nvc.cli", "decode", str(tmp_path / "nope.nvc"),
                            "-o", str(tmp_path / "x.y4m")], capture_output=True, text=True,

@@ -88,3 +88,19 @@ def test_a_p_frame_that_starts_a_gop_is_refused(tiny_model, small_video):
                        intra_period=2)
     with pytest.raises(BitstreamError, match="frame 2 has the wrong type for intra period 2"):
         decode_stream(bitstream.unpack(data), model, entry)
+
+
+def test_the_trial_on_a_second_thread_writes_the_same_bytes(tiny_model, small_video, monkeypatch):
+    import nvc.codec
+
+    model, entry = tiny_model
+
+    def streams(parallel: int) -> tuple[bytes, bytes]:
+        monkeypatch.setattr(nvc.codec, "PARALLEL_TRIAL", parallel)
+        own = encode(small_video, model, entry, 2).data  # the P-frames kept
+        with monkeypatch.context() as m:
+            m.setattr(SSF, "lambda_at", lambda self, q: 0.0)  # every trial wins
+            return own, encode(small_video, model, entry, 2).data
+
+    beside, in_turn = streams(1), streams(0)
+    assert beside == in_turn and _kinds(beside[0]) == "IPPP" and _kinds(beside[1]) == "IIII"
