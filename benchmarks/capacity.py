@@ -78,9 +78,12 @@ def _z_shape(h: int, w: int, model: SSF) -> tuple[int, int]:
 
 
 def variant(spec: str) -> ModelConfig:
-    """"N/M" = intra_mid / inter_mid (latents scale with them as in the shipped 96/64 -> 128/96)."""
-    intra, inter = (int(v) for v in spec.split("/"))
-    return width_variant(intra, inter)
+    """"N/M" = intra_mid / inter_mid (latents scale with them as in the shipped 96/64 -> 128/96),
+    "N/M/K" with kernel size K (5 in the shipped base)."""
+    values = [int(v) for v in spec.split("/")]
+    if len(values) not in (2, 3):
+        raise ValueError(spec)
+    return width_variant(*values)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog="example:\n  python -m benchmarks.capacity --variants 64/48,96/64",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", default="64/48,96/64,128/96",
-                   help="intra_mid/inter_mid widths, comma-separated (96/64 is the shipped base)")
+                   help="intra_mid/inter_mid widths, optionally /kernel, comma-separated (96/64 "
+                        "is the shipped base, kernel 5)")
     p.add_argument("--size", default="416x240")
     p.add_argument("--frames", type=int, default=6, help="frames of the decode-speed clip")
     args = p.parse_args(argv)
@@ -97,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         specs = [variant(v) for v in args.variants.split(",")]
         w, h = (int(v) for v in args.size.split("x"))
     except ValueError:
-        p.error("--variants takes N/M pairs and --size WxH, e.g. 96/64 and 416x240")
-    print(f"{'variant':>12} {'params M':>9} {'I kMAC/px':>10} {'P kMAC/px':>10} {'decode fps':>11} "
+        p.error("--variants takes N/M or N/M/K and --size WxH, e.g. 96/64/3 and 416x240")
+    print(f"{'variant':>14} {'params M':>9} {'I kMAC/px':>10} {'P kMAC/px':>10} {'decode fps':>11} "
           f"{'network s':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for cfg in specs:
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
             with torch.no_grad():
                 r = measure(model, entry, (w, h), args.frames, torch.device("cpu"))
             params = sum(p.numel() for p in model.parameters()) / 1e6
-            print(f"{cfg.intra_mid:>5}/{cfg.inter_mid:<6} {params:9.2f} {macs['I'] / 1e3:10.1f} "
+            print(f"{cfg.name:>14} {params:9.2f} {macs['I'] / 1e3:10.1f} "
                   f"{macs['P'] / 1e3:10.1f} {r['decode_fps']:11.2f} {r['decode_network_s']:10.2f}",
                   flush=True)
     return 0

@@ -25,7 +25,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 # searched by quality per training minute (benchmarks/RESULTS.md, issue 10 item 4).
 ARCHITECTURES: dict[str, ModelConfig] = {
     "ssf-small": ModelConfig(), "ssf-tiny": TINY,
-    **{v.name: v for v in (width_variant(64, 48), width_variant(128, 96))}}
+    **{v.name: v for v in (width_variant(64, 48), width_variant(128, 96),
+                           width_variant(96, 64, kernel=3))}}
 # Buffers rebuilt by `update()`; never stored in shipped weights.
 CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 GAIN_KEYS = (".log_gain", ".log_inverse_gain")

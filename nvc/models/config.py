@@ -26,6 +26,7 @@ class ModelConfig:
     inter_mid: int = 64  # N of the motion and residual transforms
     inter_latent: int = 96  # M of the motion and residual latents
     hyper_channels: int = 64  # channels of every hyperprior path
+    kernel: int = 5  # kernel size of every analysis and synthesis convolution (odd)
     scale_levels: int = 5  # depth of the scale-space volume (level 0 = unblurred)
     sigma0: float = 1.5  # blur of level 1 in pixels; level k has sigma0 * 2**(k-1)
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
@@ -54,14 +55,18 @@ class ModelConfig:
         return cls(**raw)
 
 
-def width_variant(intra_mid: int, inter_mid: int) -> ModelConfig:
+def width_variant(intra_mid: int, inter_mid: int, kernel: int = 5) -> ModelConfig:
     """The base with other transform widths, its latents scaled alike (96/64 -> 128/96 as in the
-    shipped base): "ssf-{intra_mid}-{inter_mid}", for the width search of issue 10."""
+    shipped base), and another kernel size: "ssf-{intra_mid}-{inter_mid}" (then "-k{kernel}" where
+    it is not 5), for the width and kernel search of issue 10."""
     base = ModelConfig()
-    return dataclasses.replace(base, name=f"ssf-{intra_mid}-{inter_mid}", intra_mid=intra_mid,
+    suffix = "" if kernel == base.kernel else f"-k{kernel}"
+    return dataclasses.replace(base, name=f"ssf-{intra_mid}-{inter_mid}{suffix}",
+                               intra_mid=intra_mid,
                                intra_latent=base.intra_latent * intra_mid // base.intra_mid,
                                inter_mid=inter_mid,
-                               inter_latent=base.inter_latent * inter_mid // base.inter_mid)
+                               inter_latent=base.inter_latent * inter_mid // base.inter_mid,
+                               kernel=kernel)
 
 
 TINY = ModelConfig(

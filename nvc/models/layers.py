@@ -21,23 +21,26 @@ def _activation(kind: str, ch: int, inverse: bool = False) -> nn.Module:
     return nn.ReLU(inplace=True)
 
 
-def analysis(in_ch: int, mid: int, latent: int, act: str = "relu") -> nn.Sequential:
-    """g_a: four 5x5 stride-2 convolutions, 16x down."""
+def analysis(in_ch: int, mid: int, latent: int, act: str = "relu", kernel: int = 5
+             ) -> nn.Sequential:
+    """g_a: four k x k stride-2 convolutions (5x5 in the shipped base), 16x down."""
     return nn.Sequential(
-        conv(in_ch, mid), _activation(act, mid),
-        conv(mid, mid), _activation(act, mid),
-        conv(mid, mid), _activation(act, mid),
-        conv(mid, latent),
+        conv(in_ch, mid, kernel), _activation(act, mid),
+        conv(mid, mid, kernel), _activation(act, mid),
+        conv(mid, mid, kernel), _activation(act, mid),
+        conv(mid, latent, kernel),
     )
 
 
-def synthesis(latent: int, mid: int, out_ch: int, act: str = "relu") -> nn.Sequential:
-    """g_s: four 5x5 stride-2 transposed convolutions, 16x up (the layers adapters attach to)."""
+def synthesis(latent: int, mid: int, out_ch: int, act: str = "relu", kernel: int = 5
+              ) -> nn.Sequential:
+    """g_s: four k x k stride-2 transposed convolutions (5x5 in the shipped base), 16x up (the
+    layers adapters attach to)."""
     return nn.Sequential(
-        deconv(latent, mid), _activation(act, mid, inverse=True),
-        deconv(mid, mid), _activation(act, mid, inverse=True),
-        deconv(mid, mid), _activation(act, mid, inverse=True),
-        deconv(mid, out_ch),
+        deconv(latent, mid, kernel), _activation(act, mid, inverse=True),
+        deconv(mid, mid, kernel), _activation(act, mid, inverse=True),
+        deconv(mid, mid, kernel), _activation(act, mid, inverse=True),
+        deconv(mid, out_ch, kernel),
     )
 
 

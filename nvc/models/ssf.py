@@ -31,8 +31,8 @@ class FrameOut:
 class IntraCodec(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.g_a = analysis(3, cfg.intra_mid, cfg.intra_latent, act="gdn")
-        self.g_s = synthesis(cfg.intra_latent, cfg.intra_mid, 3, act="gdn")
+        self.g_a = analysis(3, cfg.intra_mid, cfg.intra_latent, act="gdn", kernel=cfg.kernel)
+        self.g_s = synthesis(cfg.intra_latent, cfg.intra_mid, 3, act="gdn", kernel=cfg.kernel)
         self.latent = LatentCodec(cfg.intra_latent, cfg.hyper_channels, cfg.lambdas)
 
 
@@ -41,8 +41,8 @@ class MotionCodec(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.g_a = analysis(6, cfg.inter_mid, cfg.inter_latent)
-        self.g_s = synthesis(cfg.inter_latent, cfg.inter_mid, 3)
+        self.g_a = analysis(6, cfg.inter_mid, cfg.inter_latent, kernel=cfg.kernel)
+        self.g_s = synthesis(cfg.inter_latent, cfg.inter_mid, 3, kernel=cfg.kernel)
         self.latent = LatentCodec(cfg.inter_latent, cfg.hyper_channels, cfg.lambdas)
 
 
@@ -51,8 +51,8 @@ class ResidualCodec(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.g_a = analysis(3, cfg.inter_mid, cfg.inter_latent)
-        self.g_s = synthesis(2 * cfg.inter_latent, cfg.inter_mid, 3)
+        self.g_a = analysis(3, cfg.inter_mid, cfg.inter_latent, kernel=cfg.kernel)
+        self.g_s = synthesis(2 * cfg.inter_latent, cfg.inter_mid, 3, kernel=cfg.kernel)
         self.latent = LatentCodec(cfg.inter_latent, cfg.hyper_channels, cfg.lambdas)
 
 
