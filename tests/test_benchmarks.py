@@ -186,9 +186,10 @@ def test_capacity_counts_multiply_adds():
 def test_capacity_refuses_bad_variants(capsys):
     from benchmarks.capacity import main as capacity_main
 
-    with pytest.raises(SystemExit) as e:
-        capacity_main(["--variants", "96x64"])
-    assert e.value.code == 2 and "N/M pairs" in capsys.readouterr().err
+    for bad in ("96x64", "96/64/3/1"):
+        with pytest.raises(SystemExit) as e:
+            capacity_main(["--variants", bad])
+        assert e.value.code == 2 and "takes N/M or N/M/K" in capsys.readouterr().err
 
 
 def test_roi_benchmark_reads_the_mse_curve_at_equal_size():
