@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from nvc import bitstream
 from nvc.io import Video
 from nvc.models.config import TINY
 from nvc.models.ssf import SSF
@@ -52,6 +53,16 @@ def tiny_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tiny_weights) -> tuple[SSF, ZooEntry]:
     return load_model(path=tiny_weights)
+
+
+def relabelled(data: bytes, version: int | None = None, intra_period: int | None = None) -> bytes:
+    """A stream with its format version or its header's intra period rewritten, frames untouched
+    (checksums recomputed)."""
+    import dataclasses
+
+    s = bitstream.unpack(data)
+    header = dataclasses.replace(s.header, intra_period=intra_period or s.header.intra_period)
+    return bitstream.pack(dataclasses.replace(s, header=header, version=version or s.version))
 
 
 def make_video(frames: int = 4, hw: tuple[int, int] = (50, 70), seed: int = 0) -> Video:

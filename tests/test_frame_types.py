@@ -1,8 +1,6 @@
 """Adaptive I-frames (format 8): a frame between the GOP's I-frames is coded as an I-frame where
 that costs less at its lambda (nvc.codec.code_frames); decoders of format 8 take an I-frame
 anywhere, older formats only at the intra period."""
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +11,8 @@ from nvc.codec import _cheaper, decode_stream, encode
 from nvc.errors import BitstreamError
 from nvc.models.ssf import SSF
 from nvc.zoo import load_model
+
+from .conftest import relabelled
 
 
 def _kinds(data: bytes) -> str:
@@ -66,25 +66,19 @@ def test_cheaper_i_frames_are_coded_and_decode_bit_exactly(tiny_model, tiny_weig
     assert all(np.array_equal(a, b) for a, b in zip(auto.reconstruction, out.frames))
 
 
-def _relabelled(data: bytes, version: int | None = None, intra_period: int | None = None) -> bytes:
-    s = bitstream.unpack(data)
-    header = dataclasses.replace(s.header, intra_period=intra_period or s.header.intra_period)
-    return bitstream.pack(dataclasses.replace(s, header=header, version=version or s.version))
-
-
 def test_an_i_frame_between_the_periods_is_refused_before_format_8(tiny_model, small_video):
     model, entry = tiny_model
-    data = _relabelled(encode(small_video, model, entry, 1, intra_period=2,
+    data = relabelled(encode(small_video, model, entry, 1, intra_period=2,
                               adaptive_intra=False).data, intra_period=12)
     assert _kinds(data) == "IPIP"
     decode_stream(bitstream.unpack(data), model, entry)  # format 8: an I-frame anywhere
     with pytest.raises(BitstreamError, match="frame 2 has the wrong type"):
-        decode_stream(bitstream.unpack(_relabelled(data, version=7)), model, entry)
+        decode_stream(bitstream.unpack(relabelled(data, version=7)), model, entry)
 
 
 def test_a_p_frame_that_starts_a_gop_is_refused(tiny_model, small_video):
     model, entry = tiny_model
-    data = _relabelled(encode(small_video, model, entry, 1, adaptive_intra=False).data,
+    data = relabelled(encode(small_video, model, entry, 1, adaptive_intra=False).data,
                        intra_period=2)
     with pytest.raises(BitstreamError, match="frame 2 has the wrong type for intra period 2"):
         decode_stream(bitstream.unpack(data), model, entry)

@@ -29,7 +29,7 @@ from nvc.models.ssf import SSF
 from nvc.schedule import FLAT, GopSchedule
 from nvc.zoo import load_model, save_weights
 
-from .conftest import make_codable, make_video
+from .conftest import make_codable, make_video, relabelled
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
@@ -77,15 +77,10 @@ def _regenerate() -> None:
                       intra_period=2 if key == "intra_" else 12, profile=profile,
                       qmap=MAP if key in MAPPED else None,
                       schedule=SCHEDULE if key == "sched_" else FLAT, adaptive_intra=False).data
-        path.write_bytes(_with_intra_period(data, 12))
+        path.write_bytes(relabelled(data, intra_period=12))
         symbols, frames = _decode(path.read_bytes())
         expected.update({f"{key}symbols_md5": symbols, f"{key}frames_md5": frames})
     EXPECTED.write_text(json.dumps(expected, indent=1) + "\n")
-
-
-def _with_intra_period(data: bytes, intra_period: int) -> bytes:
-    s = bitstream.unpack(data)
-    return bitstream.pack(replace(s, header=replace(s.header, intra_period=intra_period)))
 
 
 def _md5(parts: list[bytes]) -> str:
