@@ -1,6 +1,8 @@
 """How far a stream's decoded frames move when the decoder's convolution kernels change: each
 stream is encoded as usual and decoded once with oneDNN switched off (other CPU kernels, standing
-in for another device), then compared with the encoder's reconstruction, frame by frame.
+in for another device), then compared with the encoder's reconstruction, frame by frame. With
+`--encode-device cuda` the stream is encoded on the GPU and decoded on the CPU (its usual kernels):
+a stream made on a GPU server, played on a laptop.
 
 Example:
     python -m benchmarks.portability \
@@ -42,21 +44,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=12)
     p.add_argument("--qualities", default="1,4")
     p.add_argument("--precisions", default="fp32,bf16", help="synthesis precisions: fp32, bf16")
+    p.add_argument("--encode-device", default="cpu", choices=("cpu", "cuda"),
+                   help="cpu: decode with oneDNN off; cuda: encode on the GPU, decode on the CPU")
     args = p.parse_args(argv)
     if not Path(args.input).is_file():
         p.error(f"{args.input}: no such file")
+    if args.encode_device == "cuda" and not torch.cuda.is_available():
+        p.error("--encode-device cuda: no CUDA device is available")
     video = read_video(args.input, frames=args.frames)
     model, entry = load_model()
+    encoder = load_model()[0].to(args.encode_device)
+    other_kernels = args.encode_device == "cpu"
     for precision in args.precisions.split(","):
         for q in (int(v) for v in args.qualities.split(",")):
-            coded = encode(video, model, entry, q, synthesis=PRECISIONS[precision])
-            torch.backends.mkldnn.enabled = False
+            coded = encode(video, encoder, entry, q, synthesis=PRECISIONS[precision])
+            torch.backends.mkldnn.enabled = not other_kernels
             try:
                 decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
             finally:
                 torch.backends.mkldnn.enabled = True
             r = compare(coded.reconstruction, decoded.frames)
-            print(f"{precision} q{q}: {100 * r['differing_share']:.3f}% of samples differ, at most "
+            print(f"{args.encode_device} -> cpu{' (oneDNN off)' if other_kernels else ''}, "
+                  f"{precision} q{q}, {len(coded.data)} bytes: "
+                  f"{100 * r['differing_share']:.3f}% of samples differ, at most "
                   f"{r['max_diff_per_frame']} code values per frame, {r['min_psnr_db']:.1f} dB "
                   f"between", flush=True)
     return 0

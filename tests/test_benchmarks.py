@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from benchmarks.anchors import ANCHORS, run_anchor
 from benchmarks.manifest import DATASETS, dataset_manifest, read_manifest
@@ -238,6 +239,17 @@ def test_portability_counts_differing_samples():
     r = compare(a, b)
     assert r["max_diff_per_frame"] == [0, 3] and r["differing_share"] == pytest.approx(1 / 48)
     assert r["min_psnr_db"] == pytest.approx(10 * np.log10(255 ** 2 / (9 / 24)))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal without a GPU")
+def test_portability_refuses_a_cuda_encoder_without_a_gpu(tmp_path, capsys):
+    from benchmarks.portability import main as portability_main
+
+    clip = tmp_path / "clip.y4m"
+    clip.write_bytes(b"")
+    with pytest.raises(SystemExit):
+        portability_main([str(clip), "--encode-device", "cuda"])
+    assert "--encode-device cuda: no CUDA device is available" in capsys.readouterr().err
 
 
 def test_cached_nvc_points_are_keyed_by_their_gop_schedule():

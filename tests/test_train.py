@@ -206,6 +206,42 @@ def test_video_folder_excludes_evaluation_clips(tmp_path):
     assert len(dm.train_set.videos) == 1
 
 
+def test_containers_decode_through_opencv_where_pyav_is_missing(tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+    import types
+
+    from nvc.errors import InputError
+    from train.data import read_rgb
+
+    rgb = np.arange(3 * 4 * 6 * 3, dtype=np.uint8).reshape(3, 4, 6, 3)
+
+    class Capture:  # cv2.VideoCapture's reading protocol: BGR frames, then (False, None)
+        def __init__(self, path):
+            self.frames = [f[..., ::-1] for f in rgb] if Path(path).stat().st_size else []
+
+        def read(self):
+            return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+        def release(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "cv2", types.SimpleNamespace(VideoCapture=Capture))
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "av" else find_spec(name, *a))
+    clip, empty = tmp_path / "cup.mp4", tmp_path / "box.mp4"
+    clip.write_bytes(b"x")
+    empty.write_bytes(b"")
+    assert np.array_equal(read_rgb(clip, 2), rgb[:2])
+    assert np.array_equal(read_rgb(clip, 9), rgb)
+    with pytest.raises(InputError, match="OpenCV decoded no frames"):
+        read_rgb(empty, 2)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` raises ImportError
+    with pytest.raises(InputError, match="needs PyAV or OpenCV"):
+        read_rgb(clip, 2)
+
+
 @pytest.mark.parametrize("setting, message", [
     ("--data.init_args.crop=100", "crop must be a positive multiple of 64, got 100"),
     ("--model.stage=both", "stage must be one of"),

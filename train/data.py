@@ -8,6 +8,7 @@ two epochs never replay the same crops and DataLoader workers never draw the sam
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from nvc.errors import ConfigError
-from nvc.io import read_video, yuv_to_rgb
+from nvc.errors import ConfigError, InputError
+from nvc.io import RAW_SUFFIXES, Y4M_SUFFIX, read_video, yuv_to_rgb
 from nvc.models.config import ModelConfig
 from nvc.synthetic import natural_images, render_clip
 
@@ -149,6 +150,32 @@ def load_photos(roots: list[str | Path], max_side: int = 1280) -> list[np.ndarra
     return out
 
 
+def read_rgb(path: Path, max_frames: int) -> np.ndarray:
+    """The first `max_frames` frames as uint8 RGB (T, H, W, 3). Containers (mp4, avi, .264) need
+    PyAV; where it is missing (the lent GPU machine has OpenCV but not PyAV), OpenCV's FFmpeg
+    decodes them, with its own YUV -> RGB conversion: good for training material, not for
+    measurements."""
+    if path.suffix.lower() in RAW_SUFFIXES | {Y4M_SUFFIX} or importlib.util.find_spec("av"):
+        v = read_video(path, frames=max_frames)
+        return np.stack([np.round(yuv_to_rgb(f) * 255).astype(np.uint8) for f in v.frames])
+    try:
+        import cv2
+    except ImportError:
+        raise InputError(f"{path}: decoding it needs PyAV or OpenCV, and neither is installed") from None
+    capture, frames = cv2.VideoCapture(str(path)), []
+    try:
+        while len(frames) < max_frames:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            frames.append(bgr[..., ::-1])
+    finally:
+        capture.release()
+    if not frames:
+        raise InputError(f"{path}: OpenCV decoded no frames")
+    return np.ascontiguousarray(np.stack(frames))
+
+
 def load_video_arrays(paths: list[Path], max_frames: int, exclude: tuple[str, ...] = (),
                       downscale_above: int = 720) -> list[np.ndarray]:
     """Decode each video to uint8 RGB (T, H, W, 3); videos taller than `downscale_above` are also
@@ -158,11 +185,10 @@ def load_video_arrays(paths: list[Path], max_frames: int, exclude: tuple[str, ..
         if any(e in p.name for e in exclude):
             continue
         try:
-            v = read_video(p, frames=max_frames)
+            rgb = read_rgb(p, max_frames)
         except Exception as e:  # a bad file in a training folder is skipped, not fatal
             log.warning("skipping %s: %s", p, e)
             continue
-        rgb = np.stack([np.round(yuv_to_rgb(f) * 255).astype(np.uint8) for f in v.frames])
         out.append(rgb)
         if rgb.shape[1] >= downscale_above:
             half = torch.nn.functional.avg_pool2d(
