@@ -9,6 +9,10 @@ time is the rest. NVC_CODING_THREADS sets the network's thread count (1 by defau
 (nvc.ahead): its time then overlaps the synthesis, and the network time is not derived
 (decode_network_s is null).
 
+Each row also gives the CPU work per decoded frame besides the network (`host_work`: the frame
+leaving the model as 8-bit RGB, and its conversion to the 4:2:0 that nvc decode writes), which
+bounds a GPU decoder's frame rate.
+
 `--coder-only` times the range coders alone on the symbols of real frames (the demo clip's first
 two, an I- and a P-frame, at each size and quality 2): CompressAI's and nvc's, on each thread count.
 
@@ -29,7 +33,7 @@ import torch
 
 from nvc import bitstream, codec
 from nvc.codec import CODING_THREADS, decode_stream, encode
-from nvc.io import Video
+from nvc.io import Video, rgb_to_yuv
 from nvc.models import rans
 from nvc.models.range_coder import TableCoder
 from nvc.synthetic import as_video, demo_clip
@@ -137,6 +141,24 @@ def measure(model, entry, size: tuple[int, int], frames: int, device: torch.devi
             "encode_msymbols_per_s": enc_symbols / max(enc_coder, 1e-9) / 1e6,
             "decode_msymbols_per_s": dec_symbols / max(dec_coder, 1e-9) / 1e6,
             "coding_threads": CODING_THREADS, "range_threads": rans.THREADS}
+
+
+def host_work(size: tuple[int, int], device: torch.device, repeat: int = 3) -> dict:
+    """Milliseconds of CPU work per decoded frame besides the network, best of `repeat`: the frame
+    leaving the model as 8-bit RGB (codec._to_numpy: rounded on the device, copied to the host)
+    and its conversion to 4:2:0 (what nvc decode writes; on a worker beside the next frame's
+    synthesis, codec.CONVERT_AHEAD). On a GPU they bound the decoder's frame rate."""
+    w, h = size
+    x = torch.rand(1, 3, h + (-h) % 64, w + (-w) % 64, device=device)
+    x = x.contiguous(memory_format=torch.channels_last)
+
+    def best(fn) -> float:
+        _sync(device)
+        return min(_seconds(fn) for _ in range(repeat)) * 1e3
+
+    rgb = codec._to_numpy(x, h, w)
+    return {"host_rgb_ms": best(lambda: codec._to_numpy(x, h, w)),
+            "host_yuv_ms": best(lambda: rgb_to_yuv(rgb))}
 
 
 def coder_speed(model, entry, size: tuple[int, int], threads: list[int], repeat: int = 3) -> list[dict]:
@@ -282,14 +304,15 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(measure(model, entry, (w, h), args.frames, device, profile=profile,
                                         ahead=ahead, precision=precision))
                 r = rows[-1]
-                r["layout"] = layout
+                r.update(layout=layout, **host_work((w, h), device))
                 network = ("overlapped" if ahead else f"{r['decode_network_s']:.2f} s")
                 print(f"{r['device']:>5} {r['size']:>9} {profile:>5} {precision} {layout:>4}: encode "
                       f"{r['encode_fps']:6.2f} fps (network {r['encode_network_s']:.2f} s, entropy "
                       f"{r['encode_entropy_s']:.2f} s), decode {r['decode_fps']:6.2f} fps ahead "
                       f"{ahead} (network {network}, entropy parameters "
                       f"{r['decode_params_s']:.2f} s, entropy {r['decode_entropy_s']:.2f} s), "
-                      f"{r['frames']} frames; range coder {r['encode_msymbols_per_s']:.1f} / "
+                      f"{r['frames']} frames; host per frame {r['host_rgb_ms']:.1f} ms to RGB, "
+                      f"{r['host_yuv_ms']:.1f} ms to YUV; range coder {r['encode_msymbols_per_s']:.1f} / "
                       f"{r['decode_msymbols_per_s']:.1f} M symbols/s on {t} range-coder "
                       f"thread(s), {CODING_THREADS} network thread(s)", flush=True)
         if args.adapt_steps:

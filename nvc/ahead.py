@@ -9,7 +9,7 @@ computes does not change, only when.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Generic, TypeVar
@@ -23,10 +23,12 @@ class Ahead(Generic[T, R]):
     the worker (depth 0: in the consumer's thread, when get is called), or raises what fn raised,
     so the consumer decides where an item's error surfaces."""
 
-    def __init__(self, items: Sequence[T], fn: Callable[[T], R], depth: int):
+    def __init__(self, items: Iterable[T], fn: Callable[[T], R], depth: int):
         self.items, self.fn, self.depth = items, fn, depth
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # for progress bars; items drawn from a generator have none
+        if not isinstance(self.items, Sized):
+            raise TypeError("Ahead over an iterator has no length")
         return len(self.items)
 
     def __iter__(self) -> Iterator[tuple[T, Callable[[], R]]]:
@@ -51,3 +53,10 @@ class Ahead(Generic[T, R]):
             for _, future in pending:
                 future.cancel()
             pool.shutdown(wait=True)
+
+
+def mapped_ahead(items: Iterable[T], fn: Callable[[T], R], depth: int) -> Iterator[R]:
+    """fn(item) for each item in order, each computed on the worker while the items after it are
+    drawn (the decoder's colour conversion of frame i beside the synthesis of frame i + 1)."""
+    for _, result in Ahead(items, fn, depth):
+        yield result()

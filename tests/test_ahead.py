@@ -78,3 +78,53 @@ def test_the_decoder_runs_ahead_as_configured(tiny_model, small_video, monkeypat
     for stream in streams:
         list(codec.iter_decoded(stream, model, entry))
     assert depths == [3, 0]  # float entropy parameters would depend on the worker's threads
+
+
+def test_mapped_ahead_converts_each_item_on_the_worker_while_the_next_is_drawn():
+    from nvc.ahead import mapped_ahead
+
+    drawn, converted_after = [], []
+
+    def items():
+        for x in range(5):
+            drawn.append(x)
+            yield x
+
+    def fn(x):
+        converted_after.append(len(drawn))  # how many items existed when x was converted
+        return x * 10, threading.get_ident()
+
+    got = list(mapped_ahead(items(), fn, 1))
+    assert [v for v, _ in got] == [0, 10, 20, 30, 40]
+    assert all(t != threading.get_ident() for _, t in got)
+    assert max(converted_after) <= 5 and len(Ahead([1], abs, 1)) == 1
+    with pytest.raises(TypeError, match="no length"):
+        len(Ahead(items(), abs, 1))
+
+
+def test_mapped_ahead_passes_the_sources_error_on_and_stops_its_worker():
+    from nvc.ahead import mapped_ahead
+
+    def items():
+        yield 1
+        raise ValueError("damaged frame 1")
+
+    before = threading.active_count()
+    with pytest.raises(ValueError, match="damaged frame 1"):
+        list(mapped_ahead(items(), abs, 1))
+    assert threading.active_count() == before
+
+
+def test_decoded_video_converts_ahead_to_the_same_frames(tiny_model, small_video, monkeypatch):
+    from nvc import bitstream, codec
+    from nvc.io import rgb_to_yuv
+
+    model, entry = tiny_model
+    stream = bitstream.unpack(codec.encode(small_video, model, entry, 2, intra_period=3).data)
+    want = [rgb_to_yuv(f) for f in codec.iter_decoded(stream, model, entry)]
+    for depth in (0, 1):
+        monkeypatch.setattr(codec, "CONVERT_AHEAD", depth)
+        got = list(codec.decoded_video(stream, model, entry).frames)
+        assert len(got) == len(want)
+        assert all(np.array_equal(a.y, b.y) and np.array_equal(a.u, b.u) and np.array_equal(a.v, b.v)
+                   for a, b in zip(got, want))

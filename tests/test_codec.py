@@ -65,6 +65,20 @@ def test_pad_replicates_to_multiple():
     assert torch.equal(y[..., :2, :3], x) and torch.equal(y[..., 3, :3], x[..., 1, :])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_frames_leave_the_model_with_quantize_8bits_values(dtype):
+    from nvc.codec import _to_numpy, quantize_8bit
+
+    halves = (torch.arange(256, dtype=torch.float32) + 0.5) / 255  # x * 255 lands on k + 1/2
+    x = torch.cat([halves, torch.rand(3 * 64 * 64 - 256 - 4) * 1.4 - 0.2,
+                   torch.tensor([-1.0, 0.0, 1.0, 2.0])]).reshape(1, 3, 64, 64).to(dtype)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = _to_numpy(x.contiguous(memory_format=layout), 60, 50)
+        want = quantize_8bit(x[0, :, :60, :50].permute(1, 2, 0).float().numpy())
+        assert got.dtype == np.float32 and got.shape == (60, 50, 3)
+        assert np.array_equal(got, want)
+
+
 def test_streaming_encode_writes_the_same_bytes(tiny_model, small_video, tmp_path):
     import io
 

@@ -39,6 +39,37 @@ def test_bt709_reference_values():
     assert (f.y[0, 0], f.v[0, 0]) == (63, 240)
 
 
+def _rgb_to_yuv_as_written(rgb, matrix):  # the formula out of place, as nvc computed it before
+    from nvc.io import _KR_KB
+
+    kr, kb = _KR_KB[matrix]
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    u, v = (b - y) / (2 * (1 - kb)), (r - y) / (2 * (1 - kr))
+    h, w = y.shape
+
+    def sub(c):
+        c = np.pad(c, ((0, h % 2), (0, w % 2)), mode="edge")
+        return c.reshape((h + h % 2) // 2, 2, (w + w % 2) // 2, 2).mean(axis=(1, 3))
+
+    def to8(x):
+        return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+    return to8(16 + 219 * y), to8(128 + 224 * sub(u)), to8(128 + 224 * sub(v))
+
+
+@pytest.mark.parametrize("shape, kind", [((240, 416, 3), "8-bit"), ((31, 45, 3), "8-bit"),
+                                         ((64, 64, 3), "float32"), ((33, 35, 3), "float64")])
+def test_rgb_to_yuv_keeps_the_formulas_values(shape, kind):
+    rng = np.random.default_rng(3)
+    rgb = {"8-bit": lambda: rng.integers(0, 256, shape).astype(np.float32) / 255,
+           "float32": lambda: rng.random(shape, dtype=np.float32) * 1.2 - 0.1,
+           "float64": lambda: rng.random(shape)}[kind]()
+    for m in ColourMatrix:
+        f = rgb_to_yuv(rgb, m)
+        assert all(np.array_equal(a, b) for a, b in zip((f.y, f.u, f.v), _rgb_to_yuv_as_written(rgb, m)))
+
+
 @pytest.mark.parametrize("suffix", [".y4m", ".yuv"])
 def test_lossless_round_trip(tmp_path, suffix):
     video = make_video(frames=3, hw=(30, 42))
