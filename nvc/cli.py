@@ -92,6 +92,18 @@ def _read_input(args, lazy: bool = False):
                       lazy=lazy)
 
 
+def _check_output(args) -> None:
+    """Refuse an output that would replace the input (the input is read while the output is
+    written, and the finished output is renamed over its path), or that is a folder."""
+    from .errors import InputError
+
+    out = Path(args.output)
+    if out.is_dir():
+        raise InputError(f"{out}: is a folder; give a file name")
+    if out.exists() and Path(args.input).exists() and out.samefile(args.input):
+        raise InputError(f"{out}: is the input; give another output name")
+
+
 def _emit(args, payload: dict, lines: list[str]) -> None:
     print(json.dumps(payload, indent=2) if args.json else "\n".join(lines))
 
@@ -102,6 +114,7 @@ def cmd_encode(args) -> None:
     from .io import AtomicFile, Video
     from .metrics import bpp
 
+    _check_output(args)
     _check_roi(args)
     # coding streams the clip; the fit and the gradient map need all of it
     video = _read_input(args, lazy=not args.adapt and args.roi != "gradient")
@@ -197,6 +210,7 @@ def cmd_decode(args) -> None:
     from .codec import decoded_video, open_stream
     from .io import write_video
 
+    _check_output(args)
     t0 = time.perf_counter()
     stream, model, entry = open_stream(_read_stream(args.input), args.model, args.weights,
                                        _device(args.device))

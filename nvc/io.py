@@ -212,12 +212,19 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
     return Video(out, fps or name_fps or Fraction(30), str(path), (w, h))
 
 
-def _y4m_header(line: bytes, path: Path) -> tuple[int, int, Fraction]:
+# y4m colour spaces that are 8-bit 4:2:0 (they differ only in where chroma is sited)
+Y4M_420 = {"420", "420jpeg", "420paldv", "420mpeg2"}
+
+
+def _y4m_header(line: bytes, path: Path) -> tuple[int, int, Fraction, bool]:
+    """(width, height, rate, full range): XCOLORRANGE=FULL marks full-range samples (FFmpeg's
+    yuvj420p), which the reader rescales to the limited range nvc codes."""
     fields = line.decode("ascii", "replace").split()
     if not fields or fields[0] != "YUV4MPEG2":
         raise InputError(f"{path}: not a y4m file")
     w = h = 0
     fps = Fraction(30)
+    full_range = False
     for f in fields[1:]:
         try:
             if f[0] == "W":
@@ -229,21 +236,31 @@ def _y4m_header(line: bytes, path: Path) -> tuple[int, int, Fraction]:
                 fps = Fraction(int(num), int(den))
         except (ValueError, ZeroDivisionError):
             raise InputError(f"{path}: malformed y4m header field {f!r}") from None
-        if f[0] == "C" and not f[1:].startswith("420"):
-            raise InputError(f"{path}: only 8-bit 4:2:0 y4m is supported, found C{f[1:]}")
+        if f[0] == "C" and f[1:] not in Y4M_420:
+            raise InputError(f"{path}: only 8-bit 4:2:0 y4m is supported, found {f}")
+        full_range = full_range or f.upper() == "XCOLORRANGE=FULL"
     if w <= 0 or h <= 0:
         raise InputError(f"{path}: y4m header has no valid size")
     if fps <= 0:
         raise InputError(f"{path}: y4m frame rate {fps} is not positive")
     check_frame_size(w, h, path)
-    return w, h, fps
+    return w, h, fps, full_range
+
+
+def limited_range(frame: YUVFrame) -> YUVFrame:
+    """Full-range 8-bit samples (Y and C in 0..255) rescaled to the limited range (Y 16..235,
+    C 16..240 around 128)."""
+    def scale(plane: np.ndarray, offset: int, span: int, centre: int) -> np.ndarray:
+        return _to8((plane.astype(np.float32) - centre) * (span / 255) + offset)
+    return YUVFrame(scale(frame.y, 16, 219, 0), scale(frame.u, 128, 224, 128),
+                    scale(frame.v, 128, 224, 128))
 
 
 def _y4m_frames(path: Path, start: int, frames: int | None, decode: bool = True
                 ) -> Iterator[YUVFrame | None]:
     """One pass over a y4m file; with decode=False frames are skipped over (counting)."""
     with open(path, "rb") as f:
-        w, h, _ = _y4m_header(f.readline(), path)
+        w, h, _, full_range = _y4m_header(f.readline(), path)
         cw, ch = (w + 1) // 2, (h + 1) // 2
         size, index, given = w * h + 2 * cw * ch, 0, 0
         file_size = os.fstat(f.fileno()).st_size
@@ -265,14 +282,15 @@ def _y4m_frames(path: Path, start: int, frames: int | None, decode: bool = True
                 if len(a) < size:
                     raise InputError(f"{path}: truncated y4m frame {index}")
                 given += 1
-                yield YUVFrame(a[: w * h].reshape(h, w), a[w * h: w * h + cw * ch].reshape(ch, cw),
-                               a[w * h + cw * ch:].reshape(ch, cw))
+                frame = YUVFrame(a[: w * h].reshape(h, w), a[w * h: w * h + cw * ch].reshape(ch, cw),
+                                 a[w * h + cw * ch:].reshape(ch, cw))
+                yield limited_range(frame) if full_range else frame
             index += 1
 
 
 def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
     with open(path, "rb") as f:
-        w, h, fps = _y4m_header(f.readline(), path)
+        w, h, fps, _ = _y4m_header(f.readline(), path)
     out: list | LazyFrames
     if lazy:
         count = sum(1 for _ in _y4m_frames(path, start, frames, decode=False))

@@ -312,11 +312,28 @@ def test_hostile_headers_are_refused_fast(fields, message, command, stream_file,
     assert not out_path.exists()
 
 
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_an_output_that_would_replace_the_input_is_refused(command, stream_file, clip_y4m, tmp_path,
+                                                           tiny_weights, capsys):
+    source = clip_y4m if command == "encode" else stream_file
+    link = tmp_path / "link"
+    link.symlink_to(source)
+    before = source.read_bytes()
+    for out, message in ((source, "is the input"), (link, "is the input"),
+                         (tmp_path, "is a folder")):
+        code, _, err = _run([command, str(source), "-o", str(out), "--weights", str(tiny_weights)],
+                            capsys)
+        assert code == 1 and message in err and len(err.strip().splitlines()) == 1
+    assert source.read_bytes() == before
+
+
 @pytest.mark.parametrize("header, message", [
     (b"YUV4MPEG2 Wabc H16 F25:1\n", "malformed y4m header field 'Wabc'"),
     (b"YUV4MPEG2 W16 H16 F0:1\n", "frame rate 0 is not positive"),
     (b"YUV4MPEG2 W16 H16 F25:0\n", "malformed y4m header field 'F25:0'"),
     (b"YUV4MPEG2 W60000 H60000 F25:1\n", "exceeds nvc's limit"),
+    (b"YUV4MPEG2 W16 H16 F25:1 C420p10\n", "only 8-bit 4:2:0 y4m is supported, found C420p10"),
+    (b"YUV4MPEG2 W16 H16 F25:1 C444\n", "only 8-bit 4:2:0 y4m is supported, found C444"),
 ])
 def test_bad_y4m_headers_are_input_errors(header, message, tmp_path, tiny_weights, capsys):
     src = _bytes(tmp_path / "bad.y4m", header + b"FRAME\n" + bytes(16 * 16 * 3 // 2))

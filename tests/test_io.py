@@ -70,6 +70,18 @@ def test_rgb_to_yuv_keeps_the_formulas_values(shape, kind):
         assert all(np.array_equal(a, b) for a, b in zip((f.y, f.u, f.v), _rgb_to_yuv_as_written(rgb, m)))
 
 
+def test_full_range_y4m_is_read_in_the_limited_range(tmp_path):
+    y = np.array([[0, 255], [128, 64]], np.uint8)
+    u, v = np.array([[0]], np.uint8), np.array([[255]], np.uint8)
+    path = tmp_path / "full.y4m"
+    for header, want in ((b"C420jpeg XCOLORRANGE=FULL", ([[16, 235], [126, 71]], 16, 240)),
+                         (b"C420jpeg", (y, 0, 255))):
+        path.write_bytes(b"YUV4MPEG2 W2 H2 F25:1 " + header + b"\nFRAME\n" + y.tobytes()
+                         + u.tobytes() + v.tobytes())
+        f = read_video(path).frames[0]
+        assert np.array_equal(f.y, want[0]) and (f.u[0, 0], f.v[0, 0]) == want[1:]
+
+
 @pytest.mark.parametrize("suffix", [".y4m", ".yuv"])
 def test_lossless_round_trip(tmp_path, suffix):
     video = make_video(frames=3, hw=(30, 42))
