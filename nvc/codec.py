@@ -221,17 +221,27 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             pool.shutdown(wait=True)
 
 
-def _cheaper(lam: float, src: np.ndarray, p_frame: tuple[CodedFrame, Tensor],
+def _cheaper(lam: float | Tensor, src: np.ndarray, p_frame: tuple[CodedFrame, Tensor],
              i_frame: tuple[CodedFrame, Tensor]) -> tuple[CodedFrame, Tensor]:
-    """Of a frame coded as a P-frame and as an I-frame, the one of lower RD cost at `lam` (every
-    byte of its frame unit, the 8-bit reconstruction against the source); ties keep the P-frame."""
-    h, w = src.shape[:2]
+    """Of a frame coded as a P-frame and as an I-frame, the one of lower RD cost (frame_cost);
+    ties keep the P-frame."""
+    return i_frame if frame_cost(lam, src, i_frame) < frame_cost(lam, src, p_frame) else p_frame
 
-    def cost(coded: tuple[CodedFrame, Tensor]) -> float:
-        mse = np.mean((_to_numpy(coded[1], h, w) - src) ** 2)
-        rate = bpp(len(bitstream.pack_frame(coded[0])), w, h, 1)
-        return float(rd_cost(lam, torch.tensor(mse), torch.tensor(rate)))
-    return i_frame if cost(i_frame) < cost(p_frame) else p_frame
+
+def frame_cost(lam: float | Tensor, src: np.ndarray, coded: tuple[CodedFrame, Tensor]) -> float:
+    """lambda * 255^2 * MSE + bpp of a coded frame: every byte of its frame unit, its 8-bit
+    reconstruction against the source (h, w, 3). `lam`: the frame's lambda, or per latent cell
+    (1, 1, h', w') where a quality map codes it (SSF.lambda_at), each pixel's error then weighed
+    by its cell's lambda, as the map's positions weigh the rate against it."""
+    h, w = src.shape[:2]
+    err = (_to_numpy(coded[1], h, w) - src) ** 2
+    rate = bpp(len(bitstream.pack_frame(coded[0])), w, h, 1)
+    if isinstance(lam, Tensor):
+        cells = lam[0, 0].cpu().numpy()
+        cell = coded[1].shape[-1] // cells.shape[-1]  # pixels a side of a latent cell
+        err *= np.repeat(np.repeat(cells, cell, 0), cell, 1)[:h, :w, None]
+        lam = 1.0
+    return float(rd_cost(lam, torch.tensor(float(err.mean())), torch.tensor(rate)))
 
 
 def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,

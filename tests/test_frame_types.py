@@ -37,6 +37,23 @@ def test_a_tie_keeps_the_p_frame():
     assert _cheaper(0.01, src, p_frame, i_frame) is p_frame
 
 
+def test_a_quality_maps_lambdas_weigh_each_cells_error():
+    from nvc.codec import frame_cost
+
+    src = np.zeros((4, 8, 3), np.float32)
+    recon = torch.zeros(1, 3, 4, 8)
+    recon[..., :, :4] = 0.2  # all the error in the left cell (cells of 4 pixels a side)
+    coded = (CodedFrame(FrameType.P, [LatentStrings(bytes(30), b"")]), recon)
+    uniform, left_heavy = torch.full((1, 1, 1, 2), 0.01), torch.tensor([[[[0.05, 0.01]]]])
+    assert frame_cost(uniform, src, coded) == pytest.approx(frame_cost(0.01, src, coded))
+    rate = frame_cost(0.0, src, coded)
+    assert frame_cost(left_heavy, src, coded) - rate == pytest.approx(
+        5 * (frame_cost(uniform, src, coded) - rate), rel=1e-5)
+    # the same error under a map that favours the other cell costs what the scalar says
+    assert frame_cost(torch.tensor([[[[0.01, 0.05]]]]), src, coded) == pytest.approx(
+        frame_cost(0.01, src, coded), rel=1e-5)
+
+
 def test_fixed_frame_types_code_i_frames_at_the_intra_period_only(tiny_model, small_video,
                                                                  monkeypatch):
     model, entry = tiny_model

@@ -111,12 +111,12 @@ class SSF(nn.Module):
         return FrameOut(self._inter_decode(x_pred, m.y_hat, r.y_hat),
                         list(m.likelihoods) + list(r.likelihoods))
 
-    def lambda_at(self, q: int | Tensor) -> float:
-        """The lambda of a frame coded at `q`: a quality index's own, or that of the mean of a
-        quality map's ladder positions (nvc.rd.ladder_lambda)."""
+    def lambda_at(self, q: int | Tensor) -> float | Tensor:
+        """The lambda a frame coded at `q` is coded for: a quality index's own, or for a quality
+        map (1, 1, h, w) of ladder positions each latent cell's (nvc.rd.ladder_lambda)."""
         if isinstance(q, int):
             return self.cfg.lambdas[q]
-        return float(ladder_lambda(self.cfg.lambdas, q.float().mean()))
+        return ladder_lambda(self.cfg.lambdas, q)
 
     # -- coding (batch of one) ----------------------------------------------------------------
     # `profile` picks how the entropy parameters are computed (bitstream.NumericProfile); `q` is a
