@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nvc import bitstream
 from nvc.adapted import apply_unit, make_unit
 from nvc.adapters import LAYER_TABLE
-from nvc.bitstream import QualityMap, Synthesis
+from nvc.bitstream import FrameType, QualityMap, Synthesis
 from nvc.codec import CodedVideo, encode, pad_to, padded_hw, rgb_tensor, source_rgb
 from nvc.io import ColourMatrix, Video
 from nvc.metrics import bpp
@@ -127,7 +128,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     `synthesis`: the stream's synthesis precision (the fit runs in float32); `schedule`: the GOP's
     quality schedule (nvc.schedule; None: the default for `quality`), coded and fitted alike;
     `adaptive_intra`: every candidate may code frames between the GOP's I-frames as I-frames
-    (nvc.codec.code_frames; the fit predicts them all)."""
+    (nvc.codec.code_frames; the fit codes intra the frames the base's best file codes intra)."""
     t0 = time.perf_counter()
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     lam = model.cfg.lambdas[quality - 1]
@@ -171,7 +172,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     t_fit = time.perf_counter()
     fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,
                  on_step=_with_reference(on_step, base_cost), weights=w_tensor, task=term,
-                 position=None if choice.position == rung else choice.position, schedule=schedule)
+                 position=None if choice.position == rung else choice.position, schedule=schedule,
+                 intra=[f.kind == FrameType.I for f in bitstream.unpack(base.data).frames])
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)

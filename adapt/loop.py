@@ -19,7 +19,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -90,17 +90,20 @@ def make_spec(model: SSF, cfg: AdaptConfig) -> AdapterSpec:
 def clip_objective(model: SSF, frames: Tensor, q: int | Tensor, intra_period: int, lam: float,
                    full_pixels: int, adapter_bits: Tensor, clip_frames: int | None = None,
                    weights: Tensor | None = None, task: TaskTerm | None = None,
-                   schedule: GopSchedule = FLAT) -> tuple[Tensor, dict]:
+                   schedule: GopSchedule = FLAT, intra: Sequence[bool] | None = None
+                   ) -> tuple[Tensor, dict]:
     """frames: (t, 3, h, w) window of one GOP (or more) of the padded clip, starting at an I-frame;
     weights: (t, 1, h, w) per-pixel distortion weights of the same window (ROI), or None; task: a
     task model's term of the distortion (nvc.task.TaskTerm), or None; schedule: the stream's GOP
-    quality schedule (each frame's q as the coder will use it).
+    quality schedule (each frame's q as the coder will use it); intra: which of the window's frames
+    the coder codes as I-frames beyond each GOP's first (adaptive I-frames), or None: none.
     Returns the per-pixel RD objective; the adapter bits are spread over all `clip_frames`."""
     t, _, h, w = frames.shape
     mse, dist, latent_bits, ref = [], [], frames.new_zeros(()), None
     for i in range(t):
         x, q_i = frames[i: i + 1], schedule.frame_q(q, i % intra_period, intra_period, frames.device)
-        if ref is None or i % intra_period == 0:  # the first frame is an I-frame by construction
+        # the first frame is an I-frame by construction
+        if ref is None or i % intra_period == 0 or (intra is not None and intra[i]):
             out = model.forward_intra(x, q_i)
         else:
             out = model.forward_inter(x, ref, q_i)
@@ -167,12 +170,14 @@ def _crop(t: Tensor, g0: int, count: int, y0: int, x0: int, window: tuple[int, i
 def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
         on_step: Callable[[StepStats], None] | None = None,
         weights: Tensor | None = None, task: TaskTerm | None = None,
-        position: float | None = None, schedule: GopSchedule = FLAT) -> Fitted:
+        position: float | None = None, schedule: GopSchedule = FLAT,
+        intra: Sequence[bool] | None = None) -> Fitted:
     """frames: (T, 3, H, W) padded clip in [0, 1]; the objective's lambda is `quality`'s, its gains
     those of `position` on the ladder (0 = quality 1; None: the rung), each frame moved from there
     by the GOP `schedule` as the coder moves it; weights: (T, 1, H, W) per-pixel distortion weights
     (ROI; mean 1 a frame) or None for plain MSE; task: a task model's term of the distortion
-    (nvc.task.TaskTerm) or None.
+    (nvc.task.TaskTerm) or None; intra: (T,) whether the coder codes each frame as an I-frame
+    (the base's stream says; adaptive I-frames), None: only each GOP's first.
     The same clip and settings give the same adapters: the rate proxy's noise is drawn from the
     global generator, seeded here from cfg.seed (its state outside is restored); torch seeds it
     anew in every process, and two runs of one benchmark kept different files (measured: 3,527 and
@@ -181,12 +186,13 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(cfg.seed)
         return _fit(model, frames, quality, intra_period, cfg, on_step, weights, task, position,
-                    schedule)
+                    schedule, intra)
 
 
 def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
          on_step: Callable[[StepStats], None] | None, weights: Tensor | None,
-         task: TaskTerm | None, position: float | None, schedule: GopSchedule) -> Fitted:
+         task: TaskTerm | None, position: float | None, schedule: GopSchedule,
+         intra: Sequence[bool] | None) -> Fitted:
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     work.requires_grad_(False)
@@ -227,7 +233,8 @@ def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: Adapt
                                                step_size), noisy=False)
             cost, _ = clip_objective(work, probe_window, q, intra_period, lam, hp * wp, bits,
                                      clip_frames=t, weights=probe_weights, task=task,
-                                     schedule=schedule)
+                                     schedule=schedule, intra=None if intra is None else
+                                     intra[:intra_period])
         work.train()
         probes.append((step, float(cost)))
         return float(cost)
@@ -246,7 +253,8 @@ def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: Adapt
         adapter_bits = cfg.prior.bits(torch.cat([p.reshape(-1) for p in params]))
         objective, info = clip_objective(work, window, q, intra_period, lam, hp * wp, adapter_bits,
                                          clip_frames=t, weights=window_weights, task=task,
-                                         schedule=schedule)
+                                         schedule=schedule, intra=None if intra is None else
+                                         intra[g0: g0 + intra_period])
         if not torch.isfinite(objective):
             log.warning("adaptation stopped at step %d: non-finite objective", step)
             break

@@ -63,6 +63,33 @@ def test_objective_gradient_reaches_adapters(tiny_model):
     assert any(p.grad.abs().sum() > 0 for p in params)
 
 
+def test_objective_codes_intra_the_frames_the_coder_codes_intra(tiny_model, monkeypatch):
+    model, _ = tiny_model
+    kinds = []
+    for name, kind in (("forward_intra", "I"), ("forward_inter", "P")):
+        real = getattr(model, name)
+        monkeypatch.setattr(model, name, lambda *a, _real=real, _kind=kind, **kw: (
+            kinds.append(_kind), _real(*a, **kw))[1])
+    frames, bits = torch.rand(4, 3, 64, 64), torch.zeros(())
+    clip_objective(model, frames, 0, 4, 0.01, 64 * 64, bits)
+    clip_objective(model, frames, 0, 4, 0.01, 64 * 64, bits, intra=[True, False, True, False])
+    assert "".join(kinds) == "IPPP" + "IPIP"
+
+
+def test_the_fit_is_told_which_frames_the_base_codes_intra(tiny_model, small_video, monkeypatch):
+    import adapt.encode as enc
+    from adapt.loop import fit
+    from nvc.models.ssf import SSF
+
+    model, entry = tiny_model
+    seen = []
+    monkeypatch.setattr(enc, "fit", lambda *a, **kw: (seen.append(kw["intra"]), fit(*a, **kw))[1])
+    monkeypatch.setattr(SSF, "lambda_at", lambda self, q: 0.0)  # rate alone: every trial wins
+    encode_adaptive(small_video, model, entry, 1, 12, AdaptConfig(steps=1, window=64,
+                                                                  position_step=0))
+    assert seen == [[True] * len(small_video.frames)]
+
+
 def test_adaptive_stream_decodes_bit_exactly(tiny_model, tiny_weights):
     model, entry = tiny_model
     video = make_video(frames=3, hw=(64, 64))
