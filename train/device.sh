@@ -41,18 +41,25 @@ setup() {
     [ -d data/clips ] || { echo "data/ was not carried: python -m train.device_kit first" >&2; exit 2; }
 }
 
+step() {  # a measurement that may fail without stopping the session: training still starts
+    local name=$1 t0=$SECONDS rc=0
+    shift
+    "$@" || rc=$?
+    echo "[$name: rc $rc, $((SECONDS - t0)) s]"
+}
+
 measure() {
     local sizes=${SIZES:-1920x1080,416x240} frames=${FRAMES:-12} clip
     clip=$(ls data/val/*.y4m | head -n 1)
     if [ "$DEVICE" = cuda ]; then
-        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt" || true
     fi
-    "$PY" -m benchmarks.speed --devices "$DEVICE" --sizes "$sizes" --frames "$frames" \
+    step speed "$PY" -m benchmarks.speed --devices "$DEVICE" --sizes "$sizes" --frames "$frames" \
         --adapt-steps 0 --precisions fp32,bf16 --out "$OUT/speed-$DEVICE.json"
-    "$PY" -m benchmarks.speed --coder-only --sizes "$sizes" --range-threads "1,2,4,8,$(nproc)" \
-        --out "$OUT/coder.json"
-    "$PY" -m benchmarks.portability "$clip" --frames "$frames" --encode-device "$DEVICE" \
-        --precisions fp32 | tee "$OUT/portability.txt"
+    step coder "$PY" -m benchmarks.speed --coder-only --sizes "$sizes" \
+        --range-threads "1,2,4,8,$(nproc)" --out "$OUT/coder.json"
+    step portability "$PY" -m benchmarks.portability "$clip" --frames "$frames" \
+        --encode-device "$DEVICE" --precisions fp32,bf16
 }
 
 train() {
@@ -85,7 +92,7 @@ progress() {  # the log's last lines, Lightning's progress bar cut at its carria
 }
 
 case "${1:-}" in
-    start) setup; measure; train ;;
+    start) setup; measure 2>&1 | tee "$OUT/measure.txt"; train ;;
     watch) sleep "${WATCH_SECONDS:-540}"; progress 12; nvidia-smi || true ;;
     finish) finish ;;
     *) echo "usage: bash train/device.sh start|watch|finish (see its header)" >&2; exit 2 ;;
