@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION
+from nvc.codec import LOOK_AHEAD
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
 from nvc.schedule import GAP, SLOPE
@@ -51,15 +52,17 @@ def provenance(cond: Conditions, codecs: list[str]) -> dict:
 
 def _nvc_key(codec: str, cond: Conditions) -> str:
     """nvc points depend on the shipped weights, the stream format, its default numeric profile and
-    GOP schedule (and the adaptation budget): a new base, format, profile or schedule must not reuse
-    a cached point of the old one."""
+    GOP schedule, the frame-type rule (and the adaptation budget): a new base, format, profile,
+    schedule or rule must not reuse a cached point of the old one."""
     if not codec.startswith("nvc"):
         return ""
     budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
     schedule = codec_schedule(codec, cond)
     gop = f"g{GAP:g}s{SLOPE:g}" if schedule is None else \
         f"g{schedule.lift}-{schedule.drop}-{schedule.slope}"
-    return f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{gop}{budget}"
+    types = "" if codec == "nvc-fixed" else f"la{LOOK_AHEAD}"
+    return (f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{gop}{types}"
+            f"{budget}")
 
 
 def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,

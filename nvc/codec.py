@@ -60,6 +60,13 @@ CONVERT_AHEAD = 1 if (os.cpu_count() or 1) > 1 else 0
 # beside it (each computes what it would alone, so the bytes do not depend on it); 0 runs them in
 # turn on one (the default on a one-core machine). NVC_PARALLEL_TRIAL overrides it.
 PARALLEL_TRIAL = env_int("NVC_PARALLEL_TRIAL", 1 if (os.cpu_count() or 1) > 1 else 0)
+# Adaptive I-frames look one frame ahead: a frame whose I-frame costs less than (1 +
+# LOOK_AHEAD_GATE) times its P-frame is decided by what it and the next frame cost together
+# (code_frames). NVC_LOOK_AHEAD=0 decides each frame by its own cost alone.
+LOOK_AHEAD = env_int("NVC_LOOK_AHEAD", 1)
+# A bound on time, not on the choice: the frames a look-ahead moved to intra had I-frames 1.05 to
+# 1.24 times their P-frames' cost (evaluation clips; 0.5 and 1.0 wrote the same files).
+LOOK_AHEAD_GATE = 0.5
 
 
 @contextmanager
@@ -178,6 +185,27 @@ def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
     return torch.from_numpy(map_positions(qmap))[None, None].to(device)
 
 
+@dataclass
+class Candidates:
+    """A frame between a GOP's I-frames coded as a P-frame and as an I-frame, with the RD cost of
+    each at the frame's lambda (frame_cost)."""
+    lam: float | Tensor
+    src: np.ndarray  # (h, w, 3) the frame's source
+    p_frame: tuple[CodedFrame, Tensor]
+    i_frame: tuple[CodedFrame, Tensor]
+    p_cost: float = field(init=False)
+    i_cost: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.p_cost = frame_cost(self.lam, self.src, self.p_frame)
+        self.i_cost = frame_cost(self.lam, self.src, self.i_frame)
+
+    def kept(self, intra: bool | None = None) -> tuple[CodedFrame, Tensor]:
+        """The I-frame or the P-frame; by default the cheaper (ties keep the P-frame)."""
+        return self.i_frame if (self.i_cost < self.p_cost if intra is None else intra) \
+            else self.p_frame
+
+
 @torch.no_grad()
 def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
@@ -186,46 +214,76 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 schedule: GopSchedule = FLAT, adaptive_intra: bool = True
                 ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
-    only the reference frame is kept, so memory does not grow with the clip. `qmap`: a quality
+    only the reference frames are kept, so memory does not grow with the clip. `qmap`: a quality
     per latent position (nvc.roi.quality_map) instead of one for the frame; `synthesis`: the
     precision the decoder's synthesis will run in (the references are built the same way);
     `schedule`: where each frame of a GOP sits on the ladder (nvc.schedule); `adaptive_intra`: a
-    frame between the GOP's I-frames is coded as an I-frame where that costs less at its position's
-    lambda than the P-frame (format 8; the stream's intra period still starts each GOP with one)."""
+    frame between the GOP's I-frames may be coded as an I-frame (format 8; the stream's intra
+    period still starts each GOP with one): where that costs less at its position's lambda than
+    the P-frame, or, with LOOK_AHEAD and an I-frame within LOOK_AHEAD_GATE of the P-frame's cost,
+    where the frame and the next one, coded as a P-frame from either, cost less together (an
+    I-frame is also the better reference)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
+    count = len(video.frames)
     ref: Tensor | None = None
-    pool = ThreadPoolExecutor(1, thread_name_prefix="nvc-intra-trial") \
+    held: Candidates | None = None  # a frame whose type waits for the next frame
+    pool = ThreadPoolExecutor(2, thread_name_prefix="nvc-intra-trial") \
         if adaptive_intra and PARALLEL_TRIAL else None
     intra = torch.no_grad()(model.compress_intra)  # grad mode is per thread
+    inter = torch.no_grad()(model.compress_inter)
+
+    def beside(fn: Callable, *args) -> Callable[[], tuple[CodedFrame, Tensor]]:
+        """fn(*args) on the pool (or, without one, when its result is asked for)."""
+        return partial(fn, *args) if pool is None else pool.submit(fn, *args).result
+
+    def out(coded: tuple[CodedFrame, Tensor]) -> tuple[CodedFrame, np.ndarray]:
+        return coded[0], _to_numpy(coded[1], h, w)
+
     try:
         for i, frame in enumerate(progress(video.frames)):
             src = source_rgb(frame, matrix)
             x = pad_to(rgb_tensor(src, device), model.cfg.multiple)
             q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
             with coding(model, synthesis):
-                if i % intra_period == 0:
-                    cf, ref = intra(x, q_i, profile)
+                if i % intra_period == 0 or not adaptive_intra:
+                    if held is not None:  # a GOP's last frame: no P-frame follows it
+                        yield out(held.kept())
+                        held = None
+                    if i % intra_period == 0:
+                        coded = intra(x, q_i, profile)
+                    else:
+                        assert ref is not None  # frame 0 is always an I-frame
+                        coded = inter(x, ref, q_i, profile)
+                    ref = coded[1]
+                    yield out(coded)
+                    continue
+                lam = model.lambda_at(q_i)
+                trial = beside(intra, x, q_i, profile)
+                if held is None:
+                    assert ref is not None
+                    p_frame = inter(x, ref, q_i, profile)
+                else:  # the held frame is decided here: this frame coded from each candidate
+                    after_i = beside(inter, x, held.i_frame[1], q_i, profile)
+                    after_p = inter(x, held.p_frame[1], q_i, profile)
+                    from_i = after_i()
+                    keep_i = (held.i_cost + frame_cost(lam, src, from_i)
+                              < held.p_cost + frame_cost(lam, src, after_p))
+                    yield out(held.kept(keep_i))
+                    p_frame = from_i if keep_i else after_p
+                now = Candidates(lam, src, p_frame, trial())
+                next_is_p = i + 1 < count and (i + 1) % intra_period != 0
+                if LOOK_AHEAD and next_is_p and now.i_cost < (1 + LOOK_AHEAD_GATE) * now.p_cost:
+                    held = now
                 else:
-                    assert ref is not None  # frame 0 is always an I-frame
-                    trial = None
-                    if adaptive_intra:  # the frame coded intra too, beside the P-frame on the pool
-                        trial = (partial(intra, x, q_i, profile) if pool is None
-                                 else pool.submit(intra, x, q_i, profile).result)
-                    cf, ref = model.compress_inter(x, ref, q_i, profile)
-                    if trial is not None:
-                        cf, ref = _cheaper(model.lambda_at(q_i), src, (cf, ref), trial())
-            yield cf, _to_numpy(ref, h, w)
+                    held = None
+                    ref = now.kept()[1]
+                    yield out(now.kept())
+        if held is not None:  # the clip's last frame
+            yield out(held.kept())
     finally:  # a consumer that stops early leaves no trial running
         if pool is not None:
             pool.shutdown(wait=True)
-
-
-def _cheaper(lam: float | Tensor, src: np.ndarray, p_frame: tuple[CodedFrame, Tensor],
-             i_frame: tuple[CodedFrame, Tensor]) -> tuple[CodedFrame, Tensor]:
-    """Of a frame coded as a P-frame and as an I-frame, the one of lower RD cost (frame_cost);
-    ties keep the P-frame."""
-    return i_frame if frame_cost(lam, src, i_frame) < frame_cost(lam, src, p_frame) else p_frame
 
 
 def frame_cost(lam: float | Tensor, src: np.ndarray, coded: tuple[CodedFrame, Tensor]) -> float:

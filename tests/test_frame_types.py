@@ -7,7 +7,7 @@ import torch
 
 from nvc import bitstream
 from nvc.bitstream import CodedFrame, FrameType, LatentStrings
-from nvc.codec import _cheaper, decode_stream, encode
+from nvc.codec import Candidates, decode_stream, encode
 from nvc.errors import BitstreamError
 from nvc.models.ssf import SSF
 from nvc.zoo import load_model
@@ -28,13 +28,13 @@ def test_the_cheaper_candidate_is_kept(lam, expected):
     src = np.full((4, 4, 3), 0.5, np.float32)
     p_frame = _candidate(FrameType.P, 200, 0.5)  # exact, large
     i_frame = _candidate(FrameType.I, 10, 0.6)  # small, wrong by 0.1
-    assert _cheaper(lam, src, p_frame, i_frame)[0].kind == expected
+    assert Candidates(lam, src, p_frame, i_frame).kept()[0].kind == expected
 
 
 def test_a_tie_keeps_the_p_frame():
     src = np.zeros((4, 4, 3), np.float32)
     p_frame, i_frame = _candidate(FrameType.P, 50, 0.0), _candidate(FrameType.I, 50, 0.0)
-    assert _cheaper(0.01, src, p_frame, i_frame) is p_frame
+    assert Candidates(0.01, src, p_frame, i_frame).kept() is p_frame
 
 
 def test_a_quality_maps_lambdas_weigh_each_cells_error():
@@ -115,3 +115,59 @@ def test_the_trial_on_a_second_thread_writes_the_same_bytes(tiny_model, small_vi
 
     beside, in_turn = streams(1), streams(0)
     assert beside == in_turn and _kinds(beside[0]) == "IPPP" and _kinds(beside[1]) == "IIII"
+
+
+@pytest.fixture
+def a_better_reference(tiny_model, monkeypatch):
+    """Costs that make an I-frame 10% dearer than its P-frame alone, and any P-frame predicted
+    from an I-frame half the price: only a look-ahead sees that the I-frame pays."""
+    import nvc.codec
+
+    model, _ = tiny_model
+    intra_recons: list[torch.Tensor] = []  # kept alive, so that identity means something
+    from_intra: list[torch.Tensor] = []
+    compress_intra, compress_inter = model.compress_intra, model.compress_inter
+
+    def intra(x, q, profile):
+        cf, recon = compress_intra(x, q, profile)
+        intra_recons.append(recon)
+        return cf, recon
+
+    def inter(x, ref, q, profile):
+        cf, recon = compress_inter(x, ref, q, profile)
+        if any(ref is r for r in intra_recons):
+            from_intra.append(recon)
+        return cf, recon
+
+    def cost(lam, src, coded):
+        if coded[0].kind == FrameType.I:
+            return 1.1
+        return 0.5 if any(coded[1] is r for r in from_intra) else 1.0
+
+    monkeypatch.setattr(model, "compress_intra", intra)
+    monkeypatch.setattr(model, "compress_inter", inter)
+    monkeypatch.setattr(nvc.codec, "frame_cost", cost)
+
+
+@pytest.mark.parametrize("look_ahead, parallel, kinds", [
+    (0, 1, "IPPPPP"),  # each frame alone: the P-frame is cheaper
+    # frame 1, predicted from the GOP's I-frame (0.5 against 1.1), is not close enough to hold;
+    # frame 2 is held and kept intra once frame 3 shows its P-frame at half price; frame 3 is
+    # like frame 1, frame 4 like frame 2, decided by the clip's last frame
+    (1, 1, "IPIPIP"),
+    (1, 0, "IPIPIP"),
+])
+def test_looking_ahead_keeps_an_i_frame_that_pays_in_the_next_frame(
+        look_ahead, parallel, kinds, a_better_reference, tiny_model, tiny_weights, monkeypatch):
+    import nvc.codec
+
+    from .conftest import make_video
+
+    model, entry = tiny_model
+    monkeypatch.setattr(nvc.codec, "LOOK_AHEAD", look_ahead)
+    monkeypatch.setattr(nvc.codec, "PARALLEL_TRIAL", parallel)
+    coded = encode(make_video(frames=6), model, entry, 2, intra_period=12)
+    assert _kinds(coded.data) == kinds
+    fresh, fresh_entry = load_model(path=tiny_weights)
+    out = decode_stream(bitstream.unpack(coded.data), fresh, fresh_entry)
+    assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, out.frames))
