@@ -437,7 +437,8 @@ def write_raw_yuv(path: Path, video: Video) -> None:
 
 
 def write_mp4(path: Path, video: Video, crf: int = 12) -> None:
-    """H.264 (libx264 in PyAV's FFmpeg), high quality, for viewing; not a lossless archive."""
+    """H.264 (libx264 in PyAV's FFmpeg), high quality, for viewing; not a lossless archive. 4:2:0
+    H.264 needs even sizes: an odd width or height gets its last column or row repeated."""
     import av
 
     w, h = video.width, video.height
