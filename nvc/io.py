@@ -5,6 +5,7 @@ Frames travel as `YUVFrame` (8-bit 4:2:0 planes); the model sees RGB in [0, 1].
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import numpy as np
 
 from .errors import InputError
 
+log = logging.getLogger(__name__)
 RAW_SUFFIXES = {".yuv"}
 Y4M_SUFFIX = ".y4m"
 
@@ -290,7 +292,10 @@ def _y4m_frames(path: Path, start: int, frames: int | None, decode: bool = True
 
 def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
     with open(path, "rb") as f:
-        w, h, fps, _ = _y4m_header(f.readline(), path)
+        line = f.readline()
+    w, h, fps, _ = _y4m_header(line, path)
+    if any(field in (b"It", b"Ib", b"Im") for field in line.split()):
+        log.warning("%s: interlaced; each frame is coded as one progressive picture", path)
     out: list | LazyFrames
     if lazy:
         count = sum(1 for _ in _y4m_frames(path, start, frames, decode=False))

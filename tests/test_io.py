@@ -82,6 +82,16 @@ def test_full_range_y4m_is_read_in_the_limited_range(tmp_path):
         assert np.array_equal(f.y, want[0]) and (f.u[0, 0], f.v[0, 0]) == want[1:]
 
 
+def test_an_interlaced_y4m_is_read_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "i.y4m"
+    frame = b"FRAME\n" + bytes(2 * 2 + 2)
+    for tag, warned in ((b" It", True), (b" Ip", False)):
+        path.write_bytes(b"YUV4MPEG2 W2 H2 F25:1" + tag + b"\n" + frame)
+        caplog.clear()
+        assert len(read_video(path).frames) == 1
+        assert ("interlaced" in caplog.text) == warned
+
+
 @pytest.mark.parametrize("suffix", [".y4m", ".yuv"])
 def test_lossless_round_trip(tmp_path, suffix):
     video = make_video(frames=3, hw=(30, 42))
