@@ -16,7 +16,7 @@
 #
 # Back here, validate what came back as every shipped base is validated (fp32, four clips):
 #   python -m train validate --config train/configs/stage3_joint.yaml \
-#       --model.init_from '[/work/.device/.../gpu-best.safetensors]'
+#       --model.init_from '[FILES_AT/gpu-best.safetensors]'   (FILES_AT: where the tool put $OUT's files)
 # and ship it only if it beats the current base (README, "Training").
 #
 # Settings (environment): TRAIN_MINUTES (18), TRAIN_ARGS (appended to `python -m train fit`),
@@ -28,14 +28,15 @@ OUT=${OUT:-out/device}
 TRAIN_MINUTES=${TRAIN_MINUTES:-18}
 DEVICE=${DEVICE:-cuda}
 RUN=runs/gpu  # gpu.yaml's checkpoint folders
-export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+SITE=.site  # the carried wheels, installed (git-ignored)
+export PYTHONPATH="$PWD/$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PY:-python3}
 
 setup() {
     mkdir -p "$OUT" "$RUN"
     if [ -z "${NO_WHEELS:-}" ] && ls .whl/*.whl >/dev/null 2>&1; then
         "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-            --target /tmp/site .whl/*.whl
+            --target "$SITE" .whl/*.whl
     fi
     "$PY" setup.py -q build_ext --inplace
     [ -d data/clips ] || { echo "data/ was not carried: python -m train.device_kit first" >&2; exit 2; }
