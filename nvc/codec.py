@@ -245,10 +245,11 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             src = source_rgb(frame, matrix)
             x = pad_to(rgb_tensor(src, device), model.cfg.multiple)
             q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
+            ready: list[tuple[CodedFrame, Tensor]] = []  # frames decided, yielded outside `coding`
             with coding(model, synthesis):
                 if i % intra_period == 0 or not adaptive_intra:
                     if held is not None:  # a GOP's last frame: no P-frame follows it
-                        yield out(held.kept())
+                        ready.append(held.kept())
                         held = None
                     if i % intra_period == 0:
                         coded = intra(x, q_i, profile)
@@ -256,29 +257,30 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                         assert ref is not None  # frame 0 is always an I-frame
                         coded = inter(x, ref, q_i, profile)
                     ref = coded[1]
-                    yield out(coded)
-                    continue
-                lam = model.lambda_at(q_i)
-                trial = beside(intra, x, q_i, profile)
-                if held is None:
-                    assert ref is not None
-                    p_frame = inter(x, ref, q_i, profile)
-                else:  # the held frame is decided here: this frame coded from each candidate
-                    after_i = beside(inter, x, held.i_frame[1], q_i, profile)
-                    after_p = inter(x, held.p_frame[1], q_i, profile)
-                    from_i = after_i()
-                    keep_i = (held.i_cost + frame_cost(lam, src, from_i)
-                              < held.p_cost + frame_cost(lam, src, after_p))
-                    yield out(held.kept(keep_i))
-                    p_frame = from_i if keep_i else after_p
-                now = Candidates(lam, src, p_frame, trial())
-                next_is_p = i + 1 < count and (i + 1) % intra_period != 0
-                if LOOK_AHEAD and next_is_p and now.i_cost < (1 + LOOK_AHEAD_GATE) * now.p_cost:
-                    held = now
+                    ready.append(coded)
                 else:
-                    held = None
-                    ref = now.kept()[1]
-                    yield out(now.kept())
+                    lam = model.lambda_at(q_i)
+                    trial = beside(intra, x, q_i, profile)
+                    if held is None:
+                        assert ref is not None
+                        p_frame = inter(x, ref, q_i, profile)
+                    else:  # the held frame is decided here: this frame coded from each candidate
+                        after_i = beside(inter, x, held.i_frame[1], q_i, profile)
+                        after_p = inter(x, held.p_frame[1], q_i, profile)
+                        from_i = after_i()
+                        keep_i = (held.i_cost + frame_cost(lam, src, from_i)
+                                  < held.p_cost + frame_cost(lam, src, after_p))
+                        ready.append(held.kept(keep_i))
+                        p_frame = from_i if keep_i else after_p
+                    now = Candidates(lam, src, p_frame, trial())
+                    next_is_p = i + 1 < count and (i + 1) % intra_period != 0
+                    if LOOK_AHEAD and next_is_p and now.i_cost < (1 + LOOK_AHEAD_GATE) * now.p_cost:
+                        held = now
+                    else:
+                        held = None
+                        ready.append(now.kept())
+                        ref = ready[-1][1]
+            yield from (out(coded) for coded in ready)
         if held is not None:  # the clip's last frame
             yield out(held.kept())
     finally:  # a consumer that stops early leaves no trial running
