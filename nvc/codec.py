@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -193,11 +193,13 @@ class Candidates:
     src: np.ndarray  # (h, w, 3) the frame's source
     p_frame: tuple[CodedFrame, Tensor]
     i_frame: tuple[CodedFrame, Tensor]
+    known_p_cost: InitVar[float | None] = None  # the P-frame's cost, where the caller has it
     p_cost: float = field(init=False)
     i_cost: float = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.p_cost = frame_cost(self.lam, self.src, self.p_frame)
+    def __post_init__(self, known_p_cost: float | None) -> None:
+        self.p_cost = frame_cost(self.lam, self.src, self.p_frame) if known_p_cost is None \
+            else known_p_cost
         self.i_cost = frame_cost(self.lam, self.src, self.i_frame)
 
     def kept(self, intra: bool | None = None) -> tuple[CodedFrame, Tensor]:
@@ -261,6 +263,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 else:
                     lam = model.lambda_at(q_i)
                     trial = beside(intra, x, q_i, profile)
+                    p_cost = None
                     if held is None:
                         assert ref is not None
                         p_frame = inter(x, ref, q_i, profile)
@@ -268,11 +271,11 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                         after_i = beside(inter, x, held.i_frame[1], q_i, profile)
                         after_p = inter(x, held.p_frame[1], q_i, profile)
                         from_i = after_i()
-                        keep_i = (held.i_cost + frame_cost(lam, src, from_i)
-                                  < held.p_cost + frame_cost(lam, src, after_p))
+                        cost_i, cost_p = frame_cost(lam, src, from_i), frame_cost(lam, src, after_p)
+                        keep_i = held.i_cost + cost_i < held.p_cost + cost_p
                         ready.append(held.kept(keep_i))
-                        p_frame = from_i if keep_i else after_p
-                    now = Candidates(lam, src, p_frame, trial())
+                        p_frame, p_cost = (from_i, cost_i) if keep_i else (after_p, cost_p)
+                    now = Candidates(lam, src, p_frame, trial(), p_cost)
                     next_is_p = i + 1 < count and (i + 1) % intra_period != 0
                     if LOOK_AHEAD and next_is_p and now.i_cost < (1 + LOOK_AHEAD_GATE) * now.p_cost:
                         held = now
