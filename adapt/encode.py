@@ -118,7 +118,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     task: TaskModel | None = None, qmap: QualityMap | None = None,
                     synthesis: Synthesis = Synthesis.FLOAT32,
                     schedule: GopSchedule | None = None,
-                    adaptive_intra: bool = True) -> AdaptiveResult:
+                    adaptive_intra: bool = True, refine: int = 0) -> AdaptiveResult:
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit and by the keep-or-drop decision
@@ -128,7 +128,9 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     `synthesis`: the stream's synthesis precision (the fit runs in float32); `schedule`: the GOP's
     quality schedule (nvc.schedule; None: the default for `quality`), coded and fitted alike;
     `adaptive_intra`: every candidate may code frames between the GOP's I-frames as I-frames
-    (nvc.codec.code_frames; the fit codes intra the frames the base's best file codes intra)."""
+    (nvc.codec.code_frames; the fit codes intra the frames the base's best file codes intra);
+    `refine`: gradient steps on every candidate's latents before they are coded (nvc.refine; the
+    fit itself fits to the analysis transforms' latents)."""
     t0 = time.perf_counter()
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     lam = model.cfg.lambdas[quality - 1]
@@ -137,7 +139,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
         """The clip as this encoder writes it, every candidate with the same settings."""
         return encode(video, coder, entry, quality, intra_period, matrix, adapters=adapters,
                       qmap=qmap, synthesis=synthesis, schedule=schedule,
-                      adaptive_intra=adaptive_intra)
+                      adaptive_intra=adaptive_intra, refine=refine)
 
     if base is None:
         base = code(model, qmap)

@@ -21,6 +21,7 @@ from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION
 from nvc.codec import LOOK_AHEAD
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
+from nvc.refine import Refinement
 from nvc.schedule import GAP, SLOPE
 
 from .anchors import ffmpeg_version
@@ -61,8 +62,9 @@ def _nvc_key(codec: str, cond: Conditions) -> str:
     gop = f"g{GAP:g}s{SLOPE:g}" if schedule is None else \
         f"g{schedule.lift}-{schedule.drop}-{schedule.slope}"
     types = "" if codec == "nvc-fixed" else f"la{LOOK_AHEAD}"
+    refine = f"r{cond.refine}" if cond.refine else ""
     return (f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{gop}{types}"
-            f"{budget}")
+            f"{refine}{budget}")
 
 
 def run_point(seq: Sequence, source, codec: str, point: str, cond: Conditions,
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", default=None, help="a weights file for nvc instead of the shipped base")
     p.add_argument("--gop-schedule", default=None, metavar="LIFT,DROP,SLOPE",
                    help="nvc's GOP quality schedule (default: nvc's; nvc-flat is always flat)")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="nvc's encoder-side latent refinement (nvc encode --refine; default 0)")
     p.add_argument("--out", required=True, help="output folder (cache, results.json, .md, .png)")
     args = p.parse_args(argv)
     try:
@@ -131,8 +135,9 @@ def _run(args) -> int:
                       qualities=tuple(int(q) for q in args.qualities.split(",")),
                       device=args.device, adapt_steps=args.adapt_steps,
                       adapt_window=args.adapt_window, weights=args.weights,
-                      gop_schedule=args.gop_schedule)
+                      gop_schedule=args.gop_schedule, refine=args.refine)
     codec_schedule("nvc", cond)  # a bad --gop-schedule is refused before any work
+    Refinement(cond.refine)  # and a bad --refine
     if args.crfs:
         cond.crfs = tuple(int(c) for c in args.crfs.split(","))
     root, out = Path(args.root), Path(args.out)

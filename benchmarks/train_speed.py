@@ -20,6 +20,11 @@ import time
 import torch
 
 
+def _figures(value: float) -> float:
+    """Four significant figures (a slow CPU's Mpixels/s would round to 0 at three decimals)."""
+    return float(f"{value:.4g}")
+
+
 def measure(device: torch.device, batch: int, crop: int, frames: int, steps: int, warmup: int,
             bf16: bool, channels_last: bool, arch: str = "ssf-small") -> dict:
     from train.module import VideoCodecModule
@@ -54,8 +59,8 @@ def measure(device: torch.device, batch: int, crop: int, frames: int, steps: int
         torch.cuda.synchronize()
     seconds = (time.perf_counter() - t0) / steps
     return {"device": str(device), "batch": batch, "crop": crop, "frames": frames, "bf16": bf16,
-            "channels_last": channels_last, "steps_per_s": round(1 / seconds, 3),
-            "mpixels_per_s": round(batch * frames * crop * crop / seconds / 1e6, 3),
+            "channels_last": channels_last, "steps_per_s": _figures(1 / seconds),
+            "mpixels_per_s": _figures(batch * frames * crop * crop / seconds / 1e6),
             "peak_gib": round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 2)
             if device.type == "cuda" else None}
 

@@ -40,6 +40,7 @@ from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rg
 from .metrics import bpp
 from .models.ssf import SSF, FrameType, model_device
 from .rd import rd_cost
+from .refine import Refinement, Target, refined_inter, refined_intra
 from .schedule import FLAT, GopSchedule, resolve
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
@@ -213,7 +214,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
                 profile: NumericProfile = DEFAULT_PROFILE,
                 qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32,
-                schedule: GopSchedule = FLAT, adaptive_intra: bool = True
+                schedule: GopSchedule = FLAT, adaptive_intra: bool = True, refine: int = 0
                 ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frames are kept, so memory does not grow with the clip. `qmap`: a quality
@@ -224,7 +225,8 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     period still starts each GOP with one): where that costs less at its position's lambda than
     the P-frame, or, with LOOK_AHEAD and an I-frame within LOOK_AHEAD_GATE of the P-frame's cost,
     where the frame and the next one, coded as a P-frame from either, cost less together (an
-    I-frame is also the better reference)."""
+    I-frame is also the better reference); `refine`: gradient steps on each coding's latents
+    before it is coded (nvc.refine; 0: none)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     count = len(video.frames)
@@ -232,8 +234,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     held: Candidates | None = None  # a frame whose type waits for the next frame
     pool = ThreadPoolExecutor(2, thread_name_prefix="nvc-intra-trial") \
         if adaptive_intra and PARALLEL_TRIAL else None
-    intra = torch.no_grad()(model.compress_intra)  # grad mode is per thread
-    inter = torch.no_grad()(model.compress_inter)
+    how = Refinement(refine)
 
     def beside(fn: Callable, *args) -> Callable[[], tuple[CodedFrame, Tensor]]:
         """fn(*args) on the pool (or, without one, when its result is asked for)."""
@@ -247,6 +248,8 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             src = source_rgb(frame, matrix)
             x = pad_to(rgb_tensor(src, device), model.cfg.multiple)
             q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
+            lam = model.lambda_at(q_i)
+            intra, inter = frame_coders(model, how, lam, src)
             ready: list[tuple[CodedFrame, Tensor]] = []  # frames decided, yielded outside `coding`
             with coding(model, synthesis):
                 if i % intra_period == 0 or not adaptive_intra:
@@ -261,7 +264,6 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                     ref = coded[1]
                     ready.append(coded)
                 else:
-                    lam = model.lambda_at(q_i)
                     trial = beside(intra, x, q_i, profile)
                     p_cost = None
                     if held is None:
@@ -291,6 +293,18 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             pool.shutdown(wait=True)
 
 
+def frame_coders(model: SSF, how: Refinement, lam: float | Tensor, src: np.ndarray
+                 ) -> tuple[Callable[..., tuple[CodedFrame, Tensor]], ...]:
+    """compress_intra and compress_inter for the frame `src`, refined where `how` asks (nvc.refine,
+    priced by frame_cost at `lam`); each runs without gradients unless refining (grad mode is per
+    thread, and the intra trial runs on another)."""
+    if not how.steps:
+        return torch.no_grad()(model.compress_intra), torch.no_grad()(model.compress_inter)
+    at = Target(lam, (src.shape[0], src.shape[1]), partial(frame_cost, lam, src))
+    return (torch.no_grad()(partial(refined_intra, model, how, at)),
+            torch.no_grad()(partial(refined_inter, model, how, at)))
+
+
 def frame_cost(lam: float | Tensor, src: np.ndarray, coded: tuple[CodedFrame, Tensor]) -> float:
     """lambda * 255^2 * MSE + bpp of a coded frame: every byte of its frame unit, its 8-bit
     reconstruction against the source (h, w, 3). `lam`: the frame's lambda, or per latent cell
@@ -313,12 +327,13 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
            profile: NumericProfile = DEFAULT_PROFILE,
            qmap: QualityMap | None = None,
            synthesis: Synthesis = Synthesis.FLOAT32,
-           schedule: GopSchedule | None = None, adaptive_intra: bool = True) -> CodedVideo:
+           schedule: GopSchedule | None = None, adaptive_intra: bool = True,
+           refine: int = 0) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
     the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
     `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
     the encoder's kind of machine. `schedule`: the GOP's quality schedule (None: the default for
-    `quality`, nvc.schedule); `adaptive_intra`: see code_frames."""
+    `quality`, nvc.schedule); `adaptive_intra`, `refine`: see code_frames."""
     _check_settings(video, model, quality, intra_period)
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     t0 = time.perf_counter()
@@ -327,7 +342,7 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
                                  quality_map=None if qmap is None else qmap.write())]
     recon, frame_bytes = [], []
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap, synthesis, schedule, adaptive_intra):
+                               qmap, synthesis, schedule, adaptive_intra, refine):
         parts.append(bitstream.pack_frame(cf))
         frame_bytes.append(len(parts[-1]))
         recon.append(rgb)
@@ -340,7 +355,7 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               profile: NumericProfile = DEFAULT_PROFILE,
               on_reconstruction: Callable[[np.ndarray], None] | None = None,
               synthesis: Synthesis = Synthesis.FLOAT32,
-              schedule: GopSchedule | None = None, adaptive_intra: bool = True
+              schedule: GopSchedule | None = None, adaptive_intra: bool = True, refine: int = 0
               ) -> tuple[int, float]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
@@ -353,7 +368,7 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
                         schedule),
         quality_map=None if qmap is None else qmap.write()))
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap, synthesis, schedule, adaptive_intra):
+                               qmap, synthesis, schedule, adaptive_intra, refine):
         written += sink.write(bitstream.pack_frame(cf))
         if on_reconstruction is not None:
             on_reconstruction(rgb)

@@ -137,16 +137,17 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
              matrix: ColourMatrix = ColourMatrix.BT709, progress=None,
              profile: NumericProfile = DEFAULT_PROFILE,
              synthesis: Synthesis = Synthesis.FLOAT32,
-             schedule: GopSchedule | None = None, adaptive_intra: bool = True) -> EvalResult:
+             schedule: GopSchedule | None = None, adaptive_intra: bool = True,
+             refine: int = 0) -> EvalResult:
     """Encode, decode from the bytes and score, frame by frame: only the bytes, a digest of every
     reconstruction and the metrics are kept, so a clip of any length (a lazily read one) needs the
     memory of a few frames. The decoded frames must equal the encoder's reconstructions.
-    `adaptive_intra`: see nvc.codec.code_frames."""
+    `adaptive_intra`, `refine`: see nvc.codec.code_frames."""
     kw = {"progress": progress} if progress else {}
     sink, digests = BytesIO(), []
     _, encode_seconds = encode_to(
         sink, video, model, entry, quality, intra_period, matrix, profile=profile,
-        synthesis=synthesis, schedule=schedule, adaptive_intra=adaptive_intra,
+        synthesis=synthesis, schedule=schedule, adaptive_intra=adaptive_intra, refine=refine,
         on_reconstruction=lambda rgb: digests.append(hashlib.sha256(rgb.tobytes()).digest()), **kw)
     data = sink.getvalue()
     t0 = time.perf_counter()

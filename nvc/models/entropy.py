@@ -124,9 +124,26 @@ class LatentCodec(nn.Module):
         y_q = y_q + (torch.round(y_q) - y_q).detach() + means
         return LatentOut(y_q * ig, (y_lik, z_lik))
 
+    def relaxed(self, y_s: Tensor, q: Tensor | int, noise: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """A differentiable stand-in for `compress_scaled`, to optimise a scaled latent against
+        (nvc.refine): the y_hat the decoder would rebuild from it (rounded around the mean,
+        straight-through) and the likelihoods of y, its rate smoothed by `noise` (uniform in
+        [-0.5, 0.5), as in training), and of z, rounded as coded."""
+        with torch.autocast(y_s.device.type, enabled=False):
+            _, ig = self._gains(q, y_s)
+            z_hat, z_lik = self._round_z(self.h_a(y_s))
+            means, scales = self._params(z_hat)
+            gc = self.gaussian_conditional
+            y_lik = gc._likelihood(y_s + noise, scales, means)
+            y_lik = gc.likelihood_lower_bound(y_lik) if gc.use_likelihood_bound else y_lik
+            y_q = y_s - means
+            return (y_q + (torch.round(y_q) - y_q).detach() + means) * ig, [y_lik, z_lik]
+
     def _code_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        if not self.round_z:
-            return self.entropy_bottleneck(z)
+        return self._round_z(z) if self.round_z else self.entropy_bottleneck(z)
+
+    def _round_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """z rounded around the medians as coded (straight-through) and its likelihood."""
         eb = self.entropy_bottleneck
         medians = eb._get_medians().reshape(1, -1, 1, 1)
         z_hat = z + (torch.round(z - medians) + medians - z).detach()
@@ -156,11 +173,19 @@ class LatentCodec(nn.Module):
     def compress(self, y: Tensor, q: int | Tensor,
                  profile: NumericProfile = DEFAULT_PROFILE) -> tuple[LatentStrings, Tensor]:
         """Code a batch of one; returns the strings and the exact y_hat the decoder will rebuild."""
-        g, _ = self._gains(q, y)
-        z_string, z_hat = self.encode_z(self.h_a(y * g), profile)
+        return self.compress_scaled(self.scaled(y, q), q, profile)
+
+    def scaled(self, y: Tensor, q: int | Tensor) -> Tensor:
+        """y times its gain at `q`: the latent the quantiser rounds (a bin is 1 wide)."""
+        return y * self._gains(q, y)[0]
+
+    def compress_scaled(self, y_s: Tensor, q: int | Tensor,
+                        profile: NumericProfile = DEFAULT_PROFILE) -> tuple[LatentStrings, Tensor]:
+        """`compress` of a latent already scaled (`scaled`)."""
+        z_string, z_hat = self.encode_z(self.h_a(y_s), profile)
         means, indexes = self._coding_params(z_hat, profile)
         coder = self._require_coder()
-        symbols = torch.round(y * g - means) * coder.coded(indexes, profile.skip_below)
+        symbols = torch.round(y_s - means) * coder.coded(indexes, profile.skip_below)
         y_string = coder.encode(symbols, indexes, profile.skip_below, profile.substreams)
         # Rebuild y_hat from the symbols exactly as decompress does.
         return LatentStrings(y_string, z_string), self._dequantize(symbols, means, q)

@@ -123,8 +123,8 @@ class SSF(nn.Module):
     # quality index or a quality map (1, 1, H/16, W/16) of ladder positions (LatentCodec._gains).
     def compress_intra(self, x: Tensor, q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE
                        ) -> tuple[CodedFrame, Tensor]:
-        strings, y_hat = self.intra.latent.compress(self.intra.g_a(x), q, profile)
-        return CodedFrame(FrameType.I, [strings]), self._intra_decode(y_hat)
+        return self.code_latents(FrameType.I, self.start_latents(FrameType.I, x, None, q, profile),
+                                 None, q, profile)
 
     def compress_inter(self, x: Tensor, x_ref: Tensor, q: int | Tensor,
                        profile: NumericProfile = DEFAULT_PROFILE
@@ -137,13 +137,53 @@ class SSF(nn.Module):
         return (CodedFrame(FrameType.P, [m_strings, r_strings]),
                 self._inter_decode(x_pred, y_m_hat, y_r_hat))
 
+    # -- latents chosen by the encoder (nvc.refine) ----------------------------------------------
+    # A frame's latents, scaled by their gains (LatentCodec.scaled: a quantiser bin is 1 wide), in
+    # the order of its CodedFrame: [intra] or [motion, residual].
+    def start_latents(self, kind: FrameType, x: Tensor, x_ref: Tensor | None, q: int | Tensor,
+                      profile: NumericProfile = DEFAULT_PROFILE) -> list[Tensor]:
+        """What the analysis transforms give x: what compress_* code, where refinement starts (the
+        residual's from the prediction by the coded motion)."""
+        if kind == FrameType.I:
+            return [self.intra.latent.scaled(self.intra.g_a(x), q)]
+        x_ref = self._reference(x_ref)
+        y_m = self.motion.latent.scaled(self.motion.g_a(torch.cat((x, x_ref), dim=1)), q)
+        _, y_m_hat = self.motion.latent.compress_scaled(y_m, q, profile)
+        x_pred = self._warp(x_ref, y_m_hat)
+        return [y_m, self.residual.latent.scaled(self.residual.g_a(x - x_pred), q)]
+
+    def code_latents(self, kind: FrameType, latents: list[Tensor], x_ref: Tensor | None,
+                     q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE
+                     ) -> tuple[CodedFrame, Tensor]:
+        """The coded frame of these scaled latents and the reconstruction the decoder will make."""
+        coded = [c.compress_scaled(y, q, profile) for c, y in zip(self._codecs(kind), latents)]
+        return (CodedFrame(kind, [strings for strings, _ in coded]),
+                self.synthesize(kind, [y_hat for _, y_hat in coded], x_ref))
+
+    def relaxed(self, kind: FrameType, latents: list[Tensor], x_ref: Tensor | None,
+                q: int | Tensor, noise: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """A differentiable stand-in for code_latents (LatentCodec.relaxed, one noise tensor a
+        latent): the reconstruction and the likelihoods of every latent."""
+        outs = [c.relaxed(y, q, n) for c, y, n in zip(self._codecs(kind), latents, noise)]
+        return (self.synthesize(kind, [y_hat for y_hat, _ in outs], x_ref),
+                [lik for _, liks in outs for lik in liks])
+
+    def _codecs(self, kind: FrameType) -> list[LatentCodec]:
+        return ([self.intra.latent] if kind == FrameType.I
+                else [self.motion.latent, self.residual.latent])
+
+    @staticmethod
+    def _reference(x_ref: Tensor | None) -> Tensor:
+        if x_ref is None:
+            raise ValueError("a P-frame needs a reference frame")
+        return x_ref
+
     def decode_latents(self, frame: CodedFrame, padded_hw: tuple[int, int], q: int | Tensor,
                        profile: NumericProfile = DEFAULT_PROFILE) -> list[Tensor]:
         """Entropy decoding alone: the y_hat of each of the frame's latents. It needs no reference
         frame (each hyperprior sees only its own z), so it can run ahead of `synthesize`."""
         latent_hw = (padded_hw[0] // 16, padded_hw[1] // 16)
-        codecs = ([self.intra.latent] if frame.kind == FrameType.I
-                  else [self.motion.latent, self.residual.latent])
+        codecs = self._codecs(frame.kind)
         if len(frame.latents) != len(codecs):
             raise ValueError(f"a {frame.kind.name}-frame has {len(codecs)} latents, "
                              f"not {len(frame.latents)}")
@@ -153,10 +193,8 @@ class SSF(nn.Module):
         """The frame from its decoded latents (and, for a P-frame, the reference)."""
         if kind == FrameType.I:
             return self._intra_decode(y_hats[0])
-        if x_ref is None:
-            raise ValueError("a P-frame needs a reference frame")
         y_m_hat, y_r_hat = y_hats
-        return self._inter_decode(self._warp(x_ref, y_m_hat), y_m_hat, y_r_hat)
+        return self._inter_decode(self._warp(self._reference(x_ref), y_m_hat), y_m_hat, y_r_hat)
 
     def decompress(self, frame: CodedFrame, x_ref: Tensor | None, padded_hw: tuple[int, int],
                    q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
