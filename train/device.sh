@@ -6,7 +6,8 @@
 #   start:   run(command="bash train/device.sh start", carry=[".whl", "data"])
 #            installs the carried wheels, builds nvc's range coder, measures issue 11's GPU figures
 #            into $OUT (decode fps, the coder's M symbols/s on every core, a CUDA-encoded stream
-#            decoded on the CPU), then starts fine-tuning the shipped base in the background
+#            decoded on the CPU, `nvc eval --refine` 0 and 40), then starts fine-tuning the shipped
+#            base in the background
 #            (setsid: it outlives the command) for TRAIN_MINUTES
 #   watch:   run(command="bash train/device.sh watch")             within 30 s of the last call
 #            sleeps WATCH_SECONDS (540), then prints the log's tail and nvidia-smi
@@ -61,6 +62,10 @@ measure() {
         --range-threads "1,2,4,8,$(nproc)" --out "$OUT/coder.json"
     step portability "$PY" -m benchmarks.portability "$clip" --frames "$frames" \
         --encode-device "$DEVICE" --precisions fp32,bf16
+    for r in 0 40; do  # encoder-side refinement's time where the network runs on the card
+        step "refine $r" "$PY" -m nvc.cli eval "$clip" --frames "$frames" --quality 1,4 \
+            --device "$DEVICE" --refine "$r" --json > "$OUT/refine-$r.json"
+    done
 }
 
 train() {
