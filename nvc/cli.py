@@ -502,7 +502,7 @@ def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, q
                         "project's CPU) and bit-exactly only on the encoder's kind of device")
     p.add_argument("--refine", type=_steps, default=0, metavar="STEPS",
                    help="encoder effort: STEPS gradient steps on each frame's latents before it is "
-                        "coded, for its own rate and distortion (about 0.1 s a step for a "
+                        "coded, for its own rate and distortion (about 0.2 s a step for a "
                         "416x240 frame on one CPU thread); fewer bits for the same quality, any "
                         "decoder reads the stream (default 0: off; 40 is a good start)")
     _adapt_options(p)
