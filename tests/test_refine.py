@@ -57,11 +57,16 @@ def test_no_steps_codes_what_compress_codes(tiny_model, small_video):
                        bitstream.DEFAULT_PROFILE)[0] == p_frame[0]
 
 
+@pytest.fixture(scope="module")
+def shipped():
+    return load_model()  # a trained model: an untrained one has little for the gradient to find
+
+
 @pytest.mark.parametrize("kind", [FrameType.I, FrameType.P])
-def test_refinement_finds_a_cheaper_coding_and_never_a_dearer_one(tiny_model, kind):
-    model, _ = tiny_model
-    video = make_video(2, (64, 64), seed=3)
-    src0, x0 = _frame(model, video, 0)
+def test_refinement_finds_a_cheaper_coding_and_never_a_dearer_one(shipped, kind):
+    model, _ = shipped
+    video = make_video(2, (64, 96), seed=3)
+    _, x0 = _frame(model, video, 0)
     src, x = _frame(model, video, 0 if kind == FrameType.I else 1)
     with torch.no_grad():
         ref = None if kind == FrameType.I else model.compress_intra(x0, 1)[1]
@@ -69,7 +74,8 @@ def test_refinement_finds_a_cheaper_coding_and_never_a_dearer_one(tiny_model, ki
     costs = [at.price(refined(model, Refinement(steps, check_every=5), at, kind, x, ref, 1,
                               bitstream.DEFAULT_PROFILE)) for steps in (0, 5, 30)]
     assert costs[1] <= costs[0] and costs[2] <= costs[1]  # the best so far is kept
-    assert costs[2] < costs[0]
+    # measured: -3.3% (I) and -1.0% (P); with the gradient's sign flipped -0.05% and 0
+    assert costs[2] < 0.995 * costs[0]
 
 
 def test_the_relaxed_pass_reconstructs_what_is_coded(tiny_model, small_video):
@@ -126,3 +132,17 @@ def test_nvc_encode_refine(tmp_path, tiny_weights, capsys):
     assert "expected 0 to 10000 steps" in capsys.readouterr().err
     assert not (tmp_path / "b.nvc").exists()
 
+
+
+def test_refined_frames_through_forced_adapters_decode_bit_exactly(tiny_model, tiny_weights):
+    from adapt import AdaptConfig, encode_adaptive
+
+    model, entry = tiny_model
+    video = make_video(3, (64, 64))
+    r = encode_adaptive(video, model, entry, 2, 12, AdaptConfig(steps=3, window=64, force=True,
+                                                                lr=2e-2, position_step=0),
+                        refine=5)
+    stream = bitstream.unpack(r.coded.data)
+    assert r.adapted and stream.adapters is not None
+    out = decode_stream(stream, *load_model(path=tiny_weights))
+    assert all(np.array_equal(a, b) for a, b in zip(out.frames, r.coded.reconstruction))
