@@ -132,8 +132,9 @@ def test_coding_runs_on_the_pinned_thread_count(tiny_model, small_video, monkeyp
         assert torch.get_num_threads() == CODING_THREADS + 1  # restored afterwards
     finally:
         torch.set_num_threads(before)
-    # 2 I-frames, 2 P-frames each also tried as an I-frame (adaptive I-frames), 4 syntheses
-    assert len(seen) == 10 and set(seen) == {CODING_THREADS}
+    # 2 I-frames, 2 P-frames each also tried as an I-frame (adaptive I-frames), 4 syntheses in the
+    # decoder, and one in each of the encoder's 4 I-frame codings (compress_intra -> code_latents)
+    assert len(seen) == 14 and set(seen) == {CODING_THREADS}
 
 
 def test_bf16_synthesis_is_recorded_and_reproduced_by_the_decoder(tiny_model, tiny_weights,
