@@ -27,8 +27,9 @@ from .rd import likelihood_bits, rd_cost
 
 Coded = tuple[CodedFrame, Tensor]  # what SSF.compress_* return
 
-# Adam's step on the scaled latents, in quantiser bins (measured on BasketballPass, an I-frame at
-# q2: 0.003-0.006 lowered its coded cost by 4.4-5.4% in 40-160 steps, 0.01-0.03 by less).
+# Adam's step on the scaled latents, in quantiser bins: the best of 0.002-0.016 for I-frames of the
+# training clips cup and box (40 steps, q2); their P-frames gained more at 0.008-0.016
+# (benchmarks/RESULTS.md, "Encoder-side latent refinement").
 LEARNING_RATE = 0.004
 CHECK_EVERY = 10
 MAX_STEPS = 10_000  # a bound on what one frame may ask (published gains level off in the thousands)
