@@ -119,10 +119,7 @@ class LatentCodec(nn.Module):
         z_hat, z_lik = self._code_z(z)
         means, scales = self._params(z_hat)
         _, y_lik = self.gaussian_conditional(y_s, scales, means=means)
-        # Straight-through rounding around the mean for the synthesis: what the decoder will see.
-        y_q = y_s - means
-        y_q = y_q + (torch.round(y_q) - y_q).detach() + means
-        return LatentOut(y_q * ig, (y_lik, z_lik))
+        return LatentOut(_rounded_around(y_s, means) * ig, (y_lik, z_lik))
 
     def relaxed(self, y_s: Tensor, q: Tensor | int, noise: Tensor) -> tuple[Tensor, list[Tensor]]:
         """A differentiable stand-in for `compress_scaled`, to optimise a scaled latent against
@@ -136,8 +133,7 @@ class LatentCodec(nn.Module):
             gc = self.gaussian_conditional
             y_lik = gc._likelihood(y_s + noise, scales, means)
             y_lik = gc.likelihood_lower_bound(y_lik) if gc.use_likelihood_bound else y_lik
-            y_q = y_s - means
-            return (y_q + (torch.round(y_q) - y_q).detach() + means) * ig, [y_lik, z_lik]
+            return _rounded_around(y_s, means) * ig, [y_lik, z_lik]
 
     def _code_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
         return self._round_z(z) if self.round_z else self.entropy_bottleneck(z)
@@ -260,6 +256,13 @@ class LatentCodec(nn.Module):
         update_registered_buffers(
             self.gaussian_conditional, prefix + "gaussian_conditional",
             ["_quantized_cdf", "_offset", "_cdf_length", "scale_table"], state_dict)
+
+
+def _rounded_around(y_s: Tensor, means: Tensor) -> Tensor:
+    """y_s rounded around its means, straight-through: what the decoder's synthesis will see, with
+    the gradient of the identity."""
+    y_q = y_s - means
+    return y_q + (torch.round(y_q) - y_q).detach() + means
 
 
 def _channel_indexes(channels: int, hw: tuple[int, int]):
