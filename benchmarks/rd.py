@@ -17,11 +17,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION
+from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION, FrameType
 from nvc.codec import LOOK_AHEAD
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
-from nvc.refine import Refinement
+from nvc.refine import LEARNING_RATES, Refinement
 from nvc.schedule import GAP, SLOPE
 
 from .anchors import ffmpeg_version
@@ -53,8 +53,9 @@ def provenance(cond: Conditions, codecs: list[str]) -> dict:
 
 def _nvc_key(codec: str, cond: Conditions) -> str:
     """nvc points depend on the shipped weights, the stream format, its default numeric profile and
-    GOP schedule, the frame-type rule (and the adaptation budget): a new base, format, profile,
-    schedule or rule must not reuse a cached point of the old one."""
+    GOP schedule, the frame-type rule, the refinement's steps and step sizes (and the adaptation
+    budget): a new base, format, profile, schedule, rule or refinement must not reuse a cached
+    point of the old one."""
     if not codec.startswith("nvc"):
         return ""
     budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
@@ -62,7 +63,8 @@ def _nvc_key(codec: str, cond: Conditions) -> str:
     gop = f"g{GAP:g}s{SLOPE:g}" if schedule is None else \
         f"g{schedule.lift}-{schedule.drop}-{schedule.slope}"
     types = "" if codec == "nvc-fixed" else f"la{LOOK_AHEAD}"
-    refine = f"r{cond.refine}" if cond.refine else ""
+    lrs = LEARNING_RATES
+    refine = f"r{cond.refine}c{lrs[FrameType.I]:g}-{lrs[FrameType.P]:g}" if cond.refine else ""
     return (f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{gop}{types}"
             f"{refine}{budget}")
 

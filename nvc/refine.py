@@ -14,6 +14,7 @@ its lambda than without refinement. The noise is seeded, so an encoder reproduce
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,10 +28,10 @@ from .rd import likelihood_bits, rd_cost
 
 Coded = tuple[CodedFrame, Tensor]  # what SSF.compress_* return
 
-# Adam's step on the scaled latents, in quantiser bins: the best of 0.002-0.016 for I-frames of the
-# training clips cup and box (40 steps, q2); their P-frames gained more at 0.008-0.016
-# (benchmarks/RESULTS.md, "Encoder-side latent refinement").
-LEARNING_RATE = 0.004
+# Adam's step on the scaled latents at the first step, in quantiser bins, by frame type; it falls
+# to 0 along a half cosine over the steps. Chosen on the training clips (benchmarks/RESULTS.md,
+# "Encoder-side latent refinement"): P-frames take several times the I-frames' step.
+LEARNING_RATES = {FrameType.I: 0.008, FrameType.P: 0.024}
 CHECK_EVERY = 10
 MAX_STEPS = 10_000  # a bound on what one frame may ask (published gains level off in the thousands)
 
@@ -38,13 +39,19 @@ MAX_STEPS = 10_000  # a bound on what one frame may ask (published gains level o
 @dataclass(frozen=True)
 class Refinement:
     steps: int = 0  # 0: the analysis transforms' latents, coded as they are
-    lr: float = LEARNING_RATE
+    lr_intra: float = LEARNING_RATES[FrameType.I]
+    lr_inter: float = LEARNING_RATES[FrameType.P]
     check_every: int = CHECK_EVERY
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.steps <= MAX_STEPS or self.check_every < 1:
             raise ValueError(f"refinement needs steps >= 0 and check_every >= 1, not {self}")
+
+    def lr(self, kind: FrameType, step: int) -> float:
+        """The step size at `step` (1 .. steps): the kind's, decayed along a half cosine."""
+        peak = self.lr_intra if kind == FrameType.I else self.lr_inter
+        return peak * 0.5 * (1 + math.cos(math.pi * (step - 1) / self.steps))
 
 
 @dataclass
@@ -66,8 +73,9 @@ def refined(model: SSF, how: Refinement, at: Target, kind: FrameType, x: Tensor,
     best_cost = at.price(best)
     noise_source = torch.Generator(device=x.device).manual_seed(how.seed)
     latents = [y.detach().clone().requires_grad_() for y in start]
-    step = torch.optim.Adam(latents, lr=how.lr)
+    step = torch.optim.Adam(latents)
     for i in range(1, how.steps + 1):
+        step.param_groups[0]["lr"] = how.lr(kind, i)
         with torch.enable_grad():
             noise = [torch.rand(y.shape, generator=noise_source, device=y.device) - 0.5
                      for y in latents]

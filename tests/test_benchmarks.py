@@ -7,6 +7,7 @@ import torch
 from benchmarks.anchors import ANCHORS, run_anchor
 from benchmarks.manifest import DATASETS, dataset_manifest, read_manifest
 from benchmarks.rd import main as rd_main
+from nvc.bitstream import FrameType
 from nvc.evaluate import measure
 from nvc.io import write_video
 
@@ -260,3 +261,15 @@ def test_cached_nvc_points_are_keyed_by_their_gop_schedule():
     assert _nvc_key("nvc", default) != _nvc_key("nvc", other)
     assert "g16-0-8" in _nvc_key("nvc", other) and "g0-0-0" in _nvc_key("nvc-flat", other)
     assert _nvc_key("nvc-flat", default) == _nvc_key("nvc-flat", other)
+
+
+def test_cached_nvc_points_are_keyed_by_their_refinement(monkeypatch):
+    from benchmarks.codecs import Conditions
+    from benchmarks.rd import _nvc_key
+    from nvc import refine
+
+    plain, refined = _nvc_key("nvc", Conditions()), _nvc_key("nvc", Conditions(refine=40))
+    assert plain != refined and _nvc_key("nvc", Conditions(refine=80)) != refined
+    monkeypatch.setitem(refine.LEARNING_RATES, FrameType.P, 0.5)  # a new step size recomputes
+    assert _nvc_key("nvc", Conditions(refine=40)) != refined
+    assert _nvc_key("nvc", Conditions()) == plain
