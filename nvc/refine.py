@@ -45,8 +45,10 @@ class Refinement:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.steps <= MAX_STEPS or self.check_every < 1:
-            raise ValueError(f"refinement needs steps >= 0 and check_every >= 1, not {self}")
+        if not 0 <= self.steps <= MAX_STEPS or self.check_every < 1 or \
+                min(self.lr_intra, self.lr_inter) <= 0:
+            raise ValueError(f"refinement needs steps >= 0, check_every >= 1 and step sizes > 0, "
+                             f"not {self}")
 
     def lr(self, kind: FrameType, step: int) -> float:
         """The step size at `step` (1 .. steps): the kind's, decayed along a half cosine."""
