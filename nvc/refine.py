@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -40,8 +40,9 @@ MAX_STEPS = 10_000  # a bound on what one frame may ask (published gains level o
 @dataclass(frozen=True)
 class Refinement:
     steps: int = 0  # 0: the analysis transforms' latents, coded as they are
-    lr_intra: float = LEARNING_RATES[FrameType.I]
-    lr_inter: float = LEARNING_RATES[FrameType.P]
+    # read from LEARNING_RATES when made, so the benchmarks' cache key and the encoder agree
+    lr_intra: float = field(default_factory=lambda: LEARNING_RATES[FrameType.I])
+    lr_inter: float = field(default_factory=lambda: LEARNING_RATES[FrameType.P])
     check_every: int = CHECK_EVERY
     seed: int = 0
 

@@ -272,4 +272,5 @@ def test_cached_nvc_points_are_keyed_by_their_refinement(monkeypatch):
     assert plain != refined and _nvc_key("nvc", Conditions(refine=80)) != refined
     monkeypatch.setitem(refine.LEARNING_RATES, FrameType.P, 0.5)  # a new step size recomputes
     assert _nvc_key("nvc", Conditions(refine=40)) != refined
+    assert refine.Refinement(40).lr_inter == 0.5  # and the encoder codes with it
     assert _nvc_key("nvc", Conditions()) == plain
