@@ -29,9 +29,9 @@ from .rd import likelihood_bits, rd_cost
 Coded = tuple[CodedFrame, Tensor]  # what SSF.compress_* return
 
 # Adam's step on the scaled latents at the first step, in quantiser bins, by frame type; it falls
-# to 0 along a half cosine over the steps. Chosen on the training clips, P 0.048 over 0.024 confirmed
-# on the evaluation clips (benchmarks/RESULTS.md,
-# "The step size by frame type"): P-frames take several times the I-frames' step.
+# to 0 along a half cosine over the steps. Chosen on the training clips, P 0.048 over 0.024 then
+# confirmed on the evaluation clips (benchmarks/RESULTS.md, "The step size by frame type"):
+# P-frames take several times the I-frames' step.
 LEARNING_RATES = {FrameType.I: 0.008, FrameType.P: 0.048}
 CHECK_EVERY = 10
 MAX_STEPS = 10_000  # a bound on what one frame may ask (published gains level off in the thousands)
