@@ -206,6 +206,22 @@ def test_video_folder_excludes_evaluation_clips(tmp_path):
     assert len(dm.train_set.videos) == 1
 
 
+def test_video_folder_adds_half_size_copies_of_tall_videos(tmp_path):
+    from nvc.io import Video, write_y4m
+    from nvc.synthetic import as_video, demo_clip
+
+    clip = as_video(demo_clip(frames=3, out_hw=(128, 192)))
+    write_y4m(tmp_path / "cup_192x128.y4m", Video(clip.frames, clip.fps))
+    shapes = {}
+    for above in (129, 128):
+        dm = VideoFolderDataModule(roots=[str(tmp_path)], frames=2, crop=64, batch_size=1,
+                                   steps_per_epoch=2, synthetic_fraction=0, downscale_above=above)
+        dm.setup("fit")
+        shapes[above] = [v.shape for v in dm.train_set.videos]
+    assert shapes[129] == [(3, 128, 192, 3)]
+    assert shapes[128] == [(3, 128, 192, 3), (3, 64, 96, 3)]
+
+
 def test_containers_decode_through_opencv_where_pyav_is_missing(tmp_path, monkeypatch):
     import importlib.util
     import sys

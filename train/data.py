@@ -272,20 +272,23 @@ class VideoFolderDataModule(_ClipDataModule):
     """Any folder (or list of folders/files) of videos, mixed with synthetic motion over
     photographs (`photo_roots`, plus scikit-image's) in the proportion `synthetic_fraction`.
 
-    `exclude` drops files whose name contains any of the strings (keep evaluation clips out)."""
+    `exclude` drops files whose name contains any of the strings (keep evaluation clips out);
+    videos at least `downscale_above` rows tall are also drawn from at half size."""
 
     def __init__(self, roots: list[str], exclude: list[str] | None = None, max_frames: int = 150,
-                 synthetic_fraction: float = 0.25, photo_roots: list[str] | None = None, **kwargs):
+                 synthetic_fraction: float = 0.25, photo_roots: list[str] | None = None,
+                 downscale_above: int = 720, **kwargs):
         super().__init__(**kwargs)
         self.roots, self.exclude = roots, tuple(exclude or ())
         self.max_frames, self.synthetic_fraction = max_frames, synthetic_fraction
+        self.downscale_above = downscale_above
         self.photo_roots = photo_roots or []
 
     def setup(self, stage: str | None = None) -> None:
         if stage not in (None, "fit"):
             return
         paths = [p for r in self.roots for p in list_videos(r)]
-        videos = load_video_arrays(paths, self.max_frames, self.exclude)
+        videos = load_video_arrays(paths, self.max_frames, self.exclude, self.downscale_above)
         clips = VideoClips(videos, self.frames, self.crop, self._length, self.seed)
         if self.synthetic_fraction <= 0:
             self.train_set = clips
