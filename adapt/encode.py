@@ -21,11 +21,21 @@ from nvc import bitstream
 from nvc.adapted import apply_unit, make_unit
 from nvc.adapters import LAYER_TABLE
 from nvc.bitstream import FrameType, QualityMap, Synthesis
-from nvc.codec import CodedVideo, encode, pad_to, padded_hw, rgb_tensor, source_rgb
+from nvc.codec import (
+    CodedVideo,
+    encode,
+    pad_to,
+    padded_hw,
+    quality_argument,
+    rgb_tensor,
+    scaled_objective,
+    source_rgb,
+)
 from nvc.io import ColourMatrix, Video
 from nvc.metrics import bpp
 from nvc.models.config import LADDER_BELOW
 from nvc.models.ssf import SSF, model_device
+from nvc.objective import Objective
 from nvc.rd import rd_cost as _rd_cost
 from nvc.rd import task_distortion
 from nvc.roi import shifted_quality_map, uniform_quality_map
@@ -121,10 +131,12 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     adaptive_intra: bool = True, refine: int = 0) -> AdaptiveResult:
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
-    (nvc.task, weighted by cfg.task_weight), used by the fit and by the keep-or-drop decision
-    alike; None for plain MSE. `qmap`: the spatial quality map (nvc.roi.quality_map) of the rung;
-    the search for the base's best position moves it along the ladder as a whole, and every
-    candidate is coded with the map found (the fit itself runs at the uniform position).
+    (nvc.task, weighted by cfg.task_weight), used by the fit, by the keep-or-drop decision and by
+    every candidate's coder (refinement and frame types, nvc.objective) alike, with one scale for
+    the task's term (the first frame's, nvc.objective); None for plain MSE. `qmap`: the spatial
+    quality map (nvc.roi.quality_map) of the rung; the search for the base's best position moves
+    it along the ladder as a whole, and every candidate is coded with the map found (the fit
+    itself runs at the uniform position).
     `synthesis`: the stream's synthesis precision (the fit runs in float32); `schedule`: the GOP's
     quality schedule (nvc.schedule; None: the default for `quality`), coded and fitted alike;
     `adaptive_intra`: every candidate may code frames between the GOP's I-frames as I-frames
@@ -135,19 +147,24 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     lam = model.cfg.lambdas[quality - 1]
 
+    objective = Objective(weights, task, cfg.task_weight)
+    if task is not None:  # FMSE in the MSE's units, from the first frame (nvc.objective)
+        src = source_rgb(video.frames[0], matrix)
+        device = model_device(model)
+        q0 = schedule.frame_q(quality_argument(quality, qmap, device), 0, intra_period, device)
+        objective = scaled_objective(objective, model, synthesis, src,
+                                     pad_to(rgb_tensor(src, device), model.cfg.multiple), q0,
+                                     bitstream.DEFAULT_PROFILE)
+    term = objective.term
+
     def code(coder: SSF, qmap: QualityMap | None, adapters: bytes | None = None) -> CodedVideo:
         """The clip as this encoder writes it, every candidate with the same settings."""
         return encode(video, coder, entry, quality, intra_period, matrix, adapters=adapters,
                       qmap=qmap, synthesis=synthesis, schedule=schedule,
-                      adaptive_intra=adaptive_intra, refine=refine)
+                      adaptive_intra=adaptive_intra, refine=refine, objective=objective)
 
     if base is None:
         base = code(model, qmap)
-
-    term = None
-    if task is not None:  # FMSE in the MSE's units where adaptation starts (nvc.task)
-        mse, fmse = distortions(video, base, matrix, weights, task)
-        term = TaskTerm(task, cfg.task_weight, mse / max(fmse or 0.0, 1e-12))
 
     def cost(coded: CodedVideo) -> float:
         return rd_cost(video, coded, lam, matrix, weights, term)
@@ -169,8 +186,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
             log.info("the base's best position for lambda %d: quality %.2f (RD cost %.4f)",
                      quality, choice.position + 1, choice.cost)
     base, base_cost, qmap = choice.coded, choice.cost, choice.qmap
-    w_tensor = None if weights is None else pad_to(
-        torch.from_numpy(weights)[:, None].to(model_device(model)), model.cfg.multiple)
+    w_tensor = None if weights is None else pad_to(torch.from_numpy(
+        np.ascontiguousarray(weights))[:, None].to(model_device(model)), model.cfg.multiple)
     t_fit = time.perf_counter()
     fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,
                  on_step=_with_reference(on_step, base_cost), weights=w_tensor, task=term,

@@ -1,4 +1,4 @@
-"""Region- and task-aware adaptation against MSE adaptation at equal file size (issue 13).
+"""Region- and task-aware coding against MSE coding at equal file size (issue 13).
 
 For one clip and every quality, code it with plain MSE adaptation, with a region of interest (a
 centred rectangle of half the width and half the height: a quarter of the frame; the fit weights it
@@ -7,7 +7,9 @@ centred rectangle of half the width and half the height: a quarter of the frame;
 metric; `gsw` is the task model with its gradient map as the region (`--task-model M --roi
 gradient`). The MSE-adaptation curve is then read at each variant's file size (linear in log bytes
 between its points, or its end point for a size within 3% beyond it), so the gains below are at
-equal size.
+equal size. `--refine STEPS` refines every coding's latents (nvc.refine) for the variant's
+objective (nvc.objective); `--adapt-steps 0` codes without adaptation, so that the refinement
+alone carries the region or the task (`nvc encode --refine S --roi M` / `--task-model M`).
 
 Example:
     python -m benchmarks.task_model -o out/task-features.pt
@@ -26,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from adapt import AdaptConfig, encode_adaptive
-from nvc.codec import padded_hw, source_rgb
+from nvc.codec import encode, padded_hw, source_rgb
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
 from nvc.metrics import bpp, psnr_rgb_db
+from nvc.objective import Objective
 from nvc.roi import pixel_weights, quality_map, region_psnr_db
 from nvc.task import TaskModel, gradient_mask, task_metrics
 from nvc.zoo import DEFAULT_MODEL, load_model
@@ -73,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=12)
     p.add_argument("--qualities", default="1,2,3,4")
     p.add_argument("--intra-period", type=int, default=12)
-    p.add_argument("--adapt-steps", type=int, default=60)
+    p.add_argument("--adapt-steps", type=int, default=60, help="0: no adaptation, the coder alone")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="refinement steps for every coding (nvc.refine; default 0)")
     p.add_argument("--adapt-window", type=int, default=128)
     p.add_argument("--roi-weight", type=float, default=8.0)
     p.add_argument("--roi-quality", default="1", help="quality steps of the region; a list, one "
@@ -117,9 +122,17 @@ def main(argv: list[str] | None = None) -> int:
         for name, kw in variants.items():
             if name not in points:
                 continue
-            r = encode_adaptive(video, model, entry, q, args.intra_period, base_cfg, **kw)
-            points[name].append({"quality": q, "kept": r.mode, "adapter_bytes": r.adapter_bytes,
-                                 **measure(video, r.coded, mask, task)})
+            if args.adapt_steps > 0:
+                r = encode_adaptive(video, model, entry, q, args.intra_period, base_cfg,
+                                    refine=args.refine, **kw)
+                coded, kept, adapter_bytes = r.coded, r.mode, r.adapter_bytes
+            else:
+                objective = Objective(kw.get("weights"), kw.get("task"), args.task_weight)
+                coded = encode(video, model, entry, q, args.intra_period, qmap=kw.get("qmap"),
+                               refine=args.refine, objective=objective)
+                kept, adapter_bytes = "base" + (" + map" if "qmap" in kw else ""), 0
+            points[name].append({"quality": q, "kept": kept, "adapter_bytes": adapter_bytes,
+                                 **measure(video, coded, mask, task)})
             print(f"q{q} {name:5} {json.dumps(points[name][-1])}", flush=True)
     for name in others:
         for pt in points[name]:

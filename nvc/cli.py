@@ -147,7 +147,7 @@ def cmd_encode(args) -> None:
                 size, seconds = encode_to(sink, video, model, entry, args.quality,
                                           args.intra_period, progress=_progress("encode"),
                                           qmap=_quality_map(args, video, model, args.quality),
-                                          **_coding(args))
+                                          objective=_objective(args, video), **_coding(args))
     rate = bpp(size, video.width, video.height, len(video.frames))
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
                  "frames": len(video.frames), "seconds": seconds, **extra},
@@ -185,15 +185,11 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
         gain = 100 * (base_cost - stats.objective) / base_cost
         bar.set_postfix_str(f"bpp {stats.bpp:.3f} PSNR {stats.psnr_db:.2f} dB RD gain {gain:+.1f}%")
         bar.update()
-    weights = None
-    if args.roi:
-        from .roi import pixel_weights
-
-        weights = pixel_weights(_mask(args, video), args.roi_weight)
+    objective = _objective(args, video)
     try:
         q = quality or args.quality
         result = encode_adaptive(video, model, entry, q, args.intra_period, cfg, on_step=on_step,
-                                 base=base, weights=weights, task=_task(args),
+                                 base=base, weights=objective.weights, task=objective.task_model,
                                  qmap=_quality_map(args, video, model, q), **_coding(args))
     finally:
         bar.close()
@@ -338,7 +334,8 @@ def cmd_eval(args) -> None:
             regions[("base", q)] = {}
             continue
         base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
-                      qmap=_quality_map(args, video, model, q), **_coding(args))
+                      qmap=_quality_map(args, video, model, q),
+                      objective=_objective(args, video), **_coding(args))
         rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}")))
         regions[("base", q)] = _regions(args, video, base)
         if args.adapt:  # the adaptive encoder starts from this same base stream
@@ -372,8 +369,9 @@ def _check_roi(args) -> None:
         raise InputError(f"--roi-quality must be >= 0, got {args.roi_quality}")
     if args.roi == "gradient" and not args.task_model:
         raise InputError("--roi gradient takes its map from the task model: it needs --task-model")
-    if args.task_model and not args.adapt and args.command == "encode" and args.roi != "gradient":
-        raise InputError("--task-model weights the adaptation objective: it needs --adapt")
+    if args.task_model and not (args.adapt or args.refine) and args.command == "encode" and \
+            args.roi != "gradient":
+        raise InputError("--task-model sets what --adapt and --refine minimise: it needs one of them")
     if not 0 <= args.task_weight <= 1:
         raise InputError(f"--task-weight must be in [0, 1], got {args.task_weight}")
 
@@ -387,6 +385,18 @@ def _quality_map(args, video, model, quality: int):
 
     return quality_map(_mask(args, video), quality, args.roi_quality, model.cfg.num_qualities,
                        padded_hw(video.height, video.width, model.cfg.multiple))
+
+
+def _objective(args, video):
+    """What the encoder minimises besides bits (nvc.objective): --roi's pixel weights, and the
+    --task-model's term where the encoder optimises (--adapt, --refine); eval's task model alone
+    only measures."""
+    from .objective import Objective
+    from .roi import pixel_weights
+
+    weights = pixel_weights(_mask(args, video), args.roi_weight) if args.roi else None
+    task = _task(args) if args.adapt or args.refine else None
+    return Objective(weights, task, args.task_weight)
 
 
 def _task(args):
@@ -520,18 +530,21 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--roi", default=None, metavar="MASK",
                    help="region of interest: an image (one mask) or a video (one a frame), white "
                         "= important, or 'gradient' (the --task-model's gradient map, GSW); coded "
-                        "at a higher quality (--roi-quality) and, with --adapt, weighted in the "
-                        "fit (--roi-weight); eval then reports ROI and background PSNR")
+                        "at a higher quality (--roi-quality) and weighted (--roi-weight) in what "
+                        "--adapt fits, --refine refines and the frame types are chosen by; eval "
+                        "then reports ROI and background PSNR")
     p.add_argument("--roi-weight", type=float, default=4.0,
-                   help="how much more an important pixel counts in the adaptation (default 4)")
+                   help="how much more an important pixel counts in the adaptation, the "
+                        "refinement and the frame-type choice (default 4)")
     p.add_argument("--roi-quality", type=float, default=1.0, metavar="STEPS",
                    help="quality steps the region gains; the background drops so that the file "
                         "stays near --quality's size (at quality 1 it cannot, and the file grows; "
                         "default 1; 0: no quality map)")
     p.add_argument("--task-model", default=None, metavar="MODEL.pt",
                    help="TorchScript model taking RGB in [0, 1], returning features or logits: "
-                        "--adapt then minimises (1 - beta) MSE + beta k FMSE, k = MSE / FMSE of "
-                        "the base's reconstruction; eval reports FMSE and top-1 agreement")
+                        "--adapt and --refine then minimise (1 - beta) MSE + beta k FMSE, k = MSE "
+                        "/ FMSE of the first frame's unrefined I-frame; eval reports FMSE and "
+                        "top-1 agreement")
     p.add_argument("--task-weight", type=float, default=0.5, metavar="BETA",
                    help="beta, the share of the task model's FMSE in the distortion (default 0.5)")
 

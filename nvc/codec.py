@@ -39,6 +39,7 @@ from .errors import BitstreamError, InputError, env_int
 from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .metrics import bpp
 from .models.ssf import SSF, FrameType, model_device
+from .objective import PLAIN, PLAIN_STREAM, FrameObjective, Objective
 from .rd import rd_cost
 from .refine import Refinement, Target, refined_inter, refined_intra
 from .schedule import FLAT, GopSchedule, resolve
@@ -189,19 +190,20 @@ def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
 @dataclass
 class Candidates:
     """A frame between a GOP's I-frames coded as a P-frame and as an I-frame, with the RD cost of
-    each at the frame's lambda (frame_cost)."""
+    each at the frame's lambda (frame_cost, under the frame's objective)."""
     lam: float | Tensor
     src: np.ndarray  # (h, w, 3) the frame's source
     p_frame: tuple[CodedFrame, Tensor]
     i_frame: tuple[CodedFrame, Tensor]
     known_p_cost: InitVar[float | None] = None  # the P-frame's cost, where the caller has it
+    objective: FrameObjective = PLAIN
     p_cost: float = field(init=False)
     i_cost: float = field(init=False)
 
     def __post_init__(self, known_p_cost: float | None) -> None:
-        self.p_cost = frame_cost(self.lam, self.src, self.p_frame) if known_p_cost is None \
-            else known_p_cost
-        self.i_cost = frame_cost(self.lam, self.src, self.i_frame)
+        self.p_cost = frame_cost(self.lam, self.src, self.p_frame, self.objective) \
+            if known_p_cost is None else known_p_cost
+        self.i_cost = frame_cost(self.lam, self.src, self.i_frame, self.objective)
 
     def kept(self, intra: bool | None = None) -> tuple[CodedFrame, Tensor]:
         """The I-frame or the P-frame; by default the cheaper (ties keep the P-frame)."""
@@ -214,8 +216,8 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
                 profile: NumericProfile = DEFAULT_PROFILE,
                 qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32,
-                schedule: GopSchedule = FLAT, adaptive_intra: bool = True, refine: int = 0
-                ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
+                schedule: GopSchedule = FLAT, adaptive_intra: bool = True, refine: int = 0,
+                objective: Objective = PLAIN_STREAM) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frames are kept, so memory does not grow with the clip. `qmap`: a quality
     per latent position (nvc.roi.quality_map) instead of one for the frame; `synthesis`: the
@@ -226,7 +228,9 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     the P-frame, or, with LOOK_AHEAD and an I-frame within LOOK_AHEAD_GATE of the P-frame's cost,
     where the frame and the next one, coded as a P-frame from either, cost less together (an
     I-frame is also the better reference); `refine`: gradient steps on each coding's latents
-    before it is coded (nvc.refine; 0: none)."""
+    before it is coded (nvc.refine; 0: none); `objective`: what the refinement and the frame-type
+    choice minimise besides bits (nvc.objective: MSE, or a region's weights and a task model's
+    term; a task's scale is set from frame 0 where unset)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     count = len(video.frames)
@@ -249,7 +253,10 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             x = pad_to(rgb_tensor(src, device), model.cfg.multiple)
             q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
             lam = model.lambda_at(q_i)
-            intra, inter = frame_coders(model, how, lam, src)
+            if i == 0:
+                objective = scaled_objective(objective, model, synthesis, src, x, q_i, profile)
+            goal = objective.frame(i)
+            intra, inter = frame_coders(model, how, lam, src, goal)
             ready: list[tuple[CodedFrame, Tensor]] = []  # frames decided, yielded outside `coding`
             with coding(model, synthesis):
                 if i % intra_period == 0 or not adaptive_intra:
@@ -273,11 +280,12 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                         after_i = beside(inter, x, held.i_frame[1], q_i, profile)
                         after_p = inter(x, held.p_frame[1], q_i, profile)
                         from_i = after_i()
-                        cost_i, cost_p = frame_cost(lam, src, from_i), frame_cost(lam, src, after_p)
+                        cost_i = frame_cost(lam, src, from_i, goal)
+                        cost_p = frame_cost(lam, src, after_p, goal)
                         keep_i = held.i_cost + cost_i < held.p_cost + cost_p
                         ready.append(held.kept(keep_i))
                         p_frame, p_cost = (from_i, cost_i) if keep_i else (after_p, cost_p)
-                    now = Candidates(lam, src, p_frame, trial(), p_cost)
+                    now = Candidates(lam, src, p_frame, trial(), p_cost, goal)
                     next_is_p = i + 1 < count and (i + 1) % intra_period != 0
                     if LOOK_AHEAD and next_is_p and now.i_cost < (1 + LOOK_AHEAD_GATE) * now.p_cost:
                         held = now
@@ -293,32 +301,56 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             pool.shutdown(wait=True)
 
 
-def frame_coders(model: SSF, how: Refinement, lam: float | Tensor, src: np.ndarray
+def frame_coders(model: SSF, how: Refinement, lam: float | Tensor, src: np.ndarray,
+                 goal: FrameObjective = PLAIN
                  ) -> tuple[Callable[..., tuple[CodedFrame, Tensor]], ...]:
     """compress_intra and compress_inter for the frame `src`, refined where `how` asks (nvc.refine,
-    priced by frame_cost at `lam`); each runs without gradients unless refining (grad mode is per
-    thread, and the intra trial runs on another)."""
+    priced by frame_cost at `lam` under `goal`); each runs without gradients unless refining (grad
+    mode is per thread, and the intra trial runs on another)."""
     if not how.steps:
         return torch.no_grad()(model.compress_intra), torch.no_grad()(model.compress_inter)
-    at = Target(lam, (src.shape[0], src.shape[1]), partial(frame_cost, lam, src))
+    at = Target(lam, (src.shape[0], src.shape[1]), partial(frame_cost, lam, src, goal=goal), goal)
     return (torch.no_grad()(partial(refined_intra, model, how, at)),
             torch.no_grad()(partial(refined_inter, model, how, at)))
 
 
-def frame_cost(lam: float | Tensor, src: np.ndarray, coded: tuple[CodedFrame, Tensor]) -> float:
-    """lambda * 255^2 * MSE + bpp of a coded frame: every byte of its frame unit, its 8-bit
-    reconstruction against the source (h, w, 3). `lam`: the frame's lambda, or per latent cell
-    (1, 1, h', w') where a quality map codes it (SSF.lambda_at), each pixel's error then weighed
-    by its cell's lambda, as the map's positions weigh the rate against it."""
+def frame_cost(lam: float | Tensor, src: np.ndarray, coded: tuple[CodedFrame, Tensor],
+               goal: FrameObjective = PLAIN) -> float:
+    """lambda * 255^2 * D + bpp of a coded frame: every byte of its frame unit, its 8-bit
+    reconstruction against the source (h, w, 3); D the MSE, or what `goal` adds to it (a region's
+    pixel weights, a task model's term: nvc.objective). `lam`: the frame's lambda, or per latent
+    cell (1, 1, h', w') where a quality map codes it (SSF.lambda_at), each pixel's error then
+    weighed by its cell's lambda, as the map's positions weigh the rate against it."""
     h, w = src.shape[:2]
-    err = (_to_numpy(coded[1], h, w) - src) ** 2
+    rec = _to_numpy(coded[1], h, w)
+    err = (rec - src) ** 2
     rate = bpp(len(bitstream.pack_frame(coded[0])), w, h, 1)
+    lam_mean = 1.0  # of the lambdas folded into err, for a task's term
     if isinstance(lam, Tensor):
         cells = lam[0, 0].cpu().numpy()
         cell = coded[1].shape[-1] // cells.shape[-1]  # pixels a side of a latent cell
-        err *= np.repeat(np.repeat(cells, cell, 0), cell, 1)[:h, :w, None]
-        lam = 1.0
-    return float(rd_cost(lam, torch.tensor(float(err.mean())), torch.tensor(rate)))
+        lam_px = np.repeat(np.repeat(cells, cell, 0), cell, 1)[:h, :w, None]
+        err *= lam_px
+        lam, lam_mean = 1.0, float(lam_px.mean())
+    if goal.weight is not None:
+        err *= goal.weight[:h, :w, None]
+    d = torch.tensor(float(err.mean()))
+    if goal.task is not None:
+        with torch.no_grad():
+            d = goal.distortion(d, lam_mean, rgb_tensor(rec, torch.device("cpu")),
+                                rgb_tensor(src, torch.device("cpu")))
+    return float(rd_cost(lam, d, torch.tensor(rate)))
+
+
+def scaled_objective(objective: Objective, model: SSF, synthesis: Synthesis, src: np.ndarray,
+                     x: Tensor, q: int | Tensor, profile: NumericProfile) -> Objective:
+    """`objective` with its task's scale set, where unset, from the first frame (`src`; `x` padded,
+    on the model's device) coded as an unrefined I-frame at `q` (nvc.objective)."""
+    if objective.task_model is None or objective.task_scale is not None:
+        return objective
+    with torch.no_grad(), coding(model, synthesis):
+        _, x_hat = model.compress_intra(x, q, profile)
+    return objective.scaled(src, _to_numpy(x_hat, src.shape[0], src.shape[1]))
 
 
 def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,
@@ -328,12 +360,12 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
            qmap: QualityMap | None = None,
            synthesis: Synthesis = Synthesis.FLOAT32,
            schedule: GopSchedule | None = None, adaptive_intra: bool = True,
-           refine: int = 0) -> CodedVideo:
+           refine: int = 0, objective: Objective = PLAIN_STREAM) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
     the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
     `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
     the encoder's kind of machine. `schedule`: the GOP's quality schedule (None: the default for
-    `quality`, nvc.schedule); `adaptive_intra`, `refine`: see code_frames."""
+    `quality`, nvc.schedule); `adaptive_intra`, `refine`, `objective`: see code_frames."""
     _check_settings(video, model, quality, intra_period)
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     t0 = time.perf_counter()
@@ -342,7 +374,7 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
                                  quality_map=None if qmap is None else qmap.write())]
     recon, frame_bytes = [], []
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap, synthesis, schedule, adaptive_intra, refine):
+                               qmap, synthesis, schedule, adaptive_intra, refine, objective):
         parts.append(bitstream.pack_frame(cf))
         frame_bytes.append(len(parts[-1]))
         recon.append(rgb)
@@ -355,8 +387,8 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               profile: NumericProfile = DEFAULT_PROFILE,
               on_reconstruction: Callable[[np.ndarray], None] | None = None,
               synthesis: Synthesis = Synthesis.FLOAT32,
-              schedule: GopSchedule | None = None, adaptive_intra: bool = True, refine: int = 0
-              ) -> tuple[int, float]:
+              schedule: GopSchedule | None = None, adaptive_intra: bool = True, refine: int = 0,
+              objective: Objective = PLAIN_STREAM) -> tuple[int, float]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
     Returns (bytes written, seconds)."""
@@ -368,7 +400,7 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
                         schedule),
         quality_map=None if qmap is None else qmap.write()))
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap, synthesis, schedule, adaptive_intra, refine):
+                               qmap, synthesis, schedule, adaptive_intra, refine, objective):
         written += sink.write(bitstream.pack_frame(cf))
         if on_reconstruction is not None:
             on_reconstruction(rgb)

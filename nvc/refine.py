@@ -24,6 +24,7 @@ from torch import Tensor
 
 from .bitstream import CodedFrame, FrameType, NumericProfile
 from .models.ssf import SSF
+from .objective import PLAIN, FrameObjective
 from .rd import likelihood_bits, rd_cost
 
 Coded = tuple[CodedFrame, Tensor]  # what SSF.compress_* return
@@ -65,6 +66,7 @@ class Target:
     lam: float | Tensor  # its lambda (SSF.lambda_at): a number, or one per latent cell
     size: tuple[int, int]  # its (h, w) before padding
     price: Callable[[Coded], float]  # the RD cost of a coding of it (codec.frame_cost)
+    goal: FrameObjective = PLAIN  # its distortion beyond MSE: a region's weights, a task's term
 
 
 def refined(model: SSF, how: Refinement, at: Target, kind: FrameType, x: Tensor,
@@ -99,15 +101,19 @@ def refined(model: SSF, how: Refinement, at: Target, kind: FrameType, x: Tensor,
 
 
 def relaxed_cost(at: Target, x: Tensor, x_hat: Tensor, likelihoods: list[Tensor]) -> Tensor:
-    """lambda * 255^2 * MSE + bpp over the frame's own pixels (not the padding), each pixel's error
-    weighed by its cell's lambda where a quality map codes it."""
+    """lambda * 255^2 * D + bpp over the frame's own pixels (not the padding), D the MSE or the
+    target's objective (nvc.objective), each pixel's error weighed by its cell's lambda where a
+    quality map codes it."""
     h, w = at.size
-    err = (x_hat - x)[..., :h, :w] ** 2
     lam = at.lam
     if isinstance(lam, Tensor) and lam.shape[-1] > 1:
         lam = F.interpolate(lam, scale_factor=x.shape[-1] // lam.shape[-1], mode="nearest")
         lam = lam[..., :h, :w]
-    return rd_cost(1.0, (lam * err).mean(), likelihood_bits(likelihoods).sum() / (h * w))
+    x, x_hat = x[..., :h, :w], x_hat[..., :h, :w]
+    err = at.goal.weighed((x_hat - x) ** 2)
+    lam_mean = lam.mean() if isinstance(lam, Tensor) else lam
+    d = at.goal.distortion((lam * err).mean(), lam_mean, x_hat.clamp(0, 1), x)
+    return rd_cost(1.0, d, likelihood_bits(likelihoods).sum() / (h * w))
 
 
 def refined_intra(model: SSF, how: Refinement, at: Target, x: Tensor, q: int | Tensor,

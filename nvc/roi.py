@@ -55,6 +55,10 @@ def pixel_weights(mask: np.ndarray, roi_weight: float) -> np.ndarray:
     """Weights (frames, H, W): 1 + (roi_weight - 1) * mask, each frame scaled to mean 1."""
     if roi_weight <= 0:
         raise InputError(f"--roi-weight must be positive, got {roi_weight}")
+    if mask.ndim == 3 and mask.shape[0] > 1 and mask.strides[0] == 0:
+        # one map for every frame (load_mask's image): weighed once, broadcast as the mask is
+        one = pixel_weights(np.ascontiguousarray(mask[:1]), roi_weight)
+        return np.broadcast_to(one, mask.shape)
     w = 1 + (roi_weight - 1) * mask
     return (w / w.mean(axis=(1, 2), keepdims=True)).astype(np.float32)
 

@@ -139,7 +139,7 @@ def a_better_reference(tiny_model, monkeypatch):
             from_intra.append(recon)
         return cf, recon
 
-    def cost(lam, src, coded):
+    def cost(lam, src, coded, goal=None):
         if coded[0].kind == FrameType.I:
             return 1.1
         return 0.5 if any(coded[1] is r for r in from_intra) else 1.0

@@ -137,7 +137,7 @@ def test_eval_reports_task_metrics_and_adapts_with_gradient_roi(clip, models, ti
     (["--adapt", "--roi", "gradient"], "--roi gradient takes its map from the task model"),
     (["--task-model", "MODEL", "--task-weight", "1.5", "--adapt"],
      "--task-weight must be in [0, 1], got 1.5"),
-    (["--task-model", "MODEL"], "--task-model weights the adaptation objective: it needs --adapt"),
+    (["--task-model", "MODEL"], "--task-model sets what --adapt and --refine minimise: it needs one"),
 ])
 def test_task_options_are_checked(clip, models, tiny_weights, tmp_path, capsys, extra, message):
     extra = [str(models["features"]) if a == "MODEL" else a for a in extra]
