@@ -6,11 +6,12 @@ returns a float tensor: features (B, C, h, w) or logits (B, classes). nvc ships 
 
 - FMSE: the mean squared error between the model's outputs on the source and on the
   reconstruction, normalised by the variance of the source's outputs (per frame);
-- distortion = (1 - beta) * MSE + beta * k * FMSE (TaskTerm, nvc.rd.task_distortion), in fitting
-  and in the keep-or-drop decision alike; k = MSE / FMSE of the base's reconstruction of the clip
-  brings FMSE to the MSE's units, so beta is the task's share of the distortion where adaptation
-  starts (without k, FMSE, a relative error, outweighs an MSE on [0, 1] pixels some 40 times and
-  the rate points lose their meaning: measured, the adapted file grew 3.5x);
+- distortion = (1 - beta) * MSE + beta * k * FMSE (TaskTerm, nvc.rd.task_distortion), in fitting,
+  in the keep-or-drop decision, in refinement and in the frame-type choice alike (nvc.objective);
+  k = MSE / FMSE of the first frame coded as an unrefined I-frame brings FMSE to the MSE's units, so
+  beta is about the task's share of the distortion where coding starts (without k, FMSE, a relative
+  error, outweighs an MSE on [0, 1] pixels some 40 times and the rate points lose their meaning:
+  measured, the adapted file grew 3.5x);
 - GSW (`--roi gradient`): the magnitude of the gradient of the model's output energy with respect to
   the source pixels, per frame, scaled to [0, 1]: an importance map for nvc.roi.
 """
@@ -45,7 +46,7 @@ class TaskModel:
             raise InputError(f"{path}: not a TorchScript module ({first})") from None
         for p in self.module.parameters():
             p.requires_grad_(False)
-        self.path = path
+        self.path, self.device = path, torch.device(device)
         probe = self._run(torch.rand(1, 3, PROBE_SIDE, PROBE_SIDE, device=device))
         if probe.dim() not in (2, 4) or probe.shape[0] != 1:
             raise InputError(f"{path}: the task model must return (B, C, h, w) features or "
@@ -53,14 +54,15 @@ class TaskModel:
         self.returns_logits = probe.dim() == 2
 
     def _run(self, x: Tensor) -> Tensor:
+        """The model's outputs for x, on x's device (the model runs on its own)."""
         try:
-            out = self.module(x)
+            out = self.module(x.to(self.device))
         except Exception as e:  # a user's model: any failure is an input error
             raise InputError(f"{self.path}: the task model failed on a {tuple(x.shape)} input "
                              f"({type(e).__name__})") from None
         if not isinstance(out, Tensor) or not out.is_floating_point():
             raise InputError(f"{self.path}: the task model must return one float tensor")
-        return out
+        return out.to(x.device)
 
     def fmse(self, x_hat: Tensor, x: Tensor) -> Tensor:
         """(B,) feature MSE of x_hat against x, normalised by the variance of x's outputs."""
