@@ -132,8 +132,9 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit, by the keep-or-drop decision and by
-    every candidate's coder (refinement and frame types, nvc.objective) alike, with one scale for
-    the task's term (the first frame's, nvc.objective); None for plain MSE. `qmap`: the spatial
+    every candidate's coder (refinement and frame types; the weights there only without `qmap`:
+    nvc.objective.Objective.for_coding) alike, with one scale for the task's term (the first
+    frame's, nvc.objective); None for plain MSE. `qmap`: the spatial
     quality map (nvc.roi.quality_map) of the rung; the search for the base's best position moves
     it along the ladder as a whole, and every candidate is coded with the map found (the fit
     itself runs at the uniform position).
@@ -147,7 +148,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     lam = model.cfg.lambdas[quality - 1]
 
-    objective = Objective(weights, task, cfg.task_weight)
+    objective = Objective.for_coding(weights, qmap is not None, task, cfg.task_weight)
     if task is not None:  # FMSE in the MSE's units, from the first frame (nvc.objective)
         src = source_rgb(video.frames[0], matrix)
         device = model_device(model)

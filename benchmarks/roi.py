@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                                     refine=args.refine, **kw)
                 coded, kept, adapter_bytes = r.coded, r.mode, r.adapter_bytes
             else:
-                objective = Objective(kw.get("weights"), kw.get("task"), args.task_weight)
+                objective = Objective.for_coding(kw.get("weights"), "qmap" in kw, kw.get("task"),
+                                                 args.task_weight)
                 coded = encode(video, model, entry, q, args.intra_period, qmap=kw.get("qmap"),
                                refine=args.refine, objective=objective)
                 kept, adapter_bytes = "base" + (" + map" if "qmap" in kw else ""), 0

@@ -185,11 +185,15 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
         gain = 100 * (base_cost - stats.objective) / base_cost
         bar.set_postfix_str(f"bpp {stats.bpp:.3f} PSNR {stats.psnr_db:.2f} dB RD gain {gain:+.1f}%")
         bar.update()
-    objective = _objective(args, video)
+    weights = None
+    if args.roi:
+        from .roi import pixel_weights
+
+        weights = pixel_weights(_mask(args, video), args.roi_weight)
     try:
         q = quality or args.quality
         result = encode_adaptive(video, model, entry, q, args.intra_period, cfg, on_step=on_step,
-                                 base=base, weights=objective.weights, task=objective.task_model,
+                                 base=base, weights=weights, task=_task(args),
                                  qmap=_quality_map(args, video, model, q), **_coding(args))
     finally:
         bar.close()
@@ -388,15 +392,17 @@ def _quality_map(args, video, model, quality: int):
 
 
 def _objective(args, video):
-    """What the encoder minimises besides bits (nvc.objective): --roi's pixel weights, and the
-    --task-model's term where the encoder optimises (--adapt, --refine); eval's task model alone
-    only measures."""
+    """What the coder minimises besides bits (nvc.objective): --roi's pixel weights where no
+    quality map carries the region (--roi-quality 0), and the --task-model's term where the encoder
+    optimises (--adapt, --refine); eval's task model alone only measures."""
     from .objective import Objective
     from .roi import pixel_weights
 
-    weights = pixel_weights(_mask(args, video), args.roi_weight) if args.roi else None
+    weights = pixel_weights(_mask(args, video), args.roi_weight) \
+        if args.roi and not args.roi_quality else None
     task = _task(args) if args.adapt or args.refine else None
-    return Objective(weights, task, args.task_weight)
+    return Objective.for_coding(weights, bool(args.roi and args.roi_quality), task,
+                                args.task_weight)
 
 
 def _task(args):
@@ -531,11 +537,11 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
                    help="region of interest: an image (one mask) or a video (one a frame), white "
                         "= important, or 'gradient' (the --task-model's gradient map, GSW); coded "
                         "at a higher quality (--roi-quality) and weighted (--roi-weight) in what "
-                        "--adapt fits, --refine refines and the frame types are chosen by; eval "
-                        "then reports ROI and background PSNR")
+                        "--adapt fits (and, with --roi-quality 0, in what --refine refines and "
+                        "the frame types are chosen by); eval then reports ROI and background PSNR")
     p.add_argument("--roi-weight", type=float, default=4.0,
-                   help="how much more an important pixel counts in the adaptation, the "
-                        "refinement and the frame-type choice (default 4)")
+                   help="how much more an important pixel counts in the adaptation (and, with "
+                        "--roi-quality 0, in the refinement and the frame-type choice; default 4)")
     p.add_argument("--roi-quality", type=float, default=1.0, metavar="STEPS",
                    help="quality steps the region gains; the background drops so that the file "
                         "stays near --quality's size (at quality 1 it cannot, and the file grows; "

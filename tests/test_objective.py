@@ -100,6 +100,12 @@ def test_the_stream_objective_scales_fmse_to_the_mse_units(coded_frame, task):
         Objective(task_model=task, task_weight=1.5)
 
 
+def test_a_quality_map_carries_the_region_instead_of_the_weights():
+    weights = np.ones((2, 4, 4), np.float32)
+    assert Objective.for_coding(weights, quality_map=False).weights is weights
+    assert Objective.for_coding(weights, quality_map=True).weights is None
+
+
 def test_an_image_masks_weights_stay_one_map():
     mask = np.broadcast_to(np.linspace(0, 1, 12, dtype=np.float32).reshape(1, 3, 4), (500, 3, 4))
     w = pixel_weights(mask, 4.0)
@@ -138,7 +144,8 @@ def test_nvc_encode_refines_for_a_task_and_a_region(tmp_path, tiny_weights, caps
     build("features").save(str(model_path))
     mask = tmp_path / "mask.png"
     Image.fromarray(np.tile(np.arange(64, dtype=np.uint8) * 4, (48, 1))).save(mask)
-    for extra in (["--task-model", str(model_path)], ["--roi", str(mask)]):
+    for extra in (["--task-model", str(model_path)], ["--roi", str(mask)],
+                  ["--roi", str(mask), "--roi-quality", "0"]):
         out = tmp_path / "clip.nvc"
         assert main(["encode", str(src), "-o", str(out), "--weights", str(tiny_weights),
                      "--refine", "3"] + extra) == 0, capsys.readouterr().err
