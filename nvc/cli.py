@@ -412,7 +412,7 @@ def _task(args):
     if getattr(args, "_task", None) is None:
         from .task import TaskModel
 
-        args._task = TaskModel(args.task_model)
+        args._task = TaskModel(args.task_model, _device(args.device))  # where the codec runs
     return args._task
 
 
