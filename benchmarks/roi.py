@@ -117,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
             "gsw": {"task": task, "weights": pixel_weights(gsw, args.roi_weight),
                     "qmap": quality_map(gsw, q, boosts[0], model.cfg.num_qualities, padded)}}
         for name, boost in zip(roi_names, boosts):
-            variants[name] = {"weights": pixel_weights(mask, args.roi_weight),
-                              "qmap": quality_map(mask, q, boost, model.cfg.num_qualities, padded)}
+            variants[name] = {"weights": pixel_weights(mask, args.roi_weight),  # 0: no map
+                              "qmap": quality_map(mask, q, boost, model.cfg.num_qualities, padded)
+                              if boost else None}
         for name, kw in variants.items():
             if name not in points:
                 continue
@@ -127,11 +128,12 @@ def main(argv: list[str] | None = None) -> int:
                                     refine=args.refine, **kw)
                 coded, kept, adapter_bytes = r.coded, r.mode, r.adapter_bytes
             else:
-                objective = Objective.for_coding(kw.get("weights"), "qmap" in kw, kw.get("task"),
+                mapped = kw.get("qmap") is not None
+                objective = Objective.for_coding(kw.get("weights"), mapped, kw.get("task"),
                                                  args.task_weight)
                 coded = encode(video, model, entry, q, args.intra_period, qmap=kw.get("qmap"),
                                refine=args.refine, objective=objective)
-                kept, adapter_bytes = "base" + (" + map" if "qmap" in kw else ""), 0
+                kept, adapter_bytes = "base" + (" + map" if mapped else ""), 0
             points[name].append({"quality": q, "kept": kept, "adapter_bytes": adapter_bytes,
                                  **measure(video, coded, mask, task)})
             print(f"q{q} {name:5} {json.dumps(points[name][-1])}", flush=True)
