@@ -150,12 +150,10 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
 
     objective = Objective.for_coding(weights, qmap is not None, task, cfg.task_weight)
     if task is not None:  # FMSE in the MSE's units, from the first frame (nvc.objective)
-        src = source_rgb(video.frames[0], matrix)
         device = model_device(model)
         q0 = schedule.frame_q(quality_argument(quality, qmap, device), 0, intra_period, device)
-        objective = scaled_objective(objective, model, synthesis, src,
-                                     pad_to(rgb_tensor(src, device), model.cfg.multiple), q0,
-                                     bitstream.DEFAULT_PROFILE)
+        objective = scaled_objective(objective, model, source_rgb(video.frames[0], matrix), q0,
+                                     synthesis, bitstream.DEFAULT_PROFILE)
     term = objective.term
 
     def code(coder: SSF, qmap: QualityMap | None, adapters: bytes | None = None) -> CodedVideo:

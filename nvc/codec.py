@@ -254,7 +254,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
             lam = model.lambda_at(q_i)
             if i == 0:
-                objective = scaled_objective(objective, model, synthesis, src, x, q_i, profile)
+                objective = scaled_objective(objective, model, src, q_i, synthesis, profile)
             goal = objective.frame(i)
             intra, inter = frame_coders(model, how, lam, src, goal)
             ready: list[tuple[CodedFrame, Tensor]] = []  # frames decided, yielded outside `coding`
@@ -342,15 +342,18 @@ def frame_cost(lam: float | Tensor, src: np.ndarray, coded: tuple[CodedFrame, Te
     return float(rd_cost(lam, d, torch.tensor(rate)))
 
 
-def scaled_objective(objective: Objective, model: SSF, synthesis: Synthesis, src: np.ndarray,
-                     x: Tensor, q: int | Tensor, profile: NumericProfile) -> Objective:
-    """`objective` with its task's scale set, where unset, from the first frame (`src`; `x` padded,
-    on the model's device) coded as an unrefined I-frame at `q` (nvc.objective)."""
+def scaled_objective(objective: Objective, model: SSF, src: np.ndarray, q: int | Tensor,
+                     synthesis: Synthesis, profile: NumericProfile) -> Objective:
+    """`objective` with its task's scale set, where unset, from the first frame (`src`, RGB) coded
+    as an unrefined I-frame at `q`, its position in the stream (nvc.objective)."""
     if objective.task_model is None or objective.task_scale is not None:
         return objective
+    x = pad_to(rgb_tensor(src, model_device(model)), model.cfg.multiple)
     with torch.no_grad(), coding(model, synthesis):
         _, x_hat = model.compress_intra(x, q, profile)
-    return objective.scaled(src, _to_numpy(x_hat, src.shape[0], src.shape[1]))
+    cpu = torch.device("cpu")
+    return objective.scaled(rgb_tensor(src, cpu),
+                            rgb_tensor(_to_numpy(x_hat, src.shape[0], src.shape[1]), cpu))
 
 
 def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int = 12,

@@ -93,14 +93,12 @@ class Objective:
         """Frame `index`'s weights, a writable copy (an image mask's are a read-only view)."""
         return None if self.weights is None else np.array(self.weights[index], np.float32)
 
-    def scaled(self, src: np.ndarray, rec: np.ndarray) -> Objective:
+    def scaled(self, x: Tensor, x_hat: Tensor) -> Objective:
         """With the task's scale set from a coding of the first frame (source and reconstruction,
-        RGB (h, w, 3)): its weighted MSE over its FMSE. Unchanged without a task model or where
-        the scale is set."""
+        (1, 3, h, w) in [0, 1]): its weighted MSE over its FMSE. Unchanged without a task model or
+        where the scale is set."""
         if self.task_model is None or self.task_scale is not None:
             return self
-        x, x_hat = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
-                    for a in (src, rec))
         with torch.no_grad():
             mse = float(FrameObjective(self._weight(0)).weighed((x_hat - x) ** 2).mean())
             fmse = float(self.task_model.fmse(x_hat, x)[0])

@@ -48,7 +48,7 @@ def coded_frame(tiny_weights):
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
+    return rgb_tensor(a, torch.device("cpu"))
 
 
 def test_pixel_weights_price_each_pixels_error(coded_frame):
@@ -90,10 +90,10 @@ def test_the_stream_objective_scales_fmse_to_the_mse_units(coded_frame, task):
     unscaled = Objective(task_model=task, task_weight=0.3)
     with pytest.raises(ValueError, match="needs its scale"):
         unscaled.frame(0)
-    scaled = unscaled.scaled(src, rec)
+    scaled = unscaled.scaled(_t(src), _t(rec))
     mse, fmse = float(np.mean((rec - src) ** 2)), float(task.fmse(_t(rec), _t(src))[0])
     assert scaled.task_scale == pytest.approx(mse / fmse, rel=1e-4)
-    assert scaled.scaled(src, src).task_scale == scaled.task_scale  # set once
+    assert scaled.scaled(_t(src), _t(src)).task_scale == scaled.task_scale  # set once
     term = scaled.frame(0).task
     assert term is not None and term.weight == 0.3
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
