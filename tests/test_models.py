@@ -124,3 +124,28 @@ def test_scale_indexes_equal_compressais():
                         torch.tensor([0.0, -1.0, 1e9])])
     expected = codec.gaussian_conditional.build_indexes(scales)
     assert torch.equal(codec._indexes(scales), expected)
+
+
+def test_the_coders_skips_seen_in_a_forward_pass(tiny_model, small_video):
+    """With skip_below, the differentiable pass rebuilds the elements the coder skips as their means
+    at no cost, as decoding does; without, it rounds and prices them."""
+    from nvc.bitstream import DEFAULT_PROFILE, SKIP_BELOW_INDEX
+    from nvc.codec import pad_to, rgb_tensor, source_rgb
+
+    model, _ = tiny_model
+    x = pad_to(rgb_tensor(source_rgb(small_video.frames[0]), torch.device("cpu")), 64)
+    latent = model.intra.latent
+    with torch.no_grad():
+        y = model.intra.g_a(x)
+        _, coded = latent.compress(y, 0, DEFAULT_PROFILE)
+        plain = latent(y, 0)
+        latent.skip_below = SKIP_BELOW_INDEX
+        try:
+            seen = latent(y, 0)
+        finally:
+            latent.skip_below = 0
+    free = seen.likelihoods[0] == 1
+    assert 0.02 < free.float().mean() < 1  # some elements skipped, not all
+    assert ((seen.y_hat - coded).abs() > 1e-4).float().mean() < 0.01  # a mean may round otherwise
+    assert ((plain.y_hat - coded).abs() > 1e-4).float().mean() > 0.01
+    assert (plain.likelihoods[0][free] < 1).all()

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from nvc.bitstream import SKIP_BELOW_INDEX
 from nvc.schedule import GAP, SLOPE, default_schedule
 from nvc.zoo import load_model
 from train.__main__ import main as cli_main
@@ -16,7 +17,7 @@ from train.data import (
     VideoFolderDataModule,
 )
 from train.export import main as export_main
-from train.module import VideoCodecModule, p_frames_at
+from train.module import ENCODER_SIDE, VideoCodecModule, p_frames_at
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "train" / "configs" / "cpu_smoke.yaml")
 
@@ -393,3 +394,26 @@ def test_net_and_aux_parameters_partition_the_active_codecs(stage):
     assert {id(p) for p in net}.isdisjoint({id(p) for p in aux})
     assert {id(p) for p in net} | {id(p) for p in aux} == {id(p) for p in active}
     assert aux and all(p.shape[-1] == 3 for p in aux)  # the entropy bottlenecks' quantiles
+
+
+def test_encoders_only_fit_leaves_every_decoder_side_weight_as_loaded(tmp_path):
+    torch.manual_seed(0)
+    start = tmp_path / "start.safetensors"
+    export_main([str(_fit(tmp_path / "a", "--trainer.max_steps=1")), "-o", str(start)])
+    ckpt = _fit(tmp_path / "b", "--model.encoders_only=true", "--model.lr=0.01",
+                f"--model.init_from=[{start}]")
+    before = dict(load_model(path=start)[0].named_parameters())
+    after = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    moved = {k for k, v in before.items() if not torch.equal(v, after["model." + k])}
+    assert moved, "the encoders trained"
+    assert all(k.split(".", 1)[1].startswith(ENCODER_SIDE) for k in moved), \
+        [k for k in moved if not k.split(".", 1)[1].startswith(ENCODER_SIDE)]
+    assert {k.split(".")[0] for k in moved} == {"intra", "motion", "residual"}
+
+
+def test_coder_skip_sets_every_latent_to_the_coders_line():
+    skip = VideoCodecModule(arch="ssf-tiny", stage="joint", coder_skip=True)
+    plain = VideoCodecModule(arch="ssf-tiny", stage="joint")
+    for name in ("intra", "motion", "residual"):
+        assert getattr(skip.model, name).latent.skip_below == SKIP_BELOW_INDEX
+        assert getattr(plain.model, name).latent.skip_below == 0

@@ -17,6 +17,11 @@ encoder writes unless told otherwise), so that the base learns the positions it 
 `frame_lambdas` each frame's distortion is weighted by the lambda of its own position (log-linear
 between rungs, as the gains are; DCVC-DC's hierarchical weights play this part), so the ladder keeps
 its operating points; without, the GOP's lambda weights every frame.
+With `coder_skip`, training and validation see what the coder does with the elements whose scale is
+too small to code (bitstream.SKIP_BELOW_INDEX): they decode as their means and cost no bits.
+With `encoders_only` only the analysis side trains (ENCODER_SIDE): the decoder, the hyper-synthesis
+and the entropy models stay as loaded, so the refinement's amortisation gap (nvc.refine) is what the
+run can close.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from nvc.bitstream import SKIP_BELOW_INDEX
 from nvc.codec import pad_to
 from nvc.errors import ConfigError
 from nvc.models.config import ModelConfig
@@ -40,6 +46,9 @@ from nvc.zoo import ARCHITECTURES, load_state_into
 log = logging.getLogger(__name__)
 STAGES = ("intra", "inter", "joint")
 SCHEDULES = ("flat", "default")
+# what the encoder alone computes, in each codec (intra, motion, residual): with `encoders_only`
+# nothing else trains, so every stream of the starting weights decodes the same with the result
+ENCODER_SIDE = ("g_a.", "latent.h_a.", "latent.log_gain")
 
 
 def frame_bpp(out: FrameOut, num_pixels: int) -> Tensor:
@@ -64,7 +73,8 @@ class VideoCodecModule(L.LightningModule):
                  lambdas: list[float] | None = None, lr_drops: list[int] | None = None,
                  lr_drop_factor: float = 0.3, unroll: list[list[int]] | None = None,
                  channels_last: bool = False, schedule: str = "flat", intra_period: int = 12,
-                 frame_lambdas: bool = True):
+                 frame_lambdas: bool = True, coder_skip: bool = False,
+                 encoders_only: bool = False):
         super().__init__()
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -81,9 +91,12 @@ class VideoCodecModule(L.LightningModule):
         self.model = SSF(self.cfg)
         for path in init_from or []:
             load_state_into(self.model, path)
+        for codec in (self.model.intra, self.model.motion, self.model.residual):
+            codec.latent.skip_below = SKIP_BELOW_INDEX if coder_skip else 0
         self.automatic_optimization = False
         self._t_last: float | None = None
-        active = {id(p) for mod in self._active_modules() for p in mod.parameters()}
+        active = {id(p) for mod in self._active_modules() for n, p in mod.named_parameters()
+                  if not encoders_only or n.startswith(ENCODER_SIDE)}
         for p in self.model.parameters():  # frozen codecs: no gradients, nothing unused under DDP
             p.requires_grad_(id(p) in active)
 
@@ -99,7 +112,7 @@ class VideoCodecModule(L.LightningModule):
 
     def _params(self, aux: bool):
         return [p for mod in self._active_modules() for n, p in mod.named_parameters()
-                if n.endswith("quantiles") == aux]
+                if p.requires_grad and n.endswith("quantiles") == aux]
 
     def current_lr(self) -> float:
         """The learning rate at this step: `lr` times `lr_drop_factor` per milestone passed."""
@@ -107,8 +120,9 @@ class VideoCodecModule(L.LightningModule):
         return self.hparams.lr * self.hparams.lr_drop_factor ** passed
 
     def configure_optimizers(self):
-        return (torch.optim.Adam(self._params(aux=False), lr=self.hparams.lr),
-                torch.optim.Adam(self._params(aux=True), lr=self.hparams.aux_lr))
+        aux = self._params(aux=True)  # none when the entropy models are frozen (encoders_only)
+        return [torch.optim.Adam(self._params(aux=False), lr=self.hparams.lr)] + \
+            ([torch.optim.Adam(aux, lr=self.hparams.aux_lr)] if aux else [])
 
     # -- where frames sit on the ladder --------------------------------------------------------
     def gop_schedule(self, q: int) -> GopSchedule:
@@ -183,22 +197,25 @@ class VideoCodecModule(L.LightningModule):
                 "mse": mse.mean(), "p_frames": torch.tensor(float(t - 1))}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        opt, aux_opt = self.optimizers()
+        opts = self.optimizers()
+        opt, *aux_opt = opts if isinstance(opts, list) else [opts]
         lr = self.current_lr()
         for group in opt.param_groups:  # a function of the step, so resumed runs agree
             group["lr"] = lr
         stats = self.rd_loss(batch)
-        aux = sum(mod.latent.aux_loss() for mod in self._active_modules())
+        aux = sum((mod.latent.aux_loss() for mod in self._active_modules()) if aux_opt else [],
+                  torch.zeros((), device=batch.device))
         # One backward (DDP allows one per step): the aux loss reaches only the quantiles (CompressAI
         # stops its gradient into the density model) and the RD loss never reaches them, so the sum
         # gives each optimizer exactly its own gradients.
-        opt.zero_grad()
-        aux_opt.zero_grad()
+        for o in [opt, *aux_opt]:
+            o.zero_grad()
         self.manual_backward(stats["loss"] + aux)
         self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip,
                             gradient_clip_algorithm="norm")
         opt.step()
-        aux_opt.optimizer.step()  # the raw optimizer: global_step counts RD steps only
+        for o in aux_opt:
+            o.optimizer.step()  # the raw optimizer: global_step counts RD steps only
         now = time.perf_counter()
         if self._t_last is not None:
             self.log("train/steps_per_s", 1.0 / max(now - self._t_last, 1e-9), prog_bar=True)

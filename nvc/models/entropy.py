@@ -83,6 +83,11 @@ class LatentCodec(nn.Module):
         # Adaptation fits against the hyperprior as it is coded: z rounded around the medians
         # (straight-through), its likelihood that of the rounded value, instead of uniform noise.
         self.round_z = False
+        # Elements whose scale index lies below this decode as their mean and cost no bits, as the
+        # coder treats them from numeric profile 2 on (bitstream.SKIP_BELOW_INDEX); 0: every
+        # element rounded and priced. Training and validation set it to see the coder's rate and
+        # reconstruction (the index comes from the float h_s here, the exact one there).
+        self.skip_below = 0
         self.exact_h_s: ExactHyperSynthesis | None = None  # built by update() from h_s
         self.coder: TableCoder | None = None  # built by update() from the CDF tables
         self.z_tables: rans.Tables | None = None  # z's, for nvc's coder (profile 3)
@@ -119,13 +124,17 @@ class LatentCodec(nn.Module):
         z_hat, z_lik = self._code_z(z)
         means, scales = self._params(z_hat)
         _, y_lik = self.gaussian_conditional(y_s, scales, means=means)
-        return LatentOut(_rounded_around(y_s, means) * ig, (y_lik, z_lik))
+        y_hat, y_lik = _skipped(_rounded_around(y_s, means), y_lik, means, scales,
+                                self.skip_below)
+        return LatentOut(y_hat * ig, (y_lik, z_lik))
 
     def relaxed(self, y_s: Tensor, q: Tensor | int, noise: Tensor) -> tuple[Tensor, list[Tensor]]:
         """A differentiable stand-in for `compress_scaled`, to optimise a scaled latent against
         (nvc.refine): the y_hat the decoder would rebuild from it (rounded around the mean,
         straight-through) and the likelihoods of y, its rate smoothed by `noise` (uniform in
-        [-0.5, 0.5), as in training), and of z, rounded as coded."""
+        [-0.5, 0.5), as in training), and of z, rounded as coded. It prices and rounds the elements
+        the profile skips (measured, 20 steps on the training clips: seeing them as the coder
+        leaves them gave I-frames -11.5% instead of -11.3%, P-frames -4.7% instead of -6.0%)."""
         with torch.autocast(y_s.device.type, enabled=False):
             _, ig = self._gains(q, y_s)
             z_hat, z_lik = self._round_z(self.h_a(y_s))
@@ -256,6 +265,17 @@ class LatentCodec(nn.Module):
         update_registered_buffers(
             self.gaussian_conditional, prefix + "gaussian_conditional",
             ["_quantized_cdf", "_offset", "_cdf_length", "scale_table"], state_dict)
+
+
+def _skipped(y_hat: Tensor, y_lik: Tensor, means: Tensor, scales: Tensor, skip_below: int
+             ) -> tuple[Tensor, Tensor]:
+    """y_hat and its likelihoods with the elements whose scale index lies below `skip_below` as
+    the coder leaves them: their means, at likelihood 1 (no bits). Unchanged for 0."""
+    if not skip_below:
+        return y_hat, y_lik
+    # index < k <=> the (lower-bounded) scale is at most the table's entry k - 1
+    skip = scales.detach() <= scale_table()[skip_below - 1]
+    return torch.where(skip, means, y_hat), y_lik.masked_fill(skip, 1.0)
 
 
 def _rounded_around(y_s: Tensor, means: Tensor) -> Tensor:
