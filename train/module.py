@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 STAGES = ("intra", "inter", "joint")
 SCHEDULES = ("flat", "default")
 # what the encoder alone computes, in each codec (intra, motion, residual): with `encoders_only`
-# nothing else trains, so every stream of the starting weights decodes the same with the result
+# nothing else trains, and every decoder-side weight stays as loaded, bit for bit
 ENCODER_SIDE = ("g_a.", "latent.h_a.", "latent.log_gain")
 
 
