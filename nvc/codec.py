@@ -62,6 +62,11 @@ CONVERT_AHEAD = 1 if (os.cpu_count() or 1) > 1 else 0
 # beside it (each computes what it would alone, so the bytes do not depend on it); 0 runs them in
 # turn on one (the default on a one-core machine). NVC_PARALLEL_TRIAL overrides it.
 PARALLEL_TRIAL = env_int("NVC_PARALLEL_TRIAL", 1 if (os.cpu_count() or 1) > 1 else 0)
+# Refinement keeps a frame's synthesis activations for its backward pass, so two candidates refined
+# side by side hold twice that: above this many pixels a frame's refined candidates are coded in
+# turn (measured, street scaled to 3840x2160, 2 frames, --refine 1: peak RSS 12.6 GB beside, 8.8 GB
+# in turn, 4.4 GB unrefined; 1080p beside: 3.0 GB). The same bytes either way.
+REFINE_BESIDE_MAX_PIXELS = 1920 * 1088
 # Adaptive I-frames look one frame ahead: a frame whose I-frame costs less than (1 +
 # LOOK_AHEAD_GATE) times its P-frame is decided by what it and the next frame cost together
 # (code_frames). NVC_LOOK_AHEAD=0 decides each frame by its own cost alone.
@@ -236,8 +241,9 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     count = len(video.frames)
     ref: Tensor | None = None
     held: Candidates | None = None  # a frame whose type waits for the next frame
+    side_by_side = PARALLEL_TRIAL and not (refine and h * w > REFINE_BESIDE_MAX_PIXELS)
     pool = ThreadPoolExecutor(2, thread_name_prefix="nvc-intra-trial") \
-        if adaptive_intra and PARALLEL_TRIAL else None
+        if adaptive_intra and side_by_side else None
     how = Refinement(refine)
 
     def beside(fn: Callable, *args) -> Callable[[], tuple[CodedFrame, Tensor]]:

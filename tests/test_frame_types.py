@@ -117,6 +117,30 @@ def test_the_trial_on_a_second_thread_writes_the_same_bytes(tiny_model, small_vi
     assert beside == in_turn and _kinds(beside[0]) == "IPPP" and _kinds(beside[1]) == "IIII"
 
 
+def test_large_refined_frames_try_their_candidates_in_turn(tiny_model, small_video, monkeypatch):
+    """Above REFINE_BESIDE_MAX_PIXELS, refined candidates are not coded side by side (each would
+    hold its own activations); unrefined ones still are. The bytes do not change."""
+    import nvc.codec
+
+    model, entry = tiny_model
+    pools = []
+    pool_class = nvc.codec.ThreadPoolExecutor
+
+    def counted(*args, **kwargs):
+        pools.append(1)
+        return pool_class(*args, **kwargs)
+    monkeypatch.setattr(nvc.codec, "ThreadPoolExecutor", counted)
+    monkeypatch.setattr(nvc.codec, "PARALLEL_TRIAL", 1)
+    pixels = small_video.height * small_video.width
+    runs = {}
+    for limit, refine in ((pixels, 2), (pixels - 1, 2), (pixels - 1, 0)):
+        monkeypatch.setattr(nvc.codec, "REFINE_BESIDE_MAX_PIXELS", limit)
+        before = len(pools)
+        runs[limit, refine] = encode(small_video, model, entry, 2, refine=refine).data
+        assert len(pools) - before == (0 if refine and limit < pixels else 1), (limit, refine)
+    assert runs[pixels, 2] == runs[pixels - 1, 2]
+
+
 @pytest.fixture
 def a_better_reference(tiny_model, monkeypatch):
     """Costs that make an I-frame 10% dearer than its P-frame alone, and any P-frame predicted
