@@ -38,6 +38,7 @@ from nvc.models.ssf import SSF, model_device
 from nvc.objective import Objective
 from nvc.rd import rd_cost as _rd_cost
 from nvc.rd import task_distortion
+from nvc.refine import Effort
 from nvc.roi import shifted_quality_map, uniform_quality_map
 from nvc.schedule import GopSchedule, resolve
 from nvc.task import TaskModel, TaskTerm, task_metrics
@@ -128,7 +129,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     task: TaskModel | None = None, qmap: QualityMap | None = None,
                     synthesis: Synthesis = Synthesis.FLOAT32,
                     schedule: GopSchedule | None = None,
-                    adaptive_intra: bool = True, refine: int = 0) -> AdaptiveResult:
+                    adaptive_intra: bool = True, refine: Effort = 0) -> AdaptiveResult:
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit, by the keep-or-drop decision and by

@@ -23,6 +23,12 @@ class Conditions:
     gop_schedule: str | None = None  # nvc's GOP quality schedule, "LIFT,DROP,SLOPE" or "0" (None:
     # nvc's default)
     refine: int = 0  # nvc's encoder-side latent refinement steps (nvc.refine; 0: off)
+    refine_bf16: bool = False  # the steps' synthesis in bfloat16 (nvc encode --refine-precision)
+
+    def refinement(self):
+        from nvc.refine import Refinement
+
+        return Refinement(self.refine, bf16_steps=self.refine_bf16)
 
 
 @dataclass
@@ -97,12 +103,13 @@ def _run_base(name: str, profile: str, synthesis: str = "FLOAT32", adaptive_intr
         gop = codec_schedule(name, cond)
         r = evaluate(source, model, entry, int(point[1:]), cond.intra_period,
                      profile=NumericProfile[profile], synthesis=Synthesis[synthesis], schedule=gop,
-                     adaptive_intra=adaptive_intra, refine=cond.refine)
+                     adaptive_intra=adaptive_intra, refine=cond.refinement())
         gop_text = "default" if gop is None else str(gop)
         types = "auto" if adaptive_intra else "fixed"
         return _point(r, name, point, f"{entry.name} {entry.sha256[:12]} {profile.lower()} "
                                       f"{synthesis.lower()} gop {gop_text} frame types {types}"
-                                      f"{f' refine {cond.refine}' if cond.refine else ''}")
+                                      f"{f' refine {cond.refine}' if cond.refine else ''}"
+                                      f"{' bf16 steps' if cond.refine and cond.refine_bf16 else ''}")
     return run
 
 
@@ -116,7 +123,7 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
         r = encode_adaptive(source, model, entry, q, cond.intra_period,
                             AdaptConfig(kind=AdapterKind[kind], steps=cond.adapt_steps,
                                         window=cond.adapt_window),
-                            schedule=codec_schedule(name, cond), refine=cond.refine)
+                            schedule=codec_schedule(name, cond), refine=cond.refinement())
         r.coded.seconds = r.total_seconds
         e = evaluate_coded(source, r.coded, model, entry, q)
         return _point(e, name, point, f"{kind.lower()} {r.steps} steps, {r.mode} kept "

@@ -21,7 +21,7 @@ from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION, FrameType
 from nvc.codec import LOOK_AHEAD
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
-from nvc.refine import LEARNING_RATES, Refinement
+from nvc.refine import LEARNING_RATES
 from nvc.schedule import GAP, SLOPE
 
 from .anchors import ffmpeg_version
@@ -64,7 +64,8 @@ def _nvc_key(codec: str, cond: Conditions) -> str:
         f"g{schedule.lift}-{schedule.drop}-{schedule.slope}"
     types = "" if codec == "nvc-fixed" else f"la{LOOK_AHEAD}"
     lrs = LEARNING_RATES
-    refine = f"r{cond.refine}c{lrs[FrameType.I]:g}-{lrs[FrameType.P]:g}" if cond.refine else ""
+    refine = f"r{cond.refine}c{lrs[FrameType.I]:g}-{lrs[FrameType.P]:g}" \
+        f"{'h' if cond.refine_bf16 else ''}" if cond.refine else ""
     return (f"_{nvc_weights_sha256(cond)[:8]}_v{FORMAT_VERSION}p{int(DEFAULT_PROFILE)}{gop}{types}"
             f"{refine}{budget}")
 
@@ -108,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="nvc's GOP quality schedule (default: nvc's; nvc-flat is always flat)")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="nvc's encoder-side latent refinement (nvc encode --refine; default 0)")
+    p.add_argument("--refine-precision", choices=("fp32", "bf16"), default="fp32",
+                   help="the refinement steps' synthesis (nvc encode --refine-precision)")
     p.add_argument("--out", required=True, help="output folder (cache, results.json, .md, .png)")
     args = p.parse_args(argv)
     try:
@@ -137,9 +140,10 @@ def _run(args) -> int:
                       qualities=tuple(int(q) for q in args.qualities.split(",")),
                       device=args.device, adapt_steps=args.adapt_steps,
                       adapt_window=args.adapt_window, weights=args.weights,
-                      gop_schedule=args.gop_schedule, refine=args.refine)
+                      gop_schedule=args.gop_schedule, refine=args.refine,
+                      refine_bf16=args.refine_precision == "bf16")
     codec_schedule("nvc", cond)  # a bad --gop-schedule is refused before any work
-    Refinement(cond.refine)  # and a bad --refine
+    cond.refinement()  # and a bad --refine
     if args.crfs:
         cond.crfs = tuple(int(c) for c in args.crfs.split(","))
     root, out = Path(args.root), Path(args.out)

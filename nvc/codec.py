@@ -41,7 +41,7 @@ from .metrics import bpp
 from .models.ssf import SSF, FrameType, model_device
 from .objective import PLAIN, PLAIN_STREAM, FrameObjective, Objective
 from .rd import rd_cost
-from .refine import Refinement, Target, refined_inter, refined_intra
+from .refine import Effort, Refinement, Target, as_refinement, refined_inter, refined_intra
 from .schedule import FLAT, GopSchedule, resolve
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
@@ -221,7 +221,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 matrix: ColourMatrix = ColourMatrix.BT709, progress: Progress = _no_progress,
                 profile: NumericProfile = DEFAULT_PROFILE,
                 qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32,
-                schedule: GopSchedule = FLAT, adaptive_intra: bool = True, refine: int = 0,
+                schedule: GopSchedule = FLAT, adaptive_intra: bool = True, refine: Effort = 0,
                 objective: Objective = PLAIN_STREAM) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frames are kept, so memory does not grow with the clip. `qmap`: a quality
@@ -233,18 +233,18 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     the P-frame, or, with LOOK_AHEAD and an I-frame within LOOK_AHEAD_GATE of the P-frame's cost,
     where the frame and the next one, coded as a P-frame from either, cost less together (an
     I-frame is also the better reference); `refine`: gradient steps on each coding's latents
-    before it is coded (nvc.refine; 0: none); `objective`: what the refinement and the frame-type
-    choice minimise besides bits (nvc.objective: MSE, or a region's weights and a task model's
-    term; a task's scale is set from frame 0 where unset)."""
+    before it is coded (nvc.refine; 0: none), or a Refinement; `objective`: what the refinement
+    and the frame-type choice minimise besides bits (nvc.objective: MSE, or a region's weights and
+    a task model's term; a task's scale is set from frame 0 where unset)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     count = len(video.frames)
     ref: Tensor | None = None
     held: Candidates | None = None  # a frame whose type waits for the next frame
-    side_by_side = PARALLEL_TRIAL and not (refine and h * w > REFINE_BESIDE_MAX_PIXELS)
+    how = as_refinement(refine)
+    side_by_side = PARALLEL_TRIAL and not (how.steps and h * w > REFINE_BESIDE_MAX_PIXELS)
     pool = ThreadPoolExecutor(2, thread_name_prefix="nvc-intra-trial") \
         if adaptive_intra and side_by_side else None
-    how = Refinement(refine)
 
     def beside(fn: Callable, *args) -> Callable[[], tuple[CodedFrame, Tensor]]:
         """fn(*args) on the pool (or, without one, when its result is asked for)."""
@@ -369,7 +369,7 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
            qmap: QualityMap | None = None,
            synthesis: Synthesis = Synthesis.FLOAT32,
            schedule: GopSchedule | None = None, adaptive_intra: bool = True,
-           refine: int = 0, objective: Objective = PLAIN_STREAM) -> CodedVideo:
+           refine: Effort = 0, objective: Objective = PLAIN_STREAM) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
     the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
     `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
@@ -396,7 +396,7 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               profile: NumericProfile = DEFAULT_PROFILE,
               on_reconstruction: Callable[[np.ndarray], None] | None = None,
               synthesis: Synthesis = Synthesis.FLOAT32,
-              schedule: GopSchedule | None = None, adaptive_intra: bool = True, refine: int = 0,
+              schedule: GopSchedule | None = None, adaptive_intra: bool = True, refine: Effort = 0,
               objective: Objective = PLAIN_STREAM) -> tuple[int, float]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.

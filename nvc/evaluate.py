@@ -26,6 +26,7 @@ from .errors import NvcError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .metrics import bpp, mean_yuv, ms_ssim, plane_psnr_db, psnr_db
 from .models.ssf import SSF
+from .refine import Effort
 from .schedule import GopSchedule
 from .zoo import ZooEntry
 
@@ -138,7 +139,7 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
              profile: NumericProfile = DEFAULT_PROFILE,
              synthesis: Synthesis = Synthesis.FLOAT32,
              schedule: GopSchedule | None = None, adaptive_intra: bool = True,
-             refine: int = 0) -> EvalResult:
+             refine: Effort = 0) -> EvalResult:
     """Encode, decode from the bytes and score, frame by frame: only the bytes, a digest of every
     reconstruction and the metrics are kept, so a clip of any length (a lazily read one) needs the
     memory of a few frames. The decoded frames must equal the encoder's reconstructions.

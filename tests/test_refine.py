@@ -132,6 +132,11 @@ def test_nvc_encode_refine(tmp_path, tiny_weights, capsys):
     assert e.value.code == 2
     assert "expected 0 to 10000 steps" in capsys.readouterr().err
     assert not (tmp_path / "b.nvc").exists()
+    fast = tmp_path / "fast.nvc"
+    assert main(["encode", str(src), "-o", str(fast), "--weights", str(tiny_weights),
+                 "--refine", "5", "--refine-precision", "bf16"]) == 0
+    assert main(["decode", str(fast), "-o", str(tmp_path / "fast.y4m"), "--weights",
+                 str(tiny_weights)]) == 0
 
 
 
@@ -155,3 +160,26 @@ def test_step_size_is_the_kinds_and_falls_along_a_half_cosine():
     assert intra[0] == pytest.approx(0.01) and how.lr(FrameType.P, 1) == pytest.approx(0.03)
     assert all(a > b > 0 for a, b in zip(intra, intra[1:]))
     assert intra[20] == pytest.approx(0.005, rel=0.05) and intra[-1] < 0.01 * 0.01
+
+
+def test_bf16_steps_code_their_candidates_in_the_streams_precision(tiny_model, tiny_weights,
+                                                                   small_video, monkeypatch):
+    """--refine-precision bf16: the steps' synthesis runs in bfloat16, every coding in float32 (the
+    decoder's), so the stream decodes bit-exactly; the steps are not the float32 steps."""
+    import nvc.models.ssf as ssf
+
+    model, entry = tiny_model
+    seen: list[tuple[bool, torch.dtype | None]] = []
+    g_s = ssf.SSF._g_s
+
+    def spied(self, module, y, dtype=None):
+        seen.append((torch.is_grad_enabled(), dtype if dtype is not None else self._synthesis_dtype))
+        return g_s(self, module, y, dtype)
+    monkeypatch.setattr(ssf.SSF, "_g_s", spied)
+    fast = encode(small_video, model, entry, 2, refine=Refinement(6, bf16_steps=True))
+    assert {d for grad, d in seen if grad} == {torch.bfloat16}
+    assert {d for grad, d in seen if not grad} == {torch.float32}
+    plain = encode(small_video, model, entry, 2, refine=Refinement(6))
+    assert fast.data != plain.data
+    out = decode_stream(bitstream.unpack(fast.data), *load_model(path=tiny_weights))
+    assert all(np.array_equal(a, b) for a, b in zip(out.frames, fast.reconstruction))

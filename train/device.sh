@@ -6,9 +6,9 @@
 #   start:   run(command="bash train/device.sh start", carry=[".whl", "data"])
 #            installs the carried wheels, builds nvc's range coder, measures issue 11's GPU figures
 #            into $OUT (decode fps, the coder's M symbols/s on every core, a CUDA-encoded stream
-#            decoded on the CPU, `nvc eval --refine` 0 and 40), then starts fine-tuning the shipped
-#            base in the background
-#            (setsid: it outlives the command) for TRAIN_MINUTES
+#            decoded on the CPU, `nvc eval --refine` 0, 40 and 40 with bf16 steps), then starts
+#            fine-tuning the shipped base in the background (setsid: it outlives the command)
+#            for TRAIN_MINUTES
 #   watch:   run(command="bash train/device.sh watch")             within 30 s of the last call
 #            sleeps WATCH_SECONDS (540), then prints the log's tail and nvidia-smi
 #   finish:  run(command="bash train/device.sh finish")
@@ -66,6 +66,8 @@ measure() {
         step "refine $r" "$PY" -m nvc.cli eval "$clip" --frames "$frames" --quality 1,4 \
             --device "$DEVICE" --refine "$r" --json > "$OUT/refine-$r.json"
     done
+    step "refine 40 bf16" "$PY" -m nvc.cli eval "$clip" --frames "$frames" --quality 1,4 \
+        --device "$DEVICE" --refine 40 --refine-precision bf16 --json > "$OUT/refine-40-bf16.json"
 }
 
 train() {

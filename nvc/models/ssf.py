@@ -80,22 +80,24 @@ class SSF(nn.Module):
         finally:
             self._synthesis_dtype = before
 
-    def _g_s(self, g_s: nn.Module, y: Tensor) -> Tensor:
-        dtype = self._synthesis_dtype
+    def _g_s(self, g_s: nn.Module, y: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        """g_s(y) in `dtype`, or where not given in the precision `synthesis_in` set."""
+        dtype = self._synthesis_dtype if dtype is None else dtype
         if dtype is None:
             return g_s(y)
         with torch.autocast(y.device.type, dtype=dtype, enabled=dtype != torch.float32):
             return g_s(y).float()
 
-    def _intra_decode(self, y_hat: Tensor) -> Tensor:
-        return self._g_s(self.intra.g_s, y_hat).clamp(0, 1)
+    def _intra_decode(self, y_hat: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        return self._g_s(self.intra.g_s, y_hat, dtype).clamp(0, 1)
 
-    def _warp(self, x_ref: Tensor, y_m_hat: Tensor) -> Tensor:
-        flow = self._g_s(self.motion.g_s, y_m_hat)
+    def _warp(self, x_ref: Tensor, y_m_hat: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+        flow = self._g_s(self.motion.g_s, y_m_hat, dtype)
         return scale_space_warp(x_ref, flow, self.cfg.scale_levels, self.cfg.sigma0)
 
-    def _inter_decode(self, x_pred: Tensor, y_m_hat: Tensor, y_r_hat: Tensor) -> Tensor:
-        r_hat = self._g_s(self.residual.g_s, torch.cat((y_r_hat, y_m_hat), dim=1))
+    def _inter_decode(self, x_pred: Tensor, y_m_hat: Tensor, y_r_hat: Tensor,
+                      dtype: torch.dtype | None = None) -> Tensor:
+        r_hat = self._g_s(self.residual.g_s, torch.cat((y_r_hat, y_m_hat), dim=1), dtype)
         return (x_pred + r_hat).clamp(0, 1)
 
     # -- training -----------------------------------------------------------------------------
@@ -161,11 +163,14 @@ class SSF(nn.Module):
                 self.synthesize(kind, [y_hat for _, y_hat in coded], x_ref))
 
     def relaxed(self, kind: FrameType, latents: list[Tensor], x_ref: Tensor | None,
-                q: int | Tensor, noise: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+                q: int | Tensor, noise: list[Tensor], dtype: torch.dtype | None = None
+                ) -> tuple[Tensor, list[Tensor]]:
         """A differentiable stand-in for code_latents (LatentCodec.relaxed, one noise tensor a
-        latent): the reconstruction and the likelihoods of every latent."""
+        latent): the reconstruction, its synthesis in `dtype` where given (the coding's precision
+        otherwise; a parameter, not the model's state, as a trial codes beside it on another
+        thread), and the likelihoods of every latent."""
         outs = [c.relaxed(y, q, n) for c, y, n in zip(self._codecs(kind), latents, noise)]
-        return (self.synthesize(kind, [y_hat for y_hat, _ in outs], x_ref),
+        return (self.synthesize(kind, [y_hat for y_hat, _ in outs], x_ref, dtype),
                 [lik for _, liks in outs for lik in liks])
 
     def _codecs(self, kind: FrameType) -> list[LatentCodec]:
@@ -189,12 +194,15 @@ class SSF(nn.Module):
                              f"not {len(frame.latents)}")
         return [c.decompress(s, latent_hw, q, profile) for c, s in zip(codecs, frame.latents)]
 
-    def synthesize(self, kind: FrameType, y_hats: list[Tensor], x_ref: Tensor | None) -> Tensor:
-        """The frame from its decoded latents (and, for a P-frame, the reference)."""
+    def synthesize(self, kind: FrameType, y_hats: list[Tensor], x_ref: Tensor | None,
+                   dtype: torch.dtype | None = None) -> Tensor:
+        """The frame from its decoded latents (and, for a P-frame, the reference); the synthesis
+        transforms in `dtype` where given."""
         if kind == FrameType.I:
-            return self._intra_decode(y_hats[0])
+            return self._intra_decode(y_hats[0], dtype)
         y_m_hat, y_r_hat = y_hats
-        return self._inter_decode(self._warp(self._reference(x_ref), y_m_hat), y_m_hat, y_r_hat)
+        return self._inter_decode(self._warp(self._reference(x_ref), y_m_hat, dtype), y_m_hat,
+                                  y_r_hat, dtype)
 
     def decompress(self, frame: CodedFrame, x_ref: Tensor | None, padded_hw: tuple[int, int],
                    q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
