@@ -164,9 +164,10 @@ def _coding(args) -> dict:
     from .refine import Refinement
 
     if args.refine and args.refine_precision == "bf16" and args.device != "cuda" and \
-            not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            not torch.ops.mkldnn._is_mkldnn_bf16_supported() and not getattr(args, "_warned", 0):
         print("nvc: warning: this CPU has no bf16 units: --refine-precision bf16 will be slow",
               file=sys.stderr)
+        args._warned = 1  # once a command, not once a quality
     return {"synthesis": SYNTHESIS_NAMES[args.precision], "schedule": args.gop_schedule,
             "adaptive_intra": args.frame_types == "auto",
             "refine": Refinement(args.refine, bf16_steps=args.refine_precision == "bf16")}

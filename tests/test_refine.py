@@ -183,3 +183,12 @@ def test_bf16_steps_code_their_candidates_in_the_streams_precision(tiny_model, t
     assert fast.data != plain.data
     out = decode_stream(bitstream.unpack(fast.data), *load_model(path=tiny_weights))
     assert all(np.array_equal(a, b) for a, b in zip(out.frames, fast.reconstruction))
+
+
+def test_bf16_steps_without_bf16_units_warn_once(tmp_path, tiny_weights, capsys, monkeypatch):
+    src = tmp_path / "clip.y4m"
+    write_y4m(src, make_video(2, (48, 64)))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    assert main(["eval", str(src), "--weights", str(tiny_weights), "--quality", "1,2",
+                 "--refine", "2", "--refine-precision", "bf16"]) == 0
+    assert capsys.readouterr().err.count("no bf16 units") == 1
