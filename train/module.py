@@ -203,8 +203,9 @@ class VideoCodecModule(L.LightningModule):
         for group in opt.param_groups:  # a function of the step, so resumed runs agree
             group["lr"] = lr
         stats = self.rd_loss(batch)
-        aux = sum((mod.latent.aux_loss() for mod in self._active_modules()) if aux_opt else [],
-                  torch.zeros((), device=batch.device))
+        # none to train where the entropy models are frozen (encoders_only)
+        aux_losses = [mod.latent.aux_loss() for mod in self._active_modules()] if aux_opt else []
+        aux = sum(aux_losses, torch.zeros((), device=batch.device))
         # One backward (DDP allows one per step): the aux loss reaches only the quantiles (CompressAI
         # stops its gradient into the density model) and the RD loss never reaches them, so the sum
         # gives each optimizer exactly its own gradients.

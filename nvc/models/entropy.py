@@ -31,6 +31,9 @@ def scale_table() -> list[float]:
                                     torch.log(torch.tensor(SCALE_MAX)), SCALE_LEVELS)).tolist()
 
 
+_SCALE_TABLE = scale_table()  # built once: `_skipped` runs in every training step
+
+
 def initial_log_gains(lambdas: tuple[float, ...], latent: int) -> Tensor:
     logs = torch.tensor([math.log(lam) for lam in lambdas])
     return (0.5 * (logs - logs.mean()))[:, None].expand(-1, latent).clone()
@@ -274,7 +277,7 @@ def _skipped(y_hat: Tensor, y_lik: Tensor, means: Tensor, scales: Tensor, skip_b
     if not skip_below:
         return y_hat, y_lik
     # index < k <=> the (lower-bounded) scale is at most the table's entry k - 1
-    skip = scales.detach() <= scale_table()[skip_below - 1]
+    skip = scales.detach() <= _SCALE_TABLE[skip_below - 1]
     return torch.where(skip, means, y_hat), y_lik.masked_fill(skip, 1.0)
 
 
