@@ -5,6 +5,7 @@ The encoder reconstructs every frame through the decoder's own path (`SSF.compre
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from . import bitstream
+from . import bitstream, memory
 from .adapted import apply_unit
 from .adapters import LAYER_TABLE
 from .ahead import Ahead, mapped_ahead
@@ -63,9 +64,10 @@ CONVERT_AHEAD = 1 if (os.cpu_count() or 1) > 1 else 0
 # turn on one (the default on a one-core machine). NVC_PARALLEL_TRIAL overrides it.
 PARALLEL_TRIAL = env_int("NVC_PARALLEL_TRIAL", 1 if (os.cpu_count() or 1) > 1 else 0)
 # Refinement keeps a frame's synthesis activations for its backward pass, so two candidates refined
-# side by side hold twice that: above this many pixels a frame's refined candidates are coded in
-# turn (measured, street scaled to 3840x2160, 2 frames, --refine 1: peak RSS 12.6 GB beside, 8.8 GB
-# in turn, 4.4 GB unrefined; 1080p beside: 3.0 GB). The same bytes either way.
+# side by side hold twice that: above this many pixels (or where nvc.memory says two do not fit) a
+# frame's refined candidates are coded in turn (measured, street scaled to 3840x2160, 2 frames,
+# --refine 1: peak RSS 12.6 GB beside, 8.8 GB in turn, 4.4 GB unrefined (3.1 GB since the analysis
+# and synthesis run in stripes); 1080p beside: 4.4 GB). The same bytes either way.
 REFINE_BESIDE_MAX_PIXELS = 1920 * 1088
 # Adaptive I-frames look one frame ahead: a frame whose I-frame costs less than (1 +
 # LOOK_AHEAD_GATE) times its P-frame is decided by what it and the next frame cost together
@@ -242,7 +244,10 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     ref: Tensor | None = None
     held: Candidates | None = None  # a frame whose type waits for the next frame
     how = as_refinement(refine)
-    side_by_side = PARALLEL_TRIAL and not (how.steps and h * w > REFINE_BESIDE_MAX_PIXELS)
+    pixels = math.prod(padded_hw(h, w, model.cfg.multiple))
+    memory.require(how, h, w, pixels, device)
+    side_by_side = PARALLEL_TRIAL and not (how.steps and (
+        h * w > REFINE_BESIDE_MAX_PIXELS or not memory.fits(how, pixels, device, 2)))
     pool = ThreadPoolExecutor(2, thread_name_prefix="nvc-intra-trial") \
         if adaptive_intra and side_by_side else None
 

@@ -21,10 +21,13 @@ from .models.ssf import SSF
 log = logging.getLogger(__name__)
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
-# What training can build (`--model.arch`): the shipped base, a tiny test model, and the widths
-# searched by quality per training minute (benchmarks/RESULTS.md, issue 10 item 4).
+# What training can build (`--model.arch`): the shipped base, a tiny test model, the widths
+# searched by quality per training minute (benchmarks/RESULTS.md, issue 10 item 4), and the base
+# grown by a residual block in every transform ("ssf-small-r1": from the base's weights it starts
+# as the base, its blocks' last convolutions zero).
 ARCHITECTURES: dict[str, ModelConfig] = {
     "ssf-small": ModelConfig(), "ssf-tiny": TINY,
+    "ssf-small-r1": ModelConfig(name="ssf-small-r1", res_blocks=1),
     **{v.name: v for v in (width_variant(64, 48), width_variant(128, 96),
                            width_variant(96, 64, kernel=3))}}
 # Buffers rebuilt by `update()`; never stored in shipped weights.

@@ -404,3 +404,17 @@ def test_eval_refuses_a_decode_that_is_not_bit_exact(clip_y4m, tiny_weights, cap
         code, _, err = _run(["eval", str(clip_y4m), "--quality", "1", "--weights",
                              str(tiny_weights), *extra], capsys)
         assert code == 1 and "differs from the encoder's reconstruction at quality 1" in err
+
+
+def test_a_refinement_that_cannot_fit_is_one_line_and_no_output(tmp_path, clip_y4m, tiny_weights,
+                                                                 capsys, monkeypatch):
+    from nvc import memory
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 1e6)
+    out_path = tmp_path / "c.nvc"
+    code, _, err = _run(["encode", str(clip_y4m), "-o", str(out_path), "--refine", "2",
+                         "--weights", str(tiny_weights)], capsys)
+    assert code == 1 and not out_path.exists() and not list(tmp_path.glob("c.nvc*"))
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("nvc: error: --refine at 56x40 needs about"), err
+    assert "bf16" not in err  # it would not fit either

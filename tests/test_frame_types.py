@@ -195,3 +195,54 @@ def test_looking_ahead_keeps_an_i_frame_that_pays_in_the_next_frame(
     fresh, fresh_entry = load_model(path=tiny_weights)
     out = decode_stream(bitstream.unpack(coded.data), fresh, fresh_entry)
     assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, out.frames))
+
+
+def test_refinement_memory_decides_side_by_side_and_refuses_what_cannot_fit(
+        tiny_model, small_video, monkeypatch):
+    """nvc.memory: where two refinements of a frame do not fit in the memory the machine has,
+    its candidates are refined in turn (the same bytes); where one does not, encoding stops with
+    one ConfigError before any frame is coded, naming the size and what would fit."""
+    import nvc.codec
+    from nvc import memory
+    from nvc.codec import padded_hw
+    from nvc.errors import ConfigError
+    from nvc.refine import Refinement
+
+    model, entry = tiny_model
+    pools = []
+    pool_class = nvc.codec.ThreadPoolExecutor
+
+    def counted(*args, **kwargs):
+        pools.append(1)
+        return pool_class(*args, **kwargs)
+    monkeypatch.setattr(nvc.codec, "ThreadPoolExecutor", counted)
+    monkeypatch.setattr(nvc.codec, "PARALLEL_TRIAL", 1)
+    pixels = padded_hw(small_video.height, small_video.width, model.cfg.multiple)
+    how = Refinement(2)
+    one, two = (memory.refinement_bytes(how, pixels[0] * pixels[1], n) for n in (1, 2))
+    runs = []
+    for free, pooled in ((two, 1), (two - 1, 0), (one, 0)):
+        monkeypatch.setattr(memory, "available_bytes", lambda free=free: free)
+        before = len(pools)
+        runs.append(encode(small_video, model, entry, 2, refine=how).data)
+        assert len(pools) - before == pooled, free
+    assert runs[0] == runs[1] == runs[2]
+    monkeypatch.setattr(memory, "available_bytes", lambda: one - 1)
+    with pytest.raises(ConfigError, match=rf"--refine at {small_video.width}x{small_video.height} "
+                                          r"needs about .* GB .*--refine-precision bf16"):
+        encode(small_video, model, entry, 2, refine=how)
+    encode(small_video, model, entry, 2, refine=0)  # unrefined coding is not gated
+
+
+def test_available_memory_reads_meminfo(tmp_path, monkeypatch):
+    from nvc import memory
+
+    info = tmp_path / "meminfo"
+    info.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n"
+                    "SwapFree:        1000000 kB\n")
+    monkeypatch.setattr(memory, "MEMINFO", info)
+    assert memory.available_bytes() == 21000000 * 1024
+    info.write_text("MemTotal: 1 kB\n")
+    assert memory.available_bytes() is None
+    monkeypatch.setattr(memory, "MEMINFO", tmp_path / "absent")
+    assert memory.available_bytes() is None

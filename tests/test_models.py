@@ -149,3 +149,55 @@ def test_the_coders_skips_seen_in_a_forward_pass(tiny_model, small_video):
     assert ((seen.y_hat - coded).abs() > 1e-4).float().mean() < 0.01  # a mean may round otherwise
     assert ((plain.y_hat - coded).abs() > 1e-4).float().mean() > 0.01
     assert (plain.likelihoods[0][free] < 1).all()
+
+
+def test_a_transform_grown_by_residual_blocks_starts_as_the_base(tmp_path):
+    """res_blocks adds a block at 1/8 scale to every analysis and synthesis transform, its last
+    convolution zero: loaded from the base's weights it computes the base's frames exactly, the
+    base's parameter names and adapter layers unchanged."""
+    import dataclasses
+
+    from nvc.adapters import default_layers
+    from nvc.models.layers import ResBlock
+    from nvc.zoo import load_state_into, save_weights
+
+    torch.manual_seed(0)
+    base = SSF(TINY).eval()
+    save_weights(base, tmp_path / "base.safetensors", dtype=torch.float32)
+    grown = SSF(dataclasses.replace(TINY, res_blocks=1)).eval()
+    load_state_into(grown, tmp_path / "base.safetensors")
+    assert set(base.state_dict()) < set(grown.state_dict())
+    assert default_layers(grown) == default_layers(base)
+    assert sum(isinstance(m, ResBlock) for m in grown.modules()) == 6
+    x, ref = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(grown.forward_intra(x, 1).x_hat, base.forward_intra(x, 1).x_hat)
+        assert torch.equal(grown.forward_inter(x, ref, 0).x_hat, base.forward_inter(x, ref, 0).x_hat)
+        for block in (m for m in grown.modules() if isinstance(m, ResBlock)):
+            block.conv2.weight.add_(0.1)
+        assert not torch.equal(grown.forward_intra(x, 1).x_hat, base.forward_intra(x, 1).x_hat)
+
+
+@pytest.mark.parametrize("kernel", [5, 3])
+def test_transforms_in_stripes_compute_what_one_pass_does(kernel):
+    """Without autograd the largest-scale layers of g_a and g_s run in row stripes with a halo
+    (layers.analyze / synthesize); with stripes far smaller than the frame every stripe edge is
+    inside it, and the result matches one pass (on this project's CPU bit for bit; the contract is
+    the float tolerance, encoder and decoder both stripe)."""
+    import dataclasses
+
+    from nvc.models.layers import analyze, synthesize
+
+    torch.manual_seed(0)
+    model = SSF(dataclasses.replace(TINY, kernel=kernel)).eval()
+    x = torch.rand(1, 3, 192, 64)
+    y = torch.randn(1, TINY.intra_latent, 12, 4)
+    with torch.no_grad():
+        whole_a, whole_s = model.intra.g_a(x), model.intra.g_s(y)
+        for rows in (16, 32, 48, 200):
+            torch.testing.assert_close(analyze(model.intra.g_a, x, kernel, rows), whole_a,
+                                       rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(synthesize(model.intra.g_s, y, kernel, rows), whole_s,
+                                       rtol=1e-5, atol=1e-6)
+    with torch.enable_grad():  # autograd (training, refinement): one pass
+        assert synthesize(model.intra.g_s, y, kernel, 16).requires_grad

@@ -417,3 +417,30 @@ def test_coder_skip_sets_every_latent_to_the_coders_line():
     for name in ("intra", "motion", "residual"):
         assert getattr(skip.model, name).latent.skip_below == SKIP_BELOW_INDEX
         assert getattr(plain.model, name).latent.skip_below == 0
+
+
+def test_block_lr_trains_the_grown_blocks_at_their_own_rate(tmp_path, monkeypatch):
+    """A base grown by residual blocks (res_blocks) fine-tuned with a near-zero lr and a large
+    block_lr: the blocks move (at lr 1e-9 alone their zero convolutions would stay below 1e-8), the
+    base's weights barely do."""
+    import dataclasses
+
+    from nvc.models.config import TINY
+    from nvc.zoo import ARCHITECTURES
+
+    monkeypatch.setitem(ARCHITECTURES, "ssf-tiny-r1",
+                        dataclasses.replace(TINY, name="ssf-tiny-r1", res_blocks=1))
+    torch.manual_seed(0)
+    start = tmp_path / "start.safetensors"
+    export_main([str(_fit(tmp_path / "a", "--trainer.max_steps=1")), "-o", str(start)])
+    ckpt = _fit(tmp_path / "b", "--model.arch=ssf-tiny-r1", "--model.lr=1e-9",
+                "--model.block_lr=0.01", f"--model.init_from=[{start}]")
+    before = dict(load_model(path=start)[0].named_parameters())
+    after = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    moved = {k.removeprefix("model.") for k, v in after.items()
+             if k.removeprefix("model.") not in before and ".r0." in k
+             and float(v.abs().max()) > 1e-3 and "conv2" in k}
+    assert len(moved) == 12, moved  # conv2 weight and bias of six blocks, no longer zero
+    drift = max(float((after["model." + k] - v).abs().max()) for k, v in before.items()
+                if not k.endswith("quantiles"))  # the aux optimizer's, at its own rate
+    assert drift < 1e-5, drift

@@ -22,6 +22,9 @@ too small to code (bitstream.SKIP_BELOW_INDEX): they decode as their means and c
 With `encoders_only` only the analysis side trains (ENCODER_SIDE): the decoder, the hyper-synthesis
 and the entropy models stay as loaded, so the refinement's amortisation gap (nvc.refine) is what the
 run can close.
+`block_lr` is the learning rate of the residual blocks an architecture grown from the base adds
+(`--model.arch ssf-small-r1`, nvc.models.layers.ResBlock): new weights start far from where the base's
+small fine-tuning rate would take them.
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ from nvc.bitstream import SKIP_BELOW_INDEX
 from nvc.codec import pad_to
 from nvc.errors import ConfigError
 from nvc.models.config import ModelConfig
+from nvc.models.layers import ResBlock
 from nvc.models.ssf import SSF, FrameOut
 from nvc.models.warp import gaussian_blur
 from nvc.rd import ladder_lambda, likelihood_bits, mse_per_sample, psnr_db, rd_cost
@@ -74,7 +78,7 @@ class VideoCodecModule(L.LightningModule):
                  lr_drop_factor: float = 0.3, unroll: list[list[int]] | None = None,
                  channels_last: bool = False, schedule: str = "flat", intra_period: int = 12,
                  frame_lambdas: bool = True, coder_skip: bool = False,
-                 encoders_only: bool = False):
+                 encoders_only: bool = False, block_lr: float | None = None):
         super().__init__()
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -121,7 +125,12 @@ class VideoCodecModule(L.LightningModule):
 
     def configure_optimizers(self):
         aux = self._params(aux=True)  # none when the entropy models are frozen (encoders_only)
-        return [torch.optim.Adam(self._params(aux=False), lr=self.hparams.lr)] + \
+        blocks = {id(p) for m in self.model.modules() if isinstance(m, ResBlock)
+                  for p in m.parameters()}
+        groups = [{"params": [p for p in self._params(aux=False) if (id(p) in blocks) == new],
+                   "lr_scale": (self.hparams.block_lr or self.hparams.lr) / self.hparams.lr
+                   if new else 1.0} for new in (False, True)]
+        return [torch.optim.Adam([g for g in groups if g["params"]], lr=self.hparams.lr)] + \
             ([torch.optim.Adam(aux, lr=self.hparams.aux_lr)] if aux else [])
 
     # -- where frames sit on the ladder --------------------------------------------------------
@@ -201,7 +210,7 @@ class VideoCodecModule(L.LightningModule):
         opt, *aux_opt = opts if isinstance(opts, list) else [opts]
         lr = self.current_lr()
         for group in opt.param_groups:  # a function of the step, so resumed runs agree
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)  # older checkpoints: none
         stats = self.rd_loss(batch)
         # none to train where the entropy models are frozen (encoders_only)
         aux_losses = [mod.latent.aux_loss() for mod in self._active_modules()] if aux_opt else []

@@ -27,6 +27,7 @@ class ModelConfig:
     inter_latent: int = 96  # M of the motion and residual latents
     hyper_channels: int = 64  # channels of every hyperprior path
     kernel: int = 5  # kernel size of every analysis and synthesis convolution (odd)
+    res_blocks: int = 0  # residual blocks at 1/8 scale in every analysis and synthesis transform
     scale_levels: int = 5  # depth of the scale-space volume (level 0 = unblurred)
     sigma0: float = 1.5  # blur of level 1 in pixels; level k has sigma0 * 2**(k-1)
     lambdas: tuple[float, ...] = DEFAULT_LAMBDAS

@@ -18,7 +18,7 @@ from ..bitstream import DEFAULT_PROFILE, CodedFrame, FrameType, NumericProfile
 from ..rd import ladder_lambda
 from .config import ModelConfig
 from .entropy import LatentCodec
-from .layers import analysis, synthesis
+from .layers import analysis, analyze, synthesis, synthesize
 from .warp import scale_space_warp
 
 
@@ -31,8 +31,10 @@ class FrameOut:
 class IntraCodec(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.g_a = analysis(3, cfg.intra_mid, cfg.intra_latent, act="gdn", kernel=cfg.kernel)
-        self.g_s = synthesis(cfg.intra_latent, cfg.intra_mid, 3, act="gdn", kernel=cfg.kernel)
+        self.g_a = analysis(3, cfg.intra_mid, cfg.intra_latent, act="gdn", kernel=cfg.kernel,
+                            blocks=cfg.res_blocks)
+        self.g_s = synthesis(cfg.intra_latent, cfg.intra_mid, 3, act="gdn", kernel=cfg.kernel,
+                             blocks=cfg.res_blocks)
         self.latent = LatentCodec(cfg.intra_latent, cfg.hyper_channels, cfg.lambdas)
 
 
@@ -41,8 +43,10 @@ class MotionCodec(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.g_a = analysis(6, cfg.inter_mid, cfg.inter_latent, kernel=cfg.kernel)
-        self.g_s = synthesis(cfg.inter_latent, cfg.inter_mid, 3, kernel=cfg.kernel)
+        self.g_a = analysis(6, cfg.inter_mid, cfg.inter_latent, kernel=cfg.kernel,
+                            blocks=cfg.res_blocks)
+        self.g_s = synthesis(cfg.inter_latent, cfg.inter_mid, 3, kernel=cfg.kernel,
+                             blocks=cfg.res_blocks)
         self.latent = LatentCodec(cfg.inter_latent, cfg.hyper_channels, cfg.lambdas)
 
 
@@ -51,8 +55,10 @@ class ResidualCodec(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.g_a = analysis(3, cfg.inter_mid, cfg.inter_latent, kernel=cfg.kernel)
-        self.g_s = synthesis(2 * cfg.inter_latent, cfg.inter_mid, 3, kernel=cfg.kernel)
+        self.g_a = analysis(3, cfg.inter_mid, cfg.inter_latent, kernel=cfg.kernel,
+                            blocks=cfg.res_blocks)
+        self.g_s = synthesis(2 * cfg.inter_latent, cfg.inter_mid, 3, kernel=cfg.kernel,
+                             blocks=cfg.res_blocks)
         self.latent = LatentCodec(cfg.inter_latent, cfg.hyper_channels, cfg.lambdas)
 
 
@@ -80,13 +86,16 @@ class SSF(nn.Module):
         finally:
             self._synthesis_dtype = before
 
-    def _g_s(self, g_s: nn.Module, y: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    def _g_a(self, g_a: nn.Sequential, x: Tensor) -> Tensor:
+        return analyze(g_a, x, self.cfg.kernel)
+
+    def _g_s(self, g_s: nn.Sequential, y: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         """g_s(y) in `dtype`, or where not given in the precision `synthesis_in` set."""
         dtype = self._synthesis_dtype if dtype is None else dtype
         if dtype is None:
-            return g_s(y)
+            return synthesize(g_s, y, self.cfg.kernel)
         with torch.autocast(y.device.type, dtype=dtype, enabled=dtype != torch.float32):
-            return g_s(y).float()
+            return synthesize(g_s, y, self.cfg.kernel).float()
 
     def _intra_decode(self, y_hat: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         return self._g_s(self.intra.g_s, y_hat, dtype).clamp(0, 1)
@@ -132,10 +141,10 @@ class SSF(nn.Module):
                        profile: NumericProfile = DEFAULT_PROFILE
                        ) -> tuple[CodedFrame, Tensor]:
         m_strings, y_m_hat = self.motion.latent.compress(
-            self.motion.g_a(torch.cat((x, x_ref), dim=1)), q, profile)
+            self._g_a(self.motion.g_a, torch.cat((x, x_ref), dim=1)), q, profile)
         x_pred = self._warp(x_ref, y_m_hat)
-        r_strings, y_r_hat = self.residual.latent.compress(self.residual.g_a(x - x_pred), q,
-                                                           profile)
+        r_strings, y_r_hat = self.residual.latent.compress(self._g_a(self.residual.g_a, x - x_pred),
+                                                           q, profile)
         return (CodedFrame(FrameType.P, [m_strings, r_strings]),
                 self._inter_decode(x_pred, y_m_hat, y_r_hat))
 
@@ -147,12 +156,12 @@ class SSF(nn.Module):
         """What the analysis transforms give x: what compress_* code, where refinement starts (the
         residual's from the prediction by the coded motion)."""
         if kind == FrameType.I:
-            return [self.intra.latent.scaled(self.intra.g_a(x), q)]
+            return [self.intra.latent.scaled(self._g_a(self.intra.g_a, x), q)]
         x_ref = self._reference(x_ref)
-        y_m = self.motion.latent.scaled(self.motion.g_a(torch.cat((x, x_ref), dim=1)), q)
+        y_m = self.motion.latent.scaled(self._g_a(self.motion.g_a, torch.cat((x, x_ref), dim=1)), q)
         _, y_m_hat = self.motion.latent.compress_scaled(y_m, q, profile)
         x_pred = self._warp(x_ref, y_m_hat)
-        return [y_m, self.residual.latent.scaled(self.residual.g_a(x - x_pred), q)]
+        return [y_m, self.residual.latent.scaled(self._g_a(self.residual.g_a, x - x_pred), q)]
 
     def code_latents(self, kind: FrameType, latents: list[Tensor], x_ref: Tensor | None,
                      q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE
