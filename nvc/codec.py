@@ -338,9 +338,9 @@ def frame_cost(lam: float | Tensor, src: np.ndarray, coded: tuple[CodedFrame, Te
     rate = bpp(len(bitstream.pack_frame(coded[0])), w, h, 1)
     lam_mean = 1.0  # of the lambdas folded into err, for a task's term
     if isinstance(lam, Tensor):
-        cells = lam[0, 0].cpu().numpy()
-        cell = coded[1].shape[-1] // cells.shape[-1]  # pixels a side of a latent cell
-        lam_px = np.repeat(np.repeat(cells, cell, 0), cell, 1)[:h, :w, None]
+        cells = lam[0, 0].cpu().numpy()  # (1, 1) where the map is uniform
+        rows, cols = (n // c for n, c in zip(coded[1].shape[-2:], cells.shape))  # pixels a cell
+        lam_px = np.repeat(np.repeat(cells, rows, 0), cols, 1)[:h, :w, None]
         err *= lam_px
         lam, lam_mean = 1.0, float(lam_px.mean())
     if goal.weight is not None:

@@ -118,9 +118,8 @@ def relaxed_cost(at: Target, x: Tensor, x_hat: Tensor, likelihoods: list[Tensor]
     quality map codes it."""
     h, w = at.size
     lam = at.lam
-    if isinstance(lam, Tensor) and lam.shape[-1] > 1:
-        lam = F.interpolate(lam, scale_factor=x.shape[-1] // lam.shape[-1], mode="nearest")
-        lam = lam[..., :h, :w]
+    if isinstance(lam, Tensor) and lam.numel() > 1:  # a map of latent cells, not one lambda
+        lam = F.interpolate(lam, size=x.shape[-2:], mode="nearest")[..., :h, :w]
     x, x_hat = x[..., :h, :w], x_hat[..., :h, :w]
     err = at.goal.weighed((x_hat - x) ** 2)
     lam_mean = lam.mean() if isinstance(lam, Tensor) else lam

@@ -167,3 +167,40 @@ def test_training_keeps_the_callers_autocast(tiny_model):
             assert model._g_s(model.intra.g_s, torch.rand(1, model.cfg.intra_latent, 2, 2)).dtype \
                 == torch.float32
     assert model._synthesis_dtype is None
+
+
+def test_frames_in_stripes_code_alike_on_any_number_of_threads(tiny_model, monkeypatch):
+    """A frame taller than a stripe: the transforms' largest layers and the warp run in stripes
+    (nvc.models.stripes), on one thread or several; the partition is the frame's, so the bytes are
+    the same and the decoder, on another thread count than the encoder's, rebuilds the encoder's
+    frames exactly."""
+    from nvc.models import stripes
+
+    from .conftest import make_video
+
+    model, entry = tiny_model
+    video = make_video(frames=3, hw=(150, 40))
+    monkeypatch.setattr(stripes, "STRIPE_ROWS", 32)  # 192 padded rows: 6 stripes
+    coded = []
+    for threads in (1, 3):
+        monkeypatch.setattr(stripes, "STRIPE_THREADS", threads)
+        coded.append(encode(video, model, entry, 1))
+    assert coded[0].data == coded[1].data
+    for threads in (3, 1):
+        monkeypatch.setattr(stripes, "STRIPE_THREADS", threads)
+        out = decode_stream(bitstream.unpack(coded[0].data), model, entry)
+        assert all(np.array_equal(a, b) for a, b in zip(coded[0].reconstruction, out.frames))
+
+
+@pytest.mark.parametrize("refine", [0, 2])
+def test_portrait_frames_code_under_the_gop_schedule(tiny_model, refine):
+    """A frame taller than its padded width (a phone's portrait video): the schedule's uniform
+    quality map (one cell) weighs every pixel of the frame's cost and of its refinement (the cost
+    used to tile the cell by the padded width and fail on the height)."""
+    from .conftest import make_video
+
+    model, entry = tiny_model
+    video = make_video(frames=3, hw=(150, 40))
+    coded = encode(video, model, entry, 1, refine=refine)
+    out = decode_stream(bitstream.unpack(coded.data), model, entry)
+    assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, out.frames))

@@ -117,13 +117,12 @@ def test_the_trial_on_a_second_thread_writes_the_same_bytes(tiny_model, small_vi
     assert beside == in_turn and _kinds(beside[0]) == "IPPP" and _kinds(beside[1]) == "IIII"
 
 
-def test_large_refined_frames_try_their_candidates_in_turn(tiny_model, small_video, monkeypatch):
-    """Above REFINE_BESIDE_MAX_PIXELS, refined candidates are not coded side by side (each would
-    hold its own activations); unrefined ones still are. The bytes do not change."""
+@pytest.fixture
+def trial_pools(monkeypatch) -> list[int]:
+    """The intra trial on a second thread; one entry a pool made for it."""
     import nvc.codec
 
-    model, entry = tiny_model
-    pools = []
+    pools: list[int] = []
     pool_class = nvc.codec.ThreadPoolExecutor
 
     def counted(*args, **kwargs):
@@ -131,6 +130,17 @@ def test_large_refined_frames_try_their_candidates_in_turn(tiny_model, small_vid
         return pool_class(*args, **kwargs)
     monkeypatch.setattr(nvc.codec, "ThreadPoolExecutor", counted)
     monkeypatch.setattr(nvc.codec, "PARALLEL_TRIAL", 1)
+    return pools
+
+
+def test_large_refined_frames_try_their_candidates_in_turn(tiny_model, small_video, monkeypatch,
+                                                           trial_pools):
+    """Above REFINE_BESIDE_MAX_PIXELS, refined candidates are not coded side by side (each would
+    hold its own activations); unrefined ones still are. The bytes do not change."""
+    import nvc.codec
+
+    model, entry = tiny_model
+    pools = trial_pools
     pixels = small_video.height * small_video.width
     runs = {}
     for limit, refine in ((pixels, 2), (pixels - 1, 2), (pixels - 1, 0)):
@@ -198,25 +208,17 @@ def test_looking_ahead_keeps_an_i_frame_that_pays_in_the_next_frame(
 
 
 def test_refinement_memory_decides_side_by_side_and_refuses_what_cannot_fit(
-        tiny_model, small_video, monkeypatch):
+        tiny_model, small_video, monkeypatch, trial_pools):
     """nvc.memory: where two refinements of a frame do not fit in the memory the machine has,
     its candidates are refined in turn (the same bytes); where one does not, encoding stops with
     one ConfigError before any frame is coded, naming the size and what would fit."""
-    import nvc.codec
     from nvc import memory
     from nvc.codec import padded_hw
     from nvc.errors import ConfigError
     from nvc.refine import Refinement
 
     model, entry = tiny_model
-    pools = []
-    pool_class = nvc.codec.ThreadPoolExecutor
-
-    def counted(*args, **kwargs):
-        pools.append(1)
-        return pool_class(*args, **kwargs)
-    monkeypatch.setattr(nvc.codec, "ThreadPoolExecutor", counted)
-    monkeypatch.setattr(nvc.codec, "PARALLEL_TRIAL", 1)
+    pools = trial_pools
     pixels = padded_hw(small_video.height, small_video.width, model.cfg.multiple)
     how = Refinement(2)
     one, two = (memory.refinement_bytes(how, pixels[0] * pixels[1], n) for n in (1, 2))

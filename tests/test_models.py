@@ -179,14 +179,16 @@ def test_a_transform_grown_by_residual_blocks_starts_as_the_base(tmp_path):
 
 
 @pytest.mark.parametrize("kernel", [5, 3])
-def test_transforms_in_stripes_compute_what_one_pass_does(kernel):
+def test_transforms_in_stripes_compute_what_one_pass_does(kernel, monkeypatch):
     """Without autograd the largest-scale layers of g_a and g_s run in row stripes with a halo
-    (layers.analyze / synthesize); with stripes far smaller than the frame every stripe edge is
-    inside it, and the result matches one pass (on this project's CPU bit for bit; the contract is
-    the float tolerance, encoder and decoder both stripe)."""
+    (nvc.models.stripes); with stripes far smaller than the frame every stripe edge is inside it,
+    and the result matches one pass (on this project's CPU bit for bit; the contract is the float
+    tolerance, encoder and decoder both stripe). The partition is fixed, so the stripes give the
+    same bits on one thread and on several, in float32 and under bf16 autocast."""
     import dataclasses
 
-    from nvc.models.layers import analyze, synthesize
+    from nvc.models import stripes
+    from nvc.models.stripes import analyze, synthesize
 
     torch.manual_seed(0)
     model = SSF(dataclasses.replace(TINY, kernel=kernel)).eval()
@@ -199,5 +201,31 @@ def test_transforms_in_stripes_compute_what_one_pass_does(kernel):
                                        rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(synthesize(model.intra.g_s, y, kernel, rows), whole_s,
                                        rtol=1e-5, atol=1e-6)
+        for dtype in (torch.float32, torch.bfloat16):
+            with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                outs = []
+                for threads in (1, 3):
+                    monkeypatch.setattr(stripes, "STRIPE_THREADS", threads)
+                    outs.append((analyze(model.intra.g_a, x, kernel, 16),
+                                 synthesize(model.intra.g_s, y, kernel, 16)))
+            assert all(torch.equal(a, b) for a, b in zip(*outs))
+            assert outs[0][1].dtype == dtype
     with torch.enable_grad():  # autograd (training, refinement): one pass
         assert synthesize(model.intra.g_s, y, kernel, 16).requires_grad
+
+
+def test_the_warp_in_stripes_on_threads_gives_the_same_bits(monkeypatch):
+    """Without autograd the scale-space levels are blurred on the stripe threads and the rows
+    sampled in stripes: each output pixel is computed from its own flow alone, so the warp is bit
+    for bit what one pass under autograd computes, on one thread or several."""
+    from nvc.models import stripes
+
+    torch.manual_seed(0)
+    x_ref, flow = torch.rand(1, 3, 72, 40), torch.randn(1, 3, 72, 40) * 4
+    with torch.enable_grad():
+        whole = scale_space_warp(x_ref, flow, 4, 1.5).detach()
+    monkeypatch.setattr(stripes, "STRIPE_ROWS", 16)
+    for threads in (1, 3):
+        monkeypatch.setattr(stripes, "STRIPE_THREADS", threads)
+        with torch.no_grad():
+            assert torch.equal(scale_space_warp(x_ref, flow, 4, 1.5), whole), threads

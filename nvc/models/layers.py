@@ -72,56 +72,6 @@ def synthesis(latent: int, mid: int, out_ch: int, act: str = "relu", kernel: int
     ], after=1, ch=mid, blocks=blocks)
 
 
-# Without autograd (coding), the layers at the largest scales, where the activations are the mid
-# channels at half resolution, run in stripes of this many full-resolution rows; on this project's CPU
-# the result is bit for bit one pass's (the convolutions' sums do not depend on the height), a
-# 3840x2160 I-frame's synthesis peaks at 1.5 GB instead of 3.5 GB and takes 0.9x the time.
-STRIPE_ROWS = 256
-
-
-def analyze(g_a: nn.Sequential, x: Tensor, kernel: int, stripe_rows: int = STRIPE_ROWS) -> Tensor:
-    """g_a(x) (`kernel`: its convolutions' size), its first two downsamplings in stripes of
-    `stripe_rows` input rows where no autograd runs."""
-    if torch.is_grad_enabled() or x.shape[-2] <= stripe_rows:
-        return g_a(x)
-    layers = list(g_a)
-    return _run(layers[3:], _striped(layers[:3], x, 1, 4, stripe_rows, kernel))
-
-
-def synthesize(g_s: nn.Sequential, y: Tensor, kernel: int, stripe_rows: int = STRIPE_ROWS
-               ) -> Tensor:
-    """g_s(y) (`kernel`: its convolutions' size), its last two upsamplings in stripes of
-    `stripe_rows` output rows where no autograd runs."""
-    if torch.is_grad_enabled() or y.shape[-2] * 16 <= stripe_rows:
-        return g_s(y)
-    layers = list(g_s)
-    return _striped(layers[-3:], _run(layers[:-3], y), 4, 1, stripe_rows // 4, kernel)
-
-
-def _run(layers: list[nn.Module], x: Tensor) -> Tensor:
-    for layer in layers:
-        x = layer(x)
-    return x
-
-
-def _striped(layers: list[nn.Module], x: Tensor, up: int, down: int, rows: int, kernel: int
-             ) -> Tensor:
-    """`layers` (two k x k stride-2 convolutions or transposed convolutions around a pointwise
-    activation: output rows = input rows * up / down) over stripes of `rows` input rows, each read
-    with a halo of rows either side wide enough for both kernels (3 (k // 2) rows, rounded up to
-    the 4 that keeps the strides aligned) and cropped back to its own rows."""
-    halo = -(-3 * (kernel // 2) // 4) * 4
-    h = x.shape[-2]
-    out = []
-    for top in range(0, h, rows):
-        bottom = min(top + rows, h)
-        lo, hi = max(top - halo, 0), min(bottom + halo, h)
-        y = _run(layers, x[..., lo:hi, :])
-        first = (top - lo) * up // down
-        out.append(y[..., first:first + (bottom - top) * up // down, :])
-    return torch.cat(out, dim=-2)
-
-
 def hyper_analysis(latent: int, hyper: int) -> nn.Sequential:
     """h_a: 4x down."""
     return nn.Sequential(

@@ -18,7 +18,8 @@ from ..bitstream import DEFAULT_PROFILE, CodedFrame, FrameType, NumericProfile
 from ..rd import ladder_lambda
 from .config import ModelConfig
 from .entropy import LatentCodec
-from .layers import analysis, analyze, synthesis, synthesize
+from .layers import analysis, synthesis
+from .stripes import analyze, synthesize
 from .warp import scale_space_warp
 
 

@@ -8,10 +8,13 @@ coordinates happens here, from the actual frame size, so the model is resolution
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from . import stripes
 
 
 def _gaussian_kernel(sigma: float, device, dtype) -> Tensor:
@@ -33,25 +36,39 @@ def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
 
 
 def scale_space_volume(x: Tensor, levels: int, sigma0: float) -> Tensor:
-    """(B, C, H, W) -> (B, C, levels, H, W); level 0 is x, level k is blurred by sigma0 * 2**(k-1)."""
-    vol = [x] + [gaussian_blur(x, sigma0 * 2 ** (k - 1)) for k in range(1, levels)]
-    return torch.stack(vol, dim=2)
+    """(B, C, H, W) -> (B, C, levels, H, W); level 0 is x, level k is blurred by sigma0 * 2**(k-1).
+    The levels are blurred on the stripe threads where no autograd runs (each whole: the same
+    bits)."""
+    sigmas = [sigma0 * 2 ** (k - 1) for k in range(1, levels)]
+    return torch.stack([x, *stripes.in_parallel(partial(gaussian_blur, x), sigmas, x.device)], dim=2)
 
 
 def scale_space_warp(x_ref: Tensor, flow: Tensor, levels: int, sigma0: float) -> Tensor:
-    """Warp x_ref (B, C, H, W) by flow (B, 3, H, W) = (dx px, dy px, scale level)."""
-    b, _, h, w = x_ref.shape
+    """Warp x_ref (B, C, H, W) by flow (B, 3, H, W) = (dx px, dy px, scale level); without
+    autograd the rows are sampled in stripes on the stripe threads (each output pixel is computed
+    from its own flow alone: the same bits)."""
     vol = scale_space_volume(x_ref, levels, sigma0)
+    h = x_ref.shape[-2]
+    rows = h if torch.is_grad_enabled() or x_ref.device.type != "cpu" else stripes.STRIPE_ROWS
+    return torch.cat(stripes.in_parallel(partial(_sample, vol, flow, levels, rows),
+                                         range(0, h, rows), x_ref.device), dim=-2)
+
+
+def _sample(vol: Tensor, flow: Tensor, levels: int, rows: int, top: int) -> Tensor:
+    """Rows top .. top + rows of the warp."""
+    _, _, _, h, w = vol.shape
+    bottom = min(top + rows, h)
+    f = flow[..., top:bottom, :]
     ys, xs = torch.meshgrid(
-        torch.arange(h, device=x_ref.device, dtype=x_ref.dtype),
-        torch.arange(w, device=x_ref.device, dtype=x_ref.dtype), indexing="ij")
-    px = xs + flow[:, 0]
-    py = ys + flow[:, 1]
-    level = flow[:, 2].clamp(0, levels - 1)
+        torch.arange(top, bottom, device=vol.device, dtype=vol.dtype),
+        torch.arange(w, device=vol.device, dtype=vol.dtype), indexing="ij")
+    px = xs + f[:, 0]
+    py = ys + f[:, 1]
+    level = f[:, 2].clamp(0, levels - 1)
     # align_corners=True: pixel centre 0 -> -1, pixel centre (n-1) -> +1.
     gx = 2 * px / max(w - 1, 1) - 1
     gy = 2 * py / max(h - 1, 1) - 1
     gz = 2 * level / max(levels - 1, 1) - 1
-    grid = torch.stack((gx, gy, gz), dim=-1).unsqueeze(1)  # (B, 1, H, W, 3)
+    grid = torch.stack((gx, gy, gz), dim=-1).unsqueeze(1)  # (B, 1, rows, W, 3)
     out = F.grid_sample(vol, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out.squeeze(2)
