@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nvc.metrics import bd_rate
+from nvc.metrics import bd_rate, mean_or_none
 
 METRICS = ("psnr_rgb_db", "psnr_yuv_db")
 
@@ -43,7 +43,7 @@ def summarize(records: list[dict], codecs: list[str], anchor: str) -> dict:
         for r in records:
             if r["codec"] == codec:
                 by_point[r["point"]].append(r)
-        averages[codec] = sorted(({"point": pt, **{k: float(np.mean([r[k] for r in rs])) for k in
+        averages[codec] = sorted(({"point": pt, **{k: mean_or_none([r[k] for r in rs]) for k in
                                    ("bpp", "psnr_rgb_db", "psnr_yuv_db", "ms_ssim",
                                     "encode_seconds", "decode_seconds")}}
                                   for pt, rs in by_point.items()), key=lambda d: d["bpp"])
@@ -82,6 +82,10 @@ def _fmt(v: float | None) -> str:
     return "n/a" if v is None else f"{v:+.1f}%"
 
 
+def _fmt_metric(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
 def write_markdown(results: dict, plots: list[str], path: Path) -> None:
     s, prov = results["summary"], results["provenance"]
     codecs = prov["codecs"]
@@ -100,8 +104,8 @@ def write_markdown(results: dict, plots: list[str], path: Path) -> None:
     for codec in codecs:
         for p in s["average_points"][codec]:
             lines.append(f"| {codec} | {p['point']} | {p['bpp']:.4f} | {p['psnr_rgb_db']:.2f} | "
-                         f"{p['psnr_yuv_db']:.2f} | {p['ms_ssim']:.4f} | {p['encode_seconds']:.2f} | "
-                         f"{p['decode_seconds']:.2f} |")
+                         f"{p['psnr_yuv_db']:.2f} | {_fmt_metric(p['ms_ssim'])} | "
+                         f"{p['encode_seconds']:.2f} | {p['decode_seconds']:.2f} |")
     lines += ["", "## Provenance", "", "```json", json.dumps(prov, indent=1), "```", ""]
     lines += [f"![{p}]({p})" for p in plots]
     path.write_text("\n".join(lines) + "\n")

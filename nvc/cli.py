@@ -321,11 +321,15 @@ def _adapter_info(payload: bytes | None, version: int) -> dict | None:
             "seed": unit.seed, "quantization_step": unit.step}
 
 
+def _or_dash(value: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
+
+
 def _eval_lines(rows) -> list[str]:
     head = f"{'q':>2} {'bytes':>9} {'bpp':>7} {'PSNR-RGB':>8} {'PSNR-YUV':>8} {'MS-SSIM':>7} " \
            f"{'enc s':>6} {'dec s':>6}"
     return [head] + [f"{r.quality:>2} {r.bytes:>9} {r.bpp:>7.4f} {r.psnr_rgb_db:>8.2f} "
-                     f"{r.psnr_yuv_db:>8.2f} {r.ms_ssim:>7.4f} {r.encode_seconds:>6.1f} "
+                     f"{r.psnr_yuv_db:>8.2f} {_or_dash(r.ms_ssim, 7, 4)} {r.encode_seconds:>6.1f} "
                      f"{r.decode_seconds:>6.1f}" for r in rows]
 
 
@@ -367,8 +371,9 @@ def cmd_eval(args) -> None:
         lines += [f"adapted ({args.adapter}, encode seconds include fitting):"]
         lines += _eval_lines([row for row, _ in adapted]) + notes
     for (kind, q), v in regions.items():
-        parts = [f"ROI PSNR-RGB {v['roi_psnr_db']}, background {v['background_psnr_db']}"
-                 if args.roi else "", f"FMSE {v['fmse']:.4f}" if "fmse" in v else "",
+        parts = [f"ROI PSNR-RGB {_or_dash(v['roi_psnr_db'], 0, 2)} dB, background "
+                 f"{_or_dash(v['background_psnr_db'], 0, 2)} dB" if args.roi else "",
+                 f"FMSE {v['fmse']:.4f}" if "fmse" in v else "",
                  f"top-1 agreement {v['top1_agreement']:.2f}" if "top1_agreement" in v else ""]
         if any(parts):
             lines.append(f"{kind} q{q}: " + "; ".join(x for x in parts if x))

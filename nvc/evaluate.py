@@ -24,7 +24,7 @@ from .codec import (
 )
 from .errors import NvcError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
-from .metrics import bpp, mean_yuv, ms_ssim, plane_psnr_db, psnr_db
+from .metrics import bpp, mean_or_none, mean_yuv, ms_ssim, plane_psnr_db, psnr_db
 from .models.ssf import SSF
 from .refine import Effort
 from .schedule import GopSchedule
@@ -38,7 +38,7 @@ class Quality:
     psnr_rgb_db: float
     psnr_yuv_db: float
     psnr_y_db: float
-    ms_ssim: float
+    ms_ssim: float | None  # None: frames too small for it (metrics.ms_ssim)
 
 
 class Scores:
@@ -48,7 +48,7 @@ class Scores:
         self.matrix = matrix
         self.rgb: list[float] = []
         self.planes: list[dict[str, float]] = []
-        self.ssim: list[float] = []
+        self.ssim: list[float | None] = []
 
     def add(self, source: YUVFrame, decoded_rgb: np.ndarray | None = None,
             decoded_yuv: YUVFrame | None = None) -> None:
@@ -69,7 +69,8 @@ class Scores:
             raise ValueError("no frames were scored")
         yuv = mean_yuv(self.planes)
         return Quality(num_bytes, bpp(num_bytes, width, height, len(self.rgb)),
-                       float(np.mean(self.rgb)), yuv["yuv"], yuv["y"], float(np.mean(self.ssim)))
+                       float(np.mean(self.rgb)), yuv["yuv"], yuv["y"],
+                       mean_or_none(self.ssim))
 
 
 def measure(source: Video, num_bytes: int, decoded_rgb: list[np.ndarray] | None = None,

@@ -40,10 +40,11 @@ def mean_yuv(frames: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def ms_ssim(src: list[np.ndarray], dec: list[np.ndarray]) -> float:
+def ms_ssim(src: list[np.ndarray], dec: list[np.ndarray]) -> float | None:
     """Mean MS-SSIM over frames (RGB, data range 1, five scales). pytorch-msssim needs the smaller
     side above (window - 1) * 16; frames too small for the standard 11-tap window (QCIF) use the
-    largest odd window that fits, a documented deviation rather than a failure."""
+    largest odd window that fits, a documented deviation rather than a failure. Frames whose
+    smaller side is 32 px or less have no five-scale MS-SSIM: None."""
     from pytorch_msssim import ms_ssim as _ms_ssim
 
     side = min(src[0].shape[:2])
@@ -51,12 +52,18 @@ def ms_ssim(src: list[np.ndarray], dec: list[np.ndarray]) -> float:
     while win > 3 and (win - 1) * 16 >= side:
         win -= 2
     if (win - 1) * 16 >= side:
-        raise ValueError(f"frames of {side} px are too small for MS-SSIM")
+        return None
     a = torch.from_numpy(np.stack(src)).permute(0, 3, 1, 2).float()
     b = torch.from_numpy(np.stack(dec)).permute(0, 3, 1, 2).float()
     values = [_ms_ssim(a[i: i + 8], b[i: i + 8], data_range=1.0, size_average=False, win_size=win)
               for i in range(0, a.shape[0], 8)]
     return float(torch.cat(values).mean())
+
+
+def mean_or_none(values: list[float | None]) -> float | None:
+    """The mean, or None where a value is missing (MS-SSIM of frames too small for it)."""
+    present = [v for v in values if v is not None]
+    return float(np.mean(present)) if present and len(present) == len(values) else None
 
 
 def bpp(num_bytes: int, width: int, height: int, frames: int) -> float:

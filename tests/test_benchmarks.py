@@ -274,3 +274,19 @@ def test_cached_nvc_points_are_keyed_by_their_refinement(monkeypatch):
     assert _nvc_key("nvc", Conditions(refine=40)) != refined
     assert refine.Refinement(40).lr_inter == 0.5  # and the encoder codes with it
     assert _nvc_key("nvc", Conditions()) == plain
+
+
+def test_average_points_carry_a_missing_ms_ssim(tmp_path):
+    """A clip too small for MS-SSIM (None) leaves its point's average MS-SSIM None ('n/a' in the
+    report), not a crash; the other metrics average as ever."""
+    from benchmarks.report import summarize, write_markdown
+
+    records = [{"codec": "nvc", "sequence": s, "point": "q1", "bpp": b, "psnr_rgb_db": 30.0,
+                "psnr_yuv_db": 32.0, "ms_ssim": m, "encode_seconds": 1.0, "decode_seconds": 1.0}
+               for s, b, m in (("a", 0.1, 0.95), ("b", 0.3, None))]
+    summary = summarize(records, ["nvc"], "nvc")
+    point = summary["average_points"]["nvc"][0]
+    assert point["ms_ssim"] is None and point["bpp"] == pytest.approx(0.2)
+    write_markdown({"summary": summary, "provenance": {"codecs": ["nvc"]}, "manifest": "m.txt"},
+                   [], tmp_path / "r.md")
+    assert "| nvc | q1 | 0.2000 | 30.00 | 32.00 | n/a |" in (tmp_path / "r.md").read_text()

@@ -418,3 +418,17 @@ def test_a_refinement_that_cannot_fit_is_one_line_and_no_output(tmp_path, clip_y
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("nvc: error: --refine at 56x40 needs about"), err
     assert "bf16" not in err  # it would not fit either
+
+
+def test_eval_of_frames_too_small_for_ms_ssim_reports_the_rest(tmp_path, tiny_weights, capsys):
+    """A clip 32 px high has PSNRs but no five-scale MS-SSIM: '-' in the table, null in JSON."""
+    path = tmp_path / "thin.y4m"
+    write_video(path, make_video(frames=2, hw=(32, 96)))
+    code, out, err = _run(["eval", str(path), "--quality", "1", "--weights", str(tiny_weights)],
+                          capsys)
+    assert code == 0, err
+    assert out.strip().splitlines()[-1].split()[5] == "-"
+    code, out, _ = _run(["eval", str(path), "--quality", "1", "--json", "--weights",
+                         str(tiny_weights)], capsys)
+    rows = json.loads(out)["results"]
+    assert code == 0 and rows[0]["ms_ssim"] is None and rows[0]["psnr_rgb_db"] > 0

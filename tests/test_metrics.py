@@ -33,6 +33,8 @@ def test_ms_ssim_identical_and_small_frames():
     a = [rng.random((144, 176, 3)).astype(np.float32)]  # QCIF: too small for five scales
     assert ms_ssim(a, a) == pytest.approx(1.0, abs=1e-6)
     assert ms_ssim(a, [np.clip(a[0] + 0.1, 0, 1)]) < 1.0
+    tiny = [rng.random((32, 512, 3)).astype(np.float32)]  # five scales need more than 32 rows
+    assert ms_ssim(tiny, tiny) is None
 
 
 def test_psnr_rgb_is_mean_over_frames():
