@@ -1,4 +1,4 @@
-"""The transforms' largest layers in row stripes, where no autograd runs (coding).
+"""The transforms' largest layers in row stripes, where no autograd runs on the CPU (coding).
 
 The two largest scales of every transform (g_a's first two downsamplings, g_s's last two
 upsamplings) hold the mid channels at half resolution: at 7680x4320 gigabytes. Without autograd
@@ -37,7 +37,7 @@ def analyze(g_a: nn.Sequential, x: Tensor, kernel: int, stripe_rows: int | None 
     """g_a(x) (`kernel`: its convolutions' size), its first two downsamplings in stripes of
     `stripe_rows` (STRIPE_ROWS) input rows where no autograd runs."""
     stripe_rows = stripe_rows or STRIPE_ROWS
-    if torch.is_grad_enabled() or x.shape[-2] <= stripe_rows:
+    if not striped(x) or x.shape[-2] <= stripe_rows:
         return g_a(x)
     layers = list(g_a)
     # an output row of two stride-2 convolutions reads 3 (k // 2) input rows either side; the halo
@@ -51,12 +51,18 @@ def synthesize(g_s: nn.Sequential, y: Tensor, kernel: int, stripe_rows: int | No
     """g_s(y) (`kernel`: its convolutions' size), its last two upsamplings in stripes of
     `stripe_rows` (STRIPE_ROWS) output rows where no autograd runs."""
     stripe_rows = stripe_rows or STRIPE_ROWS
-    if torch.is_grad_enabled() or y.shape[-2] * 16 <= stripe_rows:
+    if not striped(y) or y.shape[-2] * 16 <= stripe_rows:
         return g_s(y)
     layers = list(g_s)
     # an output row of two stride-2 transposed convolutions reads fewer than k // 2 rows of
     # their input either side
     return _striped(layers[-3:], _run(layers[:-3], y), 4, 1, stripe_rows // 4, kernel // 2)
+
+
+def striped(x: Tensor) -> bool:
+    """Whether work on x runs in stripes: on the CPU, without autograd. (A GPU runs the layers in
+    one pass as before: there many small launches cost time and memory is not the constraint.)"""
+    return x.device.type == "cpu" and not torch.is_grad_enabled()
 
 
 def _run(layers: list[nn.Module], x: Tensor) -> Tensor:
