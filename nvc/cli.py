@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -119,7 +120,20 @@ def _check_output(args) -> None:
 
 
 def _emit(args, payload: dict, lines: list[str]) -> None:
-    print(json.dumps(payload, indent=2) if args.json else "\n".join(lines))
+    print(json.dumps(_json_safe(payload), indent=2, allow_nan=False) if args.json
+          else "\n".join(lines))
+
+
+def _json_safe(value):
+    """The payload with every infinite or NaN number (the PSNR of a plane decoded exactly) as
+    null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 # -- commands -------------------------------------------------------------------------------------

@@ -432,3 +432,12 @@ def test_eval_of_frames_too_small_for_ms_ssim_reports_the_rest(tmp_path, tiny_we
                          str(tiny_weights)], capsys)
     rows = json.loads(out)["results"]
     assert code == 0 and rows[0]["ms_ssim"] is None and rows[0]["psnr_rgb_db"] > 0
+
+
+def test_json_output_has_no_infinite_numbers():
+    """--json: a plane decoded exactly has an infinite PSNR, which JSON cannot carry: null."""
+    from nvc.cli import _json_safe
+
+    payload = {"results": [{"psnr_yuv_db": float("inf"), "bpp": 0.5, "x": [float("nan"), 1]}]}
+    text = json.dumps(_json_safe(payload), allow_nan=False)
+    assert json.loads(text) == {"results": [{"psnr_yuv_db": None, "bpp": 0.5, "x": [None, 1]}]}
