@@ -66,7 +66,7 @@ PARALLEL_TRIAL = env_int("NVC_PARALLEL_TRIAL", 1 if (os.cpu_count() or 1) > 1 el
 # Refinement keeps a frame's synthesis activations for its backward pass, so two candidates refined
 # side by side hold twice that: above this many pixels (or where nvc.memory says two do not fit) a
 # frame's refined candidates are coded in turn (measured, street scaled to 3840x2160, 2 frames,
-# --refine 1: peak RSS 12.6 GB beside, 8.8 GB in turn, 4.4 GB unrefined (3.1 GB since the analysis
+# --refine 1: peak RSS 12.6 GB beside, 8.8 GB in turn, 4.4 GB unrefined (2.8-3.2 GB since the analysis
 # and synthesis run in stripes); 1080p beside: 4.4 GB). The same bytes either way.
 REFINE_BESIDE_MAX_PIXELS = 1920 * 1088
 # Adaptive I-frames look one frame ahead: a frame whose I-frame costs less than (1 +

@@ -6,7 +6,7 @@ The figures are peak RSS measured with /usr/bin/time on this project's CPU (`nvc
 street's first two frames at 1920x1080 and scaled to 3840x2160, candidates coded in turn): the
 process with the model, and what one refinement adds per padded pixel for the synthesis activations
 its backward pass keeps, in float32 and in bfloat16 steps (benchmarks/RESULTS.md, "Memory of large
-frames").
+frames, and stripes on threads").
 """
 from __future__ import annotations
 

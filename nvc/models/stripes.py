@@ -16,6 +16,7 @@ benchmarks/RESULTS.md, "Memory of large frames, and stripes on threads".
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -30,6 +31,7 @@ STRIPE_ROWS = 256
 # Threads the stripes of one transform run on; NVC_STRIPE_THREADS overrides it (1: in turn).
 STRIPE_THREADS = env_int("NVC_STRIPE_THREADS", os.cpu_count() or 1, minimum=1)
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()  # the intra trial's thread and the main one may both start it
 
 
 def analyze(g_a: nn.Sequential, x: Tensor, kernel: int, stripe_rows: int | None = None
@@ -37,7 +39,7 @@ def analyze(g_a: nn.Sequential, x: Tensor, kernel: int, stripe_rows: int | None 
     """g_a(x) (`kernel`: its convolutions' size), its first two downsamplings in stripes of
     `stripe_rows` (STRIPE_ROWS) input rows where no autograd runs."""
     stripe_rows = stripe_rows or STRIPE_ROWS
-    if not striped(x) or x.shape[-2] <= stripe_rows:
+    if not striped(x.device) or x.shape[-2] <= stripe_rows:
         return g_a(x)
     layers = list(g_a)
     # an output row of two stride-2 convolutions reads 3 (k // 2) input rows either side; the halo
@@ -51,7 +53,7 @@ def synthesize(g_s: nn.Sequential, y: Tensor, kernel: int, stripe_rows: int | No
     """g_s(y) (`kernel`: its convolutions' size), its last two upsamplings in stripes of
     `stripe_rows` (STRIPE_ROWS) output rows where no autograd runs."""
     stripe_rows = stripe_rows or STRIPE_ROWS
-    if not striped(y) or y.shape[-2] * 16 <= stripe_rows:
+    if not striped(y.device) or y.shape[-2] * 16 <= stripe_rows:
         return g_s(y)
     layers = list(g_s)
     # an output row of two stride-2 transposed convolutions reads fewer than k // 2 rows of
@@ -59,10 +61,10 @@ def synthesize(g_s: nn.Sequential, y: Tensor, kernel: int, stripe_rows: int | No
     return _striped(layers[-3:], _run(layers[:-3], y), 4, 1, stripe_rows // 4, kernel // 2)
 
 
-def striped(x: Tensor) -> bool:
-    """Whether work on x runs in stripes: on the CPU, without autograd. (A GPU runs the layers in
-    one pass as before: there many small launches cost time and memory is not the constraint.)"""
-    return x.device.type == "cpu" and not torch.is_grad_enabled()
+def striped(device: torch.device) -> bool:
+    """Whether work runs in stripes: on the CPU, without autograd. (A GPU runs the layers in one
+    pass as before: there many small launches cost time and memory is not the constraint.)"""
+    return device.type == "cpu" and not torch.is_grad_enabled()
 
 
 def _run(layers: list[nn.Module], x: Tensor) -> Tensor:
@@ -90,16 +92,17 @@ def in_parallel(fn: Callable[[T], Tensor], items: Iterable[T], device: torch.dev
     CPU (each item computed as the calling thread would: the same bits on any number of threads),
     else in turn."""
     items = list(items)
-    if STRIPE_THREADS == 1 or len(items) < 2 or device.type != "cpu" or torch.is_grad_enabled():
+    if STRIPE_THREADS == 1 or len(items) < 2 or not striped(device):
         return [fn(item) for item in items]
     return list(_workers().map(_as_caller(fn), items))
 
 
 def _workers() -> ThreadPoolExecutor:
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(STRIPE_THREADS, thread_name_prefix="nvc-stripe")
-    return _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(STRIPE_THREADS, thread_name_prefix="nvc-stripe")
+        return _pool
 
 
 def _as_caller(fn: Callable[[T], Tensor]) -> Callable[[T], Tensor]:

@@ -49,7 +49,7 @@ def scale_space_warp(x_ref: Tensor, flow: Tensor, levels: int, sigma0: float) ->
     from its own flow alone: the same bits)."""
     vol = scale_space_volume(x_ref, levels, sigma0)
     h = x_ref.shape[-2]
-    rows = stripes.STRIPE_ROWS if stripes.striped(x_ref) else h
+    rows = stripes.STRIPE_ROWS if stripes.striped(x_ref.device) else h
     return torch.cat(stripes.in_parallel(partial(_sample, vol, flow, levels, rows),
                                          range(0, h, rows), x_ref.device), dim=-2)
 
