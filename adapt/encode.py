@@ -24,10 +24,9 @@ from nvc.bitstream import FrameType, QualityMap, Synthesis
 from nvc.codec import (
     CodedVideo,
     encode,
-    pad_to,
     padded_hw,
     quality_argument,
-    rgb_tensor,
+    reconstructions,
     scaled_objective,
     source_rgb,
 )
@@ -41,10 +40,10 @@ from nvc.rd import task_distortion
 from nvc.refine import Effort
 from nvc.roi import shifted_quality_map, uniform_quality_map
 from nvc.schedule import GopSchedule, resolve
-from nvc.task import TaskModel, TaskTerm, task_metrics
+from nvc.task import TaskModel, TaskScores, TaskTerm
 from nvc.zoo import ZooEntry
 
-from .loop import AdaptConfig, StepStats, fit
+from .loop import AdaptConfig, MapWindows, StepStats, VideoWindows, fit
 
 log = logging.getLogger(__name__)
 
@@ -66,27 +65,46 @@ class AdaptiveResult:
     candidates: dict[str, tuple[int, float]]  # each file tried: (bytes, RD cost)
 
 
+class ClipCost:
+    """A coded clip's RD cost (lambda * 255^2 * D + bpp, every byte of the file), its distortion
+    gathered one reconstruction at a time in the clip's order (`add`, e.g. as the coder makes
+    them), so that no clip is held. `weights` (frames, H, W), mean 1 a frame, weight the squared
+    error pixel by pixel (ROI); `task` adds the task model's term (the same distortion as the
+    fit's)."""
+
+    def __init__(self, video: Video, matrix: ColourMatrix, weights: np.ndarray | None = None,
+                 task: TaskTerm | None = None):
+        self.video, self.matrix, self.weights, self.task = video, matrix, weights, task
+        self._sources = iter(video.frames)  # read in step with the reconstructions
+        self.mse: list[float] = []
+        self.task_scores = None if task is None else TaskScores(task.model)
+
+    def add(self, rgb: np.ndarray) -> None:
+        src = source_rgb(next(self._sources), self.matrix)
+        err = (src - rgb) ** 2
+        if self.weights is not None:
+            err = err * self.weights[len(self.mse)][..., None]
+        self.mse.append(float(np.mean(err)))
+        if self.task_scores is not None:
+            self.task_scores.add(src, rgb)
+
+    def cost(self, num_bytes: int, lam: float) -> float:
+        if len(self.mse) != len(self.video.frames):
+            raise ValueError(f"{len(self.mse)} of {len(self.video.frames)} frames were scored")
+        mse = float(np.mean(self.mse))
+        d = mse if self.task is None or self.task_scores is None else task_distortion(
+            mse, self.task_scores.result()["fmse"], self.task.weight, self.task.scale)
+        rate = bpp(num_bytes, self.video.width, self.video.height, len(self.video.frames))
+        return float(_rd_cost(lam, torch.as_tensor(d), torch.as_tensor(rate)))
+
+
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
             weights: np.ndarray | None = None, task: TaskTerm | None = None) -> float:
-    """The clip's RD cost as coded: its 8-bit reconstruction and every byte of the file;
-    `weights` (frames, H, W), mean 1 a frame, weight the squared error pixel by pixel (ROI);
-    `task` adds the task model's term (the same distortion as the fit's)."""
-    mse, fmse = distortions(video, coded, matrix, weights, None if task is None else task.model)
-    d = mse if task is None else task_distortion(mse, fmse, task.weight, task.scale)
-    rate = bpp(len(coded.data), video.width, video.height, len(video.frames))
-    return float(_rd_cost(lam, torch.as_tensor(d), torch.as_tensor(rate)))
-
-
-def distortions(video: Video, coded: CodedVideo, matrix: ColourMatrix,
-                weights: np.ndarray | None = None, task: TaskModel | None = None
-                ) -> tuple[float, float | None]:
-    """(MSE, weighted by `weights` if given; FMSE under `task`, or None) of the reconstruction."""
-    sources = [source_rgb(f, matrix) for f in video.frames]
-    ones = [None] * len(sources) if weights is None else weights[..., None]
-    mse = float(np.mean([np.mean((s - r) ** 2 * (1 if w is None else w))
-                         for s, r, w in zip(sources, coded.reconstruction, ones)]))
-    fmse = None if task is None else task_metrics(task, sources, coded.reconstruction)["fmse"]
-    return mse, fmse
+    """The clip's RD cost as coded (ClipCost) from its kept reconstructions."""
+    scored = ClipCost(video, matrix, weights, task)
+    for rgb in coded.reconstruction:
+        scored.add(rgb)
+    return scored.cost(len(coded.data), lam)
 
 
 @dataclass
@@ -114,12 +132,6 @@ def best_base(rung: BaseChoice, encode_at: Callable[[float], BaseChoice], step: 
         if best is not rung:
             break
     return best
-
-
-def clip_tensor(video: Video, model: SSF, matrix: ColourMatrix) -> torch.Tensor:
-    device = model_device(model)
-    x = torch.cat([rgb_tensor(source_rgb(f, matrix), device) for f in video.frames])
-    return pad_to(x, model.cfg.multiple)
 
 
 def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
@@ -157,20 +169,27 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                                      synthesis, bitstream.DEFAULT_PROFILE)
     term = objective.term
 
-    def code(coder: SSF, qmap: QualityMap | None, adapters: bytes | None = None) -> CodedVideo:
-        """The clip as this encoder writes it, every candidate with the same settings."""
-        return encode(video, coder, entry, quality, intra_period, matrix, adapters=adapters,
-                      qmap=qmap, synthesis=synthesis, schedule=schedule,
-                      adaptive_intra=adaptive_intra, refine=refine, objective=objective)
+    def code(coder: SSF, qmap: QualityMap | None, adapters: bytes | None = None
+             ) -> tuple[CodedVideo, float]:
+        """The clip as this encoder writes it, every candidate with the same settings, and its RD
+        cost, scored frame by frame as coded (the reconstructions are not kept)."""
+        scored = ClipCost(video, matrix, weights, term)
+        coded = encode(video, coder, entry, quality, intra_period, matrix, adapters=adapters,
+                       qmap=qmap, synthesis=synthesis, schedule=schedule,
+                       adaptive_intra=adaptive_intra, refine=refine, objective=objective,
+                       keep=False, on_reconstruction=scored.add)
+        return coded, scored.cost(len(coded.data), lam)
 
     if base is None:
-        base = code(model, qmap)
-
-    def cost(coded: CodedVideo) -> float:
-        return rd_cost(video, coded, lam, matrix, weights, term)
+        base, base_cost = code(model, qmap)
+    else:
+        scored = ClipCost(video, matrix, weights, term)
+        for rgb in reconstructions(base, model, entry):
+            scored.add(rgb)
+        base_cost = scored.cost(len(base.data), lam)
 
     rung = float(quality - 1)
-    choice = BaseChoice(rung, qmap, base, cost(base))
+    choice = BaseChoice(rung, qmap, base, base_cost)
     if cfg.position_step > 0:
         padded = padded_hw(video.height, video.width, model.cfg.multiple)
         qualities = model.cfg.num_qualities
@@ -178,33 +197,30 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
         def encode_at(position: float) -> BaseChoice:
             moved = (uniform_quality_map(position, padded) if qmap is None else
                      shifted_quality_map(qmap, position - rung, qualities))  # a spatial map (ROI)
-            coded = code(model, moved)
-            return BaseChoice(position, moved, coded, cost(coded))
+            return BaseChoice(position, moved, *code(model, moved))
         choice = best_base(choice, encode_at, cfg.position_step,
                            max(rung - 1, -LADDER_BELOW), min(rung + 1, qualities - 1))
         if choice.position != rung:
             log.info("the base's best position for lambda %d: quality %.2f (RD cost %.4f)",
                      quality, choice.position + 1, choice.cost)
     base, base_cost, qmap = choice.coded, choice.cost, choice.qmap
-    w_tensor = None if weights is None else pad_to(torch.from_numpy(
-        np.ascontiguousarray(weights))[:, None].to(model_device(model)), model.cfg.multiple)
+    device, multiple = model_device(model), model.cfg.multiple
     t_fit = time.perf_counter()
-    fitted = fit(model, clip_tensor(video, model, matrix), quality, intra_period, cfg,
-                 on_step=_with_reference(on_step, base_cost), weights=w_tensor, task=term,
+    fitted = fit(model, VideoWindows(video, matrix, multiple, device), quality, intra_period, cfg,
+                 on_step=_with_reference(on_step, base_cost), task=term,
+                 weights=None if weights is None else MapWindows(weights, multiple, device),
                  position=None if choice.position == rung else choice.position, schedule=schedule,
                  intra=[f.kind == FrameType.I for f in bitstream.unpack(base.data).frames])
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)
     merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
-    adapted = code(merged, qmap, payload)
-    adapted_cost = cost(adapted)
+    adapted, adapted_cost = code(merged, qmap, payload)
     candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
     if fitted.encoder and not cfg.force:
         # The encoder-only fine-tuning alone costs no bits: it can beat the adapters' file too
         # (BasketballPass, v7: every full fine-tuning file kept was encoder-only).
-        free = code(_with_encoder(model, fitted.encoder), qmap)
-        candidates.append(("encoder-only", free, cost(free)))
+        candidates.append(("encoder-only", *code(_with_encoder(model, fitted.encoder), qmap)))
     mode, kept, kept_cost = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
     if mode != "adapters":
         log.info("adapters dropped (RD cost %.4f): kept %s (%.4f)", adapted_cost, mode, kept_cost)

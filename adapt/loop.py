@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,6 +36,8 @@ from nvc.adapters import (
     inject,
     sent_tensors,
 )
+from nvc.codec import padded_hw, quantize_8bit
+from nvc.io import ColourMatrix, Video, yuv_to_rgb
 from nvc.models.ssf import SSF
 from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
 from nvc.schedule import FLAT, GopSchedule
@@ -163,21 +166,72 @@ def sample_window(gen: torch.Generator, frames: int, height: int, width: int, wi
     return g0, y0, x0
 
 
-def _crop(t: Tensor, g0: int, count: int, y0: int, x0: int, window: tuple[int, int]) -> Tensor:
+class Windows:
+    """A clip's padded frames (or per-pixel maps) as the fit sees them, read a window at a time
+    instead of held whole: `shape` (T, C, H', W') and `device` as a tensor of the padded clip would
+    have them, and `crop`, what slicing that tensor would give (the same values; tested)."""
+
+    def __init__(self, frames: int, channels: int, height: int, width: int, multiple: int,
+                 device: torch.device):
+        self.height, self.width, self.device = height, width, device
+        self.shape = (frames, channels, *padded_hw(height, width, multiple))
+
+    def crop(self, g0: int, count: int, y0: int, x0: int, window: tuple[int, int]) -> Tensor:
+        rows = np.minimum(np.arange(y0, y0 + window[0]), self.height - 1)  # replicate padding
+        cols = np.minimum(np.arange(x0, x0 + window[1]), self.width - 1)
+        out = [self.pixels(i, rows, cols) for i in range(g0, min(g0 + count, self.shape[0]))]
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(self.device)
+
+    def pixels(self, index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Frame `index` at `rows` x `cols` of the unpadded frame: (rows, cols, C) float32."""
+        raise NotImplementedError
+
+
+class VideoWindows(Windows):
+    """The frames of `video` in RGB, only the window's pixels converted."""
+
+    def __init__(self, video: Video, matrix: ColourMatrix, multiple: int, device: torch.device):
+        super().__init__(len(video.frames), 3, video.height, video.width, multiple, device)
+        self.video, self.matrix = video, matrix
+
+    def pixels(self, index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return quantize_8bit(yuv_to_rgb(self.video.frames[index], self.matrix, rows=rows,
+                                        cols=cols))
+
+
+class MapWindows(Windows):
+    """Per-pixel maps (T, H, W), e.g. an ROI's distortion weights (a broadcast view stays one)."""
+
+    def __init__(self, maps: np.ndarray, multiple: int, device: torch.device):
+        super().__init__(maps.shape[0], 1, maps.shape[1], maps.shape[2], multiple, device)
+        self.maps = maps
+
+    def pixels(self, index: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self.maps[index][np.ix_(rows, cols)][..., None].astype(np.float32)
+
+
+Clip = Tensor | Windows
+
+
+def _crop(t: Clip, g0: int, count: int, y0: int, x0: int, window: tuple[int, int]) -> Tensor:
+    if isinstance(t, Windows):
+        return t.crop(g0, count, y0, x0, window)
     return t[g0: g0 + count, :, y0: y0 + window[0], x0: x0 + window[1]]
 
 
-def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
+def fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptConfig,
         on_step: Callable[[StepStats], None] | None = None,
-        weights: Tensor | None = None, task: TaskTerm | None = None,
+        weights: Clip | None = None, task: TaskTerm | None = None,
         position: float | None = None, schedule: GopSchedule = FLAT,
         intra: Sequence[bool] | None = None) -> Fitted:
-    """frames: (T, 3, H, W) padded clip in [0, 1]; the objective's lambda is `quality`'s, its gains
-    those of `position` on the ladder (0 = quality 1; None: the rung), each frame moved from there
-    by the GOP `schedule` as the coder moves it; weights: (T, 1, H, W) per-pixel distortion weights
-    (ROI; mean 1 a frame) or None for plain MSE; task: a task model's term of the distortion
-    (nvc.task.TaskTerm) or None; intra: (T,) whether the coder codes each frame as an I-frame
-    (the base's stream says; adaptive I-frames), None: only each GOP's first.
+    """frames: (T, 3, H, W) padded clip in [0, 1], or a VideoWindows reading it; the objective's
+    lambda is `quality`'s, its gains those of `position` on the ladder (0 = quality 1; None: the
+    rung), each frame moved from there by the GOP `schedule` as the coder moves it; weights:
+    (T, 1, H, W) per-pixel distortion weights (ROI; mean 1 a frame; or MapWindows reading them) or
+    None for plain MSE; task:
+    a task model's term of the distortion (nvc.task.TaskTerm) or None; intra: (T,) whether the
+    coder codes each frame as an I-frame (the base's stream says; adaptive I-frames), None: only
+    each GOP's first.
     The same clip and settings give the same adapters: the rate proxy's noise is drawn from the
     global generator, seeded here from cfg.seed (its state outside is restored); torch seeds it
     anew in every process, and two runs of one benchmark kept different files (measured: 3,527 and
@@ -189,8 +243,8 @@ def fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptC
                     schedule, intra)
 
 
-def _fit(model: SSF, frames: Tensor, quality: int, intra_period: int, cfg: AdaptConfig,
-         on_step: Callable[[StepStats], None] | None, weights: Tensor | None,
+def _fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptConfig,
+         on_step: Callable[[StepStats], None] | None, weights: Clip | None,
          task: TaskTerm | None, position: float | None, schedule: GopSchedule,
          intra: Sequence[bool] | None) -> Fitted:
     spec = make_spec(model, cfg)

@@ -6,8 +6,12 @@ Each measurement is a fresh process running the CLI's own `main`, which then pri
 the requested size and written once as y4m (`--input mp4`: then encoded to H.264 by PyAV's
 FFmpeg, which nvc decodes while it codes).
 
+`--adapt-steps N` measures the adaptive encoder (`--adapt`), which reads the clip a window at a
+time.
+
 Example:
     python -m benchmarks.memory --size 416x240 --frames 24,600
+    python -m benchmarks.memory --size 208x120 --frames 24,600 --adapt-steps 4
 """
 from __future__ import annotations
 
@@ -70,12 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality", default="1")
     p.add_argument("--input", choices=("y4m", "mp4"), default="y4m", help="the clip's container")
     p.add_argument("--eval", action="store_true", help="also `nvc eval` (encode, decode, score)")
+    p.add_argument("--adapt-steps", type=int, default=0,
+                   help="encode (and eval) with --adapt and this many fitting steps (default 0: "
+                        "no adaptation)")
     p.add_argument("--weights", default=None, help="a weights file instead of the shipped base")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     w, h = (int(v) for v in args.size.split("x"))
     lengths = sorted(int(v) for v in args.frames.split(","))
     extra = ["--weights", args.weights] if args.weights else []
+    adapt = ["--adapt", "--adapt-steps", str(args.adapt_steps)] if args.adapt_steps > 0 else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in lengths:
@@ -85,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.input == "mp4":
                 clip = _to_mp4(clip)
             enc = _peak_rss_mib(["encode", str(clip), "-o", str(stream), "--quality",
-                                 args.quality, *extra])
+                                 args.quality, *adapt, *extra])
             dec = _peak_rss_mib(["decode", str(stream), "-o", str(out), *extra])
-            ev = _peak_rss_mib(["eval", str(clip), "--quality", args.quality, *extra]) \
+            ev = _peak_rss_mib(["eval", str(clip), "--quality", args.quality, *adapt, *extra]) \
                 if args.eval else None
             rows.append({"frames": n, "size": f"{w}x{h}", "input": args.input,
+                         "adapt_steps": args.adapt_steps,
                          "eval_peak_rss_mib": None if ev is None else round(ev, 1),
                          "encode_peak_rss_mib": round(enc, 1),
                          "decode_peak_rss_mib": round(dec, 1),

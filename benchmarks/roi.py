@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from adapt import AdaptConfig, encode_adaptive
-from nvc.codec import encode, padded_hw, source_rgb
+from nvc.codec import encode, padded_hw, reconstructions, source_rgb
 from nvc.errors import NvcError
 from nvc.io import AtomicFile, read_video
 from nvc.metrics import bpp, psnr_rgb_db
@@ -44,9 +44,9 @@ def centre_mask(frames: int, height: int, width: int) -> np.ndarray:
     return mask
 
 
-def measure(video, coded, mask: np.ndarray, task: TaskModel) -> dict:
+def measure(video, coded, mask: np.ndarray, task: TaskModel, model, entry) -> dict:
     sources = [source_rgb(f) for f in video.frames]
-    rec = coded.reconstruction
+    rec = list(reconstructions(coded, model, entry))  # the adaptive encoder keeps none
     return {"bytes": len(coded.data), "bpp": bpp(len(coded.data), video.width, video.height,
                                                  len(video.frames)),
             "psnr_rgb_db": psnr_rgb_db(sources, rec),
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                                refine=args.refine, objective=objective)
                 kept, adapter_bytes = "base" + (" + map" if mapped else ""), 0
             points[name].append({"quality": q, "kept": kept, "adapter_bytes": adapter_bytes,
-                                 **measure(video, coded, mask, task)})
+                                 **measure(video, coded, mask, task, model, entry)})
             print(f"q{q} {name:5} {json.dumps(points[name][-1])}", flush=True)
     for name in others:
         for pt in points[name]:

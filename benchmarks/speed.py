@@ -216,12 +216,13 @@ def adaptation_speed(model, entry, size: tuple[int, int], frames: int, steps: in
                      window: int) -> dict:
     """Seconds per adaptation step (LoRA, the whole clip unrolled on a window)."""
     from adapt import AdaptConfig, fit
-    from adapt.encode import clip_tensor
+    from adapt.loop import VideoWindows
     from nvc.io import ColourMatrix
+    from nvc.models.ssf import model_device
 
     w, h = size
     video = as_video(demo_clip(frames=frames, out_hw=(h, w)))
-    x = clip_tensor(video, model, ColourMatrix.BT709)
+    x = VideoWindows(video, ColourMatrix.BT709, model.cfg.multiple, model_device(model))
     fit(model, x, 2, 12, AdaptConfig(steps=1, window=window))  # warm-up
     t0 = time.perf_counter()
     history = fit(model, x, 2, 12, AdaptConfig(steps=steps, window=window, patience=steps + 1)).history

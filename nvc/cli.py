@@ -139,19 +139,18 @@ def _json_safe(value):
 # -- commands -------------------------------------------------------------------------------------
 def cmd_encode(args) -> None:
     from .codec import encode_to
-    from .io import AtomicFile, Video
+    from .io import AtomicFile, random_access
     from .metrics import bpp
 
     _check_output(args)
     _check_roi(args)
-    # coding streams the clip; the fit and the gradient map need all of it
-    video = _read_input(args, lazy=not args.adapt and args.roi != "gradient")
+    # coding streams the clip; the fit reads it a window at a time
+    video = _read_input(args, lazy=True)
     model, entry = _load(args)
     extra, lines = {}, []
     with AtomicFile(args.output) as tmp:
-        if args.adapt:  # fitting sees the whole clip at once
-            video = Video(list(video.frames), video.fps, video.source, video.size)
-            result = _encode_adaptive(args, video, model, entry)
+        if args.adapt:  # the fit reads windows of any GOP in any order
+            result = _encode_adaptive(args, random_access(video), model, entry)
             tmp.write_bytes(result.coded.data)
             size, seconds = len(result.coded.data), result.coded.seconds
             extra = _adapt_summary(result)
@@ -350,29 +349,34 @@ def _eval_lines(rows) -> list[str]:
 def cmd_eval(args) -> None:
     from .codec import encode
     from .evaluate import check_bit_exact, evaluate, evaluate_coded
+    from .io import random_access
 
-    # plain coding streams the clip; adaptation and the region and task metrics need all of it
-    streaming = not (args.adapt or args.roi or args.task_model)
-    video = _read_input(args, lazy=streaming)
+    # coding, decoding and scoring stream the clip; adaptation reads it a window at a time
+    video = _read_input(args, lazy=True)
+    if args.adapt:
+        video = random_access(video)
     _check_roi(args)
     model, entry = _load(args)
     rows, adapted, notes = [], [], []
     regions: dict[tuple[str, int], dict] = {}
     for q in args.quality:
-        if streaming:
+        if not (args.adapt or args.roi or args.task_model):
             rows.append(evaluate(video, model, entry, q, args.intra_period,
                                  progress=_progress(f"q{q}"), **_coding(args)))
             regions[("base", q)] = {}
             continue
         base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
                       qmap=_quality_map(args, video, model, q),
-                      objective=_objective(args, video), **_coding(args))
-        rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}")))
-        regions[("base", q)] = _regions(args, video, base)
+                      objective=_objective(args, video), keep=False, **_coding(args))
+        on_frame, figures = _regions(args, video)
+        rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}"),
+                                   on_frame=on_frame))
+        regions[("base", q)] = figures()
         if args.adapt:  # the adaptive encoder starts from this same base stream
             r = _encode_adaptive(args, video, model, entry, quality=q, base=base)
-            adapted.append((evaluate_coded(video, r.coded, model, entry, q), r))
-            regions[("adapted", q)] = _regions(args, video, r.coded)
+            on_frame, figures = _regions(args, video)
+            adapted.append((evaluate_coded(video, r.coded, model, entry, q, on_frame=on_frame), r))
+            regions[("adapted", q)] = figures()
             notes.append(f"q{q}: " + _adapt_line(r))
     check_bit_exact(rows + [row for row, _ in adapted])
     payload = {"input": str(args.input), "model": entry.name,
@@ -452,30 +456,38 @@ def _mask(args, video):
         from .roi import load_mask
         from .task import gradient_mask
 
-        args._mask = gradient_mask(_task(args), [source_rgb(f) for f in video.frames]) \
+        args._mask = gradient_mask(_task(args), (source_rgb(f) for f in video.frames)) \
             if args.roi == "gradient" else \
             load_mask(args.roi, len(video.frames), video.width, video.height)
     return args._mask
 
 
-def _regions(args, video, coded) -> dict:
-    """ROI and background PSNR-RGB, and the task model's FMSE and top-1 agreement, of a coded
-    clip's reconstruction (bit-exact with its decode)."""
-    from .codec import source_rgb
-
-    out: dict = {}
+def _regions(args, video):
+    """ROI and background PSNR-RGB, and the task model's FMSE and top-1 agreement, of a decoded
+    clip, gathered frame by frame: (what evaluate_coded calls with each source frame and its
+    decoded RGB, or None where neither is asked; what returns the figures once it is done)."""
     if not args.roi and not args.task_model:
-        return out
-    sources = [source_rgb(f) for f in video.frames]
-    if args.roi:
-        from .roi import region_psnr_db
+        return None, dict
+    from .codec import source_rgb
+    from .roi import RegionScores
+    from .task import TaskScores
 
-        out.update(region_psnr_db(sources, coded.reconstruction, _mask(args, video)))
-    if args.task_model:
-        from .task import task_metrics
+    region = RegionScores() if args.roi else None
+    task = TaskScores(_task(args)) if args.task_model else None
+    mask = _mask(args, video) if args.roi else None
+    frame = iter(range(len(video.frames)))
 
-        out.update(task_metrics(_task(args), sources, coded.reconstruction))
-    return out
+    def on_frame(source, decoded) -> None:
+        i, src = next(frame), source_rgb(source)
+        if region is not None:
+            region.add(src, decoded, mask[i])
+        if task is not None:
+            task.add(src, decoded)
+
+    def figures() -> dict:
+        return {**(region.result() if region is not None else {}),
+                **(task.result() if task is not None else {})}
+    return on_frame, figures
 
 
 def cmd_demo(args) -> None:

@@ -5,6 +5,7 @@ The encoder reconstructs every frame through the decoder's own path (`SSF.compre
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -106,9 +107,16 @@ def _no_progress(it: Iterable) -> Iterable:
 @dataclass
 class CodedVideo:
     data: bytes
-    reconstruction: list[np.ndarray]  # RGB float32 (H, W, 3) in [0, 1], 8-bit quantised
+    reconstruction: list[np.ndarray]  # RGB float32 (H, W, 3) in [0, 1], 8-bit quantised; empty
+    # where encode was asked not to keep them
     frame_bytes: list[int] = field(default_factory=list)  # each frame unit, framing included
     seconds: float = 0.0
+    digests: list[bytes] = field(default_factory=list)  # frame_digest of each reconstruction
+
+
+def frame_digest(rgb: np.ndarray) -> bytes:
+    """A reconstruction's identity bit for bit: what a decoder's frame is checked against."""
+    return hashlib.sha256(rgb.tobytes()).digest()
 
 
 @dataclass
@@ -374,9 +382,12 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
            qmap: QualityMap | None = None,
            synthesis: Synthesis = Synthesis.FLOAT32,
            schedule: GopSchedule | None = None, adaptive_intra: bool = True,
-           refine: Effort = 0, objective: Objective = PLAIN_STREAM) -> CodedVideo:
+           refine: Effort = 0, objective: Objective = PLAIN_STREAM, keep: bool = True,
+           on_reconstruction: Callable[[np.ndarray], None] | None = None) -> CodedVideo:
     """Code `video` at `quality` (1 = lowest rate) with an I-frame every `intra_period` frames;
-    the bytes and every reconstruction are kept (for evaluation; `encode_to` streams). The float
+    the bytes, a digest of every reconstruction and, with `keep`, the reconstructions themselves
+    are kept (for evaluation; `encode_to` streams to a file); `on_reconstruction` sees each
+    reconstruction (RGB) as it is made. The float
     `profile` exists to measure what the exact one costs; its streams decode bit-exactly only on
     the encoder's kind of machine. `schedule`: the GOP's quality schedule (None: the default for
     `quality`, nvc.schedule); `adaptive_intra`, `refine`, `objective`: see code_frames."""
@@ -386,13 +397,17 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
     parts = [bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
                                                  matrix, profile, synthesis, schedule), adapters,
                                  quality_map=None if qmap is None else qmap.write())]
-    recon, frame_bytes = [], []
+    recon, frame_bytes, digests = [], [], []
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
                                qmap, synthesis, schedule, adaptive_intra, refine, objective):
         parts.append(bitstream.pack_frame(cf))
         frame_bytes.append(len(parts[-1]))
-        recon.append(rgb)
-    return CodedVideo(b"".join(parts), recon, frame_bytes, time.perf_counter() - t0)
+        digests.append(frame_digest(rgb))
+        if keep:
+            recon.append(rgb)
+        if on_reconstruction is not None:
+            on_reconstruction(rgb)
+    return CodedVideo(b"".join(parts), recon, frame_bytes, time.perf_counter() - t0, digests)
 
 
 def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality: int,
@@ -485,6 +500,12 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
         except (RuntimeError, ValueError, BitstreamError) as e:
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         yield _to_numpy(ref, header.height, header.width)
+
+
+def reconstructions(coded: CodedVideo, model: SSF, entry: ZooEntry) -> Iterable[np.ndarray]:
+    """A coded clip's reconstructions, in order: those kept, else decoded from its bytes one at a
+    time (the same frames, bit for bit)."""
+    return coded.reconstruction or iter_decoded(bitstream.unpack(coded.data), model, entry)
 
 
 def check_frame_type(index: int, kind: FrameType, intra_period: int, version: int) -> None:

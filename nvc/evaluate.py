@@ -2,10 +2,9 @@
 benchmarks report. Every rate is the coded file's size; every codec is scored by `measure`."""
 from __future__ import annotations
 
-import hashlib
 import itertools
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from io import BytesIO
 
@@ -16,8 +15,8 @@ from .bitstream import DEFAULT_PROFILE, NumericProfile, Synthesis
 from .codec import (
     CodedVideo,
     DecodedVideo,
-    decode_stream,
     encode_to,
+    frame_digest,
     iter_decoded,
     quantize_8bit,
     source_rgb,
@@ -29,6 +28,8 @@ from .models.ssf import SSF
 from .refine import Effort
 from .schedule import GopSchedule
 from .zoo import ZooEntry
+
+OnFrame = Callable[[YUVFrame, np.ndarray], None]  # a source frame and its decoded RGB
 
 
 @dataclass
@@ -107,20 +108,20 @@ class EvalResult(Quality):
 
 
 def evaluate_coded(video: Video, coded: CodedVideo, model: SSF, entry: ZooEntry, quality: int,
-                   matrix: ColourMatrix = ColourMatrix.BT709, progress=None) -> EvalResult:
-    """Decode `coded` from its bytes with a decoder's path, check it matches the encoder's
-    reconstruction bit for bit, and measure it."""
-    kw = {"progress": progress} if progress else {}
-    decoded = decode_stream(bitstream.unpack(coded.data), model, entry, **kw)
-    return score(video, coded, decoded, quality, matrix)
+                   matrix: ColourMatrix = ColourMatrix.BT709, progress=None,
+                   on_frame: OnFrame | None = None) -> EvalResult:
+    """Decode `coded` from its bytes with a decoder's path, frame by frame, check each frame is the
+    encoder's reconstruction bit for bit (its digest), and measure it; `on_frame` sees each source
+    frame and its decoded RGB as they come (the caller's own metrics)."""
+    return _decode_and_score(video, coded.data, coded.digests, coded.seconds, model, entry,
+                             quality, matrix, progress, on_frame)
 
 
 def score(video: Video, coded: CodedVideo, decoded: DecodedVideo, quality: int,
           matrix: ColourMatrix = ColourMatrix.BT709) -> EvalResult:
     """Measure the decoded clip and record whether it equals the encoder's reconstruction bit for
     bit (the callers refuse a result that does not: `check_bit_exact`)."""
-    exact = len(coded.reconstruction) == len(decoded.frames) and all(
-        (a == b).all() for a, b in zip(coded.reconstruction, decoded.frames))
+    exact = [frame_digest(f) for f in decoded.frames] == coded.digests
     q = measure(video, len(coded.data), decoded_rgb=decoded.frames, matrix=matrix)
     return EvalResult(quality=quality, frames=len(video.frames), width=video.width,
                       height=video.height, **asdict(q), encode_seconds=coded.seconds,
@@ -150,14 +151,25 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
     _, encode_seconds = encode_to(
         sink, video, model, entry, quality, intra_period, matrix, profile=profile,
         synthesis=synthesis, schedule=schedule, adaptive_intra=adaptive_intra, refine=refine,
-        on_reconstruction=lambda rgb: digests.append(hashlib.sha256(rgb.tobytes()).digest()), **kw)
-    data = sink.getvalue()
+        on_reconstruction=lambda rgb: digests.append(frame_digest(rgb)), **kw)
+    return _decode_and_score(video, sink.getvalue(), digests, encode_seconds, model, entry,
+                             quality, matrix, progress)
+
+
+def _decode_and_score(video: Video, data: bytes, digests: list[bytes], encode_seconds: float,
+                      model: SSF, entry: ZooEntry, quality: int, matrix: ColourMatrix,
+                      progress=None, on_frame: OnFrame | None = None) -> EvalResult:
+    """Decode `data` frame by frame beside the source, each frame checked against the encoder's
+    reconstruction (`digests`) and scored; only the metrics are kept."""
+    kw = {"progress": progress} if progress else {}
     t0 = time.perf_counter()
     scores, exact, count = Scores(matrix), True, 0
     decoded = iter_decoded(bitstream.unpack(data), model, entry, **kw)
     for source, rgb in zip(video.frames, decoded, strict=True):
-        exact = exact and hashlib.sha256(rgb.tobytes()).digest() == digests[count]
+        exact = exact and count < len(digests) and frame_digest(rgb) == digests[count]
         scores.add(source, decoded_rgb=rgb)
+        if on_frame is not None:
+            on_frame(source, rgb)
         count += 1
     decode_seconds = time.perf_counter() - t0  # scoring included
     q = scores.quality(len(data), video.width, video.height)

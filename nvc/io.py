@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .errors import InputError
 log = logging.getLogger(__name__)
 RAW_SUFFIXES = {".yuv"}
 Y4M_SUFFIX = ".y4m"
+Y4M_TAG_MAX = 4096  # bytes of a y4m frame header ("FRAME" and its parameters) read at most
 
 
 class ColourMatrix(IntEnum):
@@ -51,10 +53,12 @@ class YUVFrame:
 
 class LazyFrames:
     """Frames read from disk only while iterated (one at a time): a length, iteration, indexing.
-    `open_frames()` starts a fresh pass over the file each time."""
+    `open_frames()` starts a fresh pass over the file each time; `read_at(i)`, where the file
+    allows it (y4m, raw .yuv, a spool: `random_access`), reads frame i alone."""
 
-    def __init__(self, count: int, open_frames: Callable[[], Iterator[YUVFrame]]):
-        self.count, self.open_frames = count, open_frames
+    def __init__(self, count: int, open_frames: Callable[[], Iterator[YUVFrame]],
+                 read_at: Callable[[int], YUVFrame] | None = None):
+        self.count, self.open_frames, self.read_at = count, open_frames, read_at
 
     def __len__(self) -> int:
         return self.count
@@ -67,6 +71,8 @@ class LazyFrames:
             return list(itertools.islice(iter(self), index.start, index.stop, index.step))
         if not 0 <= index < self.count:
             raise IndexError(index)
+        if self.read_at is not None:
+            return self.read_at(index)
         return next(itertools.islice(iter(self), index, None))
 
 
@@ -88,14 +94,22 @@ class Video:
 
 # -- colour ---------------------------------------------------------------------------------------
 def yuv_to_rgb(frame: YUVFrame, matrix: ColourMatrix = ColourMatrix.BT709,
-               full_range: bool = False) -> np.ndarray:
-    """4:2:0 limited-range YUV -> RGB float32 (H, W, 3) in [0, 1] (chroma upsampled by repetition)."""
+               full_range: bool = False, rows: np.ndarray | None = None,
+               cols: np.ndarray | None = None) -> np.ndarray:
+    """4:2:0 limited-range YUV -> RGB float32 (H, W, 3) in [0, 1] (chroma upsampled by repetition);
+    with `rows` and `cols` (indexes into the frame), only those pixels: the same values as the
+    whole frame's conversion indexed there, for their share of the work."""
     kr, kb = _KR_KB[matrix]
     kg = 1 - kr - kb
-    h, w = frame.y.shape
-    y = frame.y.astype(np.float32)
-    u = np.repeat(np.repeat(frame.u, 2, 0), 2, 1)[:h, :w].astype(np.float32)
-    v = np.repeat(np.repeat(frame.v, 2, 0), 2, 1)[:h, :w].astype(np.float32)
+    if rows is None or cols is None:
+        h, w = frame.y.shape
+        u = np.repeat(np.repeat(frame.u, 2, 0), 2, 1)[:h, :w].astype(np.float32)
+        v = np.repeat(np.repeat(frame.v, 2, 0), 2, 1)[:h, :w].astype(np.float32)
+        y = frame.y.astype(np.float32)
+    else:
+        half = np.ix_(rows // 2, cols // 2)
+        y = frame.y[np.ix_(rows, cols)].astype(np.float32)
+        u, v = frame.u[half].astype(np.float32), frame.v[half].astype(np.float32)
     if full_range:
         y, u, v = y / 255, (u - 128) / 255, (v - 128) / 255
     else:
@@ -206,11 +220,12 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
         with open(path, "rb") as f:
             f.seek(start * frame_bytes)
             for _ in range(count):
-                a = np.frombuffer(f.read(frame_bytes), np.uint8)
-                yield YUVFrame(a[: w * h].reshape(h, w), a[w * h: w * h + cw * ch].reshape(ch, cw),
-                               a[w * h + cw * ch:].reshape(ch, cw))
+                yield _frame_of(np.frombuffer(f.read(frame_bytes), np.uint8), w, h)
 
-    out = LazyFrames(count, frames_from_disk) if lazy else list(frames_from_disk())
+    def read_at(index: int) -> YUVFrame:
+        return _read_frame(path, (start + index) * frame_bytes, w, h)
+
+    out = LazyFrames(count, frames_from_disk, read_at) if lazy else list(frames_from_disk())
     return Video(out, fps or name_fps or Fraction(30), str(path), (w, h))
 
 
@@ -258,50 +273,65 @@ def limited_range(frame: YUVFrame) -> YUVFrame:
                     scale(frame.v, 128, 224, 128))
 
 
-def _y4m_frames(path: Path, start: int, frames: int | None, decode: bool = True
-                ) -> Iterator[YUVFrame | None]:
-    """One pass over a y4m file; with decode=False frames are skipped over (counting)."""
+def _y4m_offsets(path: Path, start: int, frames: int | None) -> list[int]:
+    """Where the samples of each frame `start` .. `start + frames` of a y4m file begin (a pass over
+    its frame headers, the samples skipped)."""
+    offsets: list[int] = []
     with open(path, "rb") as f:
-        w, h, _, full_range = _y4m_header(f.readline(), path)
-        cw, ch = (w + 1) // 2, (h + 1) // 2
-        size, index, given = w * h + 2 * cw * ch, 0, 0
-        file_size = os.fstat(f.fileno()).st_size
-        while frames is None or given < frames:
-            tag = f.readline()
+        w, h, _, _ = _y4m_header(f.readline(), path)
+        size = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+        file_size, index = os.fstat(f.fileno()).st_size, 0
+        while frames is None or len(offsets) < frames:
+            tag = f.readline(Y4M_TAG_MAX)
             if not tag:
-                return
-            if not tag.startswith(b"FRAME"):
+                break
+            if not tag.startswith(b"FRAME") or not tag.endswith(b"\n"):
                 raise InputError(f"{path}: damaged y4m frame header at frame {index}")
-            if index < start or not decode:
-                f.seek(size, os.SEEK_CUR)
-                if f.tell() > file_size:
-                    raise InputError(f"{path}: truncated y4m frame {index}")
-                if index >= start:
-                    given += 1
-                    yield None
-            else:
-                a = np.frombuffer(f.read(size), np.uint8)
-                if len(a) < size:
-                    raise InputError(f"{path}: truncated y4m frame {index}")
-                given += 1
-                frame = YUVFrame(a[: w * h].reshape(h, w), a[w * h: w * h + cw * ch].reshape(ch, cw),
-                                 a[w * h + cw * ch:].reshape(ch, cw))
-                yield limited_range(frame) if full_range else frame
+            if index >= start:
+                offsets.append(f.tell())
+            f.seek(size, os.SEEK_CUR)
+            if f.tell() > file_size:
+                raise InputError(f"{path}: truncated y4m frame {index}")
             index += 1
+    return offsets
+
+
+def _frame_of(a: np.ndarray, w: int, h: int) -> YUVFrame:
+    """The planes of one 4:2:0 frame's samples (views of `a`)."""
+    cw, ch = (w + 1) // 2, (h + 1) // 2
+    return YUVFrame(a[: w * h].reshape(h, w), a[w * h: w * h + cw * ch].reshape(ch, cw),
+                    a[w * h + cw * ch: w * h + 2 * cw * ch].reshape(ch, cw))
+
+
+def _read_frame(path: Path | int, offset: int, w: int, h: int) -> YUVFrame:
+    """One 4:2:0 frame at `offset` of a file (a path, or an open descriptor)."""
+    size = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+    if isinstance(path, int):
+        data = os.pread(path, size, offset)
+    else:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+    if len(data) < size:
+        raise InputError(f"{path}: truncated frame at byte {offset}")
+    return _frame_of(np.frombuffer(data, np.uint8), w, h)
 
 
 def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
     with open(path, "rb") as f:
         line = f.readline()
-    w, h, fps, _ = _y4m_header(line, path)
+    w, h, fps, full_range = _y4m_header(line, path)
     if any(field in (b"It", b"Ib", b"Im") for field in line.split()):
         log.warning("%s: interlaced; each frame is coded as one progressive picture", path)
-    out: list | LazyFrames
-    if lazy:
-        count = sum(1 for _ in _y4m_frames(path, start, frames, decode=False))
-        out = LazyFrames(count, lambda: _y4m_frames(path, start, frames))  # type: ignore[arg-type,return-value]
-    else:
-        out = list(_y4m_frames(path, start, frames))
+    offsets = _y4m_offsets(path, start, frames)
+
+    def read_at(index: int) -> YUVFrame:
+        frame = _read_frame(path, offsets[index], w, h)
+        return limited_range(frame) if full_range else frame
+
+    def frames_from_disk() -> Iterator[YUVFrame]:
+        return map(read_at, range(len(offsets)))
+    out = LazyFrames(len(offsets), frames_from_disk, read_at) if lazy else list(frames_from_disk())
     return Video(out, fps, str(path), (w, h))
 
 
@@ -393,9 +423,36 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         video = read_av(path, start, frames, lazy)
     if not len(video.frames):
         raise InputError(f"{path}: no frames to read")
+    if size is not None and tuple(size) != (video.width, video.height):
+        raise InputError(f"{path}: its frames are {video.width}x{video.height}, not the "
+                         f"{size[0]}x{size[1]} given (--size is for raw .yuv input)")
     if fps is not None:
         video.fps = fps
     return video
+
+
+def random_access(video: Video) -> Video:
+    """`video` with frames that can be read in any order without holding the clip: as it is where
+    they can (a list, y4m, raw .yuv), else (what FFmpeg decodes) spooled once, as raw 4:2:0, to an
+    unnamed temporary file (in TMPDIR) that the system deletes when the video is gone."""
+    frames = video.frames
+    if not isinstance(frames, LazyFrames) or frames.read_at is not None:
+        return video
+    w, h = video.width, video.height
+    spool = tempfile.TemporaryFile(prefix="nvc-spool-")
+    count = 0
+    for frame in frames:
+        spool.write(_planes(frame))
+        count += 1
+    spool.flush()
+    size = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+
+    def read_at(index: int) -> YUVFrame:
+        return _read_frame(spool.fileno(), index * size, w, h)
+
+    def frames_from_spool() -> Iterator[YUVFrame]:
+        return map(read_at, range(count))
+    return Video(LazyFrames(count, frames_from_spool, read_at), video.fps, video.source, (w, h))
 
 
 # -- writers --------------------------------------------------------------------------------------

@@ -13,7 +13,11 @@ MS_SSIM_WINDOW = 11  # Gaussian window of Wang et al. 2003
 
 
 def psnr_db(a: np.ndarray, b: np.ndarray, peak: float = 1.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return psnr_from_mse(float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)),
+                         peak)
+
+
+def psnr_from_mse(mse: float, peak: float = 1.0) -> float:
     return math.inf if mse == 0 else 10 * math.log10(peak ** 2 / mse)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .bitstream import QUALITY_MAP_STEPS, QualityMap
 from .errors import InputError
-from .metrics import psnr_db
+from .metrics import psnr_from_mse
 from .models.config import LADDER_BELOW
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -63,17 +63,36 @@ def pixel_weights(mask: np.ndarray, roi_weight: float) -> np.ndarray:
     return (w / w.mean(axis=(1, 2), keepdims=True)).astype(np.float32)
 
 
+class RegionScores:
+    """PSNR (RGB, peak 1) inside the region (mask > ROI_THRESHOLD) and outside it, over the clip,
+    gathered one frame at a time (`add`); None where a part is empty."""
+
+    PARTS = ("roi_psnr_db", "background_psnr_db")
+
+    def __init__(self) -> None:
+        self.squared = dict.fromkeys(self.PARTS, 0.0)
+        self.count = dict.fromkeys(self.PARTS, 0)
+
+    def add(self, source: np.ndarray, decoded: np.ndarray, mask: np.ndarray) -> None:
+        """One frame: RGB (H, W, 3) source and reconstruction, the mask (H, W)."""
+        inside = mask > ROI_THRESHOLD
+        for name, sel in zip(self.PARTS, (inside, ~inside)):
+            err = np.asarray(source[sel], np.float64) - decoded[sel]
+            self.squared[name] += float(np.sum(err * err))
+            self.count[name] += err.size
+
+    def result(self) -> dict[str, float | None]:
+        return {name: psnr_from_mse(self.squared[name] / self.count[name])
+                if self.count[name] else None for name in self.PARTS}
+
+
 def region_psnr_db(source: list[np.ndarray], decoded: list[np.ndarray], mask: np.ndarray
                    ) -> dict[str, float | None]:
-    """PSNR (RGB, peak 1) inside the region (mask > ROI_THRESHOLD) and outside it, over the clip;
-    None where a part is empty."""
-    inside = mask > ROI_THRESHOLD
-    out: dict[str, float | None] = {}
-    for name, sel in (("roi_psnr_db", inside), ("background_psnr_db", ~inside)):
-        a = np.concatenate([s[m] for s, m in zip(source, sel)])
-        b = np.concatenate([d[m] for d, m in zip(decoded, sel)])
-        out[name] = psnr_db(a, b) if a.size else None
-    return out
+    """RegionScores of a clip held whole."""
+    scores = RegionScores()
+    for s, d, m in zip(source, decoded, mask):
+        scores.add(s, d, m)
+    return scores.result()
 
 
 # How much the rate grows from one rung of the shipped ladder to the next (ssf-small-v5 on

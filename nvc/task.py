@@ -18,6 +18,7 @@ returns a float tensor: features (B, C, h, w) or logits (B, classes). nvc ships 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,7 @@ class TaskTerm:
         return out
 
 
-def gradient_mask(task: TaskModel, frames_rgb: list[np.ndarray]) -> np.ndarray:
+def gradient_mask(task: TaskModel, frames_rgb: Iterable[np.ndarray]) -> np.ndarray:
     """The GSW importance map of each source frame (RGB float (H, W, 3)): (frames, H, W)."""
     maps = []
     for f in frames_rgb:
@@ -111,19 +112,35 @@ def gradient_mask(task: TaskModel, frames_rgb: list[np.ndarray]) -> np.ndarray:
     return np.stack(maps).astype(np.float32)
 
 
-def task_metrics(task: TaskModel, source: list[np.ndarray], decoded: list[np.ndarray]
-                 ) -> dict[str, float]:
+class TaskScores:
     """FMSE over the clip (mean of frames) and, for logits, the share of frames whose top-1 class
-    survives coding."""
-    fmse, agree = [], []
-    for s, d in zip(source, decoded):
+    survives coding, gathered one frame at a time (`add`)."""
+
+    def __init__(self, task: TaskModel):
+        self.task = task
+        self.fmse: list[float] = []
+        self.agree: list[float] = []
+
+    def add(self, source: np.ndarray, decoded: np.ndarray) -> None:
+        """One frame: RGB float (H, W, 3) source and reconstruction."""
         xs, xd = (torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float()
-                  for a in (s, d))
+                  for a in (source, decoded))
         with torch.no_grad():
-            fmse.append(float(task.fmse(xd, xs)[0]))
-        if task.returns_logits:
-            agree.append(float(task.top1(xs)[0] == task.top1(xd)[0]))
-    out = {"fmse": float(np.mean(fmse))}
-    if agree:
-        out["top1_agreement"] = float(np.mean(agree))
-    return out
+            self.fmse.append(float(self.task.fmse(xd, xs)[0]))
+            if self.task.returns_logits:
+                self.agree.append(float(self.task.top1(xs)[0] == self.task.top1(xd)[0]))
+
+    def result(self) -> dict[str, float]:
+        out = {"fmse": float(np.mean(self.fmse))}
+        if self.agree:
+            out["top1_agreement"] = float(np.mean(self.agree))
+        return out
+
+
+def task_metrics(task: TaskModel, source: Iterable[np.ndarray], decoded: Iterable[np.ndarray]
+                 ) -> dict[str, float]:
+    """TaskScores of a clip."""
+    scores = TaskScores(task)
+    for s, d in zip(source, decoded):
+        scores.add(s, d)
+    return scores.result()

@@ -145,6 +145,13 @@ def test_bad_inputs(tmp_path, setup, message, lazy):
         read_video(setup(tmp_path), lazy=lazy)
 
 
+def test_size_of_a_sized_input_must_match(tmp_path):
+    write_video(tmp_path / "c.y4m", make_video(frames=1, hw=(16, 24)))
+    assert read_video(tmp_path / "c.y4m", size=(24, 16)).width == 24  # the same size: accepted
+    with pytest.raises(InputError, match="24x16, not the 32x16 given"):
+        read_video(tmp_path / "c.y4m", size=(32, 16))
+
+
 def test_zero_frames_after_start(tmp_path):
     write_video(tmp_path / "c.y4m", make_video(frames=2, hw=(16, 16)))
     with pytest.raises(InputError, match="no frames"):
@@ -198,6 +205,32 @@ def test_lazy_reading_gives_the_same_frames(suffix, tmp_path):
         assert all(np.array_equal(a.y, b.y) and np.array_equal(a.v, b.v)
                    for a, b in zip(lazy.frames, eager.frames, strict=True))
     assert np.array_equal(lazy.frames[2].u, eager.frames[2].u)
+
+
+@pytest.mark.parametrize("suffix", ["y4m", "yuv", "mp4"])
+def test_random_access_reads_any_frame_alone(suffix, tmp_path, monkeypatch):
+    """y4m and raw .yuv are read in place; what FFmpeg decodes is spooled to an unnamed file."""
+    import tempfile
+
+    from nvc.io import random_access, read_video, write_video
+
+    from .conftest import make_video
+
+    path = tmp_path / "in" / f"clip_70x50_25.{suffix}"
+    path.parent.mkdir()
+    write_video(path, make_video(frames=5))
+    eager = read_video(path, start=1, frames=4)
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_dir))
+    video = random_access(read_video(path, start=1, frames=4, lazy=True))
+    assert video.frames.read_at is not None and (video.width, video.height) == (70, 50)
+    assert list(spool_dir.iterdir()) == []  # nothing named is left behind
+    for i in (3, 0, 2, 1, 3):
+        assert all(np.array_equal(getattr(video.frames[i], p), getattr(eager.frames[i], p))
+                   for p in "yuv")
+    assert all(np.array_equal(a.y, b.y) for a, b in zip(video.frames, eager.frames, strict=True))
+    assert random_access(eager) is eager  # a list already is
 
 
 @pytest.mark.parametrize("name", ["out.y4m", "out.yuv", "out.mp4", "out_%04d.png"])

@@ -53,6 +53,23 @@ def test_region_psnr_splits_the_error():
     assert r["roi_psnr_db"] == pytest.approx(20.0) and r["background_psnr_db"] == float("inf")
 
 
+def test_region_psnr_gathered_frame_by_frame_is_the_clips():
+    from nvc.metrics import psnr_db
+
+    rng = np.random.default_rng(1)
+    src = [rng.random((6, 5, 3), dtype=np.float32) for _ in range(3)]
+    dec = [np.clip(s + rng.normal(0, 0.05 * (i + 1), s.shape).astype(np.float32), 0, 1)
+           for i, s in enumerate(src)]
+    mask = rng.random((3, 6, 5)).astype(np.float32)
+    inside = mask > 0.5
+    want = {"roi_psnr_db": psnr_db(np.concatenate([s[m] for s, m in zip(src, inside)]),
+                                   np.concatenate([d[m] for d, m in zip(dec, inside)])),
+            "background_psnr_db": psnr_db(np.concatenate([s[~m] for s, m in zip(src, inside)]),
+                                          np.concatenate([d[~m] for d, m in zip(dec, inside)]))}
+    got = region_psnr_db(src, dec, mask)
+    assert got == pytest.approx(want, rel=1e-12) and got["roi_psnr_db"] != got["background_psnr_db"]
+
+
 def test_weights_scale_the_distortion_term_of_the_objective(tiny_model):
     from adapt.loop import clip_objective
 
