@@ -23,6 +23,7 @@ from nvc.adapters import LAYER_TABLE
 from nvc.bitstream import FrameType, QualityMap, Synthesis
 from nvc.codec import (
     CodedVideo,
+    Progress,
     encode,
     padded_hw,
     quality_argument,
@@ -38,7 +39,7 @@ from nvc.objective import Objective
 from nvc.rd import rd_cost as _rd_cost
 from nvc.rd import task_distortion
 from nvc.refine import Effort
-from nvc.roi import shifted_quality_map, uniform_quality_map
+from nvc.roi import Masks, shifted_quality_map, uniform_quality_map
 from nvc.schedule import GopSchedule, resolve
 from nvc.task import TaskModel, TaskScores, TaskTerm
 from nvc.zoo import ZooEntry
@@ -72,7 +73,7 @@ class ClipCost:
     error pixel by pixel (ROI); `task` adds the task model's term (the same distortion as the
     fit's)."""
 
-    def __init__(self, video: Video, matrix: ColourMatrix, weights: np.ndarray | None = None,
+    def __init__(self, video: Video, matrix: ColourMatrix, weights: Masks | None = None,
                  task: TaskTerm | None = None):
         self.video, self.matrix, self.weights, self.task = video, matrix, weights, task
         self._sources = iter(video.frames)  # read in step with the reconstructions
@@ -99,7 +100,7 @@ class ClipCost:
 
 
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
-            weights: np.ndarray | None = None, task: TaskTerm | None = None) -> float:
+            weights: Masks | None = None, task: TaskTerm | None = None) -> float:
     """The clip's RD cost as coded (ClipCost) from its kept reconstructions."""
     scored = ClipCost(video, matrix, weights, task)
     for rgb in coded.reconstruction:
@@ -137,12 +138,16 @@ def best_base(rung: BaseChoice, encode_at: Callable[[float], BaseChoice], step: 
 def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
                     cfg: AdaptConfig, matrix: ColourMatrix = ColourMatrix.BT709,
                     on_step=None, base: CodedVideo | None = None,
-                    weights: np.ndarray | None = None,
+                    weights: Masks | None = None,
                     task: TaskModel | None = None, qmap: QualityMap | None = None,
                     synthesis: Synthesis = Synthesis.FLOAT32,
                     schedule: GopSchedule | None = None,
-                    adaptive_intra: bool = True, refine: Effort = 0) -> AdaptiveResult:
+                    adaptive_intra: bool = True, refine: Effort = 0,
+                    progress: Callable[[str], Progress] = lambda what: iter
+                    ) -> AdaptiveResult:
     """`base`: the base model's stream of the same clip and settings, if the caller already has it.
+    `progress(what)`: wraps the frames of each candidate file's coding (what: "base", "base at
+    quality 2.25", "adapted", "encoder-only"), e.g. in a progress bar.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit, by the keep-or-drop decision and by
     every candidate's coder (refinement and frame types; the weights there only without `qmap`:
@@ -169,7 +174,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                                      synthesis, bitstream.DEFAULT_PROFILE)
     term = objective.term
 
-    def code(coder: SSF, qmap: QualityMap | None, adapters: bytes | None = None
+    def code(what: str, coder: SSF, qmap: QualityMap | None, adapters: bytes | None = None
              ) -> tuple[CodedVideo, float]:
         """The clip as this encoder writes it, every candidate with the same settings, and its RD
         cost, scored frame by frame as coded (the reconstructions are not kept)."""
@@ -177,11 +182,11 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
         coded = encode(video, coder, entry, quality, intra_period, matrix, adapters=adapters,
                        qmap=qmap, synthesis=synthesis, schedule=schedule,
                        adaptive_intra=adaptive_intra, refine=refine, objective=objective,
-                       keep=False, on_reconstruction=scored.add)
+                       keep=False, on_reconstruction=scored.add, progress=progress(what))
         return coded, scored.cost(len(coded.data), lam)
 
     if base is None:
-        base, base_cost = code(model, qmap)
+        base, base_cost = code("base", model, qmap)
     else:
         scored = ClipCost(video, matrix, weights, term)
         for rgb in reconstructions(base, model, entry):
@@ -197,7 +202,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
         def encode_at(position: float) -> BaseChoice:
             moved = (uniform_quality_map(position, padded) if qmap is None else
                      shifted_quality_map(qmap, position - rung, qualities))  # a spatial map (ROI)
-            return BaseChoice(position, moved, *code(model, moved))
+            return BaseChoice(position, moved, *code(f"base at quality {position + 1:g}", model,
+                                                     moved))
         choice = best_base(choice, encode_at, cfg.position_step,
                            max(rung - 1, -LADDER_BELOW), min(rung + 1, qualities - 1))
         if choice.position != rung:
@@ -215,12 +221,13 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)
     merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
-    adapted, adapted_cost = code(merged, qmap, payload)
+    adapted, adapted_cost = code("adapted", merged, qmap, payload)
     candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
     if fitted.encoder and not cfg.force:
         # The encoder-only fine-tuning alone costs no bits: it can beat the adapters' file too
         # (BasketballPass, v7: every full fine-tuning file kept was encoder-only).
-        candidates.append(("encoder-only", *code(_with_encoder(model, fitted.encoder), qmap)))
+        candidates.append(("encoder-only", *code("encoder-only", _with_encoder(model, fitted.encoder),
+                                                  qmap)))
     mode, kept, kept_cost = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
     if mode != "adapters":
         log.info("adapters dropped (RD cost %.4f): kept %s (%.4f)", adapted_cost, mode, kept_cost)

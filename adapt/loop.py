@@ -40,6 +40,7 @@ from nvc.codec import padded_hw, quantize_8bit
 from nvc.io import ColourMatrix, Video, yuv_to_rgb
 from nvc.models.ssf import SSF
 from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
+from nvc.roi import Masks
 from nvc.schedule import FLAT, GopSchedule
 from nvc.task import TaskTerm
 
@@ -200,9 +201,10 @@ class VideoWindows(Windows):
 
 
 class MapWindows(Windows):
-    """Per-pixel maps (T, H, W), e.g. an ROI's distortion weights (a broadcast view stays one)."""
+    """Per-pixel maps (T, H, W), e.g. an ROI's distortion weights (a broadcast view stays one;
+    nvc.roi.FrameMaps are made a frame at a time)."""
 
-    def __init__(self, maps: np.ndarray, multiple: int, device: torch.device):
+    def __init__(self, maps: Masks, multiple: int, device: torch.device):
         super().__init__(maps.shape[0], 1, maps.shape[1], maps.shape[2], multiple, device)
         self.maps = maps
 

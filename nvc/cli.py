@@ -200,25 +200,35 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
     from adapt import encode_adaptive
 
     cfg = _adapt_config(args)
-    bar = tqdm(total=cfg.steps, desc="adapt", unit="step", file=sys.stderr, leave=False,
-               disable=None)
+    q = quality or args.quality
+    fit_bar = []  # the fit's bar, from its first step until the next file is coded
 
     def on_step(stats, base_cost):
+        if not fit_bar:
+            fit_bar.append(tqdm(total=cfg.steps, desc=f"q{q} adapt", unit="step",
+                                file=sys.stderr, leave=False, disable=None))
         gain = 100 * (base_cost - stats.objective) / base_cost
-        bar.set_postfix_str(f"bpp {stats.bpp:.3f} PSNR {stats.psnr_db:.2f} dB RD gain {gain:+.1f}%")
-        bar.update()
+        fit_bar[0].set_postfix_str(f"bpp {stats.bpp:.3f} PSNR {stats.psnr_db:.2f} dB RD gain "
+                                   f"{gain:+.1f}%")
+        fit_bar[0].update()
+
+    def coding(what: str):  # each candidate file the adaptive encoder codes: a bar over frames
+        while fit_bar:
+            fit_bar.pop().close()
+        return _progress(f"q{q} {what}")
     weights = None
     if args.roi:
         from .roi import pixel_weights
 
         weights = pixel_weights(_mask(args, video), args.roi_weight)
     try:
-        q = quality or args.quality
         result = encode_adaptive(video, model, entry, q, args.intra_period, cfg, on_step=on_step,
                                  base=base, weights=weights, task=_task(args),
-                                 qmap=_quality_map(args, video, model, q), **_coding(args))
+                                 qmap=_quality_map(args, video, model, q), progress=coding,
+                                 **_coding(args))
     finally:
-        bar.close()
+        while fit_bar:
+            fit_bar.pop().close()
     result.coded.seconds = result.total_seconds  # encode time includes fitting
     return result
 
@@ -453,11 +463,12 @@ def _mask(args, video):
     once per command (eval asks for it at every quality)."""
     if getattr(args, "_mask", None) is None:
         from .codec import source_rgb
-        from .roi import load_mask
-        from .task import gradient_mask
+        from .roi import FrameMaps, load_mask
+        from .task import gradient_maps
 
-        args._mask = gradient_mask(_task(args), (source_rgb(f) for f in video.frames)) \
-            if args.roi == "gradient" else \
+        args._mask = FrameMaps.spooled(
+            gradient_maps(_task(args), (source_rgb(f) for f in video.frames)), video.height,
+            video.width) if args.roi == "gradient" else \
             load_mask(args.roi, len(video.frames), video.width, video.height)
     return args._mask
 

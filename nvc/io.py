@@ -9,12 +9,13 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -439,20 +440,33 @@ def random_access(video: Video) -> Video:
     if not isinstance(frames, LazyFrames) or frames.read_at is not None:
         return video
     w, h = video.width, video.height
-    spool = tempfile.TemporaryFile(prefix="nvc-spool-")
-    count = 0
-    for frame in frames:
-        spool.write(_planes(frame))
-        count += 1
-    spool.flush()
     size = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+    spooled, count = spool(map(_planes, frames), f"{video.source}'s {len(frames)} frames "
+                                                 f"({len(frames) * size / 2**20:.0f} MiB)")
 
     def read_at(index: int) -> YUVFrame:
-        return _read_frame(spool.fileno(), index * size, w, h)
+        return _read_frame(spooled.fileno(), index * size, w, h)
 
     def frames_from_spool() -> Iterator[YUVFrame]:
         return map(read_at, range(count))
     return Video(LazyFrames(count, frames_from_spool, read_at), video.fps, video.source, (w, h))
+
+
+def spool(chunks: Iterable[bytes], what: str) -> tuple[BinaryIO, int]:
+    """`chunks` written to an unnamed temporary file in TMPDIR, which the system deletes when it
+    is closed or the process ends: (the file, how many chunks). One that cannot be written (a full
+    TMPDIR) is an InputError naming `what` and where."""
+    count = 0
+    try:
+        f = tempfile.TemporaryFile(prefix="nvc-spool-")
+        for chunk in chunks:
+            f.write(chunk)
+            count += 1
+        f.flush()
+    except OSError as e:
+        raise InputError(f"cannot spool {what} to {tempfile.gettempdir()} ({e.strerror or e}); "
+                         "set TMPDIR to a folder with room") from None
+    return f, count
 
 
 # -- writers --------------------------------------------------------------------------------------

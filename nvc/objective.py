@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from .rd import task_distortion
+from .roi import Masks
 from .task import TaskModel, TaskTerm
 
 
@@ -56,7 +57,7 @@ PLAIN = FrameObjective()
 class Objective:
     """A stream's objective: pixel weights per frame and a task model, or neither (plain MSE)."""
 
-    weights: np.ndarray | None = None  # (frames, H, W), each frame's mean 1 (nvc.roi.pixel_weights)
+    weights: Masks | None = None  # (frames, H, W), each frame's mean 1 (nvc.roi.pixel_weights)
     task_model: TaskModel | None = None
     task_weight: float = 0.5  # beta
     task_scale: float | None = None  # FMSE to MSE units; None until `scaled`
@@ -66,7 +67,7 @@ class Objective:
             raise ValueError(f"a task's weight lies in [0, 1], got {self.task_weight}")
 
     @classmethod
-    def for_coding(cls, weights: np.ndarray | None, quality_map: bool,
+    def for_coding(cls, weights: Masks | None, quality_map: bool,
                    task_model: TaskModel | None = None, task_weight: float = 0.5) -> Objective:
         """The coder's objective for a region's pixel weights and a task model: the weights only
         where no quality map carries the region; with one, its cells' lambdas weigh the pixels

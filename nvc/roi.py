@@ -8,6 +8,8 @@ scale, and so do the lambdas of the rate points).
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,59 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 ROI_THRESHOLD = 0.5  # mask values above this are the region for ROI-PSNR
 
 
-def load_mask(path: str | Path, frames: int, width: int, height: int) -> np.ndarray:
-    """(frames, height, width) float32 in [0, 1], resized to the clip's frame size (read-only)."""
+class FrameMaps:
+    """(frames, H, W) float32 maps made one frame at a time by `frame(i)` (a mask video, the task
+    model's gradient maps), so that a clip's maps are never held: what the region code uses of an
+    array (which it still takes), a frame by index, `shape`, `len`, iteration and the mean over
+    frames."""
+
+    ndim = 3
+
+    def __init__(self, count: int, height: int, width: int, frame: Callable[[int], np.ndarray]):
+        self.shape, self.frame = (count, height, width), frame
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not isinstance(index, (int, np.integer)) or not 0 <= index < len(self):
+            raise IndexError(index)
+        return self.frame(int(index))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return map(self.frame, range(len(self)))
+
+    def mean(self, axis: int = 0) -> np.ndarray:
+        if axis != 0:
+            raise ValueError("FrameMaps.mean: over the frames only")
+        total = np.zeros(self.shape[1:], np.float64)
+        for m in self:
+            total += m
+        return (total / len(self)).astype(np.float32)
+
+    def map(self, fn: Callable[[np.ndarray], np.ndarray]) -> FrameMaps:
+        """These maps with `fn` applied to each frame as it is made."""
+        return FrameMaps(*self.shape, lambda i: fn(self.frame(i)))
+
+    @classmethod
+    def spooled(cls, maps: Iterable[np.ndarray], height: int, width: int) -> FrameMaps:
+        """Maps made once (each (height, width)), kept as float32 in an unnamed temporary file
+        (TMPDIR) instead of in memory."""
+        from .io import spool
+
+        size = height * width * 4
+        spooled, count = spool((np.ascontiguousarray(m, np.float32).tobytes() for m in maps),
+                               f"the maps ({size / 2**20:.1f} MiB a frame)")
+        return cls(count, height, width, lambda i: np.frombuffer(
+            os.pread(spooled.fileno(), size, i * size), np.float32).reshape(height, width))
+
+
+Masks = np.ndarray | FrameMaps
+
+
+def load_mask(path: str | Path, frames: int, width: int, height: int) -> Masks:
+    """(frames, height, width) float32 in [0, 1], resized to the clip's frame size (read-only): an
+    image's one map broadcast to every frame, or a video's read a frame at a time (FrameMaps)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such mask file")
@@ -35,30 +88,35 @@ def load_mask(path: str | Path, frames: int, width: int, height: int) -> np.ndar
             raise InputError(f"{path}: cannot read the mask image ({e})") from None
         # one map for every frame: a read-only view, not `frames` copies (4.6 GiB for 600 of 1080p)
         return np.broadcast_to((np.asarray(img, np.float32) / 255)[None], (frames, height, width))
-    from .io import read_video
+    from .io import random_access, read_video
 
-    video = read_video(path, frames=frames)
+    video = random_access(read_video(path, frames=frames, lazy=True))
     if len(video.frames) < frames:
         raise InputError(f"{path}: the mask video has {len(video.frames)} frames, the clip {frames}")
-    out = []
-    for f in video.frames:
-        luma = np.clip((f.y.astype(np.float32) - 16) / 219, 0, 1)
+
+    def frame(index: int) -> np.ndarray:
+        luma = np.clip((video.frames[index].y.astype(np.float32) - 16) / 219, 0, 1)
         if luma.shape != (height, width):
             from PIL import Image
 
             luma = np.asarray(Image.fromarray(luma).resize((width, height), Image.Resampling.BILINEAR))
-        out.append(luma)
-    return np.stack(out).astype(np.float32)
+        return luma.astype(np.float32)
+    return FrameMaps(frames, height, width, frame)
 
 
-def pixel_weights(mask: np.ndarray, roi_weight: float) -> np.ndarray:
+def pixel_weights(mask: Masks, roi_weight: float) -> Masks:
     """Weights (frames, H, W): 1 + (roi_weight - 1) * mask, each frame scaled to mean 1."""
     if roi_weight <= 0:
         raise InputError(f"--roi-weight must be positive, got {roi_weight}")
+    if isinstance(mask, FrameMaps):  # weighed a frame at a time, as the maps are made
+        return mask.map(lambda m: _weighed(m[None], roi_weight)[0])
     if mask.ndim == 3 and mask.shape[0] > 1 and mask.strides[0] == 0:
         # one map for every frame (load_mask's image): weighed once, broadcast as the mask is
-        one = pixel_weights(np.ascontiguousarray(mask[:1]), roi_weight)
-        return np.broadcast_to(one, mask.shape)
+        return np.broadcast_to(_weighed(np.ascontiguousarray(mask[:1]), roi_weight), mask.shape)
+    return _weighed(mask, roi_weight)
+
+
+def _weighed(mask: np.ndarray, roi_weight: float) -> np.ndarray:
     w = 1 + (roi_weight - 1) * mask
     return (w / w.mean(axis=(1, 2), keepdims=True)).astype(np.float32)
 
@@ -86,7 +144,7 @@ class RegionScores:
                 if self.count[name] else None for name in self.PARTS}
 
 
-def region_psnr_db(source: list[np.ndarray], decoded: list[np.ndarray], mask: np.ndarray
+def region_psnr_db(source: list[np.ndarray], decoded: list[np.ndarray], mask: Masks
                    ) -> dict[str, float | None]:
     """RegionScores of a clip held whole."""
     scores = RegionScores()
@@ -102,7 +160,7 @@ RATE_PER_RUNG = 1.87
 MAP_ORIGIN = round(LADDER_BELOW * QUALITY_MAP_STEPS)
 
 
-def quality_map(mask: np.ndarray, quality: int, boost: float, qualities: int,
+def quality_map(mask: Masks, quality: int, boost: float, qualities: int,
                 padded_hw: tuple[int, int], cell: int = 16) -> QualityMap:
     """Spatial bit allocation from a mask (frames, H, W): the clip's mean mask, pooled to the latent
     grid of the padded frame (`cell` pixels a side), moves each position on the quality ladder:

@@ -18,7 +18,7 @@ returns a float tensor: features (B, C, h, w) or logits (B, classes). nvc ships 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,13 +103,16 @@ class TaskTerm:
         return out
 
 
-def gradient_mask(task: TaskModel, frames_rgb: Iterable[np.ndarray]) -> np.ndarray:
-    """The GSW importance map of each source frame (RGB float (H, W, 3)): (frames, H, W)."""
-    maps = []
+def gradient_maps(task: TaskModel, frames_rgb: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """The GSW importance map of each source frame (RGB float (H, W, 3)) in turn: (H, W) float32."""
     for f in frames_rgb:
         x = torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)[None].float()
-        maps.append(task.gradient_map(x)[0].numpy())
-    return np.stack(maps).astype(np.float32)
+        yield task.gradient_map(x)[0].numpy().astype(np.float32)
+
+
+def gradient_mask(task: TaskModel, frames_rgb: Iterable[np.ndarray]) -> np.ndarray:
+    """gradient_maps of a clip, held: (frames, H, W)."""
+    return np.stack(list(gradient_maps(task, frames_rgb)))
 
 
 class TaskScores:

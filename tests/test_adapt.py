@@ -93,7 +93,21 @@ def test_the_fit_is_told_which_frames_the_base_codes_intra(tiny_model, small_vid
 def test_adaptive_stream_decodes_bit_exactly(tiny_model, tiny_weights):
     model, entry = tiny_model
     video = make_video(frames=3, hw=(64, 64))
-    r = encode_adaptive(video, model, entry, 2, 12, AdaptConfig(steps=3, window=64))
+    shown: list[tuple[str, int]] = []  # (file, frames) of every candidate coded
+
+    def progress(what):
+        def count(frames):
+            shown.append((what, 0))
+            for f in frames:
+                shown[-1] = (what, shown[-1][1] + 1)
+                yield f
+        return count
+    r = encode_adaptive(video, model, entry, 2, 12, AdaptConfig(steps=3, window=64),
+                        progress=progress)
+    labels = [what for what, _ in shown]
+    searched = [what for what in labels if what.startswith("base at quality ")]
+    assert labels == ["base", *searched, "adapted"] + ["encoder-only"] * ("encoder-only" in r.candidates)
+    assert searched and all(n == 3 for _, n in shown)  # every frame of every file went through
     fresh, fresh_entry = load_model(path=tiny_weights)
     out = decode_stream(bitstream.unpack(r.coded.data), fresh, fresh_entry)
     assert [frame_digest(f) for f in out.frames] == r.coded.digests  # the encoder's frames

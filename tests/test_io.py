@@ -231,6 +231,10 @@ def test_random_access_reads_any_frame_alone(suffix, tmp_path, monkeypatch):
                    for p in "yuv")
     assert all(np.array_equal(a.y, b.y) for a, b in zip(video.frames, eager.frames, strict=True))
     assert random_access(eager) is eager  # a list already is
+    if suffix == "mp4":  # a spool that cannot be written: one line, no traceback
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+        with pytest.raises(InputError, match=r"cannot spool .*mp4's 4 frames \(0 MiB\) to .*missing"):
+            random_access(read_video(path, start=1, frames=4, lazy=True))
 
 
 @pytest.mark.parametrize("name", ["out.y4m", "out.yuv", "out.mp4", "out_%04d.png"])

@@ -26,6 +26,32 @@ def test_mask_image_is_resized_and_repeated(tmp_path):
     assert not long.flags.writeable
 
 
+def test_a_mask_video_is_read_a_frame_at_a_time(tmp_path):
+    """A mask video gives maps made frame by frame (never the clip's maps at once), the values the
+    whole stack had; weights and quality maps from it are the stack's."""
+    from PIL import Image
+
+    from nvc.io import read_video, write_video
+    from nvc.roi import FrameMaps, quality_map
+
+    from .conftest import make_video
+
+    path = tmp_path / "mask.y4m"
+    write_video(path, make_video(frames=3, hw=(20, 28)))
+    stack = np.stack([np.asarray(Image.fromarray(np.clip((f.y.astype(np.float32) - 16) / 219, 0, 1))
+                                 .resize((56, 40), Image.Resampling.BILINEAR), np.float32)
+                      for f in read_video(path).frames])  # what load_mask held before
+    maps = load_mask(path, frames=3, width=56, height=40)
+    assert isinstance(maps, FrameMaps) and maps.shape == stack.shape == (3, 40, 56)
+    assert all(np.array_equal(maps[i], stack[i]) for i in (2, 0, 1))
+    assert np.array_equal(np.stack(list(pixel_weights(maps, 4.0))), pixel_weights(stack, 4.0))
+    assert np.allclose(maps.mean(axis=0), stack.mean(axis=0), rtol=0, atol=1e-6)
+    assert quality_map(maps, 2, 1, 4, (64, 64)) == quality_map(stack, 2, 1, 4, (64, 64))
+    assert np.array_equal(np.stack(list(FrameMaps.spooled(stack, 40, 56))), stack)
+    with pytest.raises(InputError, match="the mask video has 3 frames, the clip 5"):
+        load_mask(path, frames=5, width=56, height=40)
+
+
 def test_mask_errors_are_input_errors(tmp_path):
     with pytest.raises(InputError, match="no such mask"):
         load_mask(tmp_path / "none.png", 1, 8, 8)
@@ -103,6 +129,11 @@ def test_eval_with_roi_reports_region_psnr(tmp_path, tiny_weights, capsys):
     report = json.loads(capsys.readouterr().out)
     for row in report["results"] + report["adapted"]:
         assert np.isfinite(row["roi_psnr_db"]) and np.isfinite(row["background_psnr_db"])
+    write_video(tmp_path / "m.y4m", make_video(frames=2, hw=(20, 28), seed=3))  # a mask a frame
+    args[args.index(str(tmp_path / "m.png"))] = str(tmp_path / "m.y4m")
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert all(row["roi_psnr_db"] > 0 for row in report["results"] + report["adapted"])
     assert main(["encode", str(clip), "-o", str(tmp_path / "x.nvc"), "--roi",
                  str(tmp_path / "m.png"), "--roi-quality", "-1", "--weights", str(tiny_weights)]) == 1
     assert "--roi-quality must be >= 0, got -1.0" in capsys.readouterr().err

@@ -144,3 +144,17 @@ def test_task_options_are_checked(clip, models, tiny_weights, tmp_path, capsys, 
     out = tmp_path / "x.nvc"
     assert main(["encode", str(clip), "-o", str(out), "--weights", str(tiny_weights)] + extra) == 1
     assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_roi_benchmark_measures_the_adaptive_files(clip, models, tiny_weights, tmp_path, capsys):
+    """benchmarks.roi scores every file it codes, the adaptive encoder's too (which keeps no
+    reconstructions: they are decoded from its bytes)."""
+    from benchmarks.roi import main as roi_main
+
+    out = tmp_path / "roi"
+    assert roi_main([str(clip), "--frames", "2", "--qualities", "1", "--adapt-steps", "1",
+                     "--adapt-window", "64", "--variants", "roi", "--task-model",
+                     str(models["logits"]), "--weights", str(tiny_weights), "--out", str(out)]) == 0
+    rows = [r for name in ("mse", "roi")
+            for r in json.loads((out / "results.json").read_text())["points"][name]]
+    assert len(rows) == 2 and all(np.isfinite(r["psnr_rgb_db"]) and r["fmse"] >= 0 for r in rows)
