@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,10 +100,12 @@ class ClipCost:
 
 
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
-            weights: Masks | None = None, task: TaskTerm | None = None) -> float:
-    """The clip's RD cost as coded (ClipCost) from its kept reconstructions."""
+            weights: Masks | None = None, task: TaskTerm | None = None,
+            frames: Iterable[np.ndarray] | None = None) -> float:
+    """The clip's RD cost as coded (ClipCost) from its reconstructions: `frames`, by default those
+    it kept."""
     scored = ClipCost(video, matrix, weights, task)
-    for rgb in coded.reconstruction:
+    for rgb in coded.reconstruction if frames is None else frames:
         scored.add(rgb)
     return scored.cost(len(coded.data), lam)
 
@@ -188,10 +190,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     if base is None:
         base, base_cost = code("base", model, qmap)
     else:
-        scored = ClipCost(video, matrix, weights, term)
-        for rgb in reconstructions(base, model, entry):
-            scored.add(rgb)
-        base_cost = scored.cost(len(base.data), lam)
+        base_cost = rd_cost(video, base, lam, matrix, weights, term,
+                            reconstructions(base, model, entry))
 
     rung = float(quality - 1)
     choice = BaseChoice(rung, qmap, base, base_cost)

@@ -230,10 +230,9 @@ def fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCon
     lambda is `quality`'s, its gains those of `position` on the ladder (0 = quality 1; None: the
     rung), each frame moved from there by the GOP `schedule` as the coder moves it; weights:
     (T, 1, H, W) per-pixel distortion weights (ROI; mean 1 a frame; or MapWindows reading them) or
-    None for plain MSE; task:
-    a task model's term of the distortion (nvc.task.TaskTerm) or None; intra: (T,) whether the
-    coder codes each frame as an I-frame (the base's stream says; adaptive I-frames), None: only
-    each GOP's first.
+    None for plain MSE; task: a task model's term of the distortion (nvc.task.TaskTerm) or None;
+    intra: (T,) whether the coder codes each frame as an I-frame (the base's stream says; adaptive
+    I-frames), None: only each GOP's first.
     The same clip and settings give the same adapters: the rate proxy's noise is drawn from the
     global generator, seeded here from cfg.seed (its state outside is restored); torch seeds it
     anew in every process, and two runs of one benchmark kept different files (measured: 3,527 and
