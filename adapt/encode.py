@@ -31,7 +31,7 @@ from nvc.codec import (
     scaled_objective,
     source_rgb,
 )
-from nvc.io import ColourMatrix, Video
+from nvc.io import ColourMatrix, Video, random_access
 from nvc.metrics import bpp
 from nvc.models.config import LADDER_BELOW
 from nvc.models.ssf import SSF, model_device
@@ -165,6 +165,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     `refine`: gradient steps on every candidate's latents before they are coded (nvc.refine; the
     fit itself fits to the analysis transforms' latents)."""
     t0 = time.perf_counter()
+    video = random_access(video)  # the fit reads windows of any GOP (a no-op where it can already)
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     lam = model.cfg.lambdas[quality - 1]
 

@@ -143,9 +143,9 @@ def test_video_windows_are_the_padded_clips_slices(small_video):
 
 
 def test_a_lazily_read_clip_is_adapted_to_the_same_file(tiny_model, tmp_path):
-    """`nvc encode --adapt` reads its input a frame or a window at a time (y4m in place, mp4
-    spooled): the same file as from the clip held whole."""
-    from nvc.io import random_access, read_video, write_video
+    """The adaptive encoder reads its input a frame or a window at a time (y4m in place, mp4
+    spooled, decoded once): the same file as from the clip held whole."""
+    from nvc.io import read_video, write_video
 
     model, entry = tiny_model
     cfg = AdaptConfig(steps=2, window=64, force=True, lr=2e-2, position_step=0)
@@ -153,10 +153,23 @@ def test_a_lazily_read_clip_is_adapted_to_the_same_file(tiny_model, tmp_path):
         path = tmp_path / f"c.{suffix}"
         write_video(path, make_video(frames=3, hw=(48, 64)))
         whole = encode_adaptive(read_video(path), model, entry, 2, 2, cfg)
-        lazy = random_access(read_video(path, lazy=True))
+        lazy = read_video(path, lazy=True)
+        passes = _counted_passes(lazy.frames)
         streamed = encode_adaptive(lazy, model, entry, 2, 2, cfg)
         assert streamed.coded.data == whole.coded.data and streamed.coded.reconstruction == []
         assert streamed.base_cost == whole.base_cost and streamed.adapted_cost == whole.adapted_cost
+        assert suffix == "y4m" or passes == [1]  # the mp4 decoded once, into the spool
+
+
+def _counted_passes(frames) -> list[int]:
+    """Count the passes over lazily read frames (one entry a pass)."""
+    passes, open_frames = [], frames.open_frames
+
+    def counted():
+        passes.append(1)
+        return open_frames()
+    frames.open_frames = counted
+    return passes
 
 
 def _choice(position: float, cost: float) -> BaseChoice:
