@@ -207,8 +207,7 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
     if w <= 0 or h <= 0:
         raise InputError(f"{path}: invalid frame size {w}x{h}")
     check_frame_size(w, h, path)
-    cw, ch = (w + 1) // 2, (h + 1) // 2
-    frame_bytes = w * h + 2 * cw * ch
+    frame_bytes = _frame_bytes(w, h)
     total = path.stat().st_size // frame_bytes
     if path.stat().st_size % frame_bytes:
         raise InputError(f"{path}: file size {path.stat().st_size} is not a whole number of "
@@ -280,7 +279,7 @@ def _y4m_offsets(path: Path, start: int, frames: int | None) -> list[int]:
     offsets: list[int] = []
     with open(path, "rb") as f:
         w, h, _, _ = _y4m_header(f.readline(), path)
-        size = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+        size = _frame_bytes(w, h)
         file_size, index = os.fstat(f.fileno()).st_size, 0
         while frames is None or len(offsets) < frames:
             tag = f.readline(Y4M_TAG_MAX)
@@ -304,9 +303,14 @@ def _frame_of(a: np.ndarray, w: int, h: int) -> YUVFrame:
                     a[w * h + cw * ch: w * h + 2 * cw * ch].reshape(ch, cw))
 
 
+def _frame_bytes(w: int, h: int) -> int:
+    """The bytes of one 8-bit 4:2:0 frame."""
+    return w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+
+
 def _read_frame(path: Path | int, offset: int, w: int, h: int) -> YUVFrame:
     """One 4:2:0 frame at `offset` of a file (a path, or an open descriptor)."""
-    size = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+    size = _frame_bytes(w, h)
     if isinstance(path, int):
         data = os.pread(path, size, offset)
     else:
@@ -394,13 +398,8 @@ def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
     if full_range:  # rescale full-range (yuvj420p) to limited range through RGB
         rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / 255
         return rgb_to_yuv(rgb)
-    a = frame.to_ndarray(format="yuv420p")
-    h, w = frame.height, frame.width
-    cw, ch = (w + 1) // 2, (h + 1) // 2
-    flat = a.reshape(-1)
-    return YUVFrame(flat[: w * h].reshape(h, w).copy(),
-                    flat[w * h: w * h + cw * ch].reshape(ch, cw).copy(),
-                    flat[w * h + cw * ch: w * h + 2 * cw * ch].reshape(ch, cw).copy())
+    planes = _frame_of(frame.to_ndarray(format="yuv420p").reshape(-1), frame.width, frame.height)
+    return YUVFrame(planes.y.copy(), planes.u.copy(), planes.v.copy())
 
 
 def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
@@ -440,7 +439,7 @@ def random_access(video: Video) -> Video:
     if not isinstance(frames, LazyFrames) or frames.read_at is not None:
         return video
     w, h = video.width, video.height
-    size = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+    size = _frame_bytes(w, h)
     spooled, count = spool(map(_planes, frames), f"{video.source}'s {len(frames)} frames "
                                                  f"({len(frames) * size / 2**20:.0f} MiB)")
 
