@@ -264,6 +264,7 @@ def test_containers_decode_through_opencv_where_pyav_is_missing(tmp_path, monkey
     ("--model.stage=both", "stage must be one of"),
     ("--model.schedule=hier", "schedule must be one of"),
     ("--model.intra_period=1", "intra_period must be at least 2, got 1"),
+    ("--model.accumulate=0", "accumulate must be at least 1, got 0"),
     ("--model.arch=ssf-huge", "unknown arch 'ssf-huge'"),
     ("--model.init_from=[missing.safetensors]", "missing.safetensors: no such weights file"),
 ])
@@ -285,7 +286,8 @@ def test_datasets_give_clips():
 
 @pytest.mark.slow
 def test_two_process_ddp_fit_on_cpu(tmp_path):
-    """Lightning's DDP (gloo on CPU), 2 processes, a few steps, through the real CLI."""
+    """Lightning's DDP (gloo on CPU), 2 processes, a few steps of two accumulated batches each,
+    through the real CLI."""
     import os
     import subprocess
     import sys
@@ -294,7 +296,8 @@ def test_two_process_ddp_fit_on_cpu(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "train", "fit", "--config", CONFIG,
          f"--trainer.default_root_dir={tmp_path}", "--trainer.strategy=ddp", "--trainer.devices=2",
-         "--trainer.max_steps=2", f"--trainer.callbacks.init_args.dirpath={tmp_path / 'ckpt'}"],
+         "--trainer.max_steps=2", "--model.accumulate=2",
+         f"--trainer.callbacks.init_args.dirpath={tmp_path / 'ckpt'}"],
         capture_output=True, text=True, timeout=600, env=env, cwd=Path(CONFIG).parents[2])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "distributed_backend=gloo" in proc.stderr + proc.stdout
@@ -444,3 +447,30 @@ def test_block_lr_trains_the_grown_blocks_at_their_own_rate(tmp_path, monkeypatc
     drift = max(float((after["model." + k] - v).abs().max()) for k, v in before.items()
                 if not k.endswith("quantiles"))  # the aux optimizer's, at its own rate
     assert drift < 1e-5, drift
+
+
+def test_accumulate_steps_once_on_the_mean_gradient_of_its_batches(tmp_path, monkeypatch):
+    """Two batches a step: the step sees the mean of their gradients (losses c * sum(w^2) with c
+    = 1 then 3 give 2w * (1 + 3) / 2), four batches make two optimizer steps."""
+    seen, grads = [], []
+
+    def rd_loss(self, clip):
+        w = self.model.intra.g_s[0].weight
+        c = 1.0 if len(seen) % 2 == 0 else 3.0
+        seen.append(w.detach().clone())
+        zero = torch.zeros(())
+        return {"loss": c * (w ** 2).sum(), "bpp": zero, "psnr": zero, "mse": zero,
+                "p_frames": zero}
+
+    def clip_gradients(self, opt, **kw):  # just before each optimizer step
+        grads.append(self.model.intra.g_s[0].weight.grad.clone())
+
+    monkeypatch.setattr(VideoCodecModule, "rd_loss", rd_loss)
+    monkeypatch.setattr(VideoCodecModule, "clip_gradients", clip_gradients)
+    ckpt = _fit(tmp_path, "--model.accumulate=2", "--trainer.max_steps=2",
+                "--trainer.limit_val_batches=0")
+    assert torch.load(ckpt, map_location="cpu", weights_only=True)["global_step"] == 2
+    assert len(seen) == 4 and len(grads) == 2
+    assert torch.equal(seen[0], seen[1]) and not torch.equal(seen[1], seen[2])
+    for k, g in enumerate(grads):
+        torch.testing.assert_close(g, 4 * seen[2 * k])

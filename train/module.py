@@ -25,15 +25,21 @@ run can close.
 `block_lr` is the learning rate of the residual blocks an architecture grown from the base adds
 (`--model.arch ssf-small-r1`, nvc.models.layers.ResBlock): new weights start far from where the base's
 small fine-tuning rate would take them.
+`accumulate` sums the gradients of that many batches (each weighted 1/accumulate) before each
+optimizer step: a larger batch than memory holds, or the batch of a multi-GPU run on fewer devices.
+The step counters (`max_steps`, `lr_drops`, `unroll`, checkpoints) count optimizer steps; under DDP
+the gradients are all-reduced once a step, on its last batch.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import ParallelStrategy
 from torch import Tensor
 
 from nvc.bitstream import SKIP_BELOW_INDEX
@@ -78,7 +84,8 @@ class VideoCodecModule(L.LightningModule):
                  lr_drop_factor: float = 0.3, unroll: list[list[int]] | None = None,
                  channels_last: bool = False, schedule: str = "flat", intra_period: int = 12,
                  frame_lambdas: bool = True, coder_skip: bool = False,
-                 encoders_only: bool = False, block_lr: float | None = None):
+                 encoders_only: bool = False, block_lr: float | None = None,
+                 accumulate: int = 1):
         super().__init__()
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -86,6 +93,8 @@ class VideoCodecModule(L.LightningModule):
             raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if intra_period < 2:
             raise ConfigError(f"intra_period must be at least 2, got {intra_period}")
+        if accumulate < 1:
+            raise ConfigError(f"accumulate must be at least 1, got {accumulate}")
         if arch not in ARCHITECTURES:
             raise ConfigError(f"unknown arch {arch!r}; known: {sorted(ARCHITECTURES)}")
         self.save_hyperparameters()
@@ -99,6 +108,7 @@ class VideoCodecModule(L.LightningModule):
             codec.latent.skip_below = SKIP_BELOW_INDEX if coder_skip else 0
         self.automatic_optimization = False
         self._t_last: float | None = None
+        self._batches = 0  # batches since the run (or its resumption) started
         active = {id(p) for mod in self._active_modules() for n, p in mod.named_parameters()
                   if not encoders_only or n.startswith(ENCODER_SIDE)}
         for p in self.model.parameters():  # frozen codecs: no gradients, nothing unused under DDP
@@ -215,27 +225,41 @@ class VideoCodecModule(L.LightningModule):
         # none to train where the entropy models are frozen (encoders_only)
         aux_losses = [mod.latent.aux_loss() for mod in self._active_modules()] if aux_opt else []
         aux = sum(aux_losses, torch.zeros((), device=batch.device))
-        # One backward (DDP allows one per step): the aux loss reaches only the quantiles (CompressAI
-        # stops its gradient into the density model) and the RD loss never reaches them, so the sum
-        # gives each optimizer exactly its own gradients.
-        for o in [opt, *aux_opt]:
-            o.zero_grad()
-        self.manual_backward(stats["loss"] + aux)
-        self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip,
-                            gradient_clip_algorithm="norm")
-        opt.step()
-        for o in aux_opt:
-            o.optimizer.step()  # the raw optimizer: global_step counts RD steps only
-        now = time.perf_counter()
-        if self._t_last is not None:
-            self.log("train/steps_per_s", 1.0 / max(now - self._t_last, 1e-9), prog_bar=True)
-        self._t_last = now
+        n = self.hparams.accumulate
+        first, last = self._batches % n == 0, self._batches % n == n - 1
+        self._batches += 1
+        if first:
+            for o in [opt, *aux_opt]:
+                o.zero_grad()
+        # One backward a batch (DDP allows one per step): the aux loss reaches only the quantiles
+        # (CompressAI stops its gradient into the density model) and the RD loss never reaches
+        # them, so the sum gives each optimizer exactly its own gradients.
+        with self._gradient_sync(last):
+            self.manual_backward((stats["loss"] + aux) / n)
+        if last:
+            self.clip_gradients(opt, gradient_clip_val=self.hparams.grad_clip,
+                                gradient_clip_algorithm="norm")
+            opt.step()
+            for o in aux_opt:
+                o.optimizer.step()  # the raw optimizer: global_step counts RD steps only
+            now = time.perf_counter()
+            if self._t_last is not None:
+                self.log("train/steps_per_s", 1.0 / max(now - self._t_last, 1e-9), prog_bar=True)
+            self._t_last = now
         self.log_dict({f"train/{k}": v.detach() for k, v in stats.items()}, prog_bar=True)
         self.log("train/aux_loss", aux.detach())
         self.log("train/lr", lr)
         if batch_idx % 500 == 0 and self.logger is not None and hasattr(self.logger, "experiment"):
             self._log_images(batch)
         return stats["loss"]
+
+    def _gradient_sync(self, sync: bool):
+        """Under DDP, the gradients are all-reduced by a backward only when `sync`: the last batch
+        of an accumulated step."""
+        strategy = self.trainer.strategy
+        if sync or not isinstance(strategy, ParallelStrategy):
+            return contextlib.nullcontext()
+        return strategy.block_backward_sync()
 
     # -- validation ---------------------------------------------------------------------------
     @torch.no_grad()
