@@ -27,7 +27,6 @@ from nvc.codec import (
     encode,
     padded_hw,
     quality_argument,
-    reconstructions,
     scaled_objective,
     source_rgb,
 )
@@ -64,6 +63,7 @@ class AdaptiveResult:
     total_seconds: float
     position: float  # ladder position every candidate was coded at (0 = quality 1)
     candidates: dict[str, tuple[int, float]]  # each file tried: (bytes, RD cost)
+    base: CodedVideo  # the base's file at the rung: what the encoder writes without --adapt
 
 
 class ClipCost:
@@ -139,16 +139,14 @@ def best_base(rung: BaseChoice, encode_at: Callable[[float], BaseChoice], step: 
 
 def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,
                     cfg: AdaptConfig, matrix: ColourMatrix = ColourMatrix.BT709,
-                    on_step=None, base: CodedVideo | None = None,
-                    weights: Masks | None = None,
+                    on_step=None, weights: Masks | None = None,
                     task: TaskModel | None = None, qmap: QualityMap | None = None,
                     synthesis: Synthesis = Synthesis.FLOAT32,
                     schedule: GopSchedule | None = None,
                     adaptive_intra: bool = True, refine: Effort = 0,
                     progress: Callable[[str], Progress] = lambda what: iter
                     ) -> AdaptiveResult:
-    """`base`: the base model's stream of the same clip and settings, if the caller already has it.
-    `progress(what)`: wraps the frames of each candidate file's coding (what: "base", "base at
+    """`progress(what)`: wraps the frames of each candidate file's coding (what: "base", "base at
     quality 2.25", "adapted", "encoder-only"), e.g. in a progress bar.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
     (nvc.task, weighted by cfg.task_weight), used by the fit, by the keep-or-drop decision and by
@@ -188,14 +186,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                        keep=False, on_reconstruction=scored.add, progress=progress(what))
         return coded, scored.cost(len(coded.data), lam)
 
-    if base is None:
-        base, base_cost = code("base", model, qmap)
-    else:
-        base_cost = rd_cost(video, base, lam, matrix, weights, term,
-                            reconstructions(base, model, entry))
-
     rung = float(quality - 1)
-    choice = BaseChoice(rung, qmap, base, base_cost)
+    choice = at_rung = BaseChoice(rung, qmap, *code("base", model, qmap))
     if cfg.position_step > 0:
         padded = padded_hw(video.height, video.width, model.cfg.multiple)
         qualities = model.cfg.num_qualities
@@ -235,7 +227,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     return AdaptiveResult(kept, mode == "adapters", mode, base_cost, adapted_cost, len(base.data),
                           len(adapted.data), len(payload), len(fitted.history), fit_seconds,
                           time.perf_counter() - t0, choice.position,
-                          {name: (len(c.data), cost) for name, c, cost in candidates})
+                          {name: (len(c.data), cost) for name, c, cost in candidates},
+                          at_rung.coded)
 
 
 def _with_encoder(model: SSF, encoder: dict[str, torch.Tensor]) -> SSF:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -194,7 +195,7 @@ def _adapt_config(args):
                        seconds=args.adapt_seconds, task_weight=args.task_weight)
 
 
-def _encode_adaptive(args, video, model, entry, quality=None, base=None):
+def _encode_adaptive(args, video, model, entry, quality=None):
     from tqdm import tqdm
 
     from adapt import encode_adaptive
@@ -223,13 +224,14 @@ def _encode_adaptive(args, video, model, entry, quality=None, base=None):
         weights = pixel_weights(_mask(args, video), args.roi_weight)
     try:
         result = encode_adaptive(video, model, entry, q, args.intra_period, cfg, on_step=on_step,
-                                 base=base, weights=weights, task=_task(args),
+                                 weights=weights, task=_task(args),
                                  qmap=_quality_map(args, video, model, q), progress=coding,
                                  **_coding(args))
     finally:
         while fit_bar:
             fit_bar.pop().close()
-    result.coded.seconds = result.total_seconds  # encode time includes fitting
+    # encode time includes fitting (a copy: the kept file may be the base's, which keeps its own)
+    result.coded = dataclasses.replace(result.coded, seconds=result.total_seconds)
     return result
 
 
@@ -375,15 +377,16 @@ def cmd_eval(args) -> None:
                                  progress=_progress(f"q{q}"), **_coding(args)))
             regions[("base", q)] = {}
             continue
-        base = encode(video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
-                      qmap=_quality_map(args, video, model, q),
-                      objective=_objective(args, video), keep=False, **_coding(args))
+        r = _encode_adaptive(args, video, model, entry, quality=q) if args.adapt else None
+        base = r.base if r is not None else encode(  # the adaptive encoder's base is this file
+            video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
+            qmap=_quality_map(args, video, model, q), objective=_objective(args, video),
+            keep=False, **_coding(args))
         on_frame, figures = _regions(args, video)
         rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}"),
                                    on_frame=on_frame))
         regions[("base", q)] = figures()
-        if args.adapt:  # the adaptive encoder starts from this same base stream
-            r = _encode_adaptive(args, video, model, entry, quality=q, base=base)
+        if r is not None:
             on_frame, figures = _regions(args, video)
             adapted.append((evaluate_coded(video, r.coded, model, entry, q, on_frame=on_frame), r))
             regions[("adapted", q)] = figures()

@@ -278,6 +278,35 @@ def test_eval_reports_base_and_adapted_side_by_side(clip_y4m, tiny_weights, caps
         assert a["bit_exact"] and a["adapt_steps"] <= 2
 
 
+
+def test_eval_adapt_decodes_each_file_once_and_its_base_is_the_plain_encoders(
+        tmp_path, clip_y4m, tiny_weights, capsys, monkeypatch):
+    """The adaptive encoder prices its base file as it codes it; eval scores that same file (the
+    bytes `nvc encode` writes without --adapt), and decodes it and the kept file once each."""
+    import nvc.codec as codec_module
+    import nvc.evaluate as evaluate_module
+
+    decodes = []
+
+    def counted(real):
+        def call(*a, **kw):
+            decodes.append(1)
+            return real(*a, **kw)
+        return call
+
+    for module in (codec_module, evaluate_module):
+        monkeypatch.setattr(module, "iter_decoded", counted(module.iter_decoded))
+    code, text, err = _run(["eval", str(clip_y4m), "--quality", "1", "--adapt", "--adapt-steps",
+                            "1", "--json", "--weights", str(tiny_weights)], capsys)
+    assert code == 0, err
+    assert len(decodes) == 2
+    report = json.loads(text)
+    code, _, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "plain.nvc"), "--quality",
+                         "1", "--weights", str(tiny_weights)], capsys)
+    assert code == 0, err
+    assert report["results"][0]["bytes"] == (tmp_path / "plain.nvc").stat().st_size
+    assert report["results"][0]["encode_seconds"] < report["adapted"][0]["encode_seconds"]
+
 # -- hostile inputs: refused at once, one line, exit 1, no output ----------------------------------
 def _with_header(stream_file, tmp_path, **fields):
     import dataclasses
