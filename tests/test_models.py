@@ -214,6 +214,17 @@ def test_transforms_in_stripes_compute_what_one_pass_does(kernel, monkeypatch):
         assert synthesize(model.intra.g_s, y, kernel, 16).requires_grad
 
 
+def test_the_warp_is_float32_under_bf16_autocast():
+    """Training under bf16 autocast warps as the codec does (outside autocast), bit for bit, with
+    and without autograd (the stripes)."""
+    torch.manual_seed(0)
+    x_ref, flow = torch.rand(1, 3, 40, 24), torch.randn(1, 3, 40, 24) * 4
+    plain = scale_space_warp(x_ref, flow, 5, 1.5)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(scale_space_warp(x_ref, flow, 5, 1.5), plain), grad
+
+
 def test_the_warp_in_stripes_on_threads_gives_the_same_bits(monkeypatch):
     """Without autograd the scale-space levels are blurred on the stripe threads and the rows
     sampled in stripes: each output pixel is computed from its own flow alone, so the warp is bit

@@ -46,12 +46,17 @@ def scale_space_volume(x: Tensor, levels: int, sigma0: float) -> Tensor:
 def scale_space_warp(x_ref: Tensor, flow: Tensor, levels: int, sigma0: float) -> Tensor:
     """Warp x_ref (B, C, H, W) by flow (B, 3, H, W) = (dx px, dy px, scale level); without
     autograd the rows are sampled in stripes on the stripe threads (each output pixel is computed
-    from its own flow alone: the same bits)."""
-    vol = scale_space_volume(x_ref, levels, sigma0)
-    h = x_ref.shape[-2]
-    rows = stripes.STRIPE_ROWS if stripes.striped(x_ref.device) else h
-    return torch.cat(stripes.in_parallel(partial(_sample, vol, flow, levels, rows),
-                                         range(0, h, rows), x_ref.device), dim=-2)
+    from its own flow alone: the same bits). Always in float32, under autocast too: training under
+    bf16 autocast warps as the codec does (outside autocast), and the CPU's bfloat16 depthwise
+    convolutions with the coarse levels' long kernels can take minutes a frame (torch 2.15,
+    channels_last)."""
+    with torch.autocast(x_ref.device.type, enabled=False):
+        x_ref, flow = x_ref.float(), flow.float()
+        vol = scale_space_volume(x_ref, levels, sigma0)
+        h = x_ref.shape[-2]
+        rows = stripes.STRIPE_ROWS if stripes.striped(x_ref.device) else h
+        return torch.cat(stripes.in_parallel(partial(_sample, vol, flow, levels, rows),
+                                             range(0, h, rows), x_ref.device), dim=-2)
 
 
 def _sample(vol: Tensor, flow: Tensor, levels: int, rows: int, top: int) -> Tensor:
