@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -112,7 +113,12 @@ def _check_output(args) -> None:
     """Refuse an output that would replace the input (the input is read while the output is
     written, and the finished output is renamed over its path), or that is a folder."""
     from .errors import InputError
+    from .io import STDIO
 
+    if args.output == STDIO:  # y4m or the stream to standard output; the summary to stderr
+        if args.json:
+            raise InputError("--json and -o - both write to standard output")
+        return
     out = Path(args.output)
     if out.is_dir():
         raise InputError(f"{out}: is a folder; give a file name")
@@ -121,8 +127,10 @@ def _check_output(args) -> None:
 
 
 def _emit(args, payload: dict, lines: list[str]) -> None:
+    """The command's summary: on stdout, unless that carries the output itself (-o -)."""
+    to_stdout = getattr(args, "output", None) != "-"
     print(json.dumps(_json_safe(payload), indent=2, allow_nan=False) if args.json
-          else "\n".join(lines))
+          else "\n".join(lines), file=sys.stdout if to_stdout else sys.stderr)
 
 
 def _json_safe(value):
@@ -140,7 +148,7 @@ def _json_safe(value):
 # -- commands -------------------------------------------------------------------------------------
 def cmd_encode(args) -> None:
     from .codec import encode_to
-    from .io import AtomicFile, random_access
+    from .io import open_output, random_access
     from .metrics import bpp
 
     _check_output(args)
@@ -149,19 +157,18 @@ def cmd_encode(args) -> None:
     video = _read_input(args, lazy=True)
     model, entry = _load(args)
     extra, lines = {}, []
-    with AtomicFile(args.output) as tmp:
+    with open_output(args.output) as sink:
         if args.adapt:  # the fit reads windows of any GOP in any order
             result = _encode_adaptive(args, random_access(video), model, entry)
-            tmp.write_bytes(result.coded.data)
+            sink.write(result.coded.data)
             size, seconds = len(result.coded.data), result.coded.seconds
             extra = _adapt_summary(result)
             lines.append(_adapt_line(result))
         else:
-            with open(tmp, "wb") as sink:
-                size, seconds = encode_to(sink, video, model, entry, args.quality,
-                                          args.intra_period, progress=_progress("encode"),
-                                          qmap=_quality_map(args, video, model, args.quality),
-                                          objective=_objective(args, video), **_coding(args))
+            size, seconds = encode_to(sink, video, model, entry, args.quality,
+                                      args.intra_period, progress=_progress("encode"),
+                                      qmap=_quality_map(args, video, model, args.quality),
+                                      objective=_objective(args, video), **_coding(args))
     rate = bpp(size, video.width, video.height, len(video.frames))
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
                  "frames": len(video.frames), "seconds": seconds, **extra},
@@ -271,8 +278,15 @@ def cmd_decode(args) -> None:
 
 
 def _read_stream(path: str) -> bytes:
+    """An nvc stream's bytes: a file, or standard input for `-`."""
     from .errors import InputError
+    from .io import STDIO
 
+    if path == STDIO:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise InputError("stdin: no nvc stream (nothing was read)")
+        return data
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file")
@@ -615,8 +629,9 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
 
 
 def _sub(subs, name: str, help_text: str, example: str) -> argparse.ArgumentParser:
+    label = "examples" if "\n" in example else "example"
     return subs.add_parser(name, help=help_text, description=help_text,
-                           epilog=f"example:\n  {example}",
+                           epilog=f"{label}:\n  {example}",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
@@ -628,28 +643,34 @@ def build_parser() -> argparse.ArgumentParser:
     subs = parser.add_subparsers(dest="command", required=True)
 
     p = _sub(subs, "encode", "encode a video into an .nvc stream",
-             "nvc encode clip_416x240_50.yuv -o clip.nvc --quality 2 --frames 12 --adapt --adapt-steps 100")
-    p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads (mp4, mkv, avi, .264)")
-    p.add_argument("-o", "--output", required=True, help="the .nvc file to write")
+             "nvc encode clip_416x240_50.yuv -o clip.nvc --quality 2 --frames 12 --adapt --adapt-steps 100"
+             "\n  ffmpeg -i clip.mp4 -f yuv4mpegpipe - | nvc encode - -o clip.nvc")
+    p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads (mp4, mkv, avi, .264); "
+                                 "-: y4m from standard input (spooled to TMPDIR first)")
+    p.add_argument("-o", "--output", required=True,
+                   help="the .nvc file to write (-: standard output)")
     _coding_options(p, int, 2, "rate point, 1 = smallest file (default 2)")
     p.set_defaults(func=cmd_encode)
 
     p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4 or PNG frames",
-             "nvc decode clip.nvc -o clip_decoded.y4m")
-    p.add_argument("input", help="an .nvc file")
-    p.add_argument("-o", "--output", required=True, help="OUT.y4m, OUT.yuv, OUT.mp4 or OUT_%%04d.png")
+             "nvc decode clip.nvc -o clip_decoded.y4m\n  nvc decode clip.nvc -o - | ffplay -")
+    p.add_argument("input", help="an .nvc file (-: standard input)")
+    p.add_argument("-o", "--output", required=True,
+                   help="OUT.y4m, OUT.yuv, OUT.mp4, OUT_%%04d.png, or - (y4m to standard output, "
+                        "each frame as it is decoded)")
     _common(p, reading=False)
     p.set_defaults(func=cmd_decode)
 
     p = _sub(subs, "info", "show an .nvc stream's header and bytes per unit type",
              "nvc info clip.nvc --json")
-    p.add_argument("input", help="an .nvc file")
+    p.add_argument("input", help="an .nvc file (-: standard input)")
     _common(p, reading=False, model=False)
     p.set_defaults(func=cmd_info)
 
     p = _sub(subs, "eval", "encode, decode and report bytes, bpp, PSNR, MS-SSIM and seconds",
              "nvc eval clip_416x240_50.yuv --quality 1,2,3,4 --frames 12")
-    p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads")
+    p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads; -: y4m from standard "
+                                 "input")
     _coding_options(p, _qualities, [2], "rate point N or a list like 1,2,3,4 (default 2)")
     p.set_defaults(func=cmd_eval)
 
@@ -678,7 +699,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nvc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader of -o - went away (a player closed)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        print("nvc: error: the output pipe was closed by its reader", file=sys.stderr)
         return EXIT_ERROR
     except Exception as e:  # a bug, not bad input: still one line unless --verbose
         if args.verbose:

@@ -8,6 +8,7 @@ import itertools
 import logging
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 RAW_SUFFIXES = {".yuv"}
 Y4M_SUFFIX = ".y4m"
 Y4M_TAG_MAX = 4096  # bytes of a y4m frame header ("FRAME" and its parameters) read at most
+STDIO = "-"  # the input or output path that means standard input / output (y4m)
 
 
 class ColourMatrix(IntEnum):
@@ -179,7 +181,7 @@ def parse_raw_name(path: str | os.PathLike) -> tuple[tuple[int, int] | None, Fra
     return size, fps
 
 
-def check_frame_size(w: int, h: int, path: Path) -> None:
+def check_frame_size(w: int, h: int, path: Path | str) -> None:
     """Refuse frames the format cannot carry (nvc.bitstream.LIMITS) before reading any."""
     from .bitstream import LIMITS
 
@@ -233,7 +235,7 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
 Y4M_420 = {"420", "420jpeg", "420paldv", "420mpeg2"}
 
 
-def _y4m_header(line: bytes, path: Path) -> tuple[int, int, Fraction, bool]:
+def _y4m_header(line: bytes, path: Path | str) -> tuple[int, int, Fraction, bool]:
     """(width, height, rate, full range): XCOLORRANGE=FULL marks full-range samples (FFmpeg's
     yuvj420p), which the reader rescales to the limited range nvc codes."""
     fields = line.decode("ascii", "replace").split()
@@ -258,6 +260,8 @@ def _y4m_header(line: bytes, path: Path) -> tuple[int, int, Fraction, bool]:
         full_range = full_range or f.upper() == "XCOLORRANGE=FULL"
     if w <= 0 or h <= 0:
         raise InputError(f"{path}: y4m header has no valid size")
+    if any(f in ("It", "Ib", "Im") for f in fields[1:]):
+        log.warning("%s: interlaced; each frame is coded as one progressive picture", path)
     if fps <= 0:
         raise InputError(f"{path}: y4m frame rate {fps} is not positive")
     check_frame_size(w, h, path)
@@ -273,6 +277,16 @@ def limited_range(frame: YUVFrame) -> YUVFrame:
                     scale(frame.v, 128, 224, 128))
 
 
+def _y4m_frame_tag(f: BinaryIO, path: Path | str, index: int) -> bool:
+    """Read frame `index`'s header line ("FRAME ..."): False at the end of the file."""
+    tag = f.readline(Y4M_TAG_MAX)
+    if not tag:
+        return False
+    if not tag.startswith(b"FRAME") or not tag.endswith(b"\n"):
+        raise InputError(f"{path}: damaged y4m frame header at frame {index}")
+    return True
+
+
 def _y4m_offsets(path: Path, start: int, frames: int | None) -> list[int]:
     """Where the samples of each frame `start` .. `start + frames` of a y4m file begin (a pass over
     its frame headers, the samples skipped)."""
@@ -281,12 +295,7 @@ def _y4m_offsets(path: Path, start: int, frames: int | None) -> list[int]:
         w, h, _, _ = _y4m_header(f.readline(), path)
         size = _frame_bytes(w, h)
         file_size, index = os.fstat(f.fileno()).st_size, 0
-        while frames is None or len(offsets) < frames:
-            tag = f.readline(Y4M_TAG_MAX)
-            if not tag:
-                break
-            if not tag.startswith(b"FRAME") or not tag.endswith(b"\n"):
-                raise InputError(f"{path}: damaged y4m frame header at frame {index}")
+        while (frames is None or len(offsets) < frames) and _y4m_frame_tag(f, path, index):
             if index >= start:
                 offsets.append(f.tell())
             f.seek(size, os.SEEK_CUR)
@@ -294,6 +303,30 @@ def _y4m_offsets(path: Path, start: int, frames: int | None) -> list[int]:
                 raise InputError(f"{path}: truncated y4m frame {index}")
             index += 1
     return offsets
+
+
+def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
+                  frames: int | None = None) -> Video:
+    """y4m from a pipe (standard input), read in one pass: frames `start` .. `start + frames` are
+    spooled (`spooled_video`) as they arrive, since an nvc stream's header carries the frame count
+    before the first frame is coded."""
+    line = f.readline(Y4M_TAG_MAX)
+    if not line.startswith(b"YUV4MPEG2"):
+        raise InputError(f"{name}: not a y4m stream (nvc reads y4m from a pipe, e.g. "
+                         "ffmpeg -i IN -f yuv4mpegpipe -)")
+    w, h, fps, full_range = _y4m_header(line, name)
+    size = _frame_bytes(w, h)
+
+    def samples() -> Iterator[bytes]:
+        index = 0
+        while (frames is None or index < start + frames) and _y4m_frame_tag(f, name, index):
+            data = f.read(size)
+            if len(data) < size:
+                raise InputError(f"{name}: truncated y4m frame {index}")
+            if index >= start:
+                yield data
+            index += 1
+    return spooled_video(samples(), w, h, fps, name, limited_range if full_range else None)
 
 
 def _frame_of(a: np.ndarray, w: int, h: int) -> YUVFrame:
@@ -326,8 +359,6 @@ def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool =
     with open(path, "rb") as f:
         line = f.readline()
     w, h, fps, full_range = _y4m_header(line, path)
-    if any(field in (b"It", b"Ib", b"Im") for field in line.split()):
-        log.warning("%s: interlaced; each frame is coded as one progressive picture", path)
     offsets = _y4m_offsets(path, start, frames)
 
     def read_at(index: int) -> YUVFrame:
@@ -408,8 +439,11 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     """Read any supported input; raises InputError with a one-line reason. With `lazy`, frames are
     read from disk (or decoded, nvc.io.read_av) one at a time while iterated (memory bounded by a
     frame)."""
-    path = Path(path)
     _check_range(start, frames)
+    if str(path) == STDIO:
+        video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames)
+        return _checked(video, size, fps)
+    path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -421,10 +455,16 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         video = read_y4m(path, start, frames, lazy)
     else:
         video = read_av(path, start, frames, lazy)
+    return _checked(video, size, fps)
+
+
+def _checked(video: Video, size: tuple[int, int] | None, fps: Fraction | None) -> Video:
+    """A video read: refused without frames, or when `size` contradicts it; `fps` overrides its
+    rate."""
     if not len(video.frames):
-        raise InputError(f"{path}: no frames to read")
+        raise InputError(f"{video.source}: no frames to read")
     if size is not None and tuple(size) != (video.width, video.height):
-        raise InputError(f"{path}: its frames are {video.width}x{video.height}, not the "
+        raise InputError(f"{video.source}: its frames are {video.width}x{video.height}, not the "
                          f"{size[0]}x{size[1]} given (--size is for raw .yuv input)")
     if fps is not None:
         video.fps = fps
@@ -438,17 +478,26 @@ def random_access(video: Video) -> Video:
     frames = video.frames
     if not isinstance(frames, LazyFrames) or frames.read_at is not None:
         return video
-    w, h = video.width, video.height
+    return spooled_video(map(_planes, frames), video.width, video.height, video.fps, video.source,
+                         what=f"{len(frames)} frames "
+                              f"({len(frames) * _frame_bytes(video.width, video.height) / 2**20:.0f} MiB)")
+
+
+def spooled_video(samples: Iterable[bytes], w: int, h: int, fps: Fraction, source: str,
+                  convert: Callable[[YUVFrame], YUVFrame] | None = None,
+                  what: str = "frames") -> Video:
+    """A Video of 4:2:0 frames (each one frame's samples) spooled to TMPDIR (`spool`) and read
+    back one at a time, in any order, through `convert` where given."""
     size = _frame_bytes(w, h)
-    spooled, count = spool(map(_planes, frames), f"{video.source}'s {len(frames)} frames "
-                                                 f"({len(frames) * size / 2**20:.0f} MiB)")
+    spooled, count = spool(samples, f"{source}'s {what}")
 
     def read_at(index: int) -> YUVFrame:
-        return _read_frame(spooled.fileno(), index * size, w, h)
+        frame = _read_frame(spooled.fileno(), index * size, w, h)
+        return frame if convert is None else convert(frame)
 
     def frames_from_spool() -> Iterator[YUVFrame]:
         return map(read_at, range(count))
-    return Video(LazyFrames(count, frames_from_spool, read_at), video.fps, video.source, (w, h))
+    return Video(LazyFrames(count, frames_from_spool, read_at), fps, source, (w, h))
 
 
 def spool(chunks: Iterable[bytes], what: str) -> tuple[BinaryIO, int]:
@@ -492,17 +541,37 @@ class AtomicFile:
             self.tmp.unlink()
 
 
+@contextmanager
+def open_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file to write `path` through: atomically (AtomicFile: renamed over `path` only
+    once written), or standard output for `-`."""
+    if str(path) == STDIO:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with AtomicFile(path) as tmp, open(tmp, "wb") as f:
+        yield f
+
+
 def _planes(frame: YUVFrame) -> bytes:
     return frame.y.tobytes() + frame.u.tobytes() + frame.v.tobytes()
 
 
 def write_y4m(path: Path, video: Video) -> None:
-    fps = Fraction(video.fps).limit_denominator(100000)
     with open(path, "wb") as f:
-        f.write(f"YUV4MPEG2 W{video.width} H{video.height} F{fps.numerator}:{fps.denominator} "
-                "Ip A1:1 C420jpeg\n".encode())
-        for frame in video.frames:
-            f.write(b"FRAME\n" + _planes(frame))
+        y4m_to(f, video)
+
+
+def y4m_to(f: BinaryIO, video: Video, flush: bool = False) -> None:
+    """`video` as y4m into an open binary file; with `flush`, each frame as soon as it is written
+    (a pipe to a player)."""
+    fps = Fraction(video.fps).limit_denominator(100000)
+    f.write(f"YUV4MPEG2 W{video.width} H{video.height} F{fps.numerator}:{fps.denominator} "
+            "Ip A1:1 C420jpeg\n".encode())
+    for frame in video.frames:
+        f.write(b"FRAME\n" + _planes(frame))
+        if flush:
+            f.flush()
 
 
 def write_raw_yuv(path: Path, video: Video) -> None:
@@ -556,10 +625,14 @@ WRITERS = {".y4m": write_y4m, ".yuv": write_raw_yuv, ".mp4": write_mp4}
 
 
 def write_video(path: str | os.PathLike, video: Video) -> None:
-    """Write by suffix (.y4m, .yuv, .mp4, or a `%d` .png pattern), atomically."""
+    """Write by suffix (.y4m, .yuv, .mp4, or a `%d` .png pattern), atomically; `-`: y4m to standard
+    output, frame by frame."""
     if not len(video.frames):
         raise InputError(f"{path}: no frames to write")
     path_s = str(path)
+    if path_s == STDIO:
+        y4m_to(sys.stdout.buffer, video, flush=True)
+        return
     if path_s.lower().endswith(".png"):
         if "%" not in path_s:
             raise InputError(f"{path}: PNG output needs a frame-number pattern such as out_%04d.png")

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import subprocess
@@ -20,10 +21,13 @@ def test_every_help_ends_with_a_runnable_example(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])
     assert e.value.code == 0
-    text = capsys.readouterr().out.rstrip()
-    last = text.splitlines()[-1].strip()
-    assert text.splitlines()[-2].strip() == "example:" and last.startswith(f"nvc {command}")
-    build_parser().parse_args(last.split()[1:])  # the example parses
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    at = max(i for i, line in enumerate(lines) if line.strip() in ("example:", "examples:"))
+    assert lines[at + 1:], "an example follows"
+    for example in lines[at + 1:]:  # each runs the command, maybe in a pipe; each parses
+        run = [part.strip() for part in example.split("|") if part.strip().startswith(f"nvc {command}")]
+        assert len(run) == 1, example
+        build_parser().parse_args(run[0].split()[1:])
 
 
 @pytest.fixture
@@ -306,6 +310,75 @@ def test_eval_adapt_decodes_each_file_once_and_its_base_is_the_plain_encoders(
     assert code == 0, err
     assert report["results"][0]["bytes"] == (tmp_path / "plain.nvc").stat().st_size
     assert report["results"][0]["encode_seconds"] < report["adapted"][0]["encode_seconds"]
+
+
+# -- pipes: y4m on standard input, the stream or y4m on standard output ----------------------------
+class _Stdin:
+    def __init__(self, data: bytes):
+        self.buffer = io.BytesIO(data)
+
+
+def _piped(args, data: bytes, capsysbinary, monkeypatch) -> tuple[int, bytes, str]:
+    monkeypatch.setattr(sys, "stdin", _Stdin(data))
+    code = main(args)
+    out = capsysbinary.readouterr()
+    return code, out.out, out.err.decode()
+
+
+def test_pipes_code_the_same_bytes_and_frames_as_files(tmp_path, clip_y4m, tiny_weights,
+                                                      capsysbinary, monkeypatch):
+    """y4m in on stdin and the stream out on stdout, then the stream in on stdin and y4m out on
+    stdout: the same bytes as the files, the summaries on stderr."""
+    w = ["--weights", str(tiny_weights)]
+    for pick in ([], ["--start", "1", "--frames", "1"]):
+        assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "f.nvc"), *pick, *w]) == 0
+        assert main(["decode", str(tmp_path / "f.nvc"), "-o", str(tmp_path / "f.y4m"), *w]) == 0
+        capsysbinary.readouterr()
+        code, stream, err = _piped(["encode", "-", "-o", "-", *pick, *w], clip_y4m.read_bytes(),
+                                   capsysbinary, monkeypatch)
+        assert code == 0 and stream == (tmp_path / "f.nvc").read_bytes(), err
+        assert err.startswith("-: ")
+        code, y4m, err = _piped(["decode", "-", "-o", "-", *w], stream, capsysbinary, monkeypatch)
+        assert code == 0 and y4m == (tmp_path / "f.y4m").read_bytes(), err
+
+
+@pytest.mark.parametrize("args, data, message", [
+    (["encode", "-", "-o", "OUT"], b"junk\n", "stdin: not a y4m stream"),
+    (["encode", "-", "-o", "OUT"], b"YUV4MPEG2 W16 H16\nFRAME\n" + bytes(100),
+     "stdin: truncated y4m frame 0"),
+    (["encode", "-", "-o", "OUT"], b"YUV4MPEG2 W16 H16\nFRAMX\n", "stdin: damaged y4m frame header"),
+    (["encode", "-", "-o", "OUT"], b"YUV4MPEG2 W16 H16\n", "stdin: no frames to read"),
+    (["eval", "-"], b"YUV4MPEG2 W99999 H16\n", "stdin: frame size 99999x16 exceeds"),
+    (["decode", "-", "-o", "OUT"], b"", "stdin: no nvc stream"),
+    (["decode", "-", "-o", "OUT"], b"not a stream", "not an nvc stream"),
+    (["decode", "IN", "-o", "-", "--json"], b"", "--json and -o - both write to standard output"),
+])
+def test_bad_pipes_are_one_line_errors(args, data, message, tmp_path, clip_y4m, tiny_weights,
+                                       capsysbinary, monkeypatch):
+    assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "in.nvc"), "--weights",
+                 str(tiny_weights)]) == 0
+    capsysbinary.readouterr()
+    args = [str(tmp_path / "in.nvc") if a == "IN" else str(tmp_path / "out") if a == "OUT" else a
+            for a in args]
+    code, out, err = _piped(args + ["--weights", str(tiny_weights)], data, capsysbinary,
+                            monkeypatch)
+    assert code == 1 and err.startswith(f"nvc: error: {message}") and err.count("\n") == 1, err
+    assert out == b"" and not (tmp_path / "out").exists()
+
+
+def test_a_closed_output_pipe_is_one_line_and_no_traceback(tmp_path, tiny_weights):
+    """A player that quits: the decoder stops with one line, exit 1, nothing from the interpreter."""
+    clip = tmp_path / "big.y4m"  # more y4m than a pipe buffers
+    write_video(clip, make_video(frames=3, hw=(256, 256)))
+    assert main(["encode", str(clip), "-o", str(tmp_path / "big.nvc"), "--weights",
+                 str(tiny_weights)]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "nvc.cli", "decode", str(tmp_path / "big.nvc"),
+                             "-o", "-", "--weights", str(tiny_weights)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.read(100).startswith(b"YUV4MPEG2")
+    proc.stdout.close()
+    err = proc.communicate(timeout=300)[1].decode()
+    assert proc.returncode == 1 and err == "nvc: error: the output pipe was closed by its reader\n"
 
 # -- hostile inputs: refused at once, one line, exit 1, no output ----------------------------------
 def _with_header(stream_file, tmp_path, **fields):

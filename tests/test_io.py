@@ -1,3 +1,4 @@
+import io
 from fractions import Fraction
 from pathlib import Path
 
@@ -5,7 +6,16 @@ import numpy as np
 import pytest
 
 from nvc.errors import InputError
-from nvc.io import ColourMatrix, Video, parse_raw_name, read_video, rgb_to_yuv, write_video, yuv_to_rgb
+from nvc.io import (
+    ColourMatrix,
+    Video,
+    parse_raw_name,
+    read_video,
+    read_y4m_pipe,
+    rgb_to_yuv,
+    write_video,
+    yuv_to_rgb,
+)
 from nvc.metrics import psnr_db
 
 from .conftest import make_video, shared_clip
@@ -78,8 +88,9 @@ def test_full_range_y4m_is_read_in_the_limited_range(tmp_path):
                          (b"C420jpeg", (y, 0, 255))):
         path.write_bytes(b"YUV4MPEG2 W2 H2 F25:1 " + header + b"\nFRAME\n" + y.tobytes()
                          + u.tobytes() + v.tobytes())
-        f = read_video(path).frames[0]
-        assert np.array_equal(f.y, want[0]) and (f.u[0, 0], f.v[0, 0]) == want[1:]
+        for f in (read_video(path).frames[0],
+                  read_y4m_pipe(io.BytesIO(path.read_bytes())).frames[0]):  # a file, a pipe
+            assert np.array_equal(f.y, want[0]) and (f.u[0, 0], f.v[0, 0]) == want[1:]
 
 
 def test_an_interlaced_y4m_is_read_with_a_warning(tmp_path, caplog):
@@ -87,9 +98,10 @@ def test_an_interlaced_y4m_is_read_with_a_warning(tmp_path, caplog):
     frame = b"FRAME\n" + bytes(2 * 2 + 2)
     for tag, warned in ((b" It", True), (b" Ip", False)):
         path.write_bytes(b"YUV4MPEG2 W2 H2 F25:1" + tag + b"\n" + frame)
-        caplog.clear()
-        assert len(read_video(path).frames) == 1
-        assert ("interlaced" in caplog.text) == warned
+        for read in (read_video, lambda p: read_y4m_pipe(io.BytesIO(p.read_bytes()))):
+            caplog.clear()
+            assert len(read(path).frames) == 1
+            assert ("interlaced" in caplog.text) == warned
 
 
 @pytest.mark.parametrize("suffix", [".y4m", ".yuv"])
