@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nvc.errors import InputError
 from nvc.io import (
@@ -254,3 +256,23 @@ def test_an_empty_video_is_refused_before_writing(tmp_path, name):
     with pytest.raises(InputError, match="no frames to write"):
         write_video(tmp_path / name, Video([], Fraction(25)))
     assert not list(tmp_path.iterdir())
+
+
+@settings(max_examples=150, deadline=None)
+@given(edits=st.lists(st.tuples(st.integers(0, 10**4), st.integers(0, 255)), max_size=4),
+       cut=st.integers(0, 10**4))
+def test_a_mangled_y4m_pipe_is_read_or_refused_in_one_line(edits, cut):
+    """A y4m stream cut short or with bytes changed (header fields, frame tags, samples): frames
+    that read back intact, or an InputError; nothing else, and no read past what a frame needs."""
+    good = b"YUV4MPEG2 W6 H4 F25:1 Ip C420jpeg\n" + (b"FRAME\n" + bytes(range(36))) * 3
+    data = bytearray(good[: len(good) - cut % len(good)])
+    for pos, value in edits:
+        if data:
+            data[pos % len(data)] = value
+    try:
+        video = read_y4m_pipe(io.BytesIO(bytes(data)))
+    except InputError as e:
+        assert "\n" not in str(e)
+        return
+    for frame in video.frames:
+        assert frame.y.shape == (video.height, video.width)
