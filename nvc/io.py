@@ -287,12 +287,12 @@ def _y4m_frame_tag(f: BinaryIO, path: Path | str, index: int) -> bool:
     return True
 
 
-def _y4m_offsets(path: Path, start: int, frames: int | None) -> list[int]:
-    """Where the samples of each frame `start` .. `start + frames` of a y4m file begin (a pass over
-    its frame headers, the samples skipped)."""
+def _y4m_offsets(path: Path, w: int, h: int, start: int, frames: int | None) -> list[int]:
+    """Where the samples of each frame `start` .. `start + frames` of a y4m file of w x h frames
+    begin (a pass over its frame headers, the samples skipped)."""
     offsets: list[int] = []
     with open(path, "rb") as f:
-        w, h, _, _ = _y4m_header(f.readline(), path)
+        f.readline()  # the stream header, parsed by the caller
         size = _frame_bytes(w, h)
         file_size, index = os.fstat(f.fileno()).st_size, 0
         while (frames is None or len(offsets) < frames) and _y4m_frame_tag(f, path, index):
@@ -359,7 +359,7 @@ def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool =
     with open(path, "rb") as f:
         line = f.readline()
     w, h, fps, full_range = _y4m_header(line, path)
-    offsets = _y4m_offsets(path, start, frames)
+    offsets = _y4m_offsets(path, w, h, start, frames)
 
     def read_at(index: int) -> YUVFrame:
         frame = _read_frame(path, offsets[index], w, h)
