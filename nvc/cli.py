@@ -106,7 +106,7 @@ def _read_input(args, lazy: bool = False):
     from .io import read_video
 
     return read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames,
-                      lazy=lazy)
+                      lazy=lazy, progress=_progress("reading stdin"))
 
 
 def _check_output(args) -> None:

@@ -306,10 +306,11 @@ def _y4m_offsets(path: Path, w: int, h: int, start: int, frames: int | None) -> 
 
 
 def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
-                  frames: int | None = None) -> Video:
+                  frames: int | None = None,
+                  progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter) -> Video:
     """y4m from a pipe (standard input), read in one pass: frames `start` .. `start + frames` are
-    spooled (`spooled_video`) as they arrive, since an nvc stream's header carries the frame count
-    before the first frame is coded."""
+    spooled (`spooled_video`) as they arrive, through `progress` (e.g. a bar), since an nvc
+    stream's header carries the frame count before the first frame is coded."""
     line = f.readline(Y4M_TAG_MAX)
     if not line.startswith(b"YUV4MPEG2"):
         raise InputError(f"{name}: not a y4m stream (nvc reads y4m from a pipe, e.g. "
@@ -326,7 +327,8 @@ def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
             if index >= start:
                 yield data
             index += 1
-    return spooled_video(samples(), w, h, fps, name, limited_range if full_range else None)
+    return spooled_video(progress(samples()), w, h, fps, name,
+                         limited_range if full_range else None)
 
 
 def _frame_of(a: np.ndarray, w: int, h: int) -> YUVFrame:
@@ -435,13 +437,14 @@ def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
 
 def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
                fps: Fraction | None = None, start: int = 0, frames: int | None = None,
-               lazy: bool = False) -> Video:
+               lazy: bool = False,
+               progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter) -> Video:
     """Read any supported input; raises InputError with a one-line reason. With `lazy`, frames are
     read from disk (or decoded, nvc.io.read_av) one at a time while iterated (memory bounded by a
-    frame)."""
+    frame). `-` reads y4m from standard input, spooled through `progress` (read_y4m_pipe)."""
     _check_range(start, frames)
     if str(path) == STDIO:
-        video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames)
+        video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames, progress)
         return _checked(video, size, fps)
     path = Path(path)
     if not path.exists():
