@@ -128,7 +128,9 @@ def _check_output(args) -> None:
 
 def _emit(args, payload: dict, lines: list[str]) -> None:
     """The command's summary: on stdout, unless that carries the output itself (-o -)."""
-    to_stdout = getattr(args, "output", None) != "-"
+    from .io import STDIO
+
+    to_stdout = getattr(args, "output", None) != STDIO
     print(json.dumps(_json_safe(payload), indent=2, allow_nan=False) if args.json
           else "\n".join(lines), file=sys.stdout if to_stdout else sys.stderr)
 
