@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,12 +100,10 @@ class ClipCost:
 
 
 def rd_cost(video: Video, coded: CodedVideo, lam: float, matrix: ColourMatrix,
-            weights: Masks | None = None, task: TaskTerm | None = None,
-            frames: Iterable[np.ndarray] | None = None) -> float:
-    """The clip's RD cost as coded (ClipCost) from its reconstructions: `frames`, by default those
-    it kept."""
+            weights: Masks | None = None, task: TaskTerm | None = None) -> float:
+    """The clip's RD cost as coded (ClipCost) from the reconstructions it kept."""
     scored = ClipCost(video, matrix, weights, task)
-    for rgb in coded.reconstruction if frames is None else frames:
+    for rgb in coded.reconstruction:
         scored.add(rgb)
     return scored.cost(len(coded.data), lam)
 
