@@ -3,4 +3,5 @@
 pip compiles it with the rest of the install."""
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("nvc.models._rans", ["nvc/models/_rans.c"], extra_compile_args=["-O2"])])
+setup(ext_modules=[Extension("nvc.models._rans", ["nvc/models/_rans.c"], extra_compile_args=["-O2"],
+                             libraries=["m"])])

@@ -57,7 +57,8 @@ def apply_unit(base: SSF, unit: AdapterUnit) -> SSF:
     if unit.symbol_count != expected:
         raise BitstreamError(f"damaged adapter unit: {unit.symbol_count} values, layers need {expected}")
     try:
-        symbols = decode_symbols(unit.coded, unit.symbol_count, unit_prior(unit))
+        symbols = decode_symbols(unit.coded, unit.symbol_count, unit_prior(unit),
+                                 unit.legacy_coder)
     except (RuntimeError, ValueError) as e:
         raise BitstreamError(f"damaged adapter unit: {e}") from None
     flat = torch.tensor(symbols, dtype=torch.float32) * unit.step

@@ -1,6 +1,6 @@
 """Quantisation and entropy coding of adapter parameters under a spike-and-slab prior.
 
-Every sent value v is quantised to k = round(v / step) and coded with CompressAI's rANS coder under
+Every sent value v is quantised to k = round(v / step) and coded with nvc's rANS coder under
 the discretised mixture  p(k) = pi N(k step; 0, s_spike^2) + (1 - pi) N(k step; 0, s_slab^2)
 integrated over the bin; symbols beyond +-MAX_SYMBOL take the coder's escape path. The same
 `quantize` serves fitting (straight-through), the encoder's reconstruction and serialisation, so
@@ -11,8 +11,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
+
+from .models import rans
+from .models.range_coder import legacy_decode
 
 MAX_SYMBOL = 30
 CODER_PRECISION = 16
@@ -48,9 +52,8 @@ class SpikeSlabPrior:
         k = torch.arange(-MAX_SYMBOL, MAX_SYMBOL + 1, dtype=torch.float64) * self.step
         pmf = self.likelihood(k).double()
         tail = (1 - pmf.sum()).clamp_min(1e-9)
-        from compressai.entropy_models.entropy_models import pmf_to_quantized_cdf
-
-        return pmf_to_quantized_cdf(torch.cat((pmf, tail.view(1))).float(), CODER_PRECISION).tolist()
+        return rans.quantized_cdf(torch.cat((pmf, tail.view(1))).float().numpy(),
+                                  CODER_PRECISION).tolist()
 
 
 def quantize(v: Tensor, step: float) -> Tensor:
@@ -63,16 +66,22 @@ def quantize_ste(v: Tensor, step: float) -> Tensor:
     return v + (quantize(v, step) * step - v).detach()
 
 
+def _tables(prior: SpikeSlabPrior) -> rans.Tables:
+    cdf = prior.quantized_cdf()
+    return rans.Tables([cdf], [len(cdf)], [-MAX_SYMBOL])
+
+
 def encode_symbols(symbols: list[int], prior: SpikeSlabPrior) -> bytes:
-    from compressai.ans import RansEncoder
-
-    cdf = prior.quantized_cdf()
-    return RansEncoder().encode_with_indexes(symbols, [0] * len(symbols), [cdf], [len(cdf)],
-                                             [-MAX_SYMBOL])
+    """The coded parameters: nvc's rANS (format 9), all symbols under the prior's one table."""
+    return rans.encode(_tables(prior), np.asarray(symbols, dtype=np.int32),
+                       np.zeros(len(symbols), dtype=np.int32))
 
 
-def decode_symbols(data: bytes, count: int, prior: SpikeSlabPrior) -> list[int]:
-    from compressai.ans import RansDecoder
-
-    cdf = prior.quantized_cdf()
-    return RansDecoder().decode_with_indexes(data, [0] * count, [cdf], [len(cdf)], [-MAX_SYMBOL])
+def decode_symbols(data: bytes, count: int, prior: SpikeSlabPrior, legacy: bool = False
+                   ) -> list[int]:
+    """`count` symbols back; `legacy`: coded by CompressAI's rANS (formats before 9)."""
+    tables = _tables(prior)
+    if legacy:
+        return legacy_decode(tables, data, np.zeros(count, dtype=np.int32)).tolist()
+    return rans.decode(tables, data, np.zeros(count, dtype=np.int32),
+                       "adapter parameters").tolist()

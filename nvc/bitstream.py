@@ -34,8 +34,11 @@ MAGIC = b"NVC\x89"
 #    earlier formats: flat).
 # 8: a frame between the GOP's I-frames may be an I-frame (the encoder's RD choice); earlier
 #    formats have I-frames at the intra period's multiples only.
-FORMAT_VERSION = 8
+# 9: the adapter unit's parameters are coded by nvc's range coder (nvc.models.rans); earlier
+#    formats, by CompressAI's (the same table; it is imported only to decode them).
+FORMAT_VERSION = 9
 ANY_INTRA_SINCE = 8
+NVC_ADAPTER_CODER_SINCE = 9
 HASH_PREFIX_BYTES = 8
 
 
@@ -326,6 +329,7 @@ class AdapterUnit:
     ranks: tuple[int, ...]
     symbol_count: int
     coded: bytes
+    legacy_coder: bool = False  # `coded` is CompressAI's rANS (formats before 9)
 
     def write(self, layer_table: Sequence[str]) -> bytes:
         """`layer_table`: every layer the model can adapt, in a fixed order (nvc.adapters)."""
@@ -370,7 +374,8 @@ class AdapterUnit:
                                      f"1..{LIMITS.max_rank}")
         alpha, step, pi_spike, sigma_spike, sigma_slab = floats
         unit = cls(kind, seed, alpha, step, pi_spike, sigma_spike, sigma_slab, tuple(layers),
-                   tuple(ranks), r.varint("symbol count"), r.blob("coded parameters"))
+                   tuple(ranks), r.varint("symbol count"), r.blob("coded parameters"),
+                   legacy_coder=version < NVC_ADAPTER_CODER_SINCE)
         if not r.done:
             raise BitstreamError("damaged adapter unit: trailing bytes")
         if unit.symbol_count > LIMITS.max_adapter_symbols:

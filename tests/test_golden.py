@@ -7,6 +7,7 @@ Regenerate (only when the format or the tiny model changes on purpose):
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -18,7 +19,12 @@ import pytest
 import torch
 
 import nvc.codec
+from adapt import AdaptConfig
+from adapt.loop import make_spec
 from nvc import bitstream
+from nvc.adapted import apply_unit, make_unit
+from nvc.adapter_coding import SpikeSlabPrior
+from nvc.adapters import LAYER_TABLE, inject, sent_tensors
 from nvc.bitstream import NumericProfile
 from nvc.codec import decode_stream, encode
 from nvc.errors import BitstreamError
@@ -44,6 +50,10 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # stream-intra.nvc (format 8): profile 3 with an I-frame between the GOP's (frame 2 of 3, intra
 # period 12): coded with intra period 2, the header's period then set to 12 (nothing else in the
 # flat schedule's coding depends on the period), as the adaptive I-frames of format 8 place them.
+# stream-adapted.nvc (format 9): profile 3 with an adapter unit (random adapters of the default
+# layers, `_adapted`) whose parameters nvc's coder codes; stream-adapted-format8.nvc: the same
+# stream as nvc wrote it before format 9 (at bfbf0dd, by the same procedure), the parameters coded
+# by CompressAI's coder; its md5s were recorded by that nvc's decoder.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
@@ -52,7 +62,10 @@ STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
            "map_": (GOLDEN / "stream-map.nvc", NumericProfile.EXACT_SKIP, 5),
            "rans_": (GOLDEN / "stream-rans.nvc", NumericProfile.SUBSTREAMS, 6),
            "sched_": (GOLDEN / "stream-sched.nvc", NumericProfile.SUBSTREAMS, 7),
-           "intra_": (GOLDEN / "stream-intra.nvc", NumericProfile.SUBSTREAMS, 8)}
+           "intra_": (GOLDEN / "stream-intra.nvc", NumericProfile.SUBSTREAMS, 8),
+           "adapted8_": (GOLDEN / "stream-adapted-format8.nvc", NumericProfile.SUBSTREAMS, 8),
+           "adapted_": (GOLDEN / "stream-adapted.nvc", NumericProfile.SUBSTREAMS, 9)}
+ADAPTED = ("adapted8_", "adapted_")
 MAPPED = ("map_", "sched_")
 SCHEDULE = GopSchedule.from_rungs(0.75, 0.0, 0.5)  # of stream-sched.nvc
 STREAM = STREAMS[""][0]
@@ -73,14 +86,24 @@ def _regenerate() -> None:
     for key, (path, profile, version) in STREAMS.items():
         if version != bitstream.FORMAT_VERSION:
             continue
-        data = encode(make_video(frames=3, hw=(64, 96), seed=3), model, entry, quality=2,
+        coder, adapters = _adapted(model) if key in ADAPTED else (model, None)
+        data = encode(make_video(frames=3, hw=(64, 96), seed=3), coder, entry, quality=2,
                       intra_period=2 if key == "intra_" else 12, profile=profile,
-                      qmap=MAP if key in MAPPED else None,
+                      qmap=MAP if key in MAPPED else None, adapters=adapters,
                       schedule=SCHEDULE if key == "sched_" else FLAT, adaptive_intra=False).data
         path.write_bytes(relabelled(data, intra_period=12))
         symbols, frames = _decode(path.read_bytes())
         expected.update({f"{key}symbols_md5": symbols, f"{key}frames_md5": frames})
     EXPECTED.write_text(json.dumps(expected, indent=1) + "\n")
+
+
+def _adapted(model: SSF) -> tuple[SSF, bytes]:
+    """The model with random adapters of the default layers merged, and their unit's bytes."""
+    spec = make_spec(model, AdaptConfig())
+    shapes = [t.shape for t in sent_tensors(inject(copy.deepcopy(model), spec))]
+    gen = torch.Generator().manual_seed(5)
+    unit = make_unit(spec, [torch.randn(s, generator=gen) * 0.02 for s in shapes], SpikeSlabPrior())
+    return apply_unit(model, unit), unit.write(LAYER_TABLE)
 
 
 def _md5(parts: list[bytes]) -> str:
@@ -158,6 +181,7 @@ def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monk
         SCHEDULE if key == "sched_" else FLAT)
     assert "".join(f.kind.name for f in bitstream.unpack(data).frames) == (
         "IPI" if key == "intra_" else "IPP")
+    assert (bitstream.unpack(data).adapters is not None) == (key in ADAPTED)
     symbols, frames = _decode(data, monkeypatch)
     assert symbols == expected[f"{key}symbols_md5"]
     assert frames == expected[f"{key}frames_md5"] and len(frames) == 3
@@ -187,6 +211,19 @@ def test_both_coders_carry_the_same_symbols(expected):
     """Profile 3 changes the coder, not what is coded: the same symbols and frames as profile 2."""
     assert expected["rans_symbols_md5"] == expected["skip_symbols_md5"]
     assert expected["rans_frames_md5"] == expected["skip_frames_md5"]
+
+
+def test_either_adapter_coder_gives_the_same_frames(expected):
+    """Format 9 changes the coder of the adapter parameters, not the parameters: the format-8
+    stream (CompressAI's coder) and the format-9 one decode to the same symbols and frames, and
+    differ only in the adapter unit's coded bytes."""
+    assert expected["adapted_symbols_md5"] == expected["adapted8_symbols_md5"]
+    assert expected["adapted_frames_md5"] == expected["adapted8_frames_md5"]
+    old, new = (bitstream.unpack(STREAMS[k][0].read_bytes()) for k in ADAPTED)
+    units = [bitstream.AdapterUnit.read(s.adapters, LAYER_TABLE, s.version) for s in (old, new)]
+    assert units[0].legacy_coder and not units[1].legacy_coder
+    assert replace(units[0], coded=b"", legacy_coder=False) == replace(units[1], coded=b"")
+    assert [f.latents for f in old.frames] == [f.latents for f in new.frames]
 
 
 def test_the_skip_profile_codes_fewer_symbols(expected):

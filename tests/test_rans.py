@@ -10,19 +10,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from compressai.entropy_models import GaussianConditional
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nvc.errors import BitstreamError, NvcError
 from nvc.models import rans
 from nvc.models.entropy import scale_table
+from nvc.models.priors import GaussianConditional
 from nvc.models.range_coder import TableCoder
 
 
 @pytest.fixture(scope="module")
 def coder() -> TableCoder:
-    gc = GaussianConditional(None)
+    gc = GaussianConditional()
     gc.update_scale_table(scale_table(), force=True)
     return TableCoder(gc)
 
@@ -120,11 +120,11 @@ def test_without_the_compiled_coder_the_message_says_how_to_build_it(monkeypatch
 
 FUZZ = """
 import numpy as np, torch
-from compressai.entropy_models import GaussianConditional
+from nvc.models.priors import GaussianConditional
 from nvc.models import rans
 from nvc.models.entropy import scale_table
 from nvc.models.range_coder import TableCoder
-gc = GaussianConditional(None)
+gc = GaussianConditional()
 gc.update_scale_table(scale_table(), force=True)
 tables, scales = TableCoder(gc).tables, np.array(scale_table())
 rng = np.random.default_rng(0)

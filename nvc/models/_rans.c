@@ -17,6 +17,7 @@
  * the table and follows as 4-bit raw groups (a group count 1..8, then the groups of the folded
  * value, lowest first), each coded as a uniform 4-bit symbol.
  */
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -173,4 +174,45 @@ int32_t nvc_rans_decode(const uint8_t *data, int64_t size, const int32_t *indexe
         symbols_out[i] = (int32_t)value;
     }
     return (r.x == LOWER && r.pos == r.size) ? NVC_OK : NVC_ERR_DATA;
+}
+
+/* The quantised CDF of a probability mass function: n probabilities (the last one the tail's
+ * mass, the escape symbol's) to n + 1 cumulative frequencies over 2^precision, every symbol at
+ * least 1. The tables CompressAI's entropy models build, bit for bit: each mass is rounded to
+ * 2^precision in float32 arithmetic, the rounded masses are rescaled to sum to 2^precision
+ * (integer division), and a symbol left at 0 takes one from the lowest frequency above 1 (the
+ * first such, its neighbours' cumulative counts shifted), in symbol order (ryg_rans's
+ * normalisation). Returns NVC_OK, or NVC_ERR_TABLE for a mass that is negative, not finite or
+ * above 2^15, for counts that sum to 0 or beyond 2^31, or when no frequency is left to take from. */
+int32_t nvc_quantized_cdf(const float *pmf, int32_t n, int32_t precision, int32_t *cdf) {
+    if (n < 1 || precision < 1 || precision > 16) return NVC_ERR_TABLE;
+    const uint32_t one = 1u << precision;
+    uint64_t total = 0;
+    for (int32_t i = 0; i < n; ++i) { /* masses need not sum to 1, but their counts fit 31 bits */
+        if (!(pmf[i] >= 0.0f && pmf[i] <= 32768.0f)) return NVC_ERR_TABLE; /* NaN, inf too */
+        uint32_t f = (uint32_t)roundf(pmf[i] * (float)one);
+        cdf[i + 1] = (int32_t)f;
+        total += f;
+    }
+    if (total == 0 || total > INT32_MAX) return NVC_ERR_TABLE;
+    cdf[0] = 0;
+    uint32_t sum = 0;
+    for (int32_t i = 1; i <= n; ++i) {
+        sum += (uint32_t)(((uint64_t)one * (uint32_t)cdf[i]) / total);
+        cdf[i] = (int32_t)sum;
+    }
+    cdf[n] = (int32_t)one;
+    for (int32_t i = 0; i < n; ++i) {
+        if (cdf[i] != cdf[i + 1]) continue;
+        uint32_t best = UINT32_MAX;
+        int32_t steal = -1;
+        for (int32_t j = 0; j < n; ++j) {
+            uint32_t f = (uint32_t)(cdf[j + 1] - cdf[j]);
+            if (f > 1 && f < best) { best = f; steal = j; }
+        }
+        if (steal < 0) return NVC_ERR_TABLE;
+        if (steal < i) for (int32_t j = steal + 1; j <= i; ++j) cdf[j]--;
+        else for (int32_t j = i + 1; j <= steal; ++j) cdf[j]++;
+    }
+    return NVC_OK;
 }

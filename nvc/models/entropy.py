@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models.utils import update_registered_buffers
 from torch import Tensor, nn
 
 from ..bitstream import DEFAULT_PROFILE, LatentStrings, NumericProfile
@@ -21,7 +19,8 @@ from . import rans
 from .config import LADDER_BELOW
 from .exact import ExactHyperSynthesis
 from .layers import hyper_analysis, hyper_synthesis
-from .range_coder import TableCoder, readable
+from .priors import FactorizedPrior, GaussianConditional
+from .range_coder import TableCoder, legacy_decode, legacy_encode
 
 SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64  # CompressAI's default scale table
 
@@ -79,8 +78,8 @@ class LatentCodec(nn.Module):
         super().__init__()
         self.h_a = hyper_analysis(latent, hyper)
         self.h_s = hyper_synthesis(hyper, latent)
-        self.entropy_bottleneck = EntropyBottleneck(hyper)
-        self.gaussian_conditional = GaussianConditional(None)
+        self.entropy_bottleneck = FactorizedPrior(hyper)
+        self.gaussian_conditional = GaussianConditional()
         self.log_gain = nn.Parameter(initial_log_gains(lambdas, latent))
         self.log_inverse_gain = nn.Parameter(-initial_log_gains(lambdas, latent))
         # Adaptation fits against the hyperprior as it is coded: z rounded around the medians
@@ -143,8 +142,7 @@ class LatentCodec(nn.Module):
             z_hat, z_lik = self._round_z(self.h_a(y_s))
             means, scales = self._params(z_hat)
             gc = self.gaussian_conditional
-            y_lik = gc._likelihood(y_s + noise, scales, means)
-            y_lik = gc.likelihood_lower_bound(y_lik) if gc.use_likelihood_bound else y_lik
+            y_lik = gc.bounded(gc.likelihood(y_s + noise, scales, means))
             return _rounded_around(y_s, means) * ig, [y_lik, z_lik]
 
     def _code_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -153,10 +151,9 @@ class LatentCodec(nn.Module):
     def _round_z(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z rounded around the medians as coded (straight-through) and its likelihood."""
         eb = self.entropy_bottleneck
-        medians = eb._get_medians().reshape(1, -1, 1, 1)
+        medians = eb.medians().reshape(1, -1, 1, 1)
         z_hat = z + (torch.round(z - medians) + medians - z).detach()
-        lik, _, _ = eb._likelihood(z_hat.transpose(0, 1).reshape(z.shape[1], 1, -1))
-        lik = eb.likelihood_lower_bound(lik) if eb.use_likelihood_bound else lik
+        lik = eb.bounded(eb.likelihood(z_hat.transpose(0, 1).reshape(z.shape[1], 1, -1))[0])
         return z_hat, lik.reshape(z.shape[1], z.shape[0], *z.shape[2:]).transpose(0, 1)
 
     def _indexes(self, scales: Tensor) -> Tensor:
@@ -175,7 +172,7 @@ class LatentCodec(nn.Module):
             return means, self._indexes(scales)
         if self.exact_h_s is None:
             raise RuntimeError("call update() before coding")
-        medians = self.entropy_bottleneck._get_medians().reshape(1, -1, 1, 1)
+        medians = self.entropy_bottleneck.medians().reshape(1, -1, 1, 1)
         return self.exact_h_s.params(torch.round(z_hat - medians), medians)
 
     def compress(self, y: Tensor, q: int | Tensor,
@@ -209,25 +206,23 @@ class LatentCodec(nn.Module):
     def encode_z(self, z: Tensor, profile: NumericProfile) -> tuple[bytes, Tensor]:
         """z's string and the z_hat the decoder will rebuild: symbols round(z - median) per channel,
         coded by nvc's coder (profile 3) or CompressAI's."""
-        eb = self.entropy_bottleneck
-        if not profile.substreams:
-            string = eb.compress(z)[0]
-            return string, eb.decompress([string], z.shape[-2:])
-        medians = eb._get_medians().reshape(1, -1, 1, 1)
+        medians = self.entropy_bottleneck.medians().reshape(1, -1, 1, 1)
         symbols = torch.round(z - medians)
-        string = rans.encode(self._require_z_tables(), symbols.int().cpu().numpy().ravel(),
-                             _channel_indexes(z.shape[1], (z.shape[-2], z.shape[-1])))
+        values = symbols.int().cpu().numpy().ravel()
+        indexes = _channel_indexes(z.shape[1], (z.shape[-2], z.shape[-1]))
+        tables = self._require_z_tables()
+        string = (rans.encode(tables, values, indexes) if profile.substreams
+                  else legacy_encode(tables, values, indexes))
         return string, symbols + medians
 
     def decode_z(self, string: bytes, z_hw: tuple[int, int], profile: NumericProfile) -> Tensor:
         eb = self.entropy_bottleneck
-        channels = eb._quantized_cdf.shape[0]
-        if not profile.substreams:
-            return eb.decompress([readable(string, channels * z_hw[0] * z_hw[1])], z_hw)
-        symbols = rans.decode(self._require_z_tables(), string, _channel_indexes(channels, z_hw),
-                              "z string")
-        medians = eb._get_medians().reshape(1, -1, 1, 1)
-        return torch.from_numpy(symbols).float().reshape(1, channels, *z_hw).to(medians) + medians
+        indexes = _channel_indexes(eb.channels, z_hw)
+        tables = self._require_z_tables()
+        symbols = (rans.decode(tables, string, indexes, "z string") if profile.substreams
+                   else legacy_decode(tables, string, indexes))
+        medians = eb.medians().reshape(1, -1, 1, 1)
+        return torch.from_numpy(symbols).float().reshape(1, eb.channels, *z_hw).to(medians) + medians
 
     def _require_z_tables(self) -> rans.Tables:
         if self.z_tables is None:
@@ -262,12 +257,12 @@ class LatentCodec(nn.Module):
 
     def load_cdf_buffers(self, state_dict: dict, prefix: str) -> None:
         """Resize the registered CDF buffers to the shapes found in a state dict before loading."""
-        update_registered_buffers(
-            self.entropy_bottleneck, prefix + "entropy_bottleneck",
-            ["_quantized_cdf", "_offset", "_cdf_length"], state_dict)
-        update_registered_buffers(
-            self.gaussian_conditional, prefix + "gaussian_conditional",
-            ["_quantized_cdf", "_offset", "_cdf_length", "scale_table"], state_dict)
+        for name, module in (("entropy_bottleneck", self.entropy_bottleneck),
+                             ("gaussian_conditional", self.gaussian_conditional)):
+            for buffer in ("_quantized_cdf", "_offset", "_cdf_length", "scale_table"):
+                stored = state_dict.get(f"{prefix}{name}.{buffer}")
+                if stored is not None and hasattr(module, buffer):
+                    getattr(module, buffer).resize_(stored.shape)
 
 
 def _skipped(y_hat: Tensor, y_lik: Tensor, means: Tensor, scales: Tensor, skip_below: int

@@ -4,8 +4,10 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-from compressai.layers import GDN
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .priors import LowerBound
 
 
 def conv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -16,6 +18,46 @@ def deconv(in_ch: int, out_ch: int, kernel: int = 5, stride: int = 2) -> nn.Conv
     return nn.ConvTranspose2d(
         in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1
     )
+
+
+class _NonNegative(nn.Module):
+    """A parameter kept at or above `minimum` as the square of a bounded one (smooth near 0); the
+    small pedestal keeps the gradient alive there."""
+
+    pedestal: Tensor
+
+    def __init__(self, minimum: float = 0.0, offset: float = 2.0 ** -18):
+        super().__init__()
+        self.register_buffer("pedestal", torch.tensor([offset ** 2]))
+        self.lower_bound = LowerBound((minimum + offset ** 2) ** 0.5)
+
+    def init(self, x: Tensor) -> Tensor:
+        """The stored value that stands for x."""
+        return torch.sqrt(torch.max(x + self.pedestal, self.pedestal))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.lower_bound(x) ** 2 - self.pedestal
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Balle et al., 2016): y_i = x_i / sqrt(beta_i +
+    sum_j gamma_ij x_j^2), or times it for the inverse (the synthesis side). Parameter names are
+    CompressAI's, so weights move between the two."""
+
+    def __init__(self, ch: int, inverse: bool = False, beta_min: float = 1e-6,
+                 gamma_init: float = 0.1):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_reparam = _NonNegative(beta_min)
+        self.beta = nn.Parameter(self.beta_reparam.init(torch.ones(ch)))
+        self.gamma_reparam = _NonNegative()
+        self.gamma = nn.Parameter(self.gamma_reparam.init(gamma_init * torch.eye(ch)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        ch = x.shape[1]
+        gamma = self.gamma_reparam(self.gamma).reshape(ch, ch, 1, 1)
+        norm = F.conv2d(x ** 2, gamma, self.beta_reparam(self.beta))
+        return x * (torch.sqrt(norm) if self.inverse else torch.rsqrt(norm))
 
 
 def _activation(kind: str, ch: int, inverse: bool = False) -> nn.Module:

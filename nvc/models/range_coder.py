@@ -1,6 +1,6 @@
 """The range coder's side of y: nvc's own rANS in substreams (nvc.models.rans; numeric profile 3,
-the default) or, for streams of profiles 0-2, CompressAI's rANS with the Gaussian CDF tables held as
-Python lists.
+the default) or, for streams of profiles 0-2, CompressAI's rANS (imported only for them) with the
+Gaussian CDF tables held as Python lists; and z's strings of profiles 0-2 (`legacy_encode`).
 
 CompressAI's GaussianConditional converts its 64 x ~3,000 CDF table to a Python list at every call
 (about 200k integers) and every index and symbol tensor through Python lists; at 416x240 that glue,
@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from compressai.ans import RansDecoder, RansEncoder
-from compressai.entropy_models import GaussianConditional
 from torch import Tensor
 
 from ..errors import NvcError
 from . import rans
+from .priors import GaussianConditional
 
 # CompressAI 1.2.8's RansEncoder writes into a buffer of one 32-bit word per symbol with no bounds
 # check, and aborts the process when the code is longer: always on 0 or 1 symbols, and on a few
@@ -91,8 +90,8 @@ class TableCoder:
             raise NvcError(f"cannot code this latent: its {idx.numel()} values lie too far beyond "
                            "the range coder's tables")
         pad = [0] * (total - idx.numel())
-        return RansEncoder().encode_with_indexes(_as_list(values) + pad, _as_list(idx) + pad,
-                                                 self.cdf, self.lengths, self.offsets)
+        return _compressai_coder().RansEncoder().encode_with_indexes(
+            _as_list(values) + pad, _as_list(idx) + pad, self.cdf, self.lengths, self.offsets)
 
     def decode(self, string: bytes, indexes: Tensor, skip_below: int = 0,
                substreams: bool = False) -> Tensor:
@@ -112,11 +111,35 @@ class TableCoder:
         if len(string) < 8:  # shorter than the encoder's flush
             raise ValueError(f"a y string of {len(string)} bytes for {len(idx)} elements")
         total = padded_count(len(idx))
-        values = RansDecoder().decode_with_indexes(
+        values = _compressai_coder().RansDecoder().decode_with_indexes(
             readable(string, total), idx + [0] * (total - len(idx)), self.cdf, self.lengths,
             self.offsets)[:len(idx)]
         out.masked_scatter_(keep, torch.from_numpy(np.array(values, dtype=np.float32)))
         return out.to(indexes.device)
+
+
+def legacy_encode(tables: rans.Tables, values: np.ndarray, indexes: np.ndarray) -> bytes:
+    """A z string of numeric profiles 0-2: CompressAI's rANS, one stream (z has at least 64
+    elements, so its buffer cannot overrun: see PAD_BELOW)."""
+    return _compressai_coder().RansEncoder().encode_with_indexes(
+        values.tolist(), indexes.tolist(), tables.cdf.tolist(), tables.lengths.tolist(),
+        tables.offsets.tolist())
+
+
+def legacy_decode(tables: rans.Tables, string: bytes, indexes: np.ndarray) -> np.ndarray:
+    """The symbols (int32) of a z string of numeric profiles 0-2."""
+    values = _compressai_coder().RansDecoder().decode_with_indexes(
+        readable(string, len(indexes)), indexes.tolist(), tables.cdf.tolist(),
+        tables.lengths.tolist(), tables.offsets.tolist())
+    return np.asarray(values, dtype=np.int32)
+
+
+def _compressai_coder():
+    """CompressAI's rANS, imported only for streams that use it (numeric profiles 0-2, adapters
+    of formats up to 8): its package takes 2.6 s to import."""
+    from compressai import ans
+
+    return ans
 
 
 def _kept(t: Tensor, keep: Tensor) -> Tensor:

@@ -72,6 +72,9 @@ def library() -> ctypes.CDLL:
         lib.nvc_rans_encode.restype = ctypes.c_int64
         lib.nvc_rans_decode.argtypes = [_U8, ctypes.c_int64, _I32, ctypes.c_int64, *tables, _I32]
         lib.nvc_rans_decode.restype = ctypes.c_int32
+        lib.nvc_quantized_cdf.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.c_int32,
+                                          ctypes.c_int32, _I32]
+        lib.nvc_quantized_cdf.restype = ctypes.c_int32
         _lib = lib
     return _lib
 
@@ -94,6 +97,19 @@ def _map(fn: Callable[[int], bytes | None], count: int) -> list:
 
 def _ptr(a: np.ndarray, kind):
     return a.ctypes.data_as(kind)
+
+
+def quantized_cdf(pmf, precision: int = 16) -> np.ndarray:
+    """The coder's table for a probability mass function (the escape's mass last): n + 1
+    cumulative frequencies over 2^precision, int32, every symbol at least 1 (see _rans.c)."""
+    masses = np.ascontiguousarray(pmf, np.float32)
+    cdf = np.empty(len(masses) + 1, np.int32)
+    rc = library().nvc_quantized_cdf(masses.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                     len(masses), precision, _ptr(cdf, _I32))
+    if rc:
+        raise NvcError(f"no range-coder table for this distribution ({len(masses)} masses, "
+                       "one negative, not finite or too large, or all too small)")
+    return cdf
 
 
 def table_lists(model) -> tuple[list[list[int]], list[int], list[int]]:
