@@ -12,10 +12,11 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sized
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+_END: Any = object()  # the end of the items
 
 
 class Ahead(Generic[T, R]):
@@ -23,8 +24,12 @@ class Ahead(Generic[T, R]):
     the worker (depth 0: in the consumer's thread, when get is called), or raises what fn raised,
     so the consumer decides where an item's error surfaces."""
 
-    def __init__(self, items: Iterable[T], fn: Callable[[T], R], depth: int):
-        self.items, self.fn, self.depth = items, fn, depth
+    def __init__(self, items: Iterable[T], fn: Callable[[T], R], depth: int,
+                 ready: Callable[[], bool] = lambda: True):
+        """`ready`: whether drawing the next item would not wait (items read from a pipe): the
+        items after the current one are drawn only while it says so, so a live stream's frame
+        is handed on as soon as it arrives, not once `depth` more have."""
+        self.items, self.fn, self.depth, self.ready = items, fn, depth, ready
 
     def __len__(self) -> int:  # for progress bars; items drawn from a generator have none
         if not isinstance(self.items, Sized):
@@ -38,13 +43,14 @@ class Ahead(Generic[T, R]):
             return
         pool = ThreadPoolExecutor(1, thread_name_prefix="nvc-ahead")
         pending: deque[tuple[T, Future[R]]] = deque()
-        upcoming = iter(self.items)
+        upcoming, drawn = iter(self.items), True
         try:
             while True:
-                for item in upcoming:
-                    pending.append((item, pool.submit(self.fn, item)))
-                    if len(pending) > self.depth:
-                        break
+                while drawn and len(pending) <= self.depth and (not pending or self.ready()):
+                    item = next(upcoming, _END)
+                    drawn = item is not _END
+                    if drawn:
+                        pending.append((item, pool.submit(self.fn, item)))
                 if not pending:
                     return
                 item, future = pending.popleft()
@@ -55,8 +61,36 @@ class Ahead(Generic[T, R]):
             pool.shutdown(wait=True)
 
 
-def mapped_ahead(items: Iterable[T], fn: Callable[[T], R], depth: int) -> Iterator[R]:
+def mapped_ahead(items: Iterable[T], fn: Callable[[T], R], depth: int,
+                 ready: Callable[[], bool] = lambda: True) -> Iterator[R]:
     """fn(item) for each item in order, each computed on the worker while the items after it are
-    drawn (the decoder's colour conversion of frame i beside the synthesis of frame i + 1)."""
-    for _, result in Ahead(items, fn, depth):
+    drawn (the decoder's colour conversion of frame i beside the synthesis of frame i + 1);
+    `ready`: see Ahead."""
+    for _, result in Ahead(items, fn, depth, ready):
         yield result()
+
+
+def with_next(items: Iterable[T]) -> Iterator[tuple[T, bool]]:
+    """(item, whether another follows) for each item: the next one is drawn before an item is
+    given out (for a pipe, the encoder waits for frame i + 1 before deciding frame i's type)."""
+    upcoming = iter(items)
+    for current in upcoming:
+        for following in upcoming:
+            yield current, True
+            current = following
+        yield current, False
+
+
+class Numbered(Generic[T]):
+    """(index, item) for each of `items`, with a length where one is given (for progress bars)."""
+
+    def __init__(self, items: Iterable[T], count: int | None = None):
+        self.items, self.count = items, count
+
+    def __len__(self) -> int:
+        if self.count is None:
+            raise TypeError("no length: the count is not known")
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple[int, T]]:
+        return enumerate(self.items)

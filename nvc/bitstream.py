@@ -10,11 +10,14 @@ a varint length and bytes; latent shapes follow from the header's frame size.
 """
 from __future__ import annotations
 
+import itertools
+import select
 import struct
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from typing import BinaryIO
 
 import numpy as np
 
@@ -36,9 +39,12 @@ MAGIC = b"NVC\x89"
 #    formats have I-frames at the intra period's multiples only.
 # 9: the adapter unit's parameters are coded by nvc's range coder (nvc.models.rans); earlier
 #    formats, by CompressAI's (the same table; it is imported only to decode them).
-FORMAT_VERSION = 9
+# 10: a live stream: the sequence header's frame count is 0 (not known when it was written, as
+#    when coding a pipe) and an end unit, last, carries it.
+FORMAT_VERSION = 10
 ANY_INTRA_SINCE = 8
 NVC_ADAPTER_CODER_SINCE = 9
+LIVE_SINCE = 10
 HASH_PREFIX_BYTES = 8
 
 
@@ -129,6 +135,7 @@ class UnitType(IntEnum):
     ADAPTERS = 2  # reserved in format 1 for instance adapters
     FRAME = 3
     QUALITY_MAP = 4  # format 3: a quality per latent position (regions of interest)
+    END = 5  # format 10: the frame count of a live stream, after its last frame
 
 
 # -- primitive readers / writers ------------------------------------------------------------------
@@ -178,6 +185,52 @@ class Reader:
     @property
     def done(self) -> bool:
         return self.pos == len(self.data)
+
+
+class FileReader(Reader):
+    """A Reader over a binary file read as it arrives (a pipe): `take` blocks until its bytes
+    are there or the file ends; `done` once it has ended; `ready` says whether a read would find
+    bytes waiting. Give it an unbuffered file (`sys.stdin.buffer.raw`) for `ready` to see every
+    byte that has arrived."""
+
+    def __init__(self, f: BinaryIO, what: str = "stream"):
+        super().__init__(b"", what)
+        self.f = f
+
+    def take(self, n: int, field_name: str) -> bytes:
+        out = self.data
+        while len(out) < n:  # an unbuffered pipe returns what has arrived: read on
+            chunk = self.f.read(n - len(out))
+            if not chunk:
+                break
+            out += chunk
+        out, self.data = out[:n], out[n:]
+        if n < 0 or len(out) < n:
+            raise BitstreamError(f"truncated {self.what}: {field_name} needs {n} bytes, "
+                                 f"{len(out)} left")
+        self.pos += n
+        return out
+
+    @property
+    def done(self) -> bool:
+        if not self.data:
+            self.data = self.f.read(1)
+        return not self.data
+
+    def ready(self) -> bool:
+        """Whether bytes are waiting (always, for a regular file or one that cannot say)."""
+        if self.data:
+            return True
+        try:
+            return bool(select.select([self.f.fileno()], [], [], 0)[0])
+        except (AttributeError, OSError, ValueError):  # no descriptor (BytesIO), or none to poll
+            return True
+
+    def take_all(self) -> bytes:
+        """Everything left, to the end of the file."""
+        out, self.data = self.data + self.f.read(), b""
+        self.pos += len(out)
+        return out
 
 
 def _blob(b: bytes) -> bytes:
@@ -253,7 +306,8 @@ class SequenceHeader:
                                  f"bytes more than format {version}'s")
         header = cls(model_id, weights, width, height, fps_num, fps_den, frame_count,
                      intra_period, quality, matrix, profile, crc, synth, *gop)
-        if header.width == 0 or header.height == 0 or header.frame_count == 0:
+        if header.width == 0 or header.height == 0 or (
+                header.frame_count == 0 and version < LIVE_SINCE):
             raise BitstreamError("damaged sequence header: zero width, height or frame count")
         if header.fps_den == 0 or header.intra_period == 0 or header.fps_num == 0:
             raise BitstreamError("damaged sequence header: zero frame rate or intra period")
@@ -444,6 +498,9 @@ class Stream:
     unit_bytes: dict[str, int] = field(default_factory=dict)  # bytes per unit kind, framing included
     version: int = FORMAT_VERSION
     quality_map: bytes | None = None  # a QualityMap payload (read it with the header's grid)
+    # written live (format 10): the header's count was 0 and an end unit carried it; `header` has
+    # the count once the end unit is read
+    live: bool = False
 
 
 def _unit(kind: UnitType, payload: bytes) -> bytes:
@@ -454,7 +511,10 @@ def _unit(kind: UnitType, payload: bytes) -> bytes:
 def pack_head(header: SequenceHeader, adapters: bytes | None = None,
               version: int = FORMAT_VERSION, quality_map: bytes | None = None) -> bytes:
     """Everything before the first frame: magic, version, sequence header, adapter unit, quality
-    map (an older `version`, 2 or 3, writes that format's header)."""
+    map (an older `version`, 2 or 3, writes that format's header). A header with frame count 0
+    starts a live stream (`pack_end` closes it)."""
+    if header.frame_count == 0 and version < LIVE_SINCE:
+        raise ValueError(f"format {version} has no live streams (a frame count of 0)")
     out = [MAGIC, bytes([version]), _unit(UnitType.SEQUENCE_HEADER, header.write(version))]
     if adapters is not None:
         out.append(_unit(UnitType.ADAPTERS, adapters))
@@ -468,22 +528,36 @@ def pack_frame(frame: CodedFrame) -> bytes:
     return _unit(UnitType.FRAME, write_frame(frame))
 
 
+def pack_end(frame_count: int) -> bytes:
+    """The end unit of a live stream: how many frames it holds."""
+    return _unit(UnitType.END, write_varint(frame_count))
+
+
 def pack(stream: Stream) -> bytes:
     frames = b"".join(pack_frame(f) for f in stream.frames)
-    return pack_head(stream.header, stream.adapters, stream.version, stream.quality_map) + frames
+    if not stream.live:
+        return pack_head(stream.header, stream.adapters, stream.version, stream.quality_map) \
+            + frames
+    head = pack_head(replace(stream.header, frame_count=0), stream.adapters, stream.version,
+                     stream.quality_map)
+    return head + frames + pack_end(len(stream.frames))
 
 
-def _read_units(data: bytes):
-    r = Reader(data)
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+def _read_units(r: Reader):
+    """(type, payload, bytes with framing) of every unit, each checked, as they are read."""
+    try:
+        magic = r.take(len(MAGIC), "magic")
+    except BitstreamError:  # shorter than the magic
+        magic = b""
+    if magic != MAGIC:
         raise BitstreamError("not an nvc stream (bad magic bytes)")
-    r.take(len(MAGIC), "magic")
     version = r.u8("format version")
     if version > FORMAT_VERSION:
         raise BitstreamError(f"stream format version {version} is newer than this nvc reads "
                              f"({FORMAT_VERSION}); upgrade nvc")
     if version == 0:
         raise BitstreamError("damaged stream: format version 0")
+    yield version
     index = 0
     while not r.done:
         start = r.pos
@@ -496,47 +570,102 @@ def _read_units(data: bytes):
         (crc,) = struct.unpack("<I", r.take(4, f"unit {index} checksum"))
         if zlib.crc32(bytes([kind_code]) + payload) != crc:
             raise BitstreamError(f"damaged stream: checksum mismatch in unit {index}")
-        if kind_code not in UnitType._value2member_map_:
+        if kind_code not in UnitType._value2member_map_ or (
+                kind_code == UnitType.END and version < LIVE_SINCE):
             raise BitstreamError(f"damaged stream: unknown unit type {kind_code} in unit {index}")
         yield UnitType(kind_code), payload, r.pos - start
         index += 1
 
 
-def unpack(data: bytes) -> Stream:
-    header: SequenceHeader | None = None
-    adapters: bytes | None = None
-    quality_map: bytes | None = None
-    frames: list[CodedFrame] = []
-    unit_bytes = {"container": len(MAGIC) + 1}
-    for kind, payload, size in _read_units(data):
+class FrameUnits(Iterator[CodedFrame]):
+    """The frames of a stream as they are read (open_units), and whether the next one's bytes
+    have begun to arrive (`ready`: FileReader.ready; always for bytes in memory)."""
+
+    def __init__(self, frames: Iterator[CodedFrame], r: Reader):
+        self._frames, self._reader = frames, r
+
+    def __next__(self) -> CodedFrame:
+        return next(self._frames)
+
+    def ready(self) -> bool:
+        return self._reader.ready() if isinstance(self._reader, FileReader) else True
+
+
+def open_units(r: Reader) -> tuple[Stream, FrameUnits]:
+    """Read a stream's head (everything before its first frame) and return it (with no frames)
+    and an iterator over its frames, each read and checked only when drawn (a pipe's as it
+    arrives); the iterator counts each unit into the stream's `unit_bytes` and raises
+    BitstreamError where the stream is damaged or ends early."""
+    units = _read_units(r)
+    version: int = next(units)
+    stream: Stream | None = None
+    for kind, payload, size in units:
         if kind == UnitType.SEQUENCE_HEADER:
-            if header is not None:
+            if stream is not None:
                 raise BitstreamError("damaged stream: two sequence headers")
-            header = SequenceHeader.read(payload, data[len(MAGIC)])
-        elif header is None:
+            header = SequenceHeader.read(payload, version)
+            stream = Stream(header, [], version=version, live=header.frame_count == 0,
+                            unit_bytes={"container": len(MAGIC) + 1})
+        elif stream is None:
             raise BitstreamError("damaged stream: first unit is not the sequence header")
         elif kind == UnitType.ADAPTERS:
-            if adapters is not None or quality_map is not None or frames:
+            if stream.adapters is not None or stream.quality_map is not None:
                 raise BitstreamError("damaged stream: adapter unit out of place")
-            adapters = payload
+            stream.adapters = payload
         elif kind == UnitType.QUALITY_MAP:
-            if quality_map is not None or frames:
+            if stream.quality_map is not None:
                 raise BitstreamError("damaged stream: quality map out of place")
-            quality_map = payload
+            stream.quality_map = payload
         else:
-            if len(frames) >= header.frame_count:
-                raise BitstreamError(f"damaged stream: more frames than the header's "
-                                     f"{header.frame_count}")
-            frames.append(read_frame(payload, len(frames)))
-            if frames[-1].kind == FrameType.P and len(frames) == 1:
-                raise BitstreamError("damaged stream: first frame is a P-frame")
-        name = kind.name.lower() if kind != UnitType.FRAME else f"frame_{frames[-1].kind.name}"
-        unit_bytes[name] = unit_bytes.get(name, 0) + size
-    if header is None:
+            return stream, FrameUnits(
+                _frames(stream, itertools.chain([(kind, payload, size)], units)), r)
+        _count(stream, kind.name.lower(), size)
+    if stream is None:
         raise BitstreamError("truncated stream: no sequence header")
-    if len(frames) < header.frame_count:
-        raise BitstreamError(f"truncated stream: {len(frames)} of {header.frame_count} frames present")
-    if len(frames) > header.frame_count:
-        raise BitstreamError(f"damaged stream: {len(frames)} frames, header says {header.frame_count}")
-    return Stream(header, frames, adapters, unit_bytes, version=data[len(MAGIC)],
-                  quality_map=quality_map)
+    return stream, FrameUnits(_frames(stream, iter(())), r)
+
+
+def _count(stream: Stream, name: str, size: int) -> None:
+    stream.unit_bytes[name] = stream.unit_bytes.get(name, 0) + size
+
+
+_MISPLACED = {UnitType.SEQUENCE_HEADER: "two sequence headers",
+              UnitType.ADAPTERS: "adapter unit out of place",
+              UnitType.QUALITY_MAP: "quality map out of place"}
+
+
+def _frames(stream: Stream, units) -> Iterator[CodedFrame]:
+    count, declared, ended = 0, stream.header.frame_count, False
+    for kind, payload, size in units:
+        if ended:
+            raise BitstreamError("damaged stream: a unit after the end unit")
+        if kind == UnitType.FRAME:
+            if count >= declared and not stream.live:
+                raise BitstreamError(f"damaged stream: more frames than the header's {declared}")
+            frame = read_frame(payload, count)
+            if frame.kind == FrameType.P and count == 0:
+                raise BitstreamError("damaged stream: first frame is a P-frame")
+            _count(stream, f"frame_{frame.kind.name}", size)
+            count += 1
+            yield frame
+        elif kind == UnitType.END:
+            r = Reader(payload, "end unit")
+            ended = r.varint("frame count") == count and r.done and stream.live and count > 0
+            if not ended:
+                why = "that does not count them" if stream.live else "in a stream of known length"
+                raise BitstreamError(f"damaged stream: an end unit after {count} frames {why}")
+            _count(stream, "end", size)
+            stream.header = replace(stream.header, frame_count=count)
+        else:
+            raise BitstreamError("damaged stream: " + _MISPLACED[kind])
+    if stream.live and not ended:
+        raise BitstreamError(f"truncated stream: no end unit after {count} frames (a live stream "
+                             "cut short)")
+    if count < declared:
+        raise BitstreamError(f"truncated stream: {count} of {declared} frames present")
+
+
+def unpack(data: bytes) -> Stream:
+    stream, frames = open_units(Reader(data))
+    stream.frames = list(frames)
+    return stream

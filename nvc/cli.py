@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import sys
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -102,11 +103,11 @@ def _load(args):
     return model.to(_device(args.device)), entry
 
 
-def _read_input(args, lazy: bool = False):
+def _read_input(args, lazy: bool = False, live: bool = False):
     from .io import read_video
 
     return read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames,
-                      lazy=lazy, progress=_progress("reading stdin"))
+                      lazy=lazy, progress=_progress("reading stdin"), live=live)
 
 
 def _check_output(args) -> None:
@@ -155,8 +156,9 @@ def cmd_encode(args) -> None:
 
     _check_output(args)
     _check_roi(args)
-    # coding streams the clip; the fit reads it a window at a time
-    video = _read_input(args, lazy=True)
+    # coding streams the clip (a pipe as it arrives, a live stream); the fit reads it a window at
+    # a time, a region or task map may need every frame first: from a pipe those are spooled
+    video = _read_input(args, lazy=True, live=not (args.adapt or args.roi or args.task_model))
     model, entry = _load(args)
     extra, lines = {}, []
     with open_output(args.output) as sink:
@@ -167,14 +169,15 @@ def cmd_encode(args) -> None:
             extra = _adapt_summary(result)
             lines.append(_adapt_line(result))
         else:
-            size, seconds = encode_to(sink, video, model, entry, args.quality,
-                                      args.intra_period, progress=_progress("encode"),
-                                      qmap=_quality_map(args, video, model, args.quality),
-                                      objective=_objective(args, video), **_coding(args))
-    rate = bpp(size, video.width, video.height, len(video.frames))
+            size, seconds, frames = encode_to(
+                sink, video, model, entry, args.quality, args.intra_period,
+                progress=_progress("encode"), qmap=_quality_map(args, video, model, args.quality),
+                objective=_objective(args, video), **_coding(args))
+    frames = len(video.frames) if args.adapt else frames
+    rate = bpp(size, video.width, video.height, frames)
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
-                 "frames": len(video.frames), "seconds": seconds, **extra},
-          [f"{args.output}: {len(video.frames)} frames {video.width}x{video.height}, "
+                 "frames": frames, "seconds": seconds, **extra},
+          [f"{args.output}: {frames} frames {video.width}x{video.height}, "
            f"{size} bytes, {rate:.4f} bpp, {seconds:.1f} s"] + lines)
 
 
@@ -270,9 +273,10 @@ def cmd_decode(args) -> None:
 
     _check_output(args)
     t0 = time.perf_counter()
-    stream, model, entry = open_stream(_read_stream(args.input), args.model, args.weights,
-                                       _device(args.device))
-    write_video(args.output, decoded_video(stream, model, entry, _progress("decode")))
+    with _stream_input(args.input) as f:  # frames are decoded as their units arrive
+        stream, model, entry, frames = open_stream(f, args.model, args.weights,
+                                                   _device(args.device))
+        write_video(args.output, decoded_video(stream, model, entry, _progress("decode"), frames))
     h, seconds = stream.header, time.perf_counter() - t0
     _emit(args, {"output": str(args.output), "frames": h.frame_count, "width": h.width,
                  "height": h.height, "seconds": seconds},
@@ -281,18 +285,29 @@ def cmd_decode(args) -> None:
 
 def _read_stream(path: str) -> bytes:
     """An nvc stream's bytes: a file, or standard input for `-`."""
+    with _stream_input(path) as reader:
+        return reader.take_all()
+
+
+@contextmanager
+def _stream_input(path: str):
+    """A reader of an nvc stream (bitstream.FileReader): a file, or standard input for `-`
+    (refused when it is empty), read as it arrives."""
+    from .bitstream import FileReader
     from .errors import InputError
     from .io import STDIO
 
-    if path == STDIO:
-        data = sys.stdin.buffer.read()
-        if not data:
+    if path == STDIO:  # unbuffered, so that FileReader.ready sees every byte that has arrived
+        reader = FileReader(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer))
+        if reader.done:
             raise InputError("stdin: no nvc stream (nothing was read)")
-        return data
+        yield reader
+        return
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such file")
-    return p.read_bytes()
+    with open(p, "rb") as f:
+        yield FileReader(f)
 
 
 def cmd_info(args) -> None:
@@ -312,7 +327,7 @@ def cmd_info(args) -> None:
         "file": str(args.input), "bytes": len(data), "format_version": data[4],
         "model_id": h.model_id, "model": entry.name if entry else None,
         "weights_hash": h.weights_hash.hex(), "width": h.width, "height": h.height,
-        "fps": f"{h.fps_num}/{h.fps_den}", "frames": h.frame_count,
+        "fps": f"{h.fps_num}/{h.fps_den}", "frames": h.frame_count, "live": stream.live,
         "intra_period": h.intra_period, "quality": h.quality, "colour_matrix": matrix,
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
@@ -646,9 +661,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "encode", "encode a video into an .nvc stream",
              "nvc encode clip_416x240_50.yuv -o clip.nvc --quality 2 --frames 12 --adapt --adapt-steps 100"
-             "\n  ffmpeg -i clip.mp4 -f yuv4mpegpipe - | nvc encode - -o clip.nvc")
+             "\n  ffmpeg -i clip.mp4 -f yuv4mpegpipe - | nvc encode - -o clip.nvc"
+             "\n  ffmpeg -i CAMERA -f yuv4mpegpipe - | nvc encode - -o - | nvc decode - -o - | ffplay -")
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads (mp4, mkv, avi, .264); "
-                                 "-: y4m from standard input (spooled to TMPDIR first)")
+                                 "-: y4m from standard input, coded as it arrives (a live stream; "
+                                 "with --adapt, --roi or --task-model spooled to TMPDIR first)")
     p.add_argument("-o", "--output", required=True,
                    help="the .nvc file to write (-: standard output)")
     _coding_options(p, int, 2, "rate point, 1 = smallest file (default 2)")

@@ -26,19 +26,29 @@ from torch import Tensor
 from . import bitstream, memory
 from .adapted import apply_unit
 from .adapters import LAYER_TABLE
-from .ahead import Ahead, mapped_ahead
+from .ahead import Ahead, Numbered, mapped_ahead, with_next
 from .bitstream import (
     DEFAULT_PROFILE,
     HASH_PREFIX_BYTES,
     CodedFrame,
     NumericProfile,
     QualityMap,
+    Reader,
     SequenceHeader,
     Stream,
     Synthesis,
 )
 from .errors import BitstreamError, InputError, env_int
-from .io import ColourMatrix, LazyFrames, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
+from .io import (
+    ColourMatrix,
+    LazyFrames,
+    PipeFrames,
+    Video,
+    YUVFrame,
+    frame_count,
+    rgb_to_yuv,
+    yuv_to_rgb,
+)
 from .metrics import bpp
 from .models.ssf import SSF, FrameType, model_device
 from .objective import PLAIN, PLAIN_STREAM, FrameObjective, Objective
@@ -173,7 +183,7 @@ def weights_hash(entry: ZooEntry) -> bytes:
 
 
 def _check_settings(video: Video, model: SSF, quality: int, intra_period: int) -> None:
-    if not len(video.frames):
+    if frame_count(video) == 0:
         raise InputError("no frames to encode")
     if not 1 <= quality <= model.cfg.num_qualities:
         raise InputError(f"quality must be 1..{model.cfg.num_qualities}, got {quality}")
@@ -187,9 +197,9 @@ def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     schedule: GopSchedule = FLAT) -> SequenceHeader:
     fps = Fraction(video.fps).limit_denominator(1 << 20)
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
-                          fps.numerator, fps.denominator, len(video.frames), intra_period, quality,
-                          int(matrix), profile, model.tables_crc(), synthesis, schedule.lift,
-                          schedule.drop, schedule.slope)
+                          fps.numerator, fps.denominator, frame_count(video) or 0,  # 0: live
+                          intra_period, quality, int(matrix), profile, model.tables_crc(),
+                          synthesis, schedule.lift, schedule.drop, schedule.slope)
 
 
 def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
@@ -248,7 +258,6 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     a task model's term; a task's scale is set from frame 0 where unset)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
-    count = len(video.frames)
     ref: Tensor | None = None
     held: Candidates | None = None  # a frame whose type waits for the next frame
     how = as_refinement(refine)
@@ -267,7 +276,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
         return coded[0], _to_numpy(coded[1], h, w)
 
     try:
-        for i, frame in enumerate(progress(video.frames)):
+        for i, (frame, more) in enumerate(with_next(progress(video.frames))):
             src = source_rgb(frame, matrix)
             x = pad_to(rgb_tensor(src, device), model.cfg.multiple)
             q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
@@ -305,7 +314,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                         ready.append(held.kept(keep_i))
                         p_frame, p_cost = (from_i, cost_i) if keep_i else (after_p, cost_p)
                     now = Candidates(lam, src, p_frame, trial(), p_cost, goal)
-                    next_is_p = i + 1 < count and (i + 1) % intra_period != 0
+                    next_is_p = more and (i + 1) % intra_period != 0
                     if LOOK_AHEAD and next_is_p and now.i_cost < (1 + LOOK_AHEAD_GATE) * now.p_cost:
                         held = now
                     else:
@@ -417,23 +426,34 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               on_reconstruction: Callable[[np.ndarray], None] | None = None,
               synthesis: Synthesis = Synthesis.FLOAT32,
               schedule: GopSchedule | None = None, adaptive_intra: bool = True, refine: Effort = 0,
-              objective: Objective = PLAIN_STREAM) -> tuple[int, float]:
+              objective: Objective = PLAIN_STREAM) -> tuple[int, float, int]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
-    Returns (bytes written, seconds)."""
+    A video whose frame count is not known in advance (a pipe read live: `frame_count` None) is
+    written as a live stream (format 10: the count follows the last frame in an end unit).
+    Returns (bytes written, seconds, frames)."""
     _check_settings(video, model, quality, intra_period)
     schedule = resolve(schedule, quality, model.cfg.num_qualities)
     t0 = time.perf_counter()
-    written = sink.write(bitstream.pack_head(
+    head = bitstream.pack_head(
         sequence_header(video, model, entry, quality, intra_period, matrix, profile, synthesis,
                         schedule),
-        quality_map=None if qmap is None else qmap.write()))
+        quality_map=None if qmap is None else qmap.write())
+    written = count = 0
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
                                qmap, synthesis, schedule, adaptive_intra, refine, objective):
-        written += sink.write(bitstream.pack_frame(cf))
+        # the head goes out with the first frame: a pipe that brings none leaves nothing written
+        written += sink.write((b"" if count else head) + bitstream.pack_frame(cf))
+        if hasattr(sink, "flush"):  # a pipe's reader gets each frame as it is coded
+            sink.flush()
+        count += 1
         if on_reconstruction is not None:
             on_reconstruction(rgb)
-    return written, time.perf_counter() - t0
+    if not count:
+        raise InputError(f"{video.source or 'the input'}: no frames to read")
+    if frame_count(video) is None:
+        written += sink.write(bitstream.pack_end(count))
+    return written, time.perf_counter() - t0, count
 
 
 def check_weights(header: SequenceHeader, entry: ZooEntry) -> None:
@@ -457,9 +477,10 @@ def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
 
 
 @torch.no_grad()
-def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
-                 progress: Progress = _no_progress) -> Iterator[np.ndarray]:
-    """Decode frame by frame: RGB float32 (H, W, 3), 8-bit quantised; only the reference is kept."""
+def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress = _no_progress,
+                 frames: Iterable[CodedFrame] | None = None) -> Iterator[np.ndarray]:
+    """Decode frame by frame: RGB float32 (H, W, 3), 8-bit quantised; only the reference is kept.
+    `frames`: the coded frames as they are read (bitstream.open_units), else the stream's."""
     header = stream.header
     check_weights(header, entry)
     if stream.adapters is not None:  # merged once per clip; decoding then runs at the base's speed
@@ -483,14 +504,16 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
     exact = profile != NumericProfile.FLOAT  # float scales would depend on the worker's threads
 
     @torch.no_grad()  # grad mode is per thread
-    def entropy_stage(i: int) -> list[Tensor]:
-        return model.decode_latents(stream.frames[i], padded,
-                                    schedule.frame_q(q, i % period, period, device), profile)
+    def entropy_stage(item: tuple[int, CodedFrame]) -> list[Tensor]:
+        i, cf = item
+        return model.decode_latents(cf, padded, schedule.frame_q(q, i % period, period, device),
+                                    profile)
 
-    frames = Ahead(range(len(stream.frames)), entropy_stage, DECODE_AHEAD if exact else 0)
+    count = None if stream.live else header.frame_count
+    ahead = Ahead(Numbered(stream.frames if frames is None else frames, count), entropy_stage,
+                  DECODE_AHEAD if exact else 0, _ready(frames))
     ref: Tensor | None = None
-    for i, latents in progress(frames):
-        cf = stream.frames[i]
+    for (i, cf), latents in progress(ahead):
         check_frame_type(i, cf.kind, header.intra_period, stream.version)
         try:
             with coding(model, Synthesis(header.synthesis)):
@@ -500,6 +523,12 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry,
         except (RuntimeError, ValueError, BitstreamError) as e:
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
         yield _to_numpy(ref, header.height, header.width)
+
+
+def _ready(frames: Iterable[CodedFrame] | None) -> Callable[[], bool]:
+    """Whether the next coded frame has begun to arrive (a stream read from a pipe: decoding
+    does not wait for frames beyond the one it can decode)."""
+    return frames.ready if isinstance(frames, bitstream.FrameUnits) else lambda: True
 
 
 def reconstructions(coded: CodedVideo, model: SSF, entry: ZooEntry) -> Iterable[np.ndarray]:
@@ -531,26 +560,37 @@ def load_model_for(header: SequenceHeader, model_name: str | None = None,
     return load_model(model_name or DEFAULT_MODEL, Path(weights) if weights else None)
 
 
-def open_stream(data: bytes, model_name: str | None = None, weights: str | Path | None = None,
-                device: str | torch.device = "cpu") -> tuple[Stream, SSF, ZooEntry]:
-    """Unpack a stream and load the model it needs (see load_model_for)."""
-    stream = bitstream.unpack(data)
+def open_stream(source: bytes | Reader, model_name: str | None = None,
+                weights: str | Path | None = None, device: str | torch.device = "cpu"
+                ) -> tuple[Stream, SSF, ZooEntry, Iterator[CodedFrame]]:
+    """Read a stream's head (its bytes, or a reader of a file or pipe: bitstream.FileReader)
+    and load the model it needs (see load_model_for); its frames come from the returned
+    iterator, each read as it is drawn (bitstream.open_units)."""
+    stream, frames = bitstream.open_units(Reader(source) if isinstance(source, bytes) else source)
     model, entry = load_model_for(stream.header, model_name, weights)
-    return stream, model.to(device), entry
+    return stream, model.to(device), entry, frames
 
 
 def decode(data: bytes, model_name: str | None = None, weights: str | Path | None = None,
            device: str | torch.device = "cpu", progress: Progress = _no_progress) -> Video:
     """nvc.decode: unpack, find the model in the zoo, merge the stream's adapters, decode. The
     frames come out of the returned Video one at a time as it is iterated (a single pass)."""
-    return decoded_video(*open_stream(data, model_name, weights, device), progress)
+    stream, model, entry, frames = open_stream(data, model_name, weights, device)
+    return decoded_video(stream, model, entry, progress, frames)
 
 
 def decoded_video(stream: Stream, model: SSF, entry: ZooEntry,
-                  progress: Progress = _no_progress) -> Video:
-    """The stream as a Video whose frames are decoded while iterated (one pass, bounded memory)."""
+                  progress: Progress = _no_progress,
+                  frames: Iterable[CodedFrame] | None = None) -> Video:
+    """The stream as a Video whose frames are decoded while iterated (one pass, bounded memory);
+    `frames`: the coded frames as they are read (open_stream), else the stream's. A live stream
+    read as it arrives has no frame count until it ends (PipeFrames)."""
     h = stream.header
     to_yuv = partial(rgb_to_yuv, matrix=ColourMatrix(h.colour_matrix))
-    frames = LazyFrames(h.frame_count, lambda: mapped_ahead(
-        iter_decoded(stream, model, entry, progress), to_yuv, CONVERT_AHEAD))
-    return Video(frames, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height))
+
+    def decoded() -> Iterator[YUVFrame]:
+        return mapped_ahead(iter_decoded(stream, model, entry, progress, frames), to_yuv,
+                            CONVERT_AHEAD, _ready(frames))
+    out = PipeFrames(decoded()) if stream.live and frames is not None else \
+        LazyFrames(h.frame_count, decoded)
+    return Video(out, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height))

@@ -148,7 +148,7 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
     `adaptive_intra`, `refine`: see nvc.codec.code_frames."""
     kw = {"progress": progress} if progress else {}
     sink, digests = BytesIO(), []
-    _, encode_seconds = encode_to(
+    _, encode_seconds, _ = encode_to(
         sink, video, model, entry, quality, intra_period, matrix, profile=profile,
         synthesis=synthesis, schedule=schedule, adaptive_intra=adaptive_intra, refine=refine,
         on_reconstruction=lambda rgb: digests.append(frame_digest(rgb)), **kw)

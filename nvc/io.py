@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -79,9 +80,30 @@ class LazyFrames:
         return next(itertools.islice(iter(self), index, None))
 
 
+class PipeFrames(LazyFrames):
+    """Frames read from a pipe as they arrive, in one pass: how many is not known until it ends,
+    so there is no length (`frame_count` says None) and no indexing."""
+
+    def __init__(self, frames: Iterator[YUVFrame]):
+        super().__init__(0, lambda: frames)
+        self._fresh = True
+
+    def __len__(self) -> int:
+        raise TypeError("a live pipe's frame count is not known until it ends")
+
+    def __iter__(self) -> Iterator[YUVFrame]:
+        if not self._fresh:
+            raise RuntimeError("a pipe's frames can be read once")
+        self._fresh = False
+        return self.open_frames()
+
+    def __getitem__(self, index):
+        raise TypeError("a live pipe's frames are read in order, once")
+
+
 @dataclass
 class Video:
-    frames: list[YUVFrame] | LazyFrames
+    frames: list[YUVFrame] | LazyFrames  # PipeFrames: a live pipe's
     fps: Fraction
     source: str = ""
     size: tuple[int, int] | None = None  # (width, height); needed when `frames` is a one-pass iterable
@@ -305,12 +327,19 @@ def _y4m_offsets(path: Path, w: int, h: int, start: int, frames: int | None) -> 
     return offsets
 
 
+def frame_count(video: Video) -> int | None:
+    """How many frames `video` has; None for a pipe read live (PipeFrames) until it has ended."""
+    return None if isinstance(video.frames, PipeFrames) else len(video.frames)
+
+
 def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
                   frames: int | None = None,
-                  progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter) -> Video:
-    """y4m from a pipe (standard input), read in one pass: frames `start` .. `start + frames` are
-    spooled (`spooled_video`) as they arrive, through `progress` (e.g. a bar), since an nvc
-    stream's header carries the frame count before the first frame is coded."""
+                  progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter,
+                  live: bool = False) -> Video:
+    """y4m from a pipe (standard input), read in one pass: frames `start` .. `start + frames`,
+    spooled (`spooled_video`) as they arrive, through `progress` (e.g. a bar), for what needs the
+    whole clip (its frame count, or frames in any order); with `live`, handed on as they arrive
+    (PipeFrames) and never stored."""
     line = f.readline(Y4M_TAG_MAX)
     if not line.startswith(b"YUV4MPEG2"):
         raise InputError(f"{name}: not a y4m stream (nvc reads y4m from a pipe, e.g. "
@@ -327,8 +356,13 @@ def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
             if index >= start:
                 yield data
             index += 1
-    return spooled_video(progress(samples()), w, h, fps, name,
-                         limited_range if full_range else None)
+    convert = limited_range if full_range else None
+    if live:
+        frames_of = partial(_frame_of, w=w, h=h)
+        decoded = (frames_of(np.frombuffer(data, np.uint8)) for data in samples())
+        return Video(PipeFrames(decoded if convert is None else map(convert, decoded)), fps, name,
+                     (w, h))
+    return spooled_video(progress(samples()), w, h, fps, name, convert)
 
 
 def _frame_of(a: np.ndarray, w: int, h: int) -> YUVFrame:
@@ -438,13 +472,15 @@ def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
 def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
                fps: Fraction | None = None, start: int = 0, frames: int | None = None,
                lazy: bool = False,
-               progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter) -> Video:
+               progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter,
+               live: bool = False) -> Video:
     """Read any supported input; raises InputError with a one-line reason. With `lazy`, frames are
     read from disk (or decoded, nvc.io.read_av) one at a time while iterated (memory bounded by a
-    frame). `-` reads y4m from standard input, spooled through `progress` (read_y4m_pipe)."""
+    frame). `-` reads y4m from standard input, spooled through `progress`, or with `live` handed
+    on as it arrives (read_y4m_pipe)."""
     _check_range(start, frames)
     if str(path) == STDIO:
-        video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames, progress)
+        video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames, progress, live)
         return _checked(video, size, fps)
     path = Path(path)
     if not path.exists():
@@ -464,7 +500,7 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
 def _checked(video: Video, size: tuple[int, int] | None, fps: Fraction | None) -> Video:
     """A video read: refused without frames, or when `size` contradicts it; `fps` overrides its
     rate."""
-    if not len(video.frames):
+    if frame_count(video) == 0:  # a live pipe's count is not known yet
         raise InputError(f"{video.source}: no frames to read")
     if size is not None and tuple(size) != (video.width, video.height):
         raise InputError(f"{video.source}: its frames are {video.width}x{video.height}, not the "
@@ -571,6 +607,8 @@ def y4m_to(f: BinaryIO, video: Video, flush: bool = False) -> None:
     fps = Fraction(video.fps).limit_denominator(100000)
     f.write(f"YUV4MPEG2 W{video.width} H{video.height} F{fps.numerator}:{fps.denominator} "
             "Ip A1:1 C420jpeg\n".encode())
+    if flush:
+        f.flush()
     for frame in video.frames:
         f.write(b"FRAME\n" + _planes(frame))
         if flush:
@@ -606,13 +644,14 @@ def write_png_frames(pattern: str, video: Video) -> list[Path]:
     """pattern holds one printf field, e.g. `out/frame_%04d.png`; frames are numbered from 0."""
     from PIL import Image
 
-    paths = [Path(pattern % i) for i in range(len(video.frames))]
-    if not paths[0].parent.exists():
-        raise InputError(f"{paths[0].parent}: output folder does not exist")
+    if not Path(pattern % 0).parent.exists():
+        raise InputError(f"{Path(pattern % 0).parent}: output folder does not exist")
+    paths: list[Path] = []
     temps: list[Path] = []
     try:  # every frame to a temporary sibling first; renamed only once all are written
-        for frame, p in zip(video.frames, paths):
-            temps.append(_atomic_path(p))
+        for i, frame in enumerate(video.frames):
+            paths.append(Path(pattern % i))
+            temps.append(_atomic_path(paths[-1]))
             Image.fromarray(np.round(yuv_to_rgb(frame) * 255).astype(np.uint8)).save(
                 temps[-1], format="PNG")
     except BaseException:
@@ -630,7 +669,7 @@ WRITERS = {".y4m": write_y4m, ".yuv": write_raw_yuv, ".mp4": write_mp4}
 def write_video(path: str | os.PathLike, video: Video) -> None:
     """Write by suffix (.y4m, .yuv, .mp4, or a `%d` .png pattern), atomically; `-`: y4m to standard
     output, frame by frame."""
-    if not len(video.frames):
+    if frame_count(video) == 0:
         raise InputError(f"{path}: no frames to write")
     path_s = str(path)
     if path_s == STDIO:

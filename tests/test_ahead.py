@@ -70,9 +70,9 @@ def test_the_decoder_runs_ahead_as_configured(tiny_model, small_video, monkeypat
     depths = []
 
     class Recording(Ahead):
-        def __init__(self, items, fn, depth):
+        def __init__(self, items, fn, depth, *ready):
             depths.append(depth)
-            super().__init__(items, fn, depth)
+            super().__init__(items, fn, depth, *ready)
     monkeypatch.setattr(codec, "Ahead", Recording)
     monkeypatch.setattr(codec, "DECODE_AHEAD", 3)  # NVC_DECODE_AHEAD=3
     for stream in streams:
@@ -128,3 +128,28 @@ def test_decoded_video_converts_ahead_to_the_same_frames(tiny_model, small_video
         assert len(got) == len(want)
         assert all(np.array_equal(a.y, b.y) and np.array_equal(a.u, b.u) and np.array_equal(a.v, b.v)
                    for a, b in zip(got, want))
+
+
+def test_items_are_drawn_ahead_only_while_ready():
+    """A live stream: with nothing more waiting, the current item is handed on without drawing
+    the next (whose read would block); once more is waiting, up to `depth` are drawn ahead."""
+    drawn, waiting = [], [False]
+
+    def items():
+        for x in range(4):
+            drawn.append(x)
+            yield x
+    it = iter(Ahead(items(), lambda x: x * 10, 2, ready=lambda: waiting[0]))
+    item, get = next(it)
+    assert (item, get(), drawn) == (0, 0, [0])
+    waiting[0] = True
+    item, get = next(it)
+    assert (item, get(), drawn) == (1, 10, [0, 1, 2, 3])
+    assert [(i, g()) for i, g in it] == [(2, 20), (3, 30)]
+
+
+def test_with_next_says_whether_another_item_follows():
+    from nvc.ahead import with_next
+
+    assert list(with_next([])) == []
+    assert list(with_next("ab")) == [("a", True), ("b", False)]

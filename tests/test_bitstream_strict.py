@@ -126,9 +126,14 @@ def test_gop_schedule_fields():
 
 @pytest.mark.parametrize("field", ["width", "height", "frame_count"])
 def test_zero_sizes(field):
-    assert _refusal(SequenceHeader.read, replace(HEADER, **{field: 0}).write()) == \
+    """A frame count of 0 is a live stream's (format 10); before, like a zero size, damage."""
+    version = 9 if field == "frame_count" else FORMAT_VERSION
+    payload = replace(HEADER, **{field: 0}).write(version)
+    assert _refusal(SequenceHeader.read, payload, version) == \
         "damaged sequence header: zero width, height or frame count"
     assert SequenceHeader.read(replace(HEADER, **{field: 1}).write()).__dict__[field] == 1
+    if field == "frame_count":
+        assert SequenceHeader.read(replace(HEADER, frame_count=0).write()).frame_count == 0
 
 
 @pytest.mark.parametrize("field", ["fps_num", "fps_den", "intra_period"])
@@ -408,3 +413,66 @@ def test_quality_map_origin_and_format_3_maps():
 
 def _blob_of(b: bytes) -> bytes:
     return write_varint(len(b)) + b
+
+
+# -- live streams (format 10): frame count 0 in the header, an end unit after the last frame -----
+LIVE = _unit(UnitType.SEQUENCE_HEADER, replace(HEADER, frame_count=0).write())
+
+
+def _end(count: int) -> bytes:
+    return _unit(UnitType.END, write_varint(count))
+
+
+def test_a_live_stream_reads_with_its_count_from_the_end_unit():
+    data = _stream(LIVE, FRAME_I, FRAME_P, _end(2))
+    s = unpack(data)
+    assert s.live and s.header == HEADER and s.frames == [I_FRAME, P_FRAME]
+    assert s.unit_bytes["end"] == len(_end(2)) and pack(s) == data
+    assert pack(replace(s, live=False)) == _stream(SEQ, FRAME_I, FRAME_P)
+
+
+@pytest.mark.parametrize("units, message", [
+    ((LIVE, FRAME_I, FRAME_P), "truncated stream: no end unit after 2 frames (a live stream cut "
+                               "short)"),
+    ((LIVE,), "truncated stream: no end unit after 0 frames (a live stream cut short)"),
+    ((LIVE, FRAME_I, _end(3)), "damaged stream: an end unit after 1 frames that does not count "
+                               "them"),
+    ((LIVE, _end(0)), "damaged stream: an end unit after 0 frames that does not count them"),
+    ((SEQ, FRAME_I, FRAME_P, _end(2)), "damaged stream: an end unit after 2 frames in a stream of "
+                                       "known length"),
+    ((LIVE, FRAME_I, _end(1), FRAME_P), "damaged stream: a unit after the end unit"),
+    ((LIVE, FRAME_I, _end(1), _end(1)), "damaged stream: a unit after the end unit"),
+    ((LIVE, FRAME_I, _unit(UnitType.END, write_varint(1) + b"x")),
+     "damaged stream: an end unit after 1 frames that does not count them"),
+])
+def test_live_stream_refusals(units, message):
+    assert _refusal(unpack, _stream(*units)) == message
+
+
+def test_formats_before_10_have_no_live_streams():
+    old = _unit(UnitType.SEQUENCE_HEADER, HEADER.write(9))
+    assert _refusal(unpack, _stream(old, FRAME_I, FRAME_P, _end(2), version=9)) == \
+        "damaged stream: unknown unit type 5 in unit 3"
+    with pytest.raises(ValueError, match="^format 9 has no live streams"):
+        pack_head(replace(HEADER, frame_count=0), version=9)
+
+
+def test_a_stream_read_from_a_pipe_as_it_arrives():
+    """FileReader over an unbuffered pipe: the head and each frame are read when their bytes are
+    in, `ready` says whether the next frame's bytes have begun to arrive."""
+    import os
+
+    from nvc.bitstream import FileReader, open_units
+
+    data = _stream(LIVE, FRAME_I, FRAME_P, _end(2))
+    head = len(MAGIC) + 1 + len(LIVE)
+    r, w = os.pipe()
+    with os.fdopen(r, "rb", buffering=0) as reader, os.fdopen(w, "wb", buffering=0) as writer:
+        writer.write(data[:head + len(FRAME_I)])
+        stream, frames = open_units(FileReader(reader))
+        assert stream.live and stream.header.frame_count == 0
+        assert next(frames) == I_FRAME and not frames.ready()
+        writer.write(data[head + len(FRAME_I):])
+        assert frames.ready() and next(frames) == P_FRAME
+        writer.close()
+        assert list(frames) == [] and stream.header == HEADER

@@ -3,6 +3,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from dataclasses import replace
 
 import pytest
 
@@ -328,7 +330,8 @@ def _piped(args, data: bytes, capsysbinary, monkeypatch) -> tuple[int, bytes, st
 def test_pipes_code_the_same_bytes_and_frames_as_files(tmp_path, clip_y4m, tiny_weights,
                                                       capsysbinary, monkeypatch):
     """y4m in on stdin and the stream out on stdout, then the stream in on stdin and y4m out on
-    stdout: the same bytes as the files, the summaries on stderr."""
+    stdout: the file's stream written live (its frame count in an end unit, format 10; the same
+    frame units), the same y4m as the files, the summaries on stderr."""
     w = ["--weights", str(tiny_weights)]
     for pick in ([], ["--start", "1", "--frames", "1"]):
         assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "f.nvc"), *pick, *w]) == 0
@@ -336,8 +339,14 @@ def test_pipes_code_the_same_bytes_and_frames_as_files(tmp_path, clip_y4m, tiny_
         capsysbinary.readouterr()
         code, stream, err = _piped(["encode", "-", "-o", "-", *pick, *w], clip_y4m.read_bytes(),
                                    capsysbinary, monkeypatch)
-        assert code == 0 and stream == (tmp_path / "f.nvc").read_bytes(), err
-        assert err.startswith("-: ")
+        from_file = bitstream.unpack((tmp_path / "f.nvc").read_bytes())
+        assert code == 0 and stream == bitstream.pack(replace(from_file, live=True)), err
+        assert bitstream.unpack(stream).header == from_file.header
+        assert err.startswith(f"-: {len(from_file.frames)} frames ")
+        (tmp_path / "live.nvc").write_bytes(stream)
+        assert main(["info", str(tmp_path / "live.nvc"), "--json"]) == 0
+        info = json.loads(capsysbinary.readouterr().out)
+        assert info["live"] and info["frames"] == len(from_file.frames) and info["format_version"] == 10
         code, y4m, err = _piped(["decode", "-", "-o", "-", *w], stream, capsysbinary, monkeypatch)
         assert code == 0 and y4m == (tmp_path / "f.y4m").read_bytes(), err
 
@@ -351,6 +360,8 @@ def test_pipes_code_the_same_bytes_and_frames_as_files(tmp_path, clip_y4m, tiny_
     (["eval", "-"], b"YUV4MPEG2 W99999 H16\n", "stdin: frame size 99999x16 exceeds"),
     (["decode", "-", "-o", "OUT"], b"", "stdin: no nvc stream"),
     (["decode", "-", "-o", "OUT"], b"not a stream", "not an nvc stream"),
+    (["decode", "-", "-o", "OUT.y4m"], "LIVE_CUT",
+     "truncated stream: no end unit after 2 frames"),
     (["decode", "IN", "-o", "-", "--json"], b"", "--json and -o - both write to standard output"),
 ])
 def test_bad_pipes_are_one_line_errors(args, data, message, tmp_path, clip_y4m, tiny_weights,
@@ -358,12 +369,16 @@ def test_bad_pipes_are_one_line_errors(args, data, message, tmp_path, clip_y4m, 
     assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "in.nvc"), "--weights",
                  str(tiny_weights)]) == 0
     capsysbinary.readouterr()
-    args = [str(tmp_path / "in.nvc") if a == "IN" else str(tmp_path / "out") if a == "OUT" else a
-            for a in args]
+    args = [str(tmp_path / "in.nvc") if a == "IN" else str(tmp_path / a.lower())
+            if a.startswith("OUT") else a for a in args]
+    if data == "LIVE_CUT":  # a live stream cut after its second frame: no end unit
+        live = replace(bitstream.unpack((tmp_path / "in.nvc").read_bytes()), live=True)
+        data = bitstream.pack(live)[:-len(bitstream.pack_end(3)) - len(bitstream.pack_frame(
+            live.frames[2]))]
     code, out, err = _piped(args + ["--weights", str(tiny_weights)], data, capsysbinary,
                             monkeypatch)
     assert code == 1 and err.startswith(f"nvc: error: {message}") and err.count("\n") == 1, err
-    assert out == b"" and not (tmp_path / "out").exists()
+    assert out == b"" and not list(tmp_path.glob("out*"))
 
 
 def test_a_closed_output_pipe_is_one_line_and_no_traceback(tmp_path, tiny_weights):
@@ -534,3 +549,38 @@ def test_json_output_has_no_infinite_numbers():
     payload = {"results": [{"psnr_yuv_db": float("inf"), "bpp": 0.5, "x": [float("nan"), 1]}]}
     text = json.dumps(_json_safe(payload), allow_nan=False)
     assert json.loads(text) == {"results": [{"psnr_yuv_db": None, "bpp": 0.5, "x": [None, 1]}]}
+
+
+def test_a_live_pipe_is_coded_and_decoded_as_it_arrives(tmp_path, tiny_weights):
+    """`nvc encode - -o - | nvc decode - -o -` on a source that has not ended (a camera): decoded
+    frames come out while the encoder's input is still open, and ending the input ends both with
+    every frame, as the same clip read from a file decodes."""
+    clip = tmp_path / "clip.y4m"
+    write_video(clip, make_video(frames=4, hw=(48, 64)))
+    data = clip.read_bytes()
+    head, body = data.split(b"\n", 1)
+    frames = [b"FRAME" + f for f in body.split(b"FRAME")[1:]]
+    w = ["--weights", str(tiny_weights)]
+    enc = subprocess.Popen([sys.executable, "-m", "nvc.cli", "encode", "-", "-o", "-", *w],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    dec = subprocess.Popen([sys.executable, "-m", "nvc.cli", "decode", "-", "-o", "-", *w],
+                           stdin=enc.stdout, stdout=subprocess.PIPE)
+    assert enc.stdin and enc.stdout and dec.stdout
+    enc.stdout.close()  # the decoder holds the pipe
+    watchdog = threading.Timer(240, lambda: (enc.kill(), dec.kill()))
+    watchdog.start()
+    try:
+        enc.stdin.write(head + b"\n" + b"".join(frames[:3]))  # the encoder looks one frame ahead
+        enc.stdin.flush()
+        y4m_head = dec.stdout.readline()
+        first = dec.stdout.read(len(frames[0]))  # returns while the encoder's input is open
+        assert enc.poll() is None and first.startswith(b"FRAME\n")
+        enc.stdin.write(frames[3])
+        enc.stdin.close()
+        rest = dec.stdout.read()
+        assert enc.wait() == 0 and dec.wait() == 0
+    finally:
+        watchdog.cancel()
+    assert main(["encode", str(clip), "-o", str(tmp_path / "f.nvc"), *w]) == 0
+    assert main(["decode", str(tmp_path / "f.nvc"), "-o", str(tmp_path / "f.y4m"), *w]) == 0
+    assert y4m_head + first + rest == (tmp_path / "f.y4m").read_bytes()

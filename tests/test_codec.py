@@ -90,9 +90,9 @@ def test_streaming_encode_writes_the_same_bytes(tiny_model, small_video, tmp_pat
     write_video(path, small_video)
     lazy = read_video(path, lazy=True)
     sink = io.BytesIO()
-    size, _ = encode_to(sink, lazy, model, entry, 2, intra_period=2)
+    size, _, frames = encode_to(sink, lazy, model, entry, 2, intra_period=2)
     assert sink.getvalue() == encode(read_video(path), model, entry, 2, intra_period=2).data
-    assert size == len(sink.getvalue())
+    assert size == len(sink.getvalue()) and frames == len(small_video.frames)
 
 
 def test_nvc_decode_yields_the_decoders_frames(tiny_model, tiny_weights, small_video):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import io
 import json
 import os
 from dataclasses import replace
@@ -26,8 +27,9 @@ from nvc.adapted import apply_unit, make_unit
 from nvc.adapter_coding import SpikeSlabPrior
 from nvc.adapters import LAYER_TABLE, inject, sent_tensors
 from nvc.bitstream import NumericProfile
-from nvc.codec import decode_stream, encode
+from nvc.codec import decode_stream, encode, encode_to
 from nvc.errors import BitstreamError
+from nvc.io import PipeFrames
 from nvc.models.config import TINY
 from nvc.models.entropy import LatentCodec
 from nvc.models.range_coder import TableCoder
@@ -54,6 +56,8 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # layers, `_adapted`) whose parameters nvc's coder codes; stream-adapted-format8.nvc: the same
 # stream as nvc wrote it before format 9 (at bfbf0dd, by the same procedure), the parameters coded
 # by CompressAI's coder; its md5s were recorded by that nvc's decoder.
+# stream-live.nvc (format 10): stream-rans.nvc's clip coded from a pipe read live: the header's
+# frame count 0 and an end unit after the last frame.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
@@ -64,7 +68,8 @@ STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
            "sched_": (GOLDEN / "stream-sched.nvc", NumericProfile.SUBSTREAMS, 7),
            "intra_": (GOLDEN / "stream-intra.nvc", NumericProfile.SUBSTREAMS, 8),
            "adapted8_": (GOLDEN / "stream-adapted-format8.nvc", NumericProfile.SUBSTREAMS, 8),
-           "adapted_": (GOLDEN / "stream-adapted.nvc", NumericProfile.SUBSTREAMS, 9)}
+           "adapted_": (GOLDEN / "stream-adapted.nvc", NumericProfile.SUBSTREAMS, 9),
+           "live_": (GOLDEN / "stream-live.nvc", NumericProfile.SUBSTREAMS, 10)}
 ADAPTED = ("adapted8_", "adapted_")
 MAPPED = ("map_", "sched_")
 SCHEDULE = GopSchedule.from_rungs(0.75, 0.0, 0.5)  # of stream-sched.nvc
@@ -87,11 +92,20 @@ def _regenerate() -> None:
         if version != bitstream.FORMAT_VERSION:
             continue
         coder, adapters = _adapted(model) if key in ADAPTED else (model, None)
-        data = encode(make_video(frames=3, hw=(64, 96), seed=3), coder, entry, quality=2,
-                      intra_period=2 if key == "intra_" else 12, profile=profile,
-                      qmap=MAP if key in MAPPED else None, adapters=adapters,
-                      schedule=SCHEDULE if key == "sched_" else FLAT, adaptive_intra=False).data
-        path.write_bytes(relabelled(data, intra_period=12))
+        video = make_video(frames=3, hw=(64, 96), seed=3)
+        if key == "live_":
+            sink = io.BytesIO()
+            encode_to(sink, replace(video, frames=PipeFrames(iter(video.frames)),
+                                    size=(video.width, video.height)), model, entry,
+                      quality=2, profile=profile, schedule=FLAT, adaptive_intra=False)
+            path.write_bytes(sink.getvalue())
+        else:
+            data = encode(video, coder, entry, quality=2,
+                          intra_period=2 if key == "intra_" else 12, profile=profile,
+                          qmap=MAP if key in MAPPED else None, adapters=adapters,
+                          schedule=SCHEDULE if key == "sched_" else FLAT,
+                          adaptive_intra=False).data
+            path.write_bytes(relabelled(data, intra_period=12))
         symbols, frames = _decode(path.read_bytes())
         expected.update({f"{key}symbols_md5": symbols, f"{key}frames_md5": frames})
     EXPECTED.write_text(json.dumps(expected, indent=1) + "\n")
@@ -182,6 +196,7 @@ def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monk
     assert "".join(f.kind.name for f in bitstream.unpack(data).frames) == (
         "IPI" if key == "intra_" else "IPP")
     assert (bitstream.unpack(data).adapters is not None) == (key in ADAPTED)
+    assert bitstream.unpack(data).live == (key == "live_")
     symbols, frames = _decode(data, monkeypatch)
     assert symbols == expected[f"{key}symbols_md5"]
     assert frames == expected[f"{key}frames_md5"] and len(frames) == 3
@@ -224,6 +239,16 @@ def test_either_adapter_coder_gives_the_same_frames(expected):
     assert units[0].legacy_coder and not units[1].legacy_coder
     assert replace(units[0], coded=b"", legacy_coder=False) == replace(units[1], coded=b"")
     assert [f.latents for f in old.frames] == [f.latents for f in new.frames]
+
+
+def test_a_live_stream_differs_in_its_framing_alone(expected):
+    """Coded from a pipe read live, the clip's stream has the same frames as from a file: only
+    the header's count (0) and the end unit differ (format 10)."""
+    assert expected["live_symbols_md5"] == expected["rans_symbols_md5"]
+    assert expected["live_frames_md5"] == expected["rans_frames_md5"]
+    live, rans = (bitstream.unpack(STREAMS[k][0].read_bytes()) for k in ("live_", "rans_"))
+    assert live.live and live.header == rans.header and live.frames == rans.frames
+    assert live.unit_bytes["end"] == len(bitstream.pack_end(3))
 
 
 def test_the_skip_profile_codes_fewer_symbols(expected):
