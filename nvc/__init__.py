@@ -1,8 +1,9 @@
 """nvc: an instance-adaptive neural video codec (see README.md and ../shared/DESIGN.md)."""
 import warnings
 
-# compressai 1.2.8 calls torch.jit.script at import time and torch >= 2.10 warns about it on every
-# run of every command; silence exactly that notice, nothing else.
+# compressai 1.2.8 calls torch.jit.script at import time and torch >= 2.10 warns about it (nvc
+# imports it only to decode streams its coder wrote, and the tests compare with it); silence
+# exactly that notice, nothing else.
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
 
 

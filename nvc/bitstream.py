@@ -187,6 +187,9 @@ class Reader:
         return self.pos == len(self.data)
 
 
+READ_CHUNK = 1 << 20
+
+
 class FileReader(Reader):
     """A Reader over a binary file read as it arrives (a pipe): `take` blocks until its bytes
     are there or the file ends; `done` once it has ended; `ready` says whether a read would find
@@ -198,12 +201,15 @@ class FileReader(Reader):
         self.f = f
 
     def take(self, n: int, field_name: str) -> bytes:
-        out = self.data
-        while len(out) < n:  # an unbuffered pipe returns what has arrived: read on
-            chunk = self.f.read(n - len(out))
+        parts, got = [self.data], len(self.data)
+        while got < n:  # an unbuffered pipe returns what has arrived: read on, a MiB at most at a
+            # time, so that a length the bytes cannot back allocates nothing
+            chunk = self.f.read(min(n - got, READ_CHUNK))
             if not chunk:
                 break
-            out += chunk
+            parts.append(chunk)
+            got += len(chunk)
+        out = b"".join(parts)
         out, self.data = out[:n], out[n:]
         if n < 0 or len(out) < n:
             raise BitstreamError(f"truncated {self.what}: {field_name} needs {n} bytes, "

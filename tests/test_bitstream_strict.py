@@ -8,6 +8,8 @@ import zlib
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nvc.bitstream import (
     FORMAT_VERSION,
@@ -476,3 +478,43 @@ def test_a_stream_read_from_a_pipe_as_it_arrives():
         assert frames.ready() and next(frames) == P_FRAME
         writer.close()
         assert list(frames) == [] and stream.header == HEADER
+
+
+def test_a_file_declaring_a_huge_unit_allocates_nothing_for_it(tmp_path):
+    """A 30-byte stream whose unit claims the limit's 256 MiB: read a MiB at most at a time, it is
+    refused as truncated without a 256 MiB buffer."""
+    import tracemalloc
+
+    from nvc.bitstream import FileReader, open_units
+
+    path = tmp_path / "claim.nvc"
+    path.write_bytes(_stream(SEQ) + bytes([UnitType.FRAME]) + write_varint(LIMITS.max_unit_bytes)
+                     + b"x" * 10)
+    tracemalloc.start()
+    with open(path, "rb") as f, pytest.raises(BitstreamError, match="^truncated stream: unit 1 "
+                                                                     "payload needs 268435456"):
+        list(open_units(FileReader(f))[1])
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 8 << 20
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40), st.integers(0, 200), st.booleans())
+def test_a_file_reads_as_its_bytes_do(noise, at, live):
+    """The same stream (mangled anywhere) read from a file, unit by unit, and from its bytes in
+    memory: the same frames, or the same one-line refusal."""
+    import io
+
+    from nvc.bitstream import FileReader, open_units
+
+    data = _stream(LIVE, FRAME_I, FRAME_P, _end(2)) if live else _stream(SEQ, FRAME_I, FRAME_P)
+    data = data[:at] + noise + data[at + len(noise):]
+
+    def read(reader):
+        try:
+            stream, frames = open_units(reader)
+            return stream.header, list(frames), stream.unit_bytes
+        except BitstreamError as e:
+            return str(e)
+    assert read(FileReader(io.BytesIO(data))) == read(Reader(data))
