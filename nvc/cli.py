@@ -103,11 +103,37 @@ def _load(args):
     return model.to(_device(args.device)), entry
 
 
-def _read_input(args, lazy: bool = False, live: bool = False):
+def _read_input(args, lazy: bool = False, live: bool = False, stop=lambda: False):
     from .io import read_video
 
     return read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames,
-                      lazy=lazy, progress=_progress("reading stdin"), live=live)
+                      lazy=lazy, progress=_progress("reading stdin"), live=live, stop=stop)
+
+
+@contextmanager
+def _interrupt_ends_input(live: bool):
+    """While a pipe is coded live: the first Ctrl-C ends the input there, as its end would (the
+    frames read so far are coded and the stream closed, nothing lost); a second one stops at
+    once. Yields what the reader asks before each frame: whether to stop."""
+    import signal
+    import threading
+
+    ended = threading.Event()
+    if not live or threading.current_thread() is not threading.main_thread():
+        yield ended.is_set
+        return
+
+    def first_ends_input(signum, frame) -> None:
+        if ended.is_set():
+            raise KeyboardInterrupt
+        ended.set()
+        print("nvc: interrupted: the input ends here; coding the frames read so far (Ctrl-C "
+              "again to stop at once)", file=sys.stderr)
+    previous = signal.signal(signal.SIGINT, first_ends_input)
+    try:
+        yield ended.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _check_output(args) -> None:
@@ -150,15 +176,21 @@ def _json_safe(value):
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_encode(args) -> None:
-    from .codec import encode_to
-    from .io import open_output, random_access
-    from .metrics import bpp
-
     _check_output(args)
     _check_roi(args)
     # coding streams the clip (a pipe as it arrives, a live stream); the fit reads it a window at
     # a time, a region or task map may need every frame first: from a pipe those are spooled
-    video = _read_input(args, lazy=True, live=not (args.adapt or args.roi or args.task_model))
+    live = args.input == "-" and not (args.adapt or args.roi or args.task_model)
+    with _interrupt_ends_input(live) as stop:
+        _encode(args, _read_input(args, lazy=True, live=live, stop=stop))
+
+
+def _encode(args, video) -> None:
+    """Code `video` as the encode command's options say, into its output, and print the summary."""
+    from .codec import encode_to
+    from .io import open_output, random_access
+    from .metrics import bpp
+
     model, entry = _load(args)
     extra, lines = {}, []
     with open_output(args.output) as sink:

@@ -335,11 +335,12 @@ def frame_count(video: Video) -> int | None:
 def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
                   frames: int | None = None,
                   progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter,
-                  live: bool = False) -> Video:
+                  live: bool = False, stop: Callable[[], bool] = lambda: False) -> Video:
     """y4m from a pipe (standard input), read in one pass: frames `start` .. `start + frames`,
     spooled (`spooled_video`) as they arrive, through `progress` (e.g. a bar), for what needs the
     whole clip (its frame count, or frames in any order); with `live`, handed on as they arrive
-    (PipeFrames) and never stored."""
+    (PipeFrames) and never stored. Reading ends early, as at the pipe's end, once `stop()` says
+    so (checked before each frame)."""
     line = f.readline(Y4M_TAG_MAX)
     if not line.startswith(b"YUV4MPEG2"):
         raise InputError(f"{name}: not a y4m stream (nvc reads y4m from a pipe, e.g. "
@@ -349,7 +350,8 @@ def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
 
     def samples() -> Iterator[bytes]:
         index = 0
-        while (frames is None or index < start + frames) and _y4m_frame_tag(f, name, index):
+        while (frames is None or index < start + frames) and not stop() and \
+                _y4m_frame_tag(f, name, index):
             data = f.read(size)
             if len(data) < size:
                 raise InputError(f"{name}: truncated y4m frame {index}")
@@ -473,14 +475,14 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
                fps: Fraction | None = None, start: int = 0, frames: int | None = None,
                lazy: bool = False,
                progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter,
-               live: bool = False) -> Video:
+               live: bool = False, stop: Callable[[], bool] = lambda: False) -> Video:
     """Read any supported input; raises InputError with a one-line reason. With `lazy`, frames are
     read from disk (or decoded, nvc.io.read_av) one at a time while iterated (memory bounded by a
     frame). `-` reads y4m from standard input, spooled through `progress`, or with `live` handed
-    on as it arrives (read_y4m_pipe)."""
+    on as it arrives, until `stop()` (read_y4m_pipe)."""
     _check_range(start, frames)
     if str(path) == STDIO:
-        video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames, progress, live)
+        video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames, progress, live, stop)
         return _checked(video, size, fps)
     path = Path(path)
     if not path.exists():

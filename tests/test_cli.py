@@ -584,3 +584,39 @@ def test_a_live_pipe_is_coded_and_decoded_as_it_arrives(tmp_path, tiny_weights):
     assert main(["encode", str(clip), "-o", str(tmp_path / "f.nvc"), *w]) == 0
     assert main(["decode", str(tmp_path / "f.nvc"), "-o", str(tmp_path / "f.y4m"), *w]) == 0
     assert y4m_head + first + rest == (tmp_path / "f.y4m").read_bytes()
+
+
+def test_ctrl_c_ends_a_live_input_and_keeps_the_stream(tmp_path, tiny_weights):
+    """Recording from a pipe that does not end: the first Ctrl-C ends the input there; the frames
+    read so far are coded, the stream is closed and kept (exit 0), whatever the source does."""
+    import signal
+    import time
+
+    clip = tmp_path / "clip.y4m"
+    write_video(clip, make_video(frames=4, hw=(48, 64)))
+    head, body = clip.read_bytes().split(b"\n", 1)
+    frames = [b"FRAME" + f for f in body.split(b"FRAME")[1:]]
+    out = tmp_path / "rec.nvc"
+    enc = subprocess.Popen([sys.executable, "-m", "nvc.cli", "encode", "-", "-o", str(out),
+                            "--weights", str(tiny_weights)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert enc.stdin and enc.stdout and enc.stderr
+    enc.stdin.write(head + b"\n" + b"".join(frames[:3]))
+    enc.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in tmp_path.glob(".rec.nvc.partial-*")):
+        assert time.monotonic() < deadline and enc.poll() is None
+        time.sleep(0.05)  # coding has begun: the head and frame 0 are written
+    enc.send_signal(signal.SIGINT)
+    try:  # the source goes on (a camera): the frame being read is finished, no more
+        enc.stdin.write(frames[3])
+        enc.stdin.flush()
+    except BrokenPipeError:
+        pass
+    assert enc.wait(timeout=120) == 0
+    summary, err = enc.stdout.read().decode(), enc.stderr.read().decode()
+    assert err.startswith("nvc: interrupted: the input ends here") and err.count("\n") == 1
+    coded = bitstream.unpack(out.read_bytes())
+    assert coded.live and len(coded.frames) in (3, 4)
+    assert summary.startswith(f"{out}: {len(coded.frames)} frames")
+    enc.stdin.close()
