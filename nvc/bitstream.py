@@ -186,6 +186,10 @@ class Reader:
     def done(self) -> bool:
         return self.pos == len(self.data)
 
+    def ready(self) -> bool:
+        """Whether reading on would find bytes waiting (in memory: always)."""
+        return True
+
 
 READ_CHUNK = 1 << 20
 
@@ -585,7 +589,7 @@ def _read_units(r: Reader):
 
 class FrameUnits(Iterator[CodedFrame]):
     """The frames of a stream as they are read (open_units), and whether the next one's bytes
-    have begun to arrive (`ready`: FileReader.ready; always for bytes in memory)."""
+    have begun to arrive (`ready`: Reader.ready)."""
 
     def __init__(self, frames: Iterator[CodedFrame], r: Reader):
         self._frames, self._reader = frames, r
@@ -594,7 +598,7 @@ class FrameUnits(Iterator[CodedFrame]):
         return next(self._frames)
 
     def ready(self) -> bool:
-        return self._reader.ready() if isinstance(self._reader, FileReader) else True
+        return self._reader.ready()
 
 
 def open_units(r: Reader) -> tuple[Stream, FrameUnits]:

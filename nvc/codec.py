@@ -509,7 +509,8 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
         return model.decode_latents(cf, padded, schedule.frame_q(q, i % period, period, device),
                                     profile)
 
-    count = None if stream.live else header.frame_count
+    # frames read as they arrive from a live stream: not counted until its end unit
+    count = len(stream.frames) if frames is None else None if stream.live else header.frame_count
     ahead = Ahead(Numbered(stream.frames if frames is None else frames, count), entropy_stage,
                   DECODE_AHEAD if exact else 0, _ready(frames))
     ref: Tensor | None = None
