@@ -327,9 +327,10 @@ def _stream_input(path: str):
     (refused when it is empty), read as it arrives."""
     from .bitstream import FileReader
     from .errors import InputError
-    from .io import STDIO
+    from .io import STDIO, stdin_piped
 
     if path == STDIO:  # unbuffered, so that FileReader.ready sees every byte that has arrived
+        stdin_piped("an nvc stream", "nvc encode IN -o - | nvc decode - -o OUT.y4m")
         reader = FileReader(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer))
         if reader.done:
             raise InputError("stdin: no nvc stream (nothing was read)")

@@ -327,6 +327,13 @@ def _y4m_offsets(path: Path, w: int, h: int, start: int, frames: int | None) -> 
     return offsets
 
 
+def stdin_piped(what: str, example: str) -> None:
+    """Refuse `-` when standard input is a terminal (nothing was piped in: reading would wait for
+    keystrokes)."""
+    if getattr(sys.stdin, "isatty", lambda: False)():
+        raise InputError(f"stdin: is a terminal; pipe {what} into nvc, e.g. {example}")
+
+
 def frame_count(video: Video) -> int | None:
     """How many frames `video` has; None for a pipe read live (PipeFrames) until it has ended."""
     return None if isinstance(video.frames, PipeFrames) else len(video.frames)
@@ -482,6 +489,7 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     on as it arrives, until `stop()` (read_y4m_pipe)."""
     _check_range(start, frames)
     if str(path) == STDIO:
+        stdin_piped("y4m", "ffmpeg -i IN -f yuv4mpegpipe - | nvc encode - -o OUT.nvc")
         video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames, progress, live, stop)
         return _checked(video, size, fps)
     path = Path(path)

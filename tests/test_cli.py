@@ -381,6 +381,22 @@ def test_bad_pipes_are_one_line_errors(args, data, message, tmp_path, clip_y4m, 
     assert out == b"" and not list(tmp_path.glob("out*"))
 
 
+@pytest.mark.parametrize("command", [["encode", "-", "-o", "OUT"], ["decode", "-", "-o", "OUT"],
+                                     ["info", "-"], ["eval", "-"]])
+def test_a_terminal_on_stdin_is_refused_at_once(command, tmp_path, tiny_weights, capsys,
+                                                monkeypatch):
+    """`-` with nothing piped in would wait for keystrokes: one line instead."""
+    class Terminal(_Stdin):
+        def isatty(self) -> bool:
+            return True
+    monkeypatch.setattr(sys, "stdin", Terminal(b""))
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    code = main(args + ["--weights", str(tiny_weights)] if command[0] != "info" else args)
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith("nvc: error: stdin: is a terminal; pipe ") and \
+        err.count("\n") == 1, err
+
+
 def test_a_closed_output_pipe_is_one_line_and_no_traceback(tmp_path, tiny_weights):
     """A player that quits: the decoder stops with one line, exit 1, nothing from the interpreter."""
     clip = tmp_path / "big.y4m"  # more y4m than a pipe buffers
