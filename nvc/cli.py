@@ -103,7 +103,7 @@ def _load(args):
     return model.to(_device(args.device)), entry
 
 
-def _read_input(args, lazy: bool = False, live: bool = False, stop=lambda: False):
+def _read_input(args, lazy: bool = False, live: bool = False, stop=None):
     from .io import read_video
 
     return read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames,
@@ -113,25 +113,28 @@ def _read_input(args, lazy: bool = False, live: bool = False, stop=lambda: False
 @contextmanager
 def _interrupt_ends_input(live: bool):
     """While a pipe is coded live: the first Ctrl-C ends the input there, as its end would (the
-    frames read so far are coded and the stream closed, nothing lost); a second one stops at
-    once. Yields what the reader asks before each frame: whether to stop."""
+    frames read so far are coded and the stream closed, nothing lost), also while the reader
+    waits for a source that has stalled; a second one stops at once. Yields the reader's
+    InputStop."""
     import signal
     import threading
 
-    ended = threading.Event()
+    from .io import InputStop
+
+    stop = InputStop()
     if not live or threading.current_thread() is not threading.main_thread():
-        yield ended.is_set
+        yield stop
         return
 
     def first_ends_input(signum, frame) -> None:
-        if ended.is_set():
+        if stop.ended:
             raise KeyboardInterrupt
-        ended.set()
         print("nvc: interrupted: the input ends here; coding the frames read so far (Ctrl-C "
               "again to stop at once)", file=sys.stderr)
+        stop.end()  # raises into a read that waits for bytes, ending it
     previous = signal.signal(signal.SIGINT, first_ends_input)
     try:
-        yield ended.is_set
+        yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
 

@@ -339,15 +339,47 @@ def frame_count(video: Video) -> int | None:
     return None if isinstance(video.frames, PipeFrames) else len(video.frames)
 
 
+class _InputEnded(Exception):
+    """Raised into a read that waits for a pipe's bytes (InputStop.end): the input ends there."""
+
+
+class InputStop:
+    """Ends a pipe's input early, as its end would: `end()`, called from a signal handler (which
+    runs in the main thread), makes the reader stop before its next frame and, where the reader is
+    waiting for bytes (a source that stalled), ends that wait at once, the frame being read left
+    out. Calling it tells whether it has ended."""
+
+    def __init__(self) -> None:
+        self.ended, self._waiting = False, False
+
+    def __call__(self) -> bool:
+        return self.ended
+
+    def end(self) -> None:
+        self.ended = True
+        if self._waiting:
+            raise _InputEnded
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        """Around the reads that block on the pipe (only there may `end` raise)."""
+        self._waiting = True
+        try:
+            yield
+        finally:
+            self._waiting = False
+
+
 def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
                   frames: int | None = None,
                   progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter,
-                  live: bool = False, stop: Callable[[], bool] = lambda: False) -> Video:
+                  live: bool = False, stop: InputStop | None = None) -> Video:
     """y4m from a pipe (standard input), read in one pass: frames `start` .. `start + frames`,
     spooled (`spooled_video`) as they arrive, through `progress` (e.g. a bar), for what needs the
     whole clip (its frame count, or frames in any order); with `live`, handed on as they arrive
-    (PipeFrames) and never stored. Reading ends early, as at the pipe's end, once `stop()` says
-    so (checked before each frame)."""
+    (PipeFrames) and never stored. Reading ends early, as at the pipe's end, once `stop` has
+    ended (checked before each frame, and ending a wait for bytes)."""
+    stop = stop or InputStop()
     line = f.readline(Y4M_TAG_MAX)
     if not line.startswith(b"YUV4MPEG2"):
         raise InputError(f"{name}: not a y4m stream (nvc reads y4m from a pipe, e.g. "
@@ -357,14 +389,19 @@ def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
 
     def samples() -> Iterator[bytes]:
         index = 0
-        while (frames is None or index < start + frames) and not stop() and \
-                _y4m_frame_tag(f, name, index):
-            data = f.read(size)
-            if len(data) < size:
-                raise InputError(f"{name}: truncated y4m frame {index}")
-            if index >= start:
-                yield data
-            index += 1
+        try:
+            while (frames is None or index < start + frames) and not stop():
+                with stop.waiting():
+                    data = f.read(size) if _y4m_frame_tag(f, name, index) else None
+                if data is None:
+                    return
+                if len(data) < size:
+                    raise InputError(f"{name}: truncated y4m frame {index}")
+                if index >= start:
+                    yield data
+                index += 1
+        except _InputEnded:
+            return
     convert = limited_range if full_range else None
     if live:
         frames_of = partial(_frame_of, w=w, h=h)
@@ -482,11 +519,11 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
                fps: Fraction | None = None, start: int = 0, frames: int | None = None,
                lazy: bool = False,
                progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter,
-               live: bool = False, stop: Callable[[], bool] = lambda: False) -> Video:
+               live: bool = False, stop: InputStop | None = None) -> Video:
     """Read any supported input; raises InputError with a one-line reason. With `lazy`, frames are
     read from disk (or decoded, nvc.io.read_av) one at a time while iterated (memory bounded by a
     frame). `-` reads y4m from standard input, spooled through `progress`, or with `live` handed
-    on as it arrives, until `stop()` (read_y4m_pipe)."""
+    on as it arrives, until `stop` ends it (read_y4m_pipe)."""
     _check_range(start, frames)
     if str(path) == STDIO:
         stdin_piped("y4m", "ffmpeg -i IN -f yuv4mpegpipe - | nvc encode - -o OUT.nvc")

@@ -636,3 +636,33 @@ def test_ctrl_c_ends_a_live_input_and_keeps_the_stream(tmp_path, tiny_weights):
     assert coded.live and len(coded.frames) in (3, 4)
     assert summary.startswith(f"{out}: {len(coded.frames)} frames")
     enc.stdin.close()
+
+
+def test_ctrl_c_ends_a_live_input_that_has_stalled(tmp_path, tiny_weights):
+    """A camera that stops sending (the pipe stays open): the first Ctrl-C ends the input at once,
+    not when a next frame or the pipe's end comes; the frames read so far are kept (exit 0)."""
+    import signal
+    import time
+
+    clip = tmp_path / "clip.y4m"
+    write_video(clip, make_video(frames=2, hw=(48, 64)))
+    out = tmp_path / "rec.nvc"
+    enc = subprocess.Popen([sys.executable, "-m", "nvc.cli", "encode", "-", "-o", str(out),
+                            "--weights", str(tiny_weights), "--frame-types", "fixed"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert enc.stdin
+    enc.stdin.write(clip.read_bytes())  # two frames, then nothing: the source stalls
+    enc.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in tmp_path.glob(".rec.nvc.partial-*")):
+        assert time.monotonic() < deadline and enc.poll() is None
+        time.sleep(0.05)
+    time.sleep(1.0)  # both frames coded; the reader waits for a third
+    enc.send_signal(signal.SIGINT)
+    try:
+        assert enc.wait(timeout=60) == 0
+    finally:
+        enc.kill()
+        enc.stdin.close()
+    coded = bitstream.unpack(out.read_bytes())
+    assert coded.live and len(coded.frames) == 2
