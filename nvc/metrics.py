@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from .io import YUVFrame
 
@@ -49,6 +48,7 @@ def ms_ssim(src: list[np.ndarray], dec: list[np.ndarray]) -> float | None:
     side above (window - 1) * 16; frames too small for the standard 11-tap window (QCIF) use the
     largest odd window that fits, a documented deviation rather than a failure. Frames whose
     smaller side is 32 px or less have no five-scale MS-SSIM: None."""
+    import torch
     from pytorch_msssim import ms_ssim as _ms_ssim
 
     side = min(src[0].shape[:2])

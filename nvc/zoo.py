@@ -1,6 +1,8 @@
 """Shipped weights: stable model ids, sha256, loading (safetensors or weights_only checkpoints).
 
 A model id written into a stream never changes meaning (STYLE 3): new weights get a new id.
+The registry is read without torch (`nvc info` names a stream's model in a tenth of the time);
+the functions that load or save weights import it.
 """
 from __future__ import annotations
 
@@ -9,14 +11,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .errors import InputError, NvcError
 from .models.config import TINY, ModelConfig, width_variant
-from .models.entropy import remap_log_gains
-from .models.ssf import SSF
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .models.ssf import SSF
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +93,15 @@ def shippable_state(model: nn.Module) -> dict[str, torch.Tensor]:
             if not _is_cdf_key(k)}
 
 
-def save_weights(model: SSF, path: Path, dtype: torch.dtype = torch.float16,
+def save_weights(model: SSF, path: Path, dtype: torch.dtype | None = None,
                  extra: dict[str, str] | None = None) -> str:
-    """Write config + weights as safetensors; parameters are cast to `dtype`, buffers (bounds such
-    as the 1e-9 likelihood floor, which fp16 would flush to zero) stay float32. Returns the sha256."""
+    """Write config + weights as safetensors; parameters are cast to `dtype` (default float16),
+    buffers (bounds such as the 1e-9 likelihood floor, which fp16 would flush to zero) stay
+    float32. Returns the sha256."""
+    import torch
     from safetensors.torch import save_file
 
+    dtype = dtype or torch.float16
     params = {name for name, _ in model.named_parameters()}
     state = {k: (v.to(dtype) if k in params and v.is_floating_point() else v) for k, v in
              shippable_state(model).items()}
@@ -118,6 +125,8 @@ def read_weights(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
                 cfg = ModelConfig.from_json(f.metadata()["config"])
                 state = {k: f.get_tensor(k) for k in f.keys()}
         else:
+            import torch
+
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
             cfg = ModelConfig.from_json(ckpt["nvc_config"])
             state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
@@ -132,6 +141,10 @@ def read_weights(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
 def load_state_into(model: SSF, path: str | Path) -> None:
     """Copy every matching tensor of a weights file into `model` (used to chain training stages).
     Gain vectors trained for another rate ladder are moved to the model's ladder."""
+    from torch import nn
+
+    from .models.entropy import remap_log_gains
+
     cfg, state = read_weights(Path(path))
     if cfg.lambdas != model.cfg.lambdas:
         state = {k: (remap_log_gains(v, cfg.lambdas, model.cfg.lambdas)
@@ -144,6 +157,11 @@ def load_state_into(model: SSF, path: str | Path) -> None:
 
 
 def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> SSF:
+    import torch
+    from torch import nn
+
+    from .models.ssf import SSF
+
     model = SSF(cfg)
     missing, unexpected = nn.Module.load_state_dict(model, state, strict=False)
     missing = [k for k in missing if not _is_cdf_key(k)]

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -666,3 +667,16 @@ def test_ctrl_c_ends_a_live_input_that_has_stalled(tmp_path, tiny_weights):
         enc.stdin.close()
     coded = bitstream.unpack(out.read_bytes())
     assert coded.live and len(coded.frames) == 2
+
+
+def test_info_reads_a_stream_without_importing_torch():
+    """`nvc info` parses the header and names the model without torch (0.27 s instead of 1.85 s
+    on this project's CPU); a stream with adapters or a quality map may import it."""
+    stream = Path(__file__).parent / "data" / "golden" / "stream.nvc"
+    code = ("import sys, contextlib, io; from nvc.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main(['info', {str(stream)!r}]) == 0\n"
+            "print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
