@@ -528,12 +528,13 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     if str(path) == STDIO:
         stdin_piped("y4m", "ffmpeg -i IN -f yuv4mpegpipe - | nvc encode - -o OUT.nvc")
         video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames, progress, live, stop)
-        return _checked(video, size, fps)
+        return _checked(video, size, fps, start)
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video")
+    _refuse_nvc_stream(path)
     suffix = path.suffix.lower()
     if suffix in RAW_SUFFIXES:
         video = read_raw_yuv(path, size, fps, start, frames, lazy)
@@ -541,14 +542,29 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         video = read_y4m(path, start, frames, lazy)
     else:
         video = read_av(path, start, frames, lazy)
-    return _checked(video, size, fps)
+    return _checked(video, size, fps, start)
 
 
-def _checked(video: Video, size: tuple[int, int] | None, fps: Fraction | None) -> Video:
+def _refuse_nvc_stream(path: Path) -> None:
+    """An .nvc stream given where a video is read (`nvc eval clip.nvc`): say what to do instead
+    of FFmpeg's complaint about invalid data."""
+    from .bitstream import MAGIC
+
+    if not path.is_file():  # a named pipe's bytes are not ours to take
+        return
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) == MAGIC:
+            raise InputError(f"{path}: is an nvc stream, not a video; `nvc decode {path} -o "
+                             "OUT.y4m` decodes it (eval and encode read the source video)")
+
+
+def _checked(video: Video, size: tuple[int, int] | None, fps: Fraction | None,
+             start: int = 0) -> Video:
     """A video read: refused without frames, or when `size` contradicts it; `fps` overrides its
     rate."""
     if frame_count(video) == 0:  # a live pipe's count is not known yet
-        raise InputError(f"{video.source}: no frames to read")
+        raise InputError(f"{video.source}: no frames to read" + (
+            f" from frame {start} on (--start is past its end)" if start else ""))
     if size is not None and tuple(size) != (video.width, video.height):
         raise InputError(f"{video.source}: its frames are {video.width}x{video.height}, not the "
                          f"{size[0]}x{size[1]} given (--size is for raw .yuv input)")

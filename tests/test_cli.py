@@ -680,3 +680,21 @@ def test_info_reads_a_stream_without_importing_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_a_stream_given_as_the_video_says_to_decode_it(tmp_path, capsys):
+    stream = tmp_path / "clip.nvc"
+    stream.write_bytes((Path(__file__).parent / "data" / "golden" / "stream.nvc").read_bytes())
+    for command in (["eval", str(stream)], ["encode", str(stream), "-o", str(tmp_path / "o.nvc")]):
+        assert main(command) == 1
+        err = capsys.readouterr().err
+        assert err == (f"nvc: error: {stream}: is an nvc stream, not a video; `nvc decode {stream} "
+                       "-o OUT.y4m` decodes it (eval and encode read the source video)\n")
+
+
+def test_a_start_past_the_end_says_so(tmp_path, capsys):
+    clip = tmp_path / "clip.y4m"
+    write_video(clip, make_video(frames=2, hw=(16, 16)))
+    assert main(["encode", str(clip), "-o", str(tmp_path / "o.nvc"), "--start", "5"]) == 1
+    assert capsys.readouterr().err == (f"nvc: error: {clip}: no frames to read from frame 5 on "
+                                       "(--start is past its end)\n")
