@@ -70,17 +70,6 @@ def mapped_ahead(items: Iterable[T], fn: Callable[[T], R], depth: int,
         yield result()
 
 
-def with_next(items: Iterable[T]) -> Iterator[tuple[T, bool]]:
-    """(item, whether another follows) for each item: the next one is drawn before an item is
-    given out (for a pipe, the encoder waits for frame i + 1 before deciding frame i's type)."""
-    upcoming = iter(items)
-    for current in upcoming:
-        for following in upcoming:
-            yield current, True
-            current = following
-        yield current, False
-
-
 class Numbered(Generic[T]):
     """(index, item) for each of `items`, with a length where one is given (for progress bars)."""
 

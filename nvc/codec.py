@@ -26,7 +26,7 @@ from torch import Tensor
 from . import bitstream, memory
 from .adapted import apply_unit
 from .adapters import LAYER_TABLE
-from .ahead import Ahead, Numbered, mapped_ahead, with_next
+from .ahead import Ahead, Numbered, mapped_ahead
 from .bitstream import (
     DEFAULT_PROFILE,
     HASH_PREFIX_BYTES,
@@ -276,7 +276,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
         return coded[0], _to_numpy(coded[1], h, w)
 
     try:
-        for i, (frame, more) in enumerate(with_next(progress(video.frames))):
+        for i, frame in enumerate(progress(video.frames)):
             src = source_rgb(frame, matrix)
             x = pad_to(rgb_tensor(src, device), model.cfg.multiple)
             q_i = schedule.frame_q(q, i % intra_period, intra_period, device)
@@ -314,7 +314,9 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                         ready.append(held.kept(keep_i))
                         p_frame, p_cost = (from_i, cost_i) if keep_i else (after_p, cost_p)
                     now = Candidates(lam, src, p_frame, trial(), p_cost, goal)
-                    next_is_p = more and (i + 1) % intra_period != 0
+                    # held even where no frame follows (unknown until one comes, in a live pipe):
+                    # the clip's end then keeps the cheaper one, as not holding it would
+                    next_is_p = (i + 1) % intra_period != 0
                     if LOOK_AHEAD and next_is_p and now.i_cost < (1 + LOOK_AHEAD_GATE) * now.p_cost:
                         held = now
                     else:

@@ -146,10 +146,3 @@ def test_items_are_drawn_ahead_only_while_ready():
     item, get = next(it)
     assert (item, get(), drawn) == (1, 10, [0, 1, 2, 3])
     assert [(i, g()) for i, g in it] == [(2, 20), (3, 30)]
-
-
-def test_with_next_says_whether_another_item_follows():
-    from nvc.ahead import with_next
-
-    assert list(with_next([])) == []
-    assert list(with_next("ab")) == [("a", True), ("b", False)]
