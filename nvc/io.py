@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -362,8 +363,9 @@ class InputStop:
 
     @contextmanager
     def waiting(self) -> Iterator[None]:
-        """Around the reads that block on the pipe (only there may `end` raise)."""
-        self._waiting = True
+        """Around the reads that block on the pipe (only there may `end` raise, and only where
+        the main thread reads: a handler's exception lands in the main thread)."""
+        self._waiting = threading.current_thread() is threading.main_thread()
         try:
             yield
         finally:
