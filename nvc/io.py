@@ -380,7 +380,8 @@ def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
     spooled (`spooled_video`) as they arrive, through `progress` (e.g. a bar), for what needs the
     whole clip (its frame count, or frames in any order); with `live`, handed on as they arrive
     (PipeFrames) and never stored. Reading ends early, as at the pipe's end, once `stop` has
-    ended (checked before each frame, and ending a wait for bytes)."""
+    ended (checked before each frame, and ending a wait for bytes), and, with a warning, at a
+    truncated or damaged frame after the first (a source killed mid-frame: what came is kept)."""
     stop = stop or InputStop()
     line = f.readline(Y4M_TAG_MAX)
     if not line.startswith(b"YUV4MPEG2"):
@@ -404,6 +405,10 @@ def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
                 index += 1
         except _InputEnded:
             return
+        except InputError as e:  # a pipe cannot be read again: keep the frames that came whole
+            if index <= start:
+                raise
+            log.warning("%s; the input ends after frame %d", e, index - 1)
     convert = limited_range if full_range else None
     if live:
         frames_of = partial(_frame_of, w=w, h=h)

@@ -382,6 +382,26 @@ def test_bad_pipes_are_one_line_errors(args, data, message, tmp_path, clip_y4m, 
     assert out == b"" and not list(tmp_path.glob("out*"))
 
 
+@pytest.mark.parametrize("damage", ["cut", "tag"])
+def test_a_pipe_damaged_after_its_first_frame_keeps_the_frames_before(damage, tmp_path, clip_y4m,
+                                                                      tiny_weights, capsysbinary,
+                                                                      monkeypatch, caplog):
+    """A source killed mid-frame (or one that sends garbage) cannot be read again: the frames
+    that came whole are coded and the stream is closed and kept, with a one-line warning."""
+    data = clip_y4m.read_bytes()
+    last = data.rindex(b"FRAME")
+    data = data[:last + 100] if damage == "cut" else data[:last] + b"FRAMX\n" + data[last + 6:]
+    frames = data.count(b"FRAME\n") - (damage == "cut")
+    out = tmp_path / "kept.nvc"
+    code, _, err = _piped(["encode", "-", "-o", str(out), "--weights", str(tiny_weights)], data,
+                          capsysbinary, monkeypatch)
+    assert code == 0, err
+    what = f"truncated y4m frame {frames}" if damage == "cut" else \
+        f"damaged y4m frame header at frame {frames}"
+    assert caplog.messages == [f"stdin: {what}; the input ends after frame {frames - 1}"]
+    assert len(bitstream.unpack(out.read_bytes()).frames) == frames
+
+
 @pytest.mark.parametrize("command", [["encode", "-", "-o", "OUT"], ["decode", "-", "-o", "OUT"],
                                      ["info", "-"], ["eval", "-"]])
 def test_a_terminal_on_stdin_is_refused_at_once(command, tmp_path, tiny_weights, capsys,
