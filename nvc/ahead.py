@@ -22,7 +22,8 @@ _END: Any = object()  # the end of the items
 class Ahead(Generic[T, R]):
     """Iterating yields (item, get): get() returns fn(item), computed up to `depth` items ahead on
     the worker (depth 0: in the consumer's thread, when get is called), or raises what fn raised,
-    so the consumer decides where an item's error surfaces."""
+    so the consumer decides where an item's error surfaces; an error drawing the items (a stream
+    cut short) is raised after every item drawn before it has been given out, as at depth 0."""
 
     def __init__(self, items: Iterable[T], fn: Callable[[T], R], depth: int,
                  ready: Callable[[], bool] = lambda: True):
@@ -44,14 +45,20 @@ class Ahead(Generic[T, R]):
         pool = ThreadPoolExecutor(1, thread_name_prefix="nvc-ahead")
         pending: deque[tuple[T, Future[R]]] = deque()
         upcoming, drawn = iter(self.items), True
+        failed: Exception | None = None  # drawing failed: raised once the items before are out
         try:
             while True:
                 while drawn and len(pending) <= self.depth and (not pending or self.ready()):
-                    item = next(upcoming, _END)
+                    try:
+                        item = next(upcoming, _END)
+                    except Exception as e:
+                        failed, item = e, _END
                     drawn = item is not _END
                     if drawn:
                         pending.append((item, pool.submit(self.fn, item)))
                 if not pending:
+                    if failed is not None:
+                        raise failed
                     return
                 item, future = pending.popleft()
                 yield item, future.result

@@ -146,3 +146,18 @@ def test_items_are_drawn_ahead_only_while_ready():
     item, get = next(it)
     assert (item, get(), drawn) == (1, 10, [0, 1, 2, 3])
     assert [(i, g()) for i, g in it] == [(2, 20), (3, 30)]
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 4])
+def test_items_drawn_before_a_failing_draw_are_given_out_first(depth):
+    """Items that fail to be drawn (a stream cut short: its next unit cannot be read) surface
+    after every item before them, at any depth, as without looking ahead."""
+    def items():
+        yield from range(5)
+        raise ValueError("cut")
+
+    got = []
+    with pytest.raises(ValueError, match="cut"):
+        for item, get in Ahead(items(), lambda i: i * 10, depth):
+            got.append((item, get()))
+    assert got == [(i, i * 10) for i in range(5)]

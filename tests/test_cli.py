@@ -382,6 +382,25 @@ def test_bad_pipes_are_one_line_errors(args, data, message, tmp_path, clip_y4m, 
     assert out == b"" and not list(tmp_path.glob("out*"))
 
 
+def test_a_live_stream_cut_short_decodes_every_frame_before_the_cut(tmp_path, clip_y4m,
+                                                                      tiny_weights, capsysbinary,
+                                                                      monkeypatch):
+    """No end unit (the recorder was killed): every frame in the stream comes out, the decoder
+    looking ahead notwithstanding, and then the one-line error."""
+    w = ["--weights", str(tiny_weights)]
+    assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "f.nvc"), *w]) == 0
+    assert main(["decode", str(tmp_path / "f.nvc"), "-o", str(tmp_path / "f.y4m"), *w]) == 0
+    capsysbinary.readouterr()
+    live = replace(bitstream.unpack((tmp_path / "f.nvc").read_bytes()), live=True)
+    cut = bitstream.pack(live)[:-len(bitstream.pack_end(len(live.frames)))]
+    for source in ("-", str(tmp_path / "cut.nvc")):
+        (tmp_path / "cut.nvc").write_bytes(cut)
+        code, y4m, err = _piped(["decode", source, "-o", "-", *w], cut, capsysbinary, monkeypatch)
+        assert code == 1 and err == (f"nvc: error: truncated stream: no end unit after "
+                                     f"{len(live.frames)} frames (a live stream cut short)\n")
+        assert y4m == (tmp_path / "f.y4m").read_bytes()
+
+
 @pytest.mark.parametrize("damage", ["cut", "tag"])
 def test_a_pipe_damaged_after_its_first_frame_keeps_the_frames_before(damage, tmp_path, clip_y4m,
                                                                       tiny_weights, capsysbinary,
