@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .errors import BitstreamError
+from .errors import BitstreamError, StreamCut
 
 MAGIC = b"NVC\x89"
 # 2: adapter layers as indices into the model's layer table (format 1, names, still read).
@@ -588,14 +588,25 @@ def _read_units(r: Reader):
 
 
 class FrameUnits(Iterator[CodedFrame]):
-    """The frames of a stream as they are read (open_units), and whether the next one's bytes
-    have begun to arrive (`ready`: Reader.ready)."""
+    """The frames of a stream as they are read (open_units), how many so far (`count`), and
+    whether the next one's bytes have begun to arrive (`ready`: Reader.ready). With `keep_cut`,
+    a live stream cut short ends at the cut instead of raising, and `cut` says where."""
 
     def __init__(self, frames: Iterator[CodedFrame], r: Reader):
         self._frames, self._reader = frames, r
+        self.count, self.keep_cut = 0, False
+        self.cut: StreamCut | None = None
 
     def __next__(self) -> CodedFrame:
-        return next(self._frames)
+        try:
+            frame = next(self._frames)
+        except StreamCut as e:
+            if not self.keep_cut:
+                raise
+            self.cut = e
+            raise StopIteration from None
+        self.count += 1
+        return frame
 
     def ready(self) -> bool:
         return self._reader.ready()
@@ -646,7 +657,7 @@ _MISPLACED = {UnitType.SEQUENCE_HEADER: "two sequence headers",
 
 def _frames(stream: Stream, units) -> Iterator[CodedFrame]:
     count, declared, ended = 0, stream.header.frame_count, False
-    for kind, payload, size in units:
+    for kind, payload, size in _cut_short(stream, units):
         if ended:
             raise BitstreamError("damaged stream: a unit after the end unit")
         if kind == UnitType.FRAME:
@@ -669,10 +680,20 @@ def _frames(stream: Stream, units) -> Iterator[CodedFrame]:
         else:
             raise BitstreamError("damaged stream: " + _MISPLACED[kind])
     if stream.live and not ended:
-        raise BitstreamError(f"truncated stream: no end unit after {count} frames (a live stream "
-                             "cut short)")
+        raise StreamCut(f"truncated stream: no end unit after {count} frames (a live stream cut "
+                        "short)")
     if count < declared:
         raise BitstreamError(f"truncated stream: {count} of {declared} frames present")
+
+
+def _cut_short(stream: Stream, units):
+    """The units; a live stream that stops inside a unit is cut short there (StreamCut)."""
+    try:
+        yield from units
+    except BitstreamError as e:
+        if stream.live and str(e).startswith("truncated stream:"):
+            raise StreamCut(f"{e} (a live stream cut short)") from e
+        raise
 
 
 def unpack(data: bytes) -> Stream:

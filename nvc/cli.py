@@ -311,11 +311,15 @@ def cmd_decode(args) -> None:
     with _stream_input(args.input) as f:  # frames are decoded as their units arrive
         stream, model, entry, frames = open_stream(f, args.model, args.weights,
                                                    _device(args.device))
+        frames.keep_cut = True  # a live recording whose writer was stopped: keep what came
         write_video(args.output, decoded_video(stream, model, entry, _progress("decode"), frames))
+    if frames.cut is not None:
+        logging.getLogger("nvc").warning("%s; decoded the %d frames before the cut", frames.cut,
+                                         frames.count)
     h, seconds = stream.header, time.perf_counter() - t0
-    _emit(args, {"output": str(args.output), "frames": h.frame_count, "width": h.width,
-                 "height": h.height, "seconds": seconds},
-          [f"{args.output}: {h.frame_count} frames {h.width}x{h.height}, {seconds:.1f} s"])
+    _emit(args, {"output": str(args.output), "frames": frames.count, "width": h.width,
+                 "height": h.height, "seconds": seconds, "cut_short": frames.cut is not None},
+          [f"{args.output}: {frames.count} frames {h.width}x{h.height}, {seconds:.1f} s"])
 
 
 def _read_stream(path: str) -> bytes:

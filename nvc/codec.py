@@ -565,7 +565,7 @@ def load_model_for(header: SequenceHeader, model_name: str | None = None,
 
 def open_stream(source: bytes | Reader, model_name: str | None = None,
                 weights: str | Path | None = None, device: str | torch.device = "cpu"
-                ) -> tuple[Stream, SSF, ZooEntry, Iterator[CodedFrame]]:
+                ) -> tuple[Stream, SSF, ZooEntry, bitstream.FrameUnits]:
     """Read a stream's head (its bytes, or a reader of a file or pipe: bitstream.FileReader)
     and load the model it needs (see load_model_for); its frames come from the returned
     iterator, each read as it is drawn (bitstream.open_units)."""

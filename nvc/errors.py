@@ -20,6 +20,11 @@ class BitstreamError(NvcError):
     """An .nvc stream is truncated, damaged, too new, or made for other weights."""
 
 
+class StreamCut(BitstreamError):
+    """A live stream that ends before its end unit (its writer was stopped): every frame before
+    the cut is whole (bitstream.FrameUnits.keep_cut decodes them and stops there)."""
+
+
 def env_int(name: str, default: int, minimum: int = 0) -> int:
     """An integer setting from the environment (NVC_CODING_THREADS and the like), or `default`
     when unset; anything else is a one-line NvcError, not a traceback."""

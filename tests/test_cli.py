@@ -361,8 +361,6 @@ def test_pipes_code_the_same_bytes_and_frames_as_files(tmp_path, clip_y4m, tiny_
     (["eval", "-"], b"YUV4MPEG2 W99999 H16\n", "stdin: frame size 99999x16 exceeds"),
     (["decode", "-", "-o", "OUT"], b"", "stdin: no nvc stream"),
     (["decode", "-", "-o", "OUT"], b"not a stream", "not an nvc stream"),
-    (["decode", "-", "-o", "OUT.y4m"], "LIVE_CUT",
-     "truncated stream: no end unit after 2 frames"),
     (["decode", "IN", "-o", "-", "--json"], b"", "--json and -o - both write to standard output"),
 ])
 def test_bad_pipes_are_one_line_errors(args, data, message, tmp_path, clip_y4m, tiny_weights,
@@ -372,33 +370,43 @@ def test_bad_pipes_are_one_line_errors(args, data, message, tmp_path, clip_y4m, 
     capsysbinary.readouterr()
     args = [str(tmp_path / "in.nvc") if a == "IN" else str(tmp_path / a.lower())
             if a.startswith("OUT") else a for a in args]
-    if data == "LIVE_CUT":  # a live stream cut after its second frame: no end unit
-        live = replace(bitstream.unpack((tmp_path / "in.nvc").read_bytes()), live=True)
-        data = bitstream.pack(live)[:-len(bitstream.pack_end(3)) - len(bitstream.pack_frame(
-            live.frames[2]))]
     code, out, err = _piped(args + ["--weights", str(tiny_weights)], data, capsysbinary,
                             monkeypatch)
     assert code == 1 and err.startswith(f"nvc: error: {message}") and err.count("\n") == 1, err
     assert out == b"" and not list(tmp_path.glob("out*"))
 
 
-def test_a_live_stream_cut_short_decodes_every_frame_before_the_cut(tmp_path, clip_y4m,
+@pytest.mark.parametrize("cut", ["end unit", "inside a frame"])
+def test_a_live_stream_cut_short_decodes_every_frame_before_the_cut(cut, tmp_path, clip_y4m,
                                                                       tiny_weights, capsysbinary,
-                                                                      monkeypatch):
-    """No end unit (the recorder was killed): every frame in the stream comes out, the decoder
-    looking ahead notwithstanding, and then the one-line error."""
+                                                                      monkeypatch, caplog):
+    """A live recording whose writer was stopped (no end unit; or its last frame unit half
+    written): every whole frame is decoded and kept, to a file or a pipe, the decoder's look-ahead
+    notwithstanding, with a one-line warning; a stream of known length cut short stays an error."""
     w = ["--weights", str(tiny_weights)]
     assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "f.nvc"), *w]) == 0
     assert main(["decode", str(tmp_path / "f.nvc"), "-o", str(tmp_path / "f.y4m"), *w]) == 0
     capsysbinary.readouterr()
-    live = replace(bitstream.unpack((tmp_path / "f.nvc").read_bytes()), live=True)
-    cut = bitstream.pack(live)[:-len(bitstream.pack_end(len(live.frames)))]
-    for source in ("-", str(tmp_path / "cut.nvc")):
-        (tmp_path / "cut.nvc").write_bytes(cut)
-        code, y4m, err = _piped(["decode", source, "-o", "-", *w], cut, capsysbinary, monkeypatch)
-        assert code == 1 and err == (f"nvc: error: truncated stream: no end unit after "
-                                     f"{len(live.frames)} frames (a live stream cut short)\n")
-        assert y4m == (tmp_path / "f.y4m").read_bytes()
+    known = bitstream.unpack((tmp_path / "f.nvc").read_bytes())
+    live = bitstream.pack(replace(known, live=True))
+    n = len(known.frames)
+    data = live[:-len(bitstream.pack_end(n))]
+    if cut == "inside a frame":
+        data, n = data[:-len(bitstream.pack_frame(known.frames[-1])) // 2], n - 1
+    full = (tmp_path / "f.y4m").read_bytes()
+    kept = full[:len(full) - (len(known.frames) - n) * (len(full) - full.index(b"FRAME")) //
+                len(known.frames)]
+    (tmp_path / "cut.nvc").write_bytes(data)
+    for source, out in (("-", "-"), (str(tmp_path / "cut.nvc"), str(tmp_path / "cut.y4m"))):
+        caplog.clear()
+        code, y4m, err = _piped(["decode", source, "-o", out, *w], data, capsysbinary, monkeypatch)
+        assert code == 0, err
+        assert len(caplog.messages) == 1 and caplog.messages[0].endswith(
+            f"(a live stream cut short); decoded the {n} frames before the cut")
+        assert (y4m if out == "-" else (tmp_path / "cut.y4m").read_bytes()) == kept
+    (tmp_path / "known.nvc").write_bytes((tmp_path / "f.nvc").read_bytes()[:-20])
+    assert main(["decode", str(tmp_path / "known.nvc"), "-o", str(tmp_path / "k.y4m"), *w]) == 1
+    assert not (tmp_path / "k.y4m").exists()
 
 
 @pytest.mark.parametrize("damage", ["cut", "tag"])
