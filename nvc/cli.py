@@ -50,6 +50,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_real(text: str) -> float:
+    """--adapt-seconds, --roi-weight: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
 def _steps(text: str) -> int:
     """--refine: 0 (off) up to nvc.refine.MAX_STEPS."""
     from .refine import MAX_STEPS
@@ -661,7 +672,7 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapter", choices=("lora", "dora", "full"), default="lora",
                    help="lora (default), dora, or full: fine-tune every decoder weight (baseline)")
     p.add_argument("--adapt-steps", type=_positive, default=300, help="most fitting steps (300)")
-    p.add_argument("--adapt-seconds", type=float, default=None,
+    p.add_argument("--adapt-seconds", type=_positive_real, default=None,
                    help="wall-clock budget for fitting; whichever of steps/seconds ends first")
     p.add_argument("--roi", default=None, metavar="MASK",
                    help="region of interest: an image (one mask) or a video (one a frame), white "
@@ -669,7 +680,7 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
                         "at a higher quality (--roi-quality) and weighted (--roi-weight) in what "
                         "--adapt fits (and, with --roi-quality 0, in what --refine refines and "
                         "the frame types are chosen by); eval then reports ROI and background PSNR")
-    p.add_argument("--roi-weight", type=float, default=4.0,
+    p.add_argument("--roi-weight", type=_positive_real, default=4.0,
                    help="how much more an important pixel counts in the adaptation (and, with "
                         "--roi-quality 0, in the refinement and the frame-type choice; default 4)")
     p.add_argument("--roi-quality", type=float, default=1.0, metavar="STEPS",

@@ -780,3 +780,16 @@ def test_a_live_frame_goes_out_before_the_next_one_comes(tmp_path, tiny_weights)
     finally:
         watchdog.cancel()
     assert dec_head.startswith(b"YUV4MPEG2")
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--adapt-seconds", "-5"), ("--adapt-seconds", "0"), ("--roi-weight", "-1"),
+    ("--roi-weight", "0"), ("--roi-weight", "nan"), ("--adapt-seconds", "inf"),
+    ("--refine", "-1"), ("--adapt-steps", "0"), ("--intra-period", "0")])
+def test_out_of_range_numbers_are_usage_errors(option, value, capsys):
+    """Refused before anything is read (argparse: exit 2, one line naming the option)."""
+    with pytest.raises(SystemExit) as e:
+        main(["encode", "in.y4m", "-o", "out.nvc", option, value])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        f"nvc encode: error: argument {option}: expected ")
