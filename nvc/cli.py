@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import math
@@ -773,13 +774,37 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
         print("nvc: error: the output pipe was closed by its reader", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as e:  # a bug, not bad input: still one line unless --verbose
-        if args.verbose:
-            raise
-        print(f"nvc: internal error: {type(e).__name__}: {e} (rerun with -v for details)",
-              file=sys.stderr)
-        return EXIT_INTERNAL
+    except OSError as e:
+        if e.errno not in _REFUSED_BY_THE_SYSTEM:
+            return _internal_error(e, args.verbose)
+        print(f"nvc: error: {_system_refusal(e)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as e:
+        return _internal_error(e, args.verbose)
     return 0
+
+
+# What the system refuses that a user can mend (space, permissions, limits): one line, exit 1.
+_REFUSED_BY_THE_SYSTEM = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
+                          errno.EMFILE, errno.ENFILE, errno.EFBIG, errno.EIO}
+
+
+def _system_refusal(e: OSError) -> str:
+    what = (e.strerror or str(e))[:1].lower() + (e.strerror or str(e))[1:]
+    if e.filename:
+        return f"{e.filename}: {what}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{what} (writing the output, or spooling to TMPDIR)"
+    return what
+
+
+def _internal_error(e: Exception, verbose: bool) -> int:
+    """A bug, not bad input: still one line unless --verbose."""
+    if verbose:
+        raise e
+    print(f"nvc: internal error: {type(e).__name__}: {e} (rerun with -v for details)",
+          file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

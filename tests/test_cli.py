@@ -793,3 +793,25 @@ def test_out_of_range_numbers_are_usage_errors(option, value, capsys):
     assert e.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith(
         f"nvc encode: error: argument {option}: expected ")
+
+
+@pytest.mark.parametrize("error, message, code", [
+    (OSError(28, "No space left on device"),
+     "nvc: error: no space left on device (writing the output, or spooling to TMPDIR)", 1),
+    (PermissionError(13, "Permission denied", "/x/out.y4m"), "nvc: error: /x/out.y4m: permission denied", 1),
+    (OSError(104, "Connection reset by peer"),
+     "nvc: internal error: ConnectionResetError: [Errno 104] Connection reset by peer (rerun with -v "
+     "for details)", 3)])
+def test_what_the_system_refuses_is_one_line(error, message, code, tmp_path, tiny_weights,
+                                             monkeypatch, capsys):
+    """A full disk or a refused permission is the user's to mend, not a bug (exit 1, no
+    'internal error'); other system errors stay internal errors (exit 3)."""
+    import nvc.io
+
+    def refuse(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(nvc.io, "write_video", refuse)
+    stream = Path(__file__).parent / "data" / "golden" / "stream.nvc"
+    code_ = main(["decode", str(stream), "-o", str(tmp_path / "o.y4m"), "--weights",
+                  str(tiny_weights)])
+    assert (code_, capsys.readouterr().err) == (code, message + "\n")
