@@ -151,15 +151,19 @@ def write_varint(value: int) -> bytes:
             return bytes(out)
 
 
+class Truncated(BitstreamError):
+    """The bytes end before what is being read (Reader)."""
+
+
 class Reader:
-    """Bounds-checked cursor; every overrun is a BitstreamError naming what was being read."""
+    """Bounds-checked cursor; every overrun is a Truncated error naming what was being read."""
 
     def __init__(self, data: bytes, what: str = "stream"):
         self.data, self.pos, self.what = data, 0, what
 
     def take(self, n: int, field_name: str) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
-            raise BitstreamError(f"truncated {self.what}: {field_name} needs {n} bytes, "
+            raise Truncated(f"truncated {self.what}: {field_name} needs {n} bytes, "
                                  f"{len(self.data) - self.pos} left")
         out = self.data[self.pos: self.pos + n]
         self.pos += n
@@ -216,7 +220,7 @@ class FileReader(Reader):
         out = b"".join(parts)
         out, self.data = out[:n], out[n:]
         if n < 0 or len(out) < n:
-            raise BitstreamError(f"truncated {self.what}: {field_name} needs {n} bytes, "
+            raise Truncated(f"truncated {self.what}: {field_name} needs {n} bytes, "
                                  f"{len(out)} left")
         self.pos += n
         return out
@@ -690,8 +694,8 @@ def _cut_short(stream: Stream, units):
     """The units; a live stream that stops inside a unit is cut short there (StreamCut)."""
     try:
         yield from units
-    except BitstreamError as e:
-        if stream.live and str(e).startswith("truncated stream:"):
+    except Truncated as e:
+        if stream.live:
             raise StreamCut(f"{e} (a live stream cut short)") from e
         raise
 
