@@ -700,7 +700,10 @@ def _cut_short(stream: Stream, units):
         raise
 
 
-def unpack(data: bytes) -> Stream:
+def unpack(data: bytes, keep_cut: bool = False) -> Stream:
+    """The whole stream; with `keep_cut`, a live stream cut short holds the frames before the cut
+    (its header's frame count stays 0, `len(stream.frames)` counts them)."""
     stream, frames = open_units(Reader(data))
+    frames.keep_cut = keep_cut
     stream.frames = list(frames)
     return stream

@@ -370,8 +370,11 @@ def cmd_info(args) -> None:
     from .zoo import entry_by_id
 
     data = _read_stream(args.input)
-    stream = bitstream.unpack(data)
-    h = stream.header
+    stream = bitstream.unpack(data, keep_cut=True)  # a live recording cut short: what it holds
+    h, frames = stream.header, len(stream.frames)
+    cut = stream.live and not h.frame_count
+    if cut:  # the bytes after the last whole unit (a unit half written), so that every byte counts
+        stream.unit_bytes["cut"] = len(data) - sum(stream.unit_bytes.values())
     entry = entry_by_id(h.model_id)
     matrix = ColourMatrix(h.colour_matrix).name if h.colour_matrix in ColourMatrix._value2member_map_ \
         else str(h.colour_matrix)
@@ -379,7 +382,8 @@ def cmd_info(args) -> None:
         "file": str(args.input), "bytes": len(data), "format_version": data[4],
         "model_id": h.model_id, "model": entry.name if entry else None,
         "weights_hash": h.weights_hash.hex(), "width": h.width, "height": h.height,
-        "fps": f"{h.fps_num}/{h.fps_den}", "frames": h.frame_count, "live": stream.live,
+        "fps": f"{h.fps_num}/{h.fps_den}", "frames": frames, "live": stream.live,
+        "cut_short": cut,
         "intra_period": h.intra_period, "quality": h.quality, "colour_matrix": matrix,
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
@@ -388,7 +392,7 @@ def cmd_info(args) -> None:
         "extra_i_frames": [i for i, f in enumerate(stream.frames)
                            if f.kind == bitstream.FrameType.I and i % h.intra_period],
         "quality_map": _quality_map_info(stream),
-        "bpp": bpp(len(data), h.width, h.height, h.frame_count),
+        "bpp": bpp(len(data), h.width, h.height, frames) if frames else None,
         "bytes_per_unit_type": stream.unit_bytes,
         "adapters": _adapter_info(stream.adapters, stream.version),
     }

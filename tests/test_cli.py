@@ -404,6 +404,10 @@ def test_a_live_stream_cut_short_decodes_every_frame_before_the_cut(cut, tmp_pat
         assert len(caplog.messages) == 1 and caplog.messages[0].endswith(
             f"(a live stream cut short); decoded the {n} frames before the cut")
         assert (y4m if out == "-" else (tmp_path / "cut.y4m").read_bytes()) == kept
+    assert main(["info", str(tmp_path / "cut.nvc"), "--json"]) == 0
+    info = json.loads(capsysbinary.readouterr().out)
+    assert (info["frames"], info["cut_short"]) == (n, True)
+    assert sum(info["bytes_per_unit_type"].values()) == info["bytes"] == len(data)
     (tmp_path / "known.nvc").write_bytes((tmp_path / "f.nvc").read_bytes()[:-20])
     assert main(["decode", str(tmp_path / "known.nvc"), "-o", str(tmp_path / "k.y4m"), *w]) == 1
     assert not (tmp_path / "k.y4m").exists()
