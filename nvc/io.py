@@ -23,6 +23,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import InputError
+from .sampling import NATIVE, Layout, layout
 
 log = logging.getLogger(__name__)
 RAW_SUFFIXES = {".yuv"}
@@ -254,19 +255,30 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
     return Video(out, fps or name_fps or Fraction(30), str(path), (w, h))
 
 
-# y4m colour spaces that are 8-bit 4:2:0 (they differ only in where chroma is sited)
-Y4M_420 = {"420", "420jpeg", "420paldv", "420mpeg2"}
+@dataclass(frozen=True)
+class _Y4m:
+    """What a y4m stream header says: the frame size and rate, full-range samples
+    (XCOLORRANGE=FULL: FFmpeg's yuvj420p, rescaled to the limited range nvc codes) and the sample
+    layout (nvc.sampling: converted to 8-bit 4:2:0 where it is another)."""
+    w: int
+    h: int
+    fps: Fraction
+    full_range: bool
+    layout: Layout
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.layout.frame_bytes(self.w, self.h)
 
 
-def _y4m_header(line: bytes, path: Path | str) -> tuple[int, int, Fraction, bool]:
-    """(width, height, rate, full range): XCOLORRANGE=FULL marks full-range samples (FFmpeg's
-    yuvj420p), which the reader rescales to the limited range nvc codes."""
+def _y4m_header(line: bytes, path: Path | str) -> _Y4m:
     fields = line.decode("ascii", "replace").split()
     if not fields or fields[0] != "YUV4MPEG2":
         raise InputError(f"{path}: not a y4m file")
     w = h = 0
     fps = Fraction(30)
     full_range = False
+    samples: Layout | None = NATIVE
     for f in fields[1:]:
         try:
             if f[0] == "W":
@@ -278,8 +290,9 @@ def _y4m_header(line: bytes, path: Path | str) -> tuple[int, int, Fraction, bool
                 fps = Fraction(int(num), int(den))
         except (ValueError, ZeroDivisionError):
             raise InputError(f"{path}: malformed y4m header field {f!r}") from None
-        if f[0] == "C" and f[1:] not in Y4M_420:
-            raise InputError(f"{path}: only 8-bit 4:2:0 y4m is supported, found {f}")
+        if f[0] == "C" and (samples := layout(f[1:])) is None:
+            raise InputError(f"{path}: y4m samples {f} are not supported (nvc reads 4:2:0, "
+                             "4:2:2, 4:4:4, 4:1:1 and mono, 8 to 16 bits)")
         full_range = full_range or f.upper() == "XCOLORRANGE=FULL"
     if w <= 0 or h <= 0:
         raise InputError(f"{path}: y4m header has no valid size")
@@ -288,7 +301,11 @@ def _y4m_header(line: bytes, path: Path | str) -> tuple[int, int, Fraction, bool
     if fps <= 0:
         raise InputError(f"{path}: y4m frame rate {fps} is not positive")
     check_frame_size(w, h, path)
-    return w, h, fps, full_range
+    assert samples is not None
+    if not samples.native:
+        log.warning("%s: %s samples, converted to the 8-bit 4:2:0 nvc codes", path,
+                    samples.description)
+    return _Y4m(w, h, fps, full_range, samples)
 
 
 def limited_range(frame: YUVFrame) -> YUVFrame:
@@ -310,13 +327,13 @@ def _y4m_frame_tag(f: BinaryIO, path: Path | str, index: int) -> bool:
     return True
 
 
-def _y4m_offsets(path: Path, w: int, h: int, start: int, frames: int | None) -> list[int]:
-    """Where the samples of each frame `start` .. `start + frames` of a y4m file of w x h frames
-    begin (a pass over its frame headers, the samples skipped)."""
+def _y4m_offsets(path: Path, head: _Y4m, start: int, frames: int | None) -> list[int]:
+    """Where the samples of each frame `start` .. `start + frames` of a y4m file begin (a pass
+    over its frame headers, the samples skipped)."""
     offsets: list[int] = []
     with open(path, "rb") as f:
         f.readline()  # the stream header, parsed by the caller
-        size = _frame_bytes(w, h)
+        size = head.frame_bytes
         file_size, index = os.fstat(f.fileno()).st_size, 0
         while (frames is None or len(offsets) < frames) and _y4m_frame_tag(f, path, index):
             if index >= start:
@@ -387,8 +404,8 @@ def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
     if not line.startswith(b"YUV4MPEG2"):
         raise InputError(f"{name}: not a y4m stream (nvc reads y4m from a pipe, e.g. "
                          "ffmpeg -i IN -f yuv4mpegpipe -)")
-    w, h, fps, full_range = _y4m_header(line, name)
-    size = _frame_bytes(w, h)
+    head = _y4m_header(line, name)
+    w, h, fps, size = head.w, head.h, head.fps, head.frame_bytes
 
     def samples() -> Iterator[bytes]:
         index = 0
@@ -401,7 +418,7 @@ def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
                 if len(data) < size:
                     raise InputError(f"{name}: truncated y4m frame {index}")
                 if index >= start:
-                    yield data
+                    yield data if head.layout.native else head.layout.to_420(data, w, h)
                 index += 1
         except _InputEnded:
             return
@@ -409,7 +426,7 @@ def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
             if index <= start:
                 raise
             log.warning("%s; the input ends after frame %d", e, index - 1)
-    convert = limited_range if full_range else None
+    convert = limited_range if head.full_range else None
     if live:
         frames_of = partial(_frame_of, w=w, h=h)
         decoded = (frames_of(np.frombuffer(data, np.uint8)) for data in samples())
@@ -430,9 +447,11 @@ def _frame_bytes(w: int, h: int) -> int:
     return w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
 
 
-def _read_frame(path: Path | int, offset: int, w: int, h: int) -> YUVFrame:
-    """One 4:2:0 frame at `offset` of a file (a path, or an open descriptor)."""
-    size = _frame_bytes(w, h)
+def _read_frame(path: Path | int, offset: int, w: int, h: int,
+                samples: Layout = NATIVE) -> YUVFrame:
+    """One frame at `offset` of a file (a path, or an open descriptor), its samples laid out as
+    `samples` says, as 8-bit 4:2:0."""
+    size = samples.frame_bytes(w, h)
     if isinstance(path, int):
         data = os.pread(path, size, offset)
     else:
@@ -441,23 +460,26 @@ def _read_frame(path: Path | int, offset: int, w: int, h: int) -> YUVFrame:
             data = f.read(size)
     if len(data) < size:
         raise InputError(f"{path}: truncated frame at byte {offset}")
+    if not samples.native:
+        data = samples.to_420(data, w, h)
     return _frame_of(np.frombuffer(data, np.uint8), w, h)
 
 
 def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
     with open(path, "rb") as f:
         line = f.readline()
-    w, h, fps, full_range = _y4m_header(line, path)
-    offsets = _y4m_offsets(path, w, h, start, frames)
+    head = _y4m_header(line, path)
+    w, h = head.w, head.h
+    offsets = _y4m_offsets(path, head, start, frames)
 
     def read_at(index: int) -> YUVFrame:
-        frame = _read_frame(path, offsets[index], w, h)
-        return limited_range(frame) if full_range else frame
+        frame = _read_frame(path, offsets[index], w, h, head.layout)
+        return limited_range(frame) if head.full_range else frame
 
     def frames_from_disk() -> Iterator[YUVFrame]:
         return map(read_at, range(len(offsets)))
     out = LazyFrames(len(offsets), frames_from_disk, read_at) if lazy else list(frames_from_disk())
-    return Video(out, fps, str(path), (w, h))
+    return Video(out, head.fps, str(path), (w, h))
 
 
 @contextmanager

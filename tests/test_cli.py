@@ -517,8 +517,8 @@ def test_an_output_that_would_replace_the_input_is_refused(command, stream_file,
     (b"YUV4MPEG2 W16 H16 F0:1\n", "frame rate 0 is not positive"),
     (b"YUV4MPEG2 W16 H16 F25:0\n", "malformed y4m header field 'F25:0'"),
     (b"YUV4MPEG2 W60000 H60000 F25:1\n", "exceeds nvc's limit"),
-    (b"YUV4MPEG2 W16 H16 F25:1 C420p10\n", "only 8-bit 4:2:0 y4m is supported, found C420p10"),
-    (b"YUV4MPEG2 W16 H16 F25:1 C444\n", "only 8-bit 4:2:0 y4m is supported, found C444"),
+    (b"YUV4MPEG2 W16 H16 F25:1 C420p10\n", "truncated"),  # 10-bit: two bytes a sample
+    (b"YUV4MPEG2 W16 H16 F25:1 C410\n", "y4m samples C410 are not supported"),
 ])
 def test_bad_y4m_headers_are_input_errors(header, message, tmp_path, tiny_weights, capsys):
     src = _bytes(tmp_path / "bad.y4m", header + b"FRAME\n" + bytes(16 * 16 * 3 // 2))
