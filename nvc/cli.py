@@ -37,6 +37,17 @@ def _fps(text: str) -> Fraction:
     return value
 
 
+def _pix_fmt(text: str):
+    from .sampling import pixel_format
+
+    found = pixel_format(text)
+    if found is None:
+        raise argparse.ArgumentTypeError(
+            f"pixel format {text!r} is not one nvc reads: yuv420p, yuv422p, yuv444p, yuv411p, "
+            "gray, yuva444p, and those of 9 to 16 bits little-endian (yuv420p10le, gray12le)")
+    return found
+
+
 def _whole(text: str) -> int:
     try:
         return int(text)
@@ -119,7 +130,8 @@ def _read_input(args, lazy: bool = False, live: bool = False, stop=None):
     from .io import read_video
 
     return read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames,
-                      lazy=lazy, progress=_progress("reading stdin"), live=live, stop=stop)
+                      lazy=lazy, progress=_progress("reading stdin"), live=live, stop=stop,
+                      samples=args.pix_fmt)
 
 
 @contextmanager
@@ -626,6 +638,10 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
         p.add_argument("--start", type=int, default=0, help="first frame to read (default 0)")
         p.add_argument("--size", type=_size, default=None, help="WxH of a raw .yuv input")
         p.add_argument("--fps", type=_fps, default=None, help="frame rate of a raw .yuv input")
+        p.add_argument("--pix-fmt", type=_pix_fmt, default=None, metavar="FMT",
+                       help="sample layout of a raw .yuv input, FFmpeg's name (default: from the "
+                            "file's name, e.g. _420_10bit, else yuv420p); converted to 8-bit "
+                            "4:2:0")
     if model:
         p.add_argument("--model", default=None, help="zoo model name (default: the shipped base)")
         p.add_argument("--weights", default=None, help="a weights file instead of the zoo model")

@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import InputError
-from .sampling import NATIVE, Layout, layout
+from .sampling import NATIVE, Layout, layout, named_layout
 
 log = logging.getLogger(__name__)
 RAW_SUFFIXES = {".yuv"}
@@ -223,7 +223,10 @@ def _check_range(start: int, frames: int | None) -> None:
 
 
 def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
-                 start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
+                 start: int = 0, frames: int | None = None, lazy: bool = False,
+                 samples: Layout | None = None) -> Video:
+    """A raw .yuv file: frames of `size` laid out as `samples` (`--pix-fmt`), both taken from the
+    file's name where not given (nvc.sampling.named_layout; 8-bit 4:2:0 if it names none)."""
     name_size, name_fps = parse_raw_name(path)
     size = size or name_size
     if size is None:
@@ -233,26 +236,31 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
     if w <= 0 or h <= 0:
         raise InputError(f"{path}: invalid frame size {w}x{h}")
     check_frame_size(w, h, path)
-    frame_bytes = _frame_bytes(w, h)
+    samples = samples or named_layout(path.stem) or NATIVE
+    frame_bytes = samples.frame_bytes(w, h)
     total = path.stat().st_size // frame_bytes
     if path.stat().st_size % frame_bytes:
         raise InputError(f"{path}: file size {path.stat().st_size} is not a whole number of "
-                         f"{w}x{h} 4:2:0 frames")
+                         f"{w}x{h} {samples.description} frames (--size and --pix-fmt set them)")
     count = total - start if frames is None else min(frames, total - start)
     if count <= 0:
         raise InputError(f"{path}: no frames to read (file has {total}, start {start})")
-
-    def frames_from_disk() -> Iterator[YUVFrame]:
-        with open(path, "rb") as f:
-            f.seek(start * frame_bytes)
-            for _ in range(count):
-                yield _frame_of(np.frombuffer(f.read(frame_bytes), np.uint8), w, h)
+    _warn_converted(path, samples)
 
     def read_at(index: int) -> YUVFrame:
-        return _read_frame(path, (start + index) * frame_bytes, w, h)
+        return _read_frame(path, (start + index) * frame_bytes, w, h, samples)
+
+    def frames_from_disk() -> Iterator[YUVFrame]:
+        return map(read_at, range(count))
 
     out = LazyFrames(count, frames_from_disk, read_at) if lazy else list(frames_from_disk())
     return Video(out, fps or name_fps or Fraction(30), str(path), (w, h))
+
+
+def _warn_converted(path: Path | str, samples: Layout) -> None:
+    if not samples.native:
+        log.warning("%s: %s samples, converted to the 8-bit 4:2:0 nvc codes", path,
+                    samples.description)
 
 
 @dataclass(frozen=True)
@@ -302,9 +310,7 @@ def _y4m_header(line: bytes, path: Path | str) -> _Y4m:
         raise InputError(f"{path}: y4m frame rate {fps} is not positive")
     check_frame_size(w, h, path)
     assert samples is not None
-    if not samples.native:
-        log.warning("%s: %s samples, converted to the 8-bit 4:2:0 nvc codes", path,
-                    samples.description)
+    _warn_converted(path, samples)
     return _Y4m(w, h, fps, full_range, samples)
 
 
@@ -548,12 +554,17 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
                fps: Fraction | None = None, start: int = 0, frames: int | None = None,
                lazy: bool = False,
                progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter,
-               live: bool = False, stop: InputStop | None = None) -> Video:
-    """Read any supported input; raises InputError with a one-line reason. With `lazy`, frames are
+               live: bool = False, stop: InputStop | None = None,
+               samples: Layout | None = None) -> Video:
+    """Read any supported input; raises InputError with a one-line reason. `size`, `fps` and
+    `samples` (the layout, nvc.sampling) describe a raw .yuv file. With `lazy`, frames are
     read from disk (or decoded, nvc.io.read_av) one at a time while iterated (memory bounded by a
     frame). `-` reads y4m from standard input, spooled through `progress`, or with `live` handed
     on as it arrives, until `stop` ends it (read_y4m_pipe)."""
     _check_range(start, frames)
+    if samples is not None and (str(path) == STDIO or Path(path).suffix.lower() not in RAW_SUFFIXES):
+        raise InputError(f"{path}: --pix-fmt is for raw .yuv input (y4m and other files say "
+                         "their own)")
     if str(path) == STDIO:
         stdin_piped("y4m", "ffmpeg -i IN -f yuv4mpegpipe - | nvc encode - -o OUT.nvc")
         video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames, progress, live, stop)
@@ -566,7 +577,7 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     _refuse_nvc_stream(path)
     suffix = path.suffix.lower()
     if suffix in RAW_SUFFIXES:
-        video = read_raw_yuv(path, size, fps, start, frames, lazy)
+        video = read_raw_yuv(path, size, fps, start, frames, lazy, samples)
     elif suffix == Y4M_SUFFIX:
         video = read_y4m(path, start, frames, lazy)
     else:

@@ -82,6 +82,33 @@ def layout(tag: str) -> Layout | None:
     return Layout(tag, _SUBSAMPLING[m.group(1)], int(m.group(2) or 8), bool(m.group(3)))
 
 
+_PIX_FMT = re.compile(r"yuv(420|422|444|411)p(?:(9|1[0-6])le)?|gray(?:(9|1[0-6])le)?|yuva444p")
+# raw .yuv names: UVG's `Beauty_1920x1080_120fps_420_10bit_YUV.yuv`, `clip_1920x1080_10bit.yuv`
+_NAME = re.compile(r"(?:_(420|422|444)(?=_))?_(8|9|1[0-6])bit(?=_|$)", re.IGNORECASE)
+
+
+def pixel_format(name: str) -> Layout | None:
+    """The layout of an FFmpeg pixel format name (`-pix_fmt`): "yuv420p", "yuv422p10le", "gray",
+    "gray12le", "yuva444p"; None for one nvc cannot read (big-endian, packed, RGB)."""
+    m = _PIX_FMT.fullmatch(name)
+    if m is None:
+        return None
+    if name == "yuva444p":
+        return layout("444alpha")
+    if name.startswith("gray"):
+        return layout("mono" + (m.group(3) or ""))
+    return layout(m.group(1) + (f"p{m.group(2)}" if m.group(2) else ""))
+
+
+def named_layout(stem: str) -> Layout | None:
+    """The layout a raw file's name gives (`_420_10bit`, `_10bit`: 4:2:0 unless named), or None."""
+    found = _NAME.findall(stem)
+    if not found:
+        return None
+    sub, depth = found[-1]
+    return layout((sub or "420") + (f"p{int(depth)}" if int(depth) > 8 else ""))
+
+
 def _scaled(total: np.ndarray, count: int, depth: int) -> np.ndarray:
     """The 8-bit value of sums of `count` samples of `depth` bits: one rounding (halves up),
     clipped to 0..255."""

@@ -7,6 +7,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from nvc import bitstream
@@ -819,3 +820,22 @@ def test_what_the_system_refuses_is_one_line(error, message, code, tmp_path, tin
     code_ = main(["decode", str(stream), "-o", str(tmp_path / "o.y4m"), "--weights",
                   str(tiny_weights)])
     assert (code_, capsys.readouterr().err) == (code, message + "\n")
+
+
+def test_a_raw_file_in_another_layout_encodes_as_its_8_bit_420_copy(tmp_path, tiny_weights, capsys):
+    from nvc.io import read_video
+
+    video = read_video(_bytes(tmp_path / "c_16x16.yuv", np.random.default_rng(2).integers(
+        0, 256, 2 * 384, dtype=np.uint8).tobytes()))
+    ten = _bytes(tmp_path / "c10_16x16.yuv", b"".join(  # the same samples, 10 bits in 16
+        (np.concatenate([p.reshape(-1) for p in (f.y, f.u, f.v)]).astype("<u2") << 2).tobytes()
+        for f in video.frames))
+    write_video(tmp_path / "c.y4m", video)
+    w = ["--weights", str(tiny_weights)]
+    assert _run(["encode", str(tmp_path / "c.y4m"), "-o", str(tmp_path / "a.nvc")] + w, capsys)[0] == 0
+    assert _run(["encode", str(ten), "-o", str(tmp_path / "b.nvc"), "--pix-fmt", "yuv420p10le"]
+                + w, capsys)[0] == 0
+    assert (tmp_path / "a.nvc").read_bytes() == (tmp_path / "b.nvc").read_bytes()
+    with pytest.raises(SystemExit) as e:  # an unknown name: argparse's usage error
+        main(["encode", str(ten), "-o", str(tmp_path / "c.nvc"), "--pix-fmt", "p010le"] + w)
+    assert e.value.code == 2 and "'p010le' is not one nvc reads" in capsys.readouterr().err

@@ -184,6 +184,53 @@ def test_a_y4m_frame_shorter_than_its_layout_is_truncated(tmp_path):
         read_video(path)
 
 
+@pytest.mark.parametrize("name, given, depth", [
+    ("Beauty_12x10_120fps_420_10bit_YUV.yuv", None, 10),  # UVG's names
+    ("clip_12x10_16bit.yuv", None, 16),
+    ("clip_12x10.yuv", "yuv420p12le", 12),
+    ("clip_12x10_420_8bit_YUV.yuv", None, 8),
+])
+def test_raw_yuv_of_more_bits_is_read_from_its_name_or_pix_fmt(tmp_path, name, given, depth):
+    from nvc.sampling import pixel_format
+
+    video = make_video(frames=2, hw=(10, 12))
+    samples = b"".join((np.concatenate([p.reshape(-1) for p in (f.y, f.u, f.v)]).astype("<u2")
+                        << (depth - 8)).astype("<u2" if depth > 8 else np.uint8).tobytes()
+                       for f in video.frames)
+    (tmp_path / name).write_bytes(samples)
+    back = read_video(tmp_path / name, samples=given and pixel_format(given))
+    assert len(back.frames) == 2
+    for a, b in zip(video.frames, back.frames):
+        assert np.array_equal(a.y, b.y) and np.array_equal(a.u, b.u) and np.array_equal(a.v, b.v)
+
+
+def test_raw_yuv_in_another_layout_needs_pix_fmt(tmp_path):
+    from nvc.sampling import pixel_format
+
+    path = tmp_path / "c_10x10.yuv"  # 4:2:2: 100 luma + 2 x 50 chroma samples a frame, two
+    planes = np.random.default_rng(5).integers(0, 256, (2, 200), dtype=np.uint8)
+    path.write_bytes(planes.tobytes())
+    with pytest.raises(InputError, match="not a whole number of 10x10 8-bit 4:2:0 frames"):
+        read_video(path)
+    frames = read_video(path, samples=pixel_format("yuv422p")).frames
+    u = planes[1, 100:150].reshape(10, 5).astype(int)
+    assert len(frames) == 2 and frames[1].u.tolist() == ((u[0::2] + u[1::2] + 1) // 2).tolist()
+    with pytest.raises(InputError, match="--pix-fmt is for raw .yuv input"):
+        read_video(_y4m_of(tmp_path / "c.y4m", "420", 2, 2, [np.zeros(6)]),
+                   samples=pixel_format("yuv420p"))
+
+
+@pytest.mark.parametrize("name, tag", [("yuv420p", "420"), ("yuv422p10le", "422p10"),
+                                       ("yuv444p16le", "444p16"), ("yuv411p", "411"),
+                                       ("gray", "mono"), ("gray12le", "mono12"),
+                                       ("yuva444p", "444alpha"), ("yuv420p10be", None),
+                                       ("rgb24", None), ("yuv420p8le", None), ("nv12", None)])
+def test_pixel_format_names(name, tag):
+    from nvc.sampling import layout, pixel_format
+
+    assert pixel_format(name) == (tag and layout(tag))
+
+
 @pytest.mark.parametrize("suffix", [".y4m", ".yuv"])
 def test_lossless_round_trip(tmp_path, suffix):
     video = make_video(frames=3, hw=(30, 42))
