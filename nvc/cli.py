@@ -743,12 +743,13 @@ def build_parser() -> argparse.ArgumentParser:
     _coding_options(p, int, 2, "rate point, 1 = smallest file (default 2)")
     p.set_defaults(func=cmd_encode)
 
-    p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4 or PNG frames",
+    p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4, mkv or PNG frames",
              "nvc decode clip.nvc -o clip_decoded.y4m\n  nvc decode clip.nvc -o - | ffplay -")
     p.add_argument("input", help="an .nvc file (-: standard input)")
     p.add_argument("-o", "--output", required=True,
-                   help="OUT.y4m, OUT.yuv, OUT.mp4, OUT_%%04d.png, or - (y4m to standard output, "
-                        "each frame as it is decoded)")
+                   help="OUT.y4m, OUT.yuv, OUT.mp4 (H.264 for viewing), OUT.mkv (FFV1, "
+                        "lossless), OUT_%%04d.png, or - (y4m to standard output, each frame as it "
+                        "is decoded)")
     _common(p, reading=False)
     p.set_defaults(func=cmd_decode)
 

@@ -109,6 +109,7 @@ class Video:
     fps: Fraction
     source: str = ""
     size: tuple[int, int] | None = None  # (width, height); needed when `frames` is a one-pass iterable
+    matrix: ColourMatrix = ColourMatrix.BT709  # the samples' (a decoded stream's: its header's)
 
     @property
     def width(self) -> int:
@@ -546,8 +547,11 @@ def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
     if full_range:  # rescale full-range (yuvj420p) to limited range through RGB
         rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / 255
         return rgb_to_yuv(rgb)
-    planes = _frame_of(frame.to_ndarray(format="yuv420p").reshape(-1), frame.width, frame.height)
-    return YUVFrame(planes.y.copy(), planes.u.copy(), planes.v.copy())
+    if frame.format.name != "yuv420p":
+        frame = frame.reformat(format="yuv420p")  # FFmpeg's conversion, any size
+    # each plane's rows are padded to its line size; odd sizes have chroma of ceil(w / 2) x ...
+    return YUVFrame(*(np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:p.height, :p.width].copy()
+                      for p in frame.planes))
 
 
 def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
@@ -724,23 +728,49 @@ def write_raw_yuv(path: Path, video: Video) -> None:
             f.write(_planes(frame))
 
 
-def write_mp4(path: Path, video: Video, crf: int = 12) -> None:
-    """H.264 (libx264 in PyAV's FFmpeg), high quality, for viewing; not a lossless archive. 4:2:0
-    H.264 needs even sizes: an odd width or height gets its last column or row repeated."""
+def _av_frame(frame: YUVFrame, even: bool):
+    """`frame` as a PyAV yuv420p frame, of its own size or (`even`) grown to even sides, the last
+    column / row repeated: planes copied row by row into FFmpeg's padded lines, no conversion."""
+    import av
+
+    planes: list[np.ndarray] = [frame.y, frame.u, frame.v]
+    if even:
+        h, w = frame.y.shape
+        planes = list(np.pad(p, ((0, (h % 2) * (i == 0)), (0, (w % 2) * (i == 0))), mode="edge")
+                       for i, p in enumerate(planes))
+    out = av.VideoFrame(planes[0].shape[1], planes[0].shape[0], "yuv420p")
+    for plane, samples in zip(out.planes, planes):
+        lines = np.zeros((plane.height, plane.line_size), np.uint8)
+        lines[:, :plane.width] = samples
+        plane.update(lines.tobytes())
+    return out
+
+
+def _write_av(path: Path, video: Video, container: str, codec: str, options: dict[str, object],
+              even: bool) -> None:
+    """One video stream of `codec` in a `container` file, tagged with the matrix the samples were
+    made with (limited range; primaries and transfer taken as the matrix's, as nvc codes them)."""
     import av
 
     w, h = video.width, video.height
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(video.fps).limit_denominator(1001))
-        stream.width, stream.height = w + w % 2, h + h % 2
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=Fraction(video.fps).limit_denominator(1001))
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height = (w + w % 2, h + h % 2) if even else (w, h)
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf)}
+        stream.options = options
+        context = stream.codec_context
+        context.colorspace = context.color_primaries = context.color_trc = int(video.matrix)
+        context.color_range = 1  # limited ("tv")
         for frame in video.frames:  # planes go in as they are: no second colour conversion
-            y = np.pad(frame.y, ((0, h % 2), (0, w % 2)), mode="edge")
-            packed = np.concatenate([y.reshape(-1), frame.u.reshape(-1), frame.v.reshape(-1)])
-            av_frame = av.VideoFrame.from_ndarray(packed.reshape(-1, y.shape[1]), "yuv420p")
-            container.mux(stream.encode(av_frame))
-        container.mux(stream.encode())
+            out.mux(stream.encode(_av_frame(frame, even)))
+        out.mux(stream.encode())
+
+
+# .mp4: H.264 (libx264 in PyAV's FFmpeg), high quality, for viewing, not a lossless archive; 4:2:0
+# H.264 needs even sizes. .mkv: FFV1, lossless (the decoded samples exactly), any size.
+write_mp4 = partial(_write_av, container="mp4", codec="libx264", options={"crf": "12"}, even=True)
+write_mkv = partial(_write_av, container="matroska", codec="ffv1", options={}, even=False)
 
 
 def write_png_frames(pattern: str, video: Video) -> list[Path]:
@@ -766,11 +796,12 @@ def write_png_frames(pattern: str, video: Video) -> list[Path]:
     return paths
 
 
-WRITERS = {".y4m": write_y4m, ".yuv": write_raw_yuv, ".mp4": write_mp4}
+WRITERS: dict[str, Callable[[Path, Video], None]] = {
+    ".y4m": write_y4m, ".yuv": write_raw_yuv, ".mp4": write_mp4, ".mkv": write_mkv}
 
 
 def write_video(path: str | os.PathLike, video: Video) -> None:
-    """Write by suffix (.y4m, .yuv, .mp4, or a `%d` .png pattern), atomically; `-`: y4m to standard
+    """Write by suffix (.y4m, .yuv, .mp4, .mkv, or a `%d` .png pattern), atomically; `-`: y4m to standard
     output, frame by frame."""
     if frame_count(video) == 0:
         raise InputError(f"{path}: no frames to write")
@@ -785,7 +816,8 @@ def write_video(path: str | os.PathLike, video: Video) -> None:
         return
     writer = WRITERS.get(Path(path_s).suffix.lower())
     if writer is None:
-        raise InputError(f"{path}: unknown output type; use .y4m, .yuv, .mp4 or a %d .png pattern")
+        raise InputError(f"{path}: unknown output type; use .y4m, .yuv, .mp4, .mkv or a %d .png "
+                         "pattern")
     with AtomicFile(path) as tmp:
         writer(tmp, video)
 
