@@ -138,7 +138,7 @@ class DecodedVideo:
     def to_video(self) -> Video:
         m = ColourMatrix(self.header.colour_matrix)
         return Video([rgb_to_yuv(f, m) for f in self.frames],
-                     Fraction(self.header.fps_num, self.header.fps_den), matrix=m)
+                     Fraction(self.header.fps_num, self.header.fps_den))
 
 
 def quantize_8bit(x: np.ndarray) -> np.ndarray:
@@ -589,12 +589,11 @@ def decoded_video(stream: Stream, model: SSF, entry: ZooEntry,
     `frames`: the coded frames as they are read (open_stream), else the stream's. A live stream
     read as it arrives has no frame count until it ends (PipeFrames)."""
     h = stream.header
-    matrix = ColourMatrix(h.colour_matrix)
-    to_yuv = partial(rgb_to_yuv, matrix=matrix)
+    to_yuv = partial(rgb_to_yuv, matrix=ColourMatrix(h.colour_matrix))
 
     def decoded() -> Iterator[YUVFrame]:
         return mapped_ahead(iter_decoded(stream, model, entry, progress, frames), to_yuv,
                             CONVERT_AHEAD, _ready(frames))
     out = PipeFrames(decoded()) if stream.live and frames is not None else \
         LazyFrames(h.frame_count, decoded)
-    return Video(out, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height), matrix=matrix)
+    return Video(out, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height))

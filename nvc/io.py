@@ -109,7 +109,6 @@ class Video:
     fps: Fraction
     source: str = ""
     size: tuple[int, int] | None = None  # (width, height); needed when `frames` is a one-pass iterable
-    matrix: ColourMatrix = ColourMatrix.BT709  # the samples' (a decoded stream's: its header's)
 
     @property
     def width(self) -> int:
@@ -748,8 +747,8 @@ def _av_frame(frame: YUVFrame, even: bool):
 
 def _write_av(path: Path, video: Video, container: str, codec: str, options: dict[str, object],
               even: bool) -> None:
-    """One video stream of `codec` in a `container` file, tagged with the matrix the samples were
-    made with (limited range; primaries and transfer taken as the matrix's, as nvc codes them)."""
+    """One video stream of `codec` in a `container` file. No colour tags: nvc does not know the
+    source's (it codes every input's samples as BT.709), so players guess as they would for it."""
     import av
 
     w, h = video.width, video.height
@@ -759,9 +758,6 @@ def _write_av(path: Path, video: Video, container: str, codec: str, options: dic
         stream.width, stream.height = (w + w % 2, h + h % 2) if even else (w, h)
         stream.pix_fmt = "yuv420p"
         stream.options = options
-        context = stream.codec_context
-        context.colorspace = context.color_primaries = context.color_trc = int(video.matrix)
-        context.color_range = 1  # limited ("tv")
         for frame in video.frames:  # planes go in as they are: no second colour conversion
             out.mux(stream.encode(_av_frame(frame, even)))
         out.mux(stream.encode())

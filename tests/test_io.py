@@ -243,21 +243,14 @@ def test_lossless_round_trip(tmp_path, suffix):
 
 
 @pytest.mark.parametrize("hw", [(24, 32), (25, 37)])
-def test_mkv_is_lossless_and_mp4_tagged_at_any_size(tmp_path, hw):
-    import av
-
-    from nvc.io import ColourMatrix
-
+def test_mkv_is_lossless_and_containers_of_odd_sizes_are_read(tmp_path, hw):
     video = make_video(frames=3, hw=hw)
-    for suffix, matrix in ((".mkv", ColourMatrix.BT709), (".mp4", ColourMatrix.BT601)):
-        video.matrix = matrix
+    for suffix in (".mkv", ".mp4"):  # mp4 (H.264 4:2:0) grows odd sides by one
         write_video(tmp_path / f"c{suffix}", video)
         back = read_video(tmp_path / f"c{suffix}")
-        assert len(back.frames) == 3 and (back.width, back.height) == (hw[1] + hw[1] % 2 * (
-            suffix == ".mp4"), hw[0] + hw[0] % 2 * (suffix == ".mp4"))
-        with av.open(str(tmp_path / f"c{suffix}")) as c:
-            context = c.streams.video[0].codec_context
-            assert (context.colorspace, context.color_range) == (int(matrix), 1)
+        even = suffix == ".mp4"
+        assert len(back.frames) == 3
+        assert (back.width, back.height) == (hw[1] + hw[1] % 2 * even, hw[0] + hw[0] % 2 * even)
     for a, b in zip(video.frames, read_video(tmp_path / "c.mkv").frames):
         assert np.array_equal(a.y, b.y) and np.array_equal(a.u, b.u) and np.array_equal(a.v, b.v)
 
