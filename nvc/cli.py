@@ -48,6 +48,10 @@ def _pix_fmt(text: str):
     return found
 
 
+def _frames(count: int) -> str:
+    return f"{count} frame{'' if count == 1 else 's'}"
+
+
 def _whole(text: str) -> int:
     try:
         return int(text)
@@ -236,7 +240,7 @@ def _encode(args, video) -> None:
     rate = bpp(size, video.width, video.height, frames)
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
                  "frames": frames, "seconds": seconds, **extra},
-          [f"{args.output}: {frames} frames {video.width}x{video.height}, "
+          [f"{args.output}: {_frames(frames)} {video.width}x{video.height}, "
            f"{size} bytes, {rate:.4f} bpp, {seconds:.1f} s"] + lines)
 
 
@@ -343,7 +347,7 @@ def cmd_decode(args) -> None:
     h, seconds = stream.header, time.perf_counter() - t0
     _emit(args, {"output": str(args.output), "frames": frames.count, "width": h.width,
                  "height": h.height, "seconds": seconds, "cut_short": frames.cut is not None},
-          [f"{args.output}: {frames.count} frames {h.width}x{h.height}, {seconds:.1f} s"])
+          [f"{args.output}: {_frames(frames.count)} {h.width}x{h.height}, {seconds:.1f} s"])
 
 
 def _read_stream(path: str) -> bytes:
@@ -493,7 +497,7 @@ def cmd_eval(args) -> None:
     check_bit_exact(rows + [row for row, _ in adapted])
     payload = {"input": str(args.input), "model": entry.name,
                "results": [{**r.as_dict(), **regions[("base", r.quality)]} for r in rows]}
-    lines = [f"{args.input}: {len(video.frames)} frames {video.width}x{video.height}, "
+    lines = [f"{args.input}: {_frames(len(video.frames))} {video.width}x{video.height}, "
              f"model {entry.name}, intra period {args.intra_period}", "base:"] + _eval_lines(rows)
     if args.adapt:
         payload["adapted"] = [{**row.as_dict(), **_adapt_summary(r),
