@@ -344,7 +344,7 @@ def test_pipes_code_the_same_bytes_and_frames_as_files(tmp_path, clip_y4m, tiny_
         from_file = bitstream.unpack((tmp_path / "f.nvc").read_bytes())
         assert code == 0 and stream == bitstream.pack(replace(from_file, live=True)), err
         assert bitstream.unpack(stream).header == from_file.header
-        assert err.startswith(f"-: {len(from_file.frames)} frames ")
+        assert err.startswith(f"-: {len(from_file.frames)} frame")
         (tmp_path / "live.nvc").write_bytes(stream)
         assert main(["info", str(tmp_path / "live.nvc"), "--json"]) == 0
         info = json.loads(capsysbinary.readouterr().out)
