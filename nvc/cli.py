@@ -168,8 +168,9 @@ def _interrupt_ends_input(live: bool):
 
 
 def _check_output(args) -> None:
-    """Refuse an output that would replace the input (the input is read while the output is
-    written, and the finished output is renamed over its path), or that is a folder."""
+    """Refuse, before the input is opened, an output that would replace the input (the input is
+    read while the output is written, and the finished output is renamed over its path), that is a
+    folder, or whose folder does not exist."""
     from .errors import InputError
     from .io import STDIO
 
@@ -180,6 +181,8 @@ def _check_output(args) -> None:
     out = Path(args.output)
     if out.is_dir():
         raise InputError(f"{out}: is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise InputError(f"{out.parent}: output folder does not exist")
     if out.exists() and Path(args.input).exists() and out.samefile(args.input):
         raise InputError(f"{out}: is the input; give another output name")
 
