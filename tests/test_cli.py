@@ -841,9 +841,11 @@ def test_a_raw_file_in_another_layout_encodes_as_its_8_bit_420_copy(tmp_path, ti
     assert e.value.code == 2 and "'p010le' is not one nvc reads" in capsys.readouterr().err
 
 
-def test_a_missing_output_folder_is_refused_before_the_input_is_read(tmp_path, tiny_weights, capsys):
+def test_a_missing_output_folder_is_refused_before_the_input_is_read(tmp_path, tiny_weights, capsys,
+                                                                     caplog):
     src = _bytes(tmp_path / "c.y4m", b"YUV4MPEG2 W16 H16 F25:1 C422\n" + (b"FRAME\n" + bytes(512)))
     out = tmp_path / "no" / "o.nvc"
     code, _, err = _run(["encode", str(src), "-o", str(out), "--weights", str(tiny_weights)], capsys)
     # one line, and no word of the 4:2:2 input it never opened
     assert (code, err.strip()) == (1, f"nvc: error: {out.parent}: output folder does not exist")
+    assert "4:2:2" not in caplog.text
