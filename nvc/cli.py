@@ -96,11 +96,26 @@ def _gop_schedule(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _qualities(text: str) -> list[int]:
+def _number(text: str) -> int | float:
+    """An integer where the text is one (a rung, printed as given), else a float."""
+    value = float(text)
+    return int(value) if value == int(value) and "." not in text else value
+
+
+def _quality(text: str) -> int | float:
     try:
-        return [int(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"quality must be N or a list like 1,2,3, got {text!r}") from None
+        return _number(text)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"quality must be a number like 2 or 2.5, got {text!r}") \
+            from None
+
+
+def _qualities(text: str) -> list[int | float]:
+    try:
+        return [_number(v) for v in text.split(",")]
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"quality must be N or a list like 1,2,3 or 1.5,2.5, got {text!r}") from None
 
 
 def _progress(desc: str):
@@ -236,9 +251,9 @@ def _encode(args, video) -> None:
             lines.append(_adapt_line(result))
         else:
             size, seconds, frames = encode_to(
-                sink, video, model, entry, args.quality, args.intra_period,
-                progress=_progress("encode"), qmap=_quality_map(args, video, model, args.quality),
-                objective=_objective(args, video), **_coding(args))
+                sink, video, model, entry, intra_period=args.intra_period,
+                progress=_progress("encode"), objective=_objective(args, video),
+                **_coding(args, video, model, args.quality))
     frames = len(video.frames) if args.adapt else frames
     rate = bpp(size, video.width, video.height, frames)
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
@@ -247,20 +262,36 @@ def _encode(args, video) -> None:
            f"{size} bytes, {rate:.4f} bpp, {seconds:.1f} s"] + lines)
 
 
-def _coding(args) -> dict:
-    """The coding options every encoder call takes: synthesis precision, GOP schedule, frame types,
-    latent refinement."""
+def _coding(args, video, model, quality: float) -> dict:
+    """The coding options every encoder call takes: where `quality` codes (nvc.roi.rate_point:
+    the header's rung, and the quality map: --roi's, else a fractional quality's uniform one),
+    the GOP schedule (--gop-schedule, else the default at the quality itself), synthesis
+    precision, frame types, latent refinement."""
     import torch
 
     from .bitstream import SYNTHESIS_NAMES
+    from .codec import padded_hw
+    from .errors import InputError
     from .refine import Refinement
+    from .roi import rate_point
+    from .schedule import default_schedule
+
+    qualities = model.cfg.num_qualities
+    rung, uniform = rate_point(quality, qualities,
+                               padded_hw(video.height, video.width, model.cfg.multiple))
+    if rung != quality and args.adapt:
+        raise InputError(f"--adapt fits at a rung's lambda: give a whole --quality from 1 to "
+                         f"{qualities}, not {quality:g}")
 
     if args.refine and args.refine_precision == "bf16" and args.device != "cuda" and \
             not torch.ops.mkldnn._is_mkldnn_bf16_supported() and not getattr(args, "_warned", 0):
         print("nvc: warning: this CPU has no bf16 units: --refine-precision bf16 will be slow",
               file=sys.stderr)
         args._warned = 1  # once a command, not once a quality
-    return {"synthesis": SYNTHESIS_NAMES[args.precision], "schedule": args.gop_schedule,
+    schedule = args.gop_schedule if args.gop_schedule is not None else \
+        default_schedule(quality, qualities)
+    return {"quality": rung, "qmap": _quality_map(args, video, model, quality) or uniform,
+            "schedule": schedule, "synthesis": SYNTHESIS_NAMES[args.precision],
             "adaptive_intra": args.frame_types == "auto",
             "refine": Refinement(args.refine, bf16_steps=args.refine_precision == "bf16")}
 
@@ -279,12 +310,12 @@ def _encode_adaptive(args, video, model, entry, quality=None):
     from adapt import encode_adaptive
 
     cfg = _adapt_config(args)
-    q = quality or args.quality
+    q = args.quality if quality is None else quality
     fit_bar = []  # the fit's bar, from its first step until the next file is coded
 
     def on_step(stats, base_cost):
         if not fit_bar:
-            fit_bar.append(tqdm(total=cfg.steps, desc=f"q{q} adapt", unit="step",
+            fit_bar.append(tqdm(total=cfg.steps, desc=f"q{q:g} adapt", unit="step",
                                 file=sys.stderr, leave=False, disable=None))
         gain = 100 * (base_cost - stats.objective) / base_cost
         fit_bar[0].set_postfix_str(f"bpp {stats.bpp:.3f} PSNR {stats.psnr_db:.2f} dB RD gain "
@@ -294,17 +325,16 @@ def _encode_adaptive(args, video, model, entry, quality=None):
     def coding(what: str):  # each candidate file the adaptive encoder codes: a bar over frames
         while fit_bar:
             fit_bar.pop().close()
-        return _progress(f"q{q} {what}")
+        return _progress(f"q{q:g} {what}")
     weights = None
     if args.roi:
         from .roi import pixel_weights
 
         weights = pixel_weights(_mask(args, video), args.roi_weight)
     try:
-        result = encode_adaptive(video, model, entry, q, args.intra_period, cfg, on_step=on_step,
-                                 weights=weights, task=_task(args),
-                                 qmap=_quality_map(args, video, model, q), progress=coding,
-                                 **_coding(args))
+        result = encode_adaptive(video, model, entry, intra_period=args.intra_period, cfg=cfg,
+                                 on_step=on_step, weights=weights, task=_task(args),
+                                 progress=coding, **_coding(args, video, model, q))
     finally:
         while fit_bar:
             fit_bar.pop().close()
@@ -459,7 +489,7 @@ def _or_dash(value: float | None, width: int, digits: int) -> str:
 def _eval_lines(rows) -> list[str]:
     head = f"{'q':>2} {'bytes':>9} {'bpp':>7} {'PSNR-RGB':>8} {'PSNR-YUV':>8} {'MS-SSIM':>7} " \
            f"{'enc s':>6} {'dec s':>6}"
-    return [head] + [f"{r.quality:>2} {r.bytes:>9} {r.bpp:>7.4f} {r.psnr_rgb_db:>8.2f} "
+    return [head] + [f"{r.quality:>2g} {r.bytes:>9} {r.bpp:>7.4f} {r.psnr_rgb_db:>8.2f} "
                      f"{r.psnr_yuv_db:>8.2f} {_or_dash(r.ms_ssim, 7, 4)} {r.encode_seconds:>6.1f} "
                      f"{r.decode_seconds:>6.1f}" for r in rows]
 
@@ -476,20 +506,20 @@ def cmd_eval(args) -> None:
     _check_roi(args)
     model, entry = _load(args)
     rows, adapted, notes = [], [], []
-    regions: dict[tuple[str, int], dict] = {}
+    regions: dict[tuple[str, float], dict] = {}
     for q in args.quality:
         if not (args.adapt or args.roi or args.task_model):
-            rows.append(evaluate(video, model, entry, q, args.intra_period,
-                                 progress=_progress(f"q{q}"), **_coding(args)))
+            rows.append(evaluate(video, model, entry, intra_period=args.intra_period,
+                                 progress=_progress(f"q{q:g}"), label=q,
+                                 **_coding(args, video, model, q)))
             regions[("base", q)] = {}
             continue
         r = _encode_adaptive(args, video, model, entry, quality=q) if args.adapt else None
         base = r.base if r is not None else encode(  # the adaptive encoder's base is this file
-            video, model, entry, q, args.intra_period, progress=_progress(f"q{q}"),
-            qmap=_quality_map(args, video, model, q), objective=_objective(args, video),
-            keep=False, **_coding(args))
+            video, model, entry, intra_period=args.intra_period, progress=_progress(f"q{q:g}"),
+            objective=_objective(args, video), keep=False, **_coding(args, video, model, q))
         on_frame, figures = _regions(args, video)
-        rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q}"),
+        rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q:g}"),
                                    on_frame=on_frame))
         regions[("base", q)] = figures()
         if r is not None:
@@ -513,7 +543,7 @@ def cmd_eval(args) -> None:
                  f"FMSE {v['fmse']:.4f}" if "fmse" in v else "",
                  f"top-1 agreement {v['top1_agreement']:.2f}" if "top1_agreement" in v else ""]
         if any(parts):
-            lines.append(f"{kind} q{q}: " + "; ".join(x for x in parts if x))
+            lines.append(f"{kind} q{q:g}: " + "; ".join(x for x in parts if x))
     _emit(args, payload, lines)
 
 
@@ -531,7 +561,7 @@ def _check_roi(args) -> None:
         raise InputError(f"--task-weight must be in [0, 1], got {args.task_weight}")
 
 
-def _quality_map(args, video, model, quality: int):
+def _quality_map(args, video, model, quality: float):
     """The --roi quality map (nvc.roi.quality_map) for this quality, or None."""
     if not args.roi or not args.roi_quality:
         return None
@@ -747,7 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
                                  "with --adapt, --roi or --task-model spooled to TMPDIR first)")
     p.add_argument("-o", "--output", required=True,
                    help="the .nvc file to write (-: standard output)")
-    _coding_options(p, int, 2, "rate point, 1 = smallest file (default 2)")
+    _coding_options(p, _quality, 2, "rate point: 1 (the smallest file) to 4 (the largest), the "
+                    "ladder's rungs; fractions lie between them (2.5), and the ladder goes on two "
+                    "rungs below 1 (down to -1), each rung about halving the rate (default 2)")
     p.set_defaults(func=cmd_encode)
 
     p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4, mkv or PNG frames",
@@ -770,7 +802,8 @@ def build_parser() -> argparse.ArgumentParser:
              "nvc eval clip_416x240_50.yuv --quality 1,2,3,4 --frames 12")
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads; -: y4m from standard "
                                  "input")
-    _coding_options(p, _qualities, [2], "rate point N or a list like 1,2,3,4 (default 2)")
+    _coding_options(p, _qualities, [2], "rate point N or a list like 1,2,3,4 or 0.5,1.5 (see "
+                    "encode; default 2)")
     p.set_defaults(func=cmd_eval)
 
     p = _sub(subs, "demo", "code the embedded offline clip end to end and print a summary",

@@ -11,7 +11,7 @@ from io import BytesIO
 import numpy as np
 
 from . import bitstream
-from .bitstream import DEFAULT_PROFILE, NumericProfile, Synthesis
+from .bitstream import DEFAULT_PROFILE, NumericProfile, QualityMap, Synthesis
 from .codec import (
     CodedVideo,
     DecodedVideo,
@@ -95,7 +95,7 @@ def measure(source: Video, num_bytes: int, decoded_rgb: list[np.ndarray] | None 
 
 @dataclass
 class EvalResult(Quality):
-    quality: int
+    quality: float  # as asked: a rung (an int) or a position between or below them
     frames: int
     width: int
     height: int
@@ -107,7 +107,7 @@ class EvalResult(Quality):
         return asdict(self)
 
 
-def evaluate_coded(video: Video, coded: CodedVideo, model: SSF, entry: ZooEntry, quality: int,
+def evaluate_coded(video: Video, coded: CodedVideo, model: SSF, entry: ZooEntry, quality: float,
                    matrix: ColourMatrix = ColourMatrix.BT709, progress=None,
                    on_frame: OnFrame | None = None) -> EvalResult:
     """Decode `coded` from its bytes with a decoder's path, frame by frame, check each frame is the
@@ -141,23 +141,25 @@ def evaluate(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_peri
              profile: NumericProfile = DEFAULT_PROFILE,
              synthesis: Synthesis = Synthesis.FLOAT32,
              schedule: GopSchedule | None = None, adaptive_intra: bool = True,
-             refine: Effort = 0) -> EvalResult:
+             refine: Effort = 0, qmap: QualityMap | None = None,
+             label: float | None = None) -> EvalResult:
     """Encode, decode from the bytes and score, frame by frame: only the bytes, a digest of every
     reconstruction and the metrics are kept, so a clip of any length (a lazily read one) needs the
     memory of a few frames. The decoded frames must equal the encoder's reconstructions.
-    `adaptive_intra`, `refine`: see nvc.codec.code_frames."""
+    `adaptive_intra`, `refine`, `qmap`: see nvc.codec.code_frames; `label`: the quality the
+    result names (default `quality`; a fractional quality codes at a rung under a map)."""
     kw = {"progress": progress} if progress else {}
     sink, digests = BytesIO(), []
     _, encode_seconds, _ = encode_to(
         sink, video, model, entry, quality, intra_period, matrix, profile=profile,
         synthesis=synthesis, schedule=schedule, adaptive_intra=adaptive_intra, refine=refine,
-        on_reconstruction=lambda rgb: digests.append(frame_digest(rgb)), **kw)
+        qmap=qmap, on_reconstruction=lambda rgb: digests.append(frame_digest(rgb)), **kw)
     return _decode_and_score(video, sink.getvalue(), digests, encode_seconds, model, entry,
-                             quality, matrix, progress)
+                             quality if label is None else label, matrix, progress)
 
 
 def _decode_and_score(video: Video, data: bytes, digests: list[bytes], encode_seconds: float,
-                      model: SSF, entry: ZooEntry, quality: int, matrix: ColourMatrix,
+                      model: SSF, entry: ZooEntry, quality: float, matrix: ColourMatrix,
                       progress=None, on_frame: OnFrame | None = None) -> EvalResult:
     """Decode `data` frame by frame beside the source, each frame checked against the encoder's
     reconstruction (`digests`) and scored; only the metrics are kept."""

@@ -160,7 +160,7 @@ RATE_PER_RUNG = 1.87
 MAP_ORIGIN = round(LADDER_BELOW * QUALITY_MAP_STEPS)
 
 
-def quality_map(mask: Masks, quality: int, boost: float, qualities: int,
+def quality_map(mask: Masks, quality: float, boost: float, qualities: int,
                 padded_hw: tuple[int, int], cell: int = 16) -> QualityMap:
     """Spatial bit allocation from a mask (frames, H, W): the clip's mean mask, pooled to the latent
     grid of the padded frame (`cell` pixels a side), moves each position on the quality ladder:
@@ -198,6 +198,21 @@ def uniform_quality_map(position: float, padded_hw: tuple[int, int], cell: int =
         raise ValueError(f"ladder position {position} lies outside the map's range")
     grid = (padded_hw[0] // cell, padded_hw[1] // cell)
     return QualityMap(grid[0], grid[1], bytes([value]) * (grid[0] * grid[1]), MAP_ORIGIN)
+
+
+def rate_point(quality: float, qualities: int, padded_hw: tuple[int, int]
+               ) -> tuple[int, QualityMap | None]:
+    """Where a --quality codes: (the rung the header names, the quality map). A rung 1 ..
+    `qualities` codes as it always has, with no map; any other quality from 1 - LADDER_BELOW up
+    codes at its own ladder position under a uniform map (the gains interpolated between the
+    rungs, extrapolated below the first), the header naming the nearest rung."""
+    if not 1 - LADDER_BELOW <= quality <= qualities:  # NaN fails too
+        raise InputError(f"quality must lie in {1 - LADDER_BELOW:g}..{qualities} (fractions lie "
+                         f"between the rungs, below 1 the ladder goes on), got {quality:g}")
+    rung = min(max(round(quality), 1), qualities)
+    if quality == int(quality) and quality >= 1:
+        return int(quality), None
+    return rung, uniform_quality_map(quality - 1, padded_hw)
 
 
 def shifted_quality_map(qm: QualityMap, delta: float, qualities: int) -> QualityMap:

@@ -93,13 +93,14 @@ FLAT = GopSchedule()
 GAP, SLOPE = 0.75, 0.5
 
 
-def default_schedule(quality: int, qualities: int) -> GopSchedule:
+def default_schedule(quality: float, qualities: int) -> GopSchedule:
     """The default for `quality` of a ladder of `qualities` rungs: the same GAP and SLOPE at every
     rung; where the pair sits slides with the rung, from the I-frame at the quality (the P-frames
     below it) at quality 1 to the first P-frame at the quality (the I-frame above it) at the top,
-    so that the ladder keeps its reach at both ends (the I-frame cannot rise above the top rung)."""
+    so that the ladder keeps its reach at both ends (the I-frame cannot rise above the top rung).
+    A quality between rungs slides it in between; one below quality 1 keeps quality 1's."""
     gap = round(GAP * QUALITY_MAP_STEPS)
-    lift = round(gap * (quality - 1) / max(qualities - 1, 1))
+    lift = round(gap * max(quality - 1, 0) / max(qualities - 1, 1))
     return GopSchedule(lift, gap - lift, round(SLOPE * QUALITY_MAP_STEPS))
 
 

@@ -849,3 +849,22 @@ def test_a_missing_output_folder_is_refused_before_the_input_is_read(tmp_path, t
     # one line, and no word of the 4:2:2 input it never opened
     assert (code, err.strip()) == (1, f"nvc: error: {out.parent}: output folder does not exist")
     assert "4:2:2" not in caplog.text
+
+
+def test_a_quality_between_or_below_the_rungs(tmp_path, clip_y4m, tiny_weights, capsys):
+    w = ["--weights", str(tiny_weights)]
+    code, out, _ = _run(["eval", str(clip_y4m), "--quality=0.5,1,1.5,2", "--json"] + w, capsys)
+    rows = json.loads(out)["results"]  # every point decoded bit-exactly (eval refuses otherwise)
+    assert code == 0 and [r["quality"] for r in rows] == [0.5, 1, 1.5, 2]
+    assert rows[0]["bytes"] < rows[1]["bytes"] < rows[2]["bytes"] < rows[3]["bytes"]
+    stream = tmp_path / "c.nvc"
+    assert _run(["encode", str(clip_y4m), "-o", str(stream), "--quality", "1.5"] + w, capsys)[0] == 0
+    info = json.loads(_run(["info", str(stream), "--json"], capsys)[1])
+    assert (info["quality"], info["quality_map"]["min_quality"], info["quality_map"]["max_quality"]) \
+        == (2, 1.5, 1.5)
+    assert info["gop_schedule"] == "0.375,0.375,0.5"  # slid half-way from 1's to 2's (the top)
+    for args, message in ((["--quality", "2.5"], "quality must lie in -1..2"),  # a 2-rung ladder
+                          (["--quality", "1.5", "--adapt"], "--adapt fits at a rung's lambda")):
+        code, _, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "x.nvc")] + args + w,
+                            capsys)
+        assert code == 1 and message in err and not (tmp_path / "x.nvc").exists()

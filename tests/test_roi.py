@@ -239,3 +239,27 @@ def test_shifted_quality_map_moves_every_position_within_the_ladder():
     assert map_positions(shifted_quality_map(qm, 5.0, 4)).max() == 3.0  # the top rung
     assert map_positions(shifted_quality_map(qm, -5.0, 4)).min() == -2.0  # LADDER_BELOW
     assert shifted_quality_map(qm, 0.0, 4) == qm
+
+
+def test_rate_point_codes_rungs_as_ever_and_other_qualities_under_a_uniform_map():
+    from nvc.roi import map_positions, rate_point
+
+    for q in (1, 2, 4, 3.0):
+        assert rate_point(q, 4, (64, 96)) == (int(q), None)
+    for q, rung in ((2.25, 2), (2.75, 3), (0.5, 1), (-1, 1), (3.875, 4)):
+        got, qm = rate_point(q, 4, (64, 96))
+        assert got == rung and (qm.height, qm.width) == (4, 6)
+        assert (map_positions(qm) == q - 1).all()  # in steps of 1/32 of a rung: these are exact
+    assert (map_positions(rate_point(3.9, 4, (64, 96))[1]) == 2.90625).all()  # the nearest 1/32
+    for q in (-1.25, 4.01, float("nan"), 9):
+        with pytest.raises(InputError, match="quality must lie in -1..4"):
+            rate_point(q, 4, (64, 96))
+
+
+def test_the_default_schedule_between_and_below_the_rungs():
+    from nvc.schedule import default_schedule
+
+    assert default_schedule(0.5, 4) == default_schedule(-1, 4) == default_schedule(1, 4)
+    lifts = [default_schedule(q, 4).lift for q in (1, 1.5, 2, 2.5, 3, 3.5, 4)]
+    assert lifts == sorted(lifts) and len(set(lifts)) == 7  # slides with the quality
+    assert all(default_schedule(q, 4).lift + default_schedule(q, 4).drop == 24 for q in (1.5, 3.2))
