@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import sys
+import time
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -92,6 +93,15 @@ def _gop_schedule(text: str):
 
     try:
         return GopSchedule.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _bitrate(text: str) -> float:
+    from .ratecontrol import parse_bitrate
+
+    try:
+        return parse_bitrate(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -229,9 +239,23 @@ def cmd_encode(args) -> None:
     _check_roi(args)
     # coding streams the clip (a pipe as it arrives, a live stream); the fit reads it a window at
     # a time, a region or task map may need every frame first: from a pipe those are spooled
-    live = args.input == "-" and not (args.adapt or args.roi or args.task_model)
+    _check_bitrate(args)
+    live = args.input == "-" and not (args.adapt or args.roi or args.task_model or args.bitrate)
     with _interrupt_ends_input(live) as stop:
         _encode(args, _read_input(args, lazy=True, live=live, stop=stop))
+
+
+def _check_bitrate(args) -> None:
+    """--bitrate instead of --quality (which defaults to 2 without it)."""
+    from .errors import InputError
+
+    if args.bitrate is None:
+        args.quality = 2 if args.quality is None else args.quality
+        return
+    if args.quality is not None:
+        raise InputError("--bitrate chooses the quality: give --bitrate or --quality, not both")
+    if args.adapt:
+        raise InputError("--adapt fits at a rung's lambda: give it a whole --quality, not --bitrate")
 
 
 def _encode(args, video) -> None:
@@ -241,9 +265,17 @@ def _encode(args, video) -> None:
     from .metrics import bpp
 
     model, entry = _load(args)
-    extra, lines = {}, []
+    extra: dict = {}
+    lines: list[str] = []
+    rated = None
+    if args.bitrate is not None:
+        video = random_access(video)  # probed, then coded
+        rated = _quality_for_bitrate(args, video, model, entry)
+        extra, lines = rated.fields, [rated.line]
     with open_output(args.output) as sink:
-        if args.adapt:  # the fit reads windows of any GOP in any order
+        if rated is not None and rated.whole_clip is not None:  # the probe was the clip
+            size, seconds, frames = sink.write(rated.whole_clip), 0.0, len(video.frames)
+        elif args.adapt:  # the fit reads windows of any GOP in any order
             result = _encode_adaptive(args, random_access(video), model, entry)
             sink.write(result.coded.data)
             size, seconds = len(result.coded.data), result.coded.seconds
@@ -255,11 +287,64 @@ def _encode(args, video) -> None:
                 progress=_progress("encode"), objective=_objective(args, video),
                 **_coding(args, video, model, args.quality))
     frames = len(video.frames) if args.adapt else frames
-    rate = bpp(size, video.width, video.height, frames)
+    seconds += rated.seconds if rated is not None else 0.0  # the probes are encoding time
+    rate, bitrate = bpp(size, video.width, video.height, frames), size * 8 * float(video.fps) / frames
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
-                 "frames": frames, "seconds": seconds, **extra},
+                 "bitrate": bitrate, "frames": frames, "seconds": seconds, **extra},
           [f"{args.output}: {_frames(frames)} {video.width}x{video.height}, "
-           f"{size} bytes, {rate:.4f} bpp, {seconds:.1f} s"] + lines)
+           f"{size} bytes, {rate:.4f} bpp, {bitrate / 1000:.1f} kb/s, {seconds:.1f} s"] + lines)
+
+
+@dataclasses.dataclass
+class _Rated:
+    fields: dict  # the summary's JSON fields
+    line: str  # and its line
+    seconds: float  # spent probing
+    whole_clip: bytes | None  # the file at the quality found, where the probe was the clip
+
+
+def _quality_for_bitrate(args, video, model, entry) -> _Rated:
+    """Set args.quality to the quality whose probe (nvc.ratecontrol) meets --bitrate."""
+    from io import BytesIO
+
+    from .codec import encode_to
+    from .io import frames_of
+    from .models.config import LADDER_BELOW
+    from .objective import PLAIN_STREAM
+    from .ratecontrol import TOLERANCE, find_quality, probe_frames
+
+    if args.roi:
+        _mask(args, video)  # made from the whole clip, before any probe asks for it
+    indexes = probe_frames(len(video.frames), args.intra_period)
+    probe = frames_of(video, indexes)
+    target = args.bitrate / float(video.fps) / 8 * len(indexes)  # the probe's bytes at the rate
+    # the probe codes as the clip would where it is the clip and nothing weights its pixels
+    kept: dict[float, bytes] | None = {} if len(indexes) == len(video.frames) and not (
+        args.roi or args.task_model) else None
+    t0 = time.perf_counter()
+
+    def coded_bytes(q: float) -> int:
+        sink = BytesIO()
+        size, _, _ = encode_to(sink, probe, model, entry, intra_period=args.intra_period,
+                               progress=_progress(f"probe q{q:g}"), objective=PLAIN_STREAM,
+                               **_coding(args, probe, model, q))
+        if kept is not None:
+            kept[q] = sink.getvalue()
+        return size
+    found = find_quality(coded_bytes, target, 1 - LADDER_BELOW, model.cfg.num_qualities)
+    args.quality = found.quality
+    fields = {"bitrate_target": args.bitrate, "quality": found.quality,
+              "probe_frames": len(indexes), "probes": {f"{q:g}": n for q, n in found.probes.items()}}
+    probe_rate = found.bytes * 8 * float(video.fps) / len(indexes)
+    line = (f"quality {found.quality:g} for {args.bitrate / 1000:g} kb/s: its probe ({len(indexes)} "
+            f"of {len(video.frames)} frames, {len(found.probes)} qualities tried) codes at "
+            f"{probe_rate / 1000:.1f} kb/s")
+    if found.quality in (1 - LADDER_BELOW, model.cfg.num_qualities) and \
+            abs(probe_rate / args.bitrate - 1) > TOLERANCE:
+        line += f" (the ladder's {'lowest' if probe_rate > args.bitrate else 'top'} quality: the " \
+                "target lies beyond its reach)"
+    return _Rated(fields, line, time.perf_counter() - t0,
+                  None if kept is None else kept[found.quality])
 
 
 def _coding(args, video, model, quality: float) -> dict:
@@ -777,9 +862,14 @@ def build_parser() -> argparse.ArgumentParser:
                                  "with --adapt, --roi or --task-model spooled to TMPDIR first)")
     p.add_argument("-o", "--output", required=True,
                    help="the .nvc file to write (-: standard output)")
-    _coding_options(p, _quality, 2, "rate point: 1 (the smallest file) to 4 (the largest), the "
+    _coding_options(p, _quality, None, "rate point: 1 (the smallest file) to 4 (the largest), the "
                     "ladder's rungs; fractions lie between them (2.5), and the ladder goes on two "
                     "rungs below 1 (down to -1), each rung about halving the rate (default 2)")
+    p.add_argument("--bitrate", type=_bitrate, default=None, metavar="RATE",
+                   help="bits a second to aim at (500k, 1.5M), instead of --quality: the quality "
+                        "is chosen by coding up to three GOPs spread through the clip at a few "
+                        "qualities first (about one more encode of the clip's time, less for "
+                        "short clips); the file's rate differs by how unlike them the rest is")
     p.set_defaults(func=cmd_encode)
 
     p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4, mkv or PNG frames",

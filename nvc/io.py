@@ -628,6 +628,17 @@ def random_access(video: Video) -> Video:
                               f"({len(frames) * _frame_bytes(video.width, video.height) / 2**20:.0f} MiB)")
 
 
+def frames_of(video: Video, indexes: list[int]) -> Video:
+    """The frames `indexes` of a random-access `video` (`random_access`), read as iterated."""
+    def read_at(k: int) -> YUVFrame:
+        return video.frames[indexes[k]]
+
+    def frames() -> Iterator[YUVFrame]:
+        return map(read_at, range(len(indexes)))
+    return Video(LazyFrames(len(indexes), frames, read_at), video.fps, video.source,
+                 (video.width, video.height))
+
+
 def spooled_video(samples: Iterable[bytes], w: int, h: int, fps: Fraction, source: str,
                   convert: Callable[[YUVFrame], YUVFrame] | None = None,
                   what: str = "frames") -> Video:

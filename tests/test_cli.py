@@ -868,3 +868,28 @@ def test_a_quality_between_or_below_the_rungs(tmp_path, clip_y4m, tiny_weights, 
         code, _, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "x.nvc")] + args + w,
                             capsys)
         assert code == 1 and message in err and not (tmp_path / "x.nvc").exists()
+
+
+def test_bitrate_chooses_the_quality(tmp_path, clip_y4m, tiny_weights, capsys):
+    w = ["--weights", str(tiny_weights)]
+    at = {}
+    for q in ("1", "2"):  # the clip's rates at two rungs: aim between them
+        code, out, _ = _run(["encode", str(clip_y4m), "-o", str(tmp_path / f"{q}.nvc"), "--quality",
+                             q, "--json"] + w, capsys)
+        at[q] = json.loads(out)["bitrate"]
+    target = (at["1"] * at["2"]) ** 0.5
+    code, out, _ = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "r.nvc"), "--bitrate",
+                         f"{target:.0f}", "--json"] + w, capsys)
+    r = json.loads(out)
+    assert code == 0 and 1 < r["quality"] < 2 and r["bitrate_target"] == round(target)
+    assert r["probe_frames"] == r["frames"] and str(r["quality"]) in r["probes"]
+    assert r["bitrate"] <= target * 1.02
+    # the probe was the clip: its file is the one --quality codes
+    _run(["encode", str(clip_y4m), "-o", str(tmp_path / "q.nvc"), "--quality", str(r["quality"])]
+         + w, capsys)
+    assert (tmp_path / "r.nvc").read_bytes() == (tmp_path / "q.nvc").read_bytes()
+    for extra, message in ((["--quality", "2"], "give --bitrate or --quality, not both"),
+                           (["--adapt"], "give it a whole --quality, not --bitrate")):
+        code, _, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "x.nvc"), "--bitrate",
+                             "100k"] + extra + w, capsys)
+        assert code == 1 and message in err and not (tmp_path / "x.nvc").exists()
