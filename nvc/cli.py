@@ -855,6 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "encode", "encode a video into an .nvc stream",
              "nvc encode clip_416x240_50.yuv -o clip.nvc --quality 2 --frames 12 --adapt --adapt-steps 100"
+             "\n  nvc encode clip.mp4 -o clip.nvc --bitrate 500k"
              "\n  ffmpeg -i clip.mp4 -f yuv4mpegpipe - | nvc encode - -o clip.nvc"
              "\n  ffmpeg -i CAMERA -f yuv4mpegpipe - | nvc encode - -o - | nvc decode - -o - | ffplay -")
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads (mp4, mkv, avi, .264); "
