@@ -14,7 +14,7 @@ from .anchors import ANCHORS, CRF_SWEEP, run_anchor
 class Conditions:
     intra_period: int = 12
     frames: int = 96
-    qualities: tuple[int, ...] = (1, 2, 3, 4)
+    qualities: tuple[float, ...] = (1, 2, 3, 4)  # fractions and qualities below 1: nvc's base only
     crfs: tuple[int, ...] = CRF_SWEEP
     device: str = "cpu"
     adapt_steps: int = 100  # budget of the adapted codecs (nvc-adapt, nvc-dora, nvc-full)
@@ -44,7 +44,7 @@ def points(codec: str, cond: Conditions) -> list[str]:
     """Rate points of a codec: CRFs for the anchors, qualities for nvc and its adapted forms."""
     if codec in ANCHORS:
         return [f"crf{c}" for c in cond.crfs]
-    return [f"q{q}" for q in cond.qualities]
+    return [f"q{q:g}" for q in cond.qualities]
 
 
 _MODEL = {}
@@ -98,12 +98,17 @@ def _run_base(name: str, profile: str, synthesis: str = "FLOAT32", adaptive_intr
     nvc.codec.code_frames)."""
     def run(source: Video, point: str, cond: Conditions) -> PointResult:
         from nvc.bitstream import NumericProfile, Synthesis
+        from nvc.codec import padded_hw
+        from nvc.roi import rate_point
 
         model, entry = _nvc_model(cond)
-        gop = codec_schedule(name, cond)
-        r = evaluate(source, model, entry, int(point[1:]), cond.intra_period,
-                     profile=NumericProfile[profile], synthesis=Synthesis[synthesis], schedule=gop,
-                     adaptive_intra=adaptive_intra, refine=cond.refinement())
+        gop, quality = codec_schedule(name, cond), float(point[1:])
+        at = rate_point(quality, model.cfg.num_qualities,
+                        padded_hw(source.height, source.width, model.cfg.multiple), gop)
+        r = evaluate(source, model, entry, intra_period=cond.intra_period,
+                     profile=NumericProfile[profile], synthesis=Synthesis[synthesis],
+                     adaptive_intra=adaptive_intra, refine=cond.refinement(), label=quality,
+                     **at._asdict())
         gop_text = "default" if gop is None else str(gop)
         types = "auto" if adaptive_intra else "fixed"
         return _point(r, name, point, f"{entry.name} {entry.sha256[:12]} {profile.lower()} "

@@ -359,24 +359,20 @@ def _coding(args, video, model, quality: float) -> dict:
     from .errors import InputError
     from .refine import Refinement
     from .roi import rate_point
-    from .schedule import default_schedule
 
-    qualities = model.cfg.num_qualities
-    rung, uniform = rate_point(quality, qualities,
-                               padded_hw(video.height, video.width, model.cfg.multiple))
-    if rung != quality and args.adapt:
+    at = rate_point(quality, model.cfg.num_qualities,
+                    padded_hw(video.height, video.width, model.cfg.multiple), args.gop_schedule)
+    if at.quality != quality and args.adapt:
         raise InputError(f"--adapt fits at a rung's lambda: give a whole --quality from 1 to "
-                         f"{qualities}, not {quality:g}")
+                         f"{model.cfg.num_qualities}, not {quality:g}")
 
     if args.refine and args.refine_precision == "bf16" and args.device != "cuda" and \
             not torch.ops.mkldnn._is_mkldnn_bf16_supported() and not getattr(args, "_warned", 0):
         print("nvc: warning: this CPU has no bf16 units: --refine-precision bf16 will be slow",
               file=sys.stderr)
         args._warned = 1  # once a command, not once a quality
-    schedule = args.gop_schedule if args.gop_schedule is not None else \
-        default_schedule(quality, qualities)
-    return {"quality": rung, "qmap": _quality_map(args, video, model, quality) or uniform,
-            "schedule": schedule, "synthesis": SYNTHESIS_NAMES[args.precision],
+    return {**at._asdict(), "qmap": _quality_map(args, video, model, quality) or at.qmap,
+            "synthesis": SYNTHESIS_NAMES[args.precision],
             "adaptive_intra": args.frame_types == "auto",
             "refine": Refinement(args.refine, bf16_steps=args.refine_precision == "bf16")}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from .bitstream import QUALITY_MAP_STEPS, QualityMap
 from .errors import InputError
 from .metrics import psnr_from_mse
 from .models.config import LADDER_BELOW
+from .schedule import GopSchedule, default_schedule
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 ROI_THRESHOLD = 0.5  # mask values above this are the region for ROI-PSNR
@@ -200,19 +202,27 @@ def uniform_quality_map(position: float, padded_hw: tuple[int, int], cell: int =
     return QualityMap(grid[0], grid[1], bytes([value]) * (grid[0] * grid[1]), MAP_ORIGIN)
 
 
-def rate_point(quality: float, qualities: int, padded_hw: tuple[int, int]
-               ) -> tuple[int, QualityMap | None]:
-    """Where a --quality codes: (the rung the header names, the quality map). A rung 1 ..
-    `qualities` codes as it always has, with no map; any other quality from 1 - LADDER_BELOW up
-    codes at its own ladder position under a uniform map (the gains interpolated between the
-    rungs, extrapolated below the first), the header naming the nearest rung."""
+class RatePoint(NamedTuple):
+    """What the encoder takes for a --quality (its keyword arguments: `._asdict()`)."""
+    quality: int  # the rung the header names
+    qmap: QualityMap | None
+    schedule: GopSchedule
+
+
+def rate_point(quality: float, qualities: int, padded_hw: tuple[int, int],
+               schedule: GopSchedule | None = None) -> RatePoint:
+    """Where a --quality codes. A rung 1 .. `qualities` codes as it always has, with no map; any
+    other quality from 1 - LADDER_BELOW up codes at its own ladder position under a uniform map
+    (the gains interpolated between the rungs, extrapolated below the first), the header naming
+    the nearest rung; `schedule`, or the default GOP schedule at the quality itself."""
     if not 1 - LADDER_BELOW <= quality <= qualities:  # NaN fails too
         raise InputError(f"quality must lie in {1 - LADDER_BELOW:g}..{qualities} (fractions lie "
                          f"between the rungs, below 1 the ladder goes on), got {quality:g}")
-    rung = min(max(round(quality), 1), qualities)
+    schedule = default_schedule(quality, qualities) if schedule is None else schedule
     if quality == int(quality) and quality >= 1:
-        return int(quality), None
-    return rung, uniform_quality_map(quality - 1, padded_hw)
+        return RatePoint(int(quality), None, schedule)
+    return RatePoint(min(max(round(quality), 1), qualities),
+                     uniform_quality_map(quality - 1, padded_hw), schedule)
 
 
 def shifted_quality_map(qm: QualityMap, delta: float, qualities: int) -> QualityMap:

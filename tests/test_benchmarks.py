@@ -290,3 +290,20 @@ def test_average_points_carry_a_missing_ms_ssim(tmp_path):
     write_markdown({"summary": summary, "provenance": {"codecs": ["nvc"]}, "manifest": "m.txt"},
                    [], tmp_path / "r.md")
     assert "| nvc | q1 | 0.2000 | 30.00 | 32.00 | n/a |" in (tmp_path / "r.md").read_text()
+
+
+def test_rd_places_nvc_points_between_and_below_the_rungs(tmp_path, capsys):
+    root = tmp_path / "data"
+    root.mkdir()
+    write_video(root / "tiny_96x64_25.y4m", make_video(frames=2, hw=(64, 96)))
+    (tmp_path / "m.txt").write_text("tiny_96x64_25.y4m 96 64 25 2\n")
+    base = ["--root", str(root), "--dataset", "manifest", "--manifest", str(tmp_path / "m.txt"),
+            "--anchor", "nvc", "--frames", "2"]
+    assert rd_main(base + ["--codecs", "nvc", "--qualities", "0.5,1,1.5",
+                           "--out", str(tmp_path / "out")]) == 0
+    points = json.loads((tmp_path / "out" / "results.json").read_text())["points"]
+    assert [p["point"] for p in points] == ["q0.5", "q1", "q1.5"]  # q1 keyed as before
+    assert points[0]["bpp"] < points[1]["bpp"] < points[2]["bpp"]
+    assert rd_main(base + ["--codecs", "nvc,nvc-adapt", "--qualities", "1.5",
+                           "--out", str(tmp_path / "no")]) == 1
+    assert "whole qualities from 1 only" in capsys.readouterr().err

@@ -243,11 +243,14 @@ def test_shifted_quality_map_moves_every_position_within_the_ladder():
 
 def test_rate_point_codes_rungs_as_ever_and_other_qualities_under_a_uniform_map():
     from nvc.roi import map_positions, rate_point
+    from nvc.schedule import FLAT, default_schedule
 
     for q in (1, 2, 4, 3.0):
-        assert rate_point(q, 4, (64, 96)) == (int(q), None)
+        assert rate_point(q, 4, (64, 96)) == (int(q), None, default_schedule(int(q), 4))
+    assert rate_point(2, 4, (64, 96), FLAT).schedule == FLAT  # one given is kept
     for q, rung in ((2.25, 2), (2.75, 3), (0.5, 1), (-1, 1), (3.875, 4)):
-        got, qm = rate_point(q, 4, (64, 96))
+        got, qm, schedule = rate_point(q, 4, (64, 96))
+        assert schedule == default_schedule(q, 4)
         assert got == rung and (qm.height, qm.width) == (4, 6)
         assert (map_positions(qm) == q - 1).all()  # in steps of 1/32 of a rung: these are exact
     assert (map_positions(rate_point(3.9, 4, (64, 96))[1]) == 2.90625).all()  # the nearest 1/32
