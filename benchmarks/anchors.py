@@ -16,7 +16,8 @@ from pathlib import Path
 
 import ffmpeg
 
-from nvc.io import Video, read_video, write_video
+from nvc.io import Video, read_video
+from nvc.writers import write_video
 
 CRF_SWEEP = (22, 27, 32, 37, 42, 47)
 

@@ -43,7 +43,8 @@ def _write_clip(path: Path, frames: int, w: int, h: int) -> None:
 
 def _to_mp4(y4m: Path) -> Path:
     """The y4m re-encoded to H.264 one frame at a time; the y4m is deleted."""
-    from nvc.io import read_video, write_video
+    from nvc.io import read_video
+    from nvc.writers import write_video
 
     mp4 = y4m.with_suffix(".mp4")
     write_video(mp4, read_video(y4m, lazy=True))

@@ -20,9 +20,10 @@ from pathlib import Path
 from nvc.bitstream import DEFAULT_PROFILE, FORMAT_VERSION, FrameType
 from nvc.codec import LOOK_AHEAD
 from nvc.errors import NvcError
-from nvc.io import AtomicFile, read_video
+from nvc.io import read_video
 from nvc.refine import LEARNING_RATES
 from nvc.schedule import GAP, SLOPE
+from nvc.writers import AtomicFile
 
 from .anchors import ffmpeg_version
 from .codecs import (

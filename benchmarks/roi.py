@@ -30,11 +30,12 @@ import numpy as np
 from adapt import AdaptConfig, encode_adaptive
 from nvc.codec import encode, padded_hw, reconstructions, source_rgb
 from nvc.errors import NvcError
-from nvc.io import AtomicFile, read_video
+from nvc.io import read_video
 from nvc.metrics import bpp, psnr_rgb_db
 from nvc.objective import Objective
 from nvc.roi import pixel_weights, quality_map, region_psnr_db
 from nvc.task import TaskModel, gradient_mask, task_metrics
+from nvc.writers import AtomicFile
 from nvc.zoo import DEFAULT_MODEL, load_model
 
 

@@ -261,8 +261,9 @@ def _check_bitrate(args) -> None:
 def _encode(args, video) -> None:
     """Code `video` as the encode command's options say, into its output, and print the summary."""
     from .codec import encode_to
-    from .io import open_output, random_access
+    from .io import random_access
     from .metrics import bpp
+    from .writers import open_output
 
     model, entry = _load(args)
     extra: dict = {}
@@ -446,7 +447,7 @@ def cmd_decode(args) -> None:
     import time
 
     from .codec import decoded_video, open_stream
-    from .io import write_video
+    from .writers import write_video
 
     _check_output(args)
     t0 = time.perf_counter()
@@ -725,8 +726,8 @@ def cmd_demo(args) -> None:
     from . import bitstream
     from .codec import decode_stream, encode
     from .evaluate import check_bit_exact, score
-    from .io import AtomicFile, write_video
     from .synthetic import as_video, demo_clip
+    from .writers import AtomicFile, write_video
 
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -145,7 +145,8 @@ def test_video_windows_are_the_padded_clips_slices(small_video):
 def test_a_lazily_read_clip_is_adapted_to_the_same_file(tiny_model, tmp_path):
     """The adaptive encoder reads its input a frame or a window at a time (y4m in place, mp4
     spooled, decoded once): the same file as from the clip held whole."""
-    from nvc.io import read_video, write_video
+    from nvc.io import read_video
+    from nvc.writers import write_video
 
     model, entry = tiny_model
     cfg = AdaptConfig(steps=2, window=64, force=True, lr=2e-2, position_step=0)

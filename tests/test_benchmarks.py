@@ -9,7 +9,7 @@ from benchmarks.manifest import DATASETS, dataset_manifest, read_manifest
 from benchmarks.rd import main as rd_main
 from nvc.bitstream import FrameType
 from nvc.evaluate import measure
-from nvc.io import write_video
+from nvc.writers import write_video
 
 from .conftest import make_video
 

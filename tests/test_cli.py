@@ -12,7 +12,7 @@ import pytest
 
 from nvc import bitstream
 from nvc.cli import build_parser, main
-from nvc.io import write_video
+from nvc.writers import write_video
 from nvc.zoo import DEFAULT_MODEL
 
 from .conftest import make_video
@@ -545,7 +545,7 @@ def test_png_sequence_failure_leaves_no_frames(tmp_path, monkeypatch):
     from PIL import Image
 
     from nvc.errors import InputError
-    from nvc.io import write_video
+    from nvc.writers import write_video
 
     calls = []
     real_save = Image.Image.save
@@ -811,11 +811,11 @@ def test_what_the_system_refuses_is_one_line(error, message, code, tmp_path, tin
                                              monkeypatch, capsys):
     """A full disk or a refused permission is the user's to mend, not a bug (exit 1, no
     'internal error'); other system errors stay internal errors (exit 3)."""
-    import nvc.io
+    import nvc.writers
 
     def refuse(*args, **kwargs):
         raise error
-    monkeypatch.setattr(nvc.io, "write_video", refuse)
+    monkeypatch.setattr(nvc.writers, "write_video", refuse)
     stream = Path(__file__).parent / "data" / "golden" / "stream.nvc"
     code_ = main(["decode", str(stream), "-o", str(tmp_path / "o.y4m"), "--weights",
                   str(tiny_weights)])

@@ -83,7 +83,8 @@ def test_streaming_encode_writes_the_same_bytes(tiny_model, small_video, tmp_pat
     import io
 
     from nvc.codec import encode_to
-    from nvc.io import read_video, write_video
+    from nvc.io import read_video
+    from nvc.writers import write_video
 
     model, entry = tiny_model
     path = tmp_path / "clip.y4m"

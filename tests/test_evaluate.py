@@ -5,7 +5,8 @@ import pytest
 
 from nvc.codec import encode
 from nvc.evaluate import Scores, evaluate, evaluate_coded, measure
-from nvc.io import LazyFrames, read_video, write_video
+from nvc.io import LazyFrames, read_video
+from nvc.writers import write_video
 
 from .conftest import make_video
 

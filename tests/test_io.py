@@ -8,17 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nvc.errors import InputError
-from nvc.io import (
-    ColourMatrix,
-    Video,
-    parse_raw_name,
-    read_video,
-    read_y4m_pipe,
-    rgb_to_yuv,
-    write_video,
-    yuv_to_rgb,
-)
+from nvc.io import ColourMatrix, Video, parse_raw_name, read_video, read_y4m_pipe, rgb_to_yuv, yuv_to_rgb
 from nvc.metrics import psnr_db
+from nvc.writers import write_video
 
 from .conftest import make_video, shared_clip
 
@@ -311,12 +303,12 @@ def test_zero_frames_after_start(tmp_path):
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    import nvc.io
+    import nvc.writers
 
     def breaks(path, video):  # a writer that fails halfway
         Path(path).write_bytes(b"YUV4MPEG2 half a file")
         raise OSError("disk full")
-    monkeypatch.setitem(nvc.io.WRITERS, ".y4m", breaks)
+    monkeypatch.setitem(nvc.writers.WRITERS, ".y4m", breaks)
     with pytest.raises(OSError, match="disk full"):
         write_video(tmp_path / "out.y4m", make_video(frames=2, hw=(16, 16)))
     assert list(tmp_path.iterdir()) == []
@@ -343,7 +335,8 @@ def test_reads_shared_full_range_h264():
 
 @pytest.mark.parametrize("suffix", ["y4m", "yuv", "mp4"])
 def test_lazy_reading_gives_the_same_frames(suffix, tmp_path):
-    from nvc.io import LazyFrames, read_video, write_video
+    from nvc.io import LazyFrames, read_video
+    from nvc.writers import write_video
 
     from .conftest import make_video
 
@@ -364,7 +357,8 @@ def test_random_access_reads_any_frame_alone(suffix, tmp_path, monkeypatch):
     """y4m and raw .yuv are read in place; what FFmpeg decodes is spooled to an unnamed file."""
     import tempfile
 
-    from nvc.io import random_access, read_video, write_video
+    from nvc.io import random_access, read_video
+    from nvc.writers import write_video
 
     from .conftest import make_video
 

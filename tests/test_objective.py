@@ -18,12 +18,12 @@ from nvc.codec import (
     rgb_tensor,
     source_rgb,
 )
-from nvc.io import write_y4m
 from nvc.objective import PLAIN, FrameObjective, Objective
 from nvc.rd import PIXEL_RANGE
 from nvc.refine import Target, relaxed_cost
 from nvc.roi import pixel_weights
 from nvc.task import TaskModel, TaskTerm
+from nvc.writers import write_y4m
 from nvc.zoo import load_model
 
 from .conftest import make_video

@@ -144,7 +144,7 @@ import sys
 import numpy as np
 from nvc.cli import main
 from nvc.adapter_coding import SpikeSlabPrior, decode_symbols, encode_symbols
-from nvc.io import write_video
+from nvc.writers import write_video
 from nvc.synthetic import as_video
 clip = np.random.default_rng(0).random((2, 3, 48, 64), dtype=np.float32)
 write_video(sys.argv[1] + "/in.y4m", as_video(clip))

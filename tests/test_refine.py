@@ -20,9 +20,9 @@ from nvc.codec import (
     source_rgb,
 )
 from nvc.evaluate import evaluate
-from nvc.io import write_y4m
 from nvc.models.ssf import FrameType
 from nvc.refine import Refinement, Target, refined, relaxed_cost
+from nvc.writers import write_y4m
 from nvc.zoo import load_model
 
 from .conftest import make_video

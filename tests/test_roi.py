@@ -31,8 +31,9 @@ def test_a_mask_video_is_read_a_frame_at_a_time(tmp_path):
     whole stack had; weights and quality maps from it are the stack's."""
     from PIL import Image
 
-    from nvc.io import read_video, write_video
+    from nvc.io import read_video
     from nvc.roi import FrameMaps, quality_map
+    from nvc.writers import write_video
 
     from .conftest import make_video
 
@@ -116,7 +117,7 @@ def test_weights_scale_the_distortion_term_of_the_objective(tiny_model):
 
 def test_eval_with_roi_reports_region_psnr(tmp_path, tiny_weights, capsys):
     from nvc.cli import main
-    from nvc.io import write_video
+    from nvc.writers import write_video
 
     from .conftest import make_video
 
@@ -192,7 +193,7 @@ def test_a_map_below_the_first_rung_decodes_as_encoded(tiny_model, small_video):
 def test_encode_with_a_region_decodes_and_favours_it(tmp_path, capsys):
     """With the shipped base (an untrained tiny model has no quality to move)."""
     from nvc.cli import main
-    from nvc.io import write_video
+    from nvc.writers import write_video
 
     from .conftest import make_video
 

@@ -11,9 +11,9 @@ from adapt.loop import clip_objective
 from nvc import bitstream
 from nvc.cli import main
 from nvc.codec import decode_stream, encode
-from nvc.io import write_video
 from nvc.models.config import LADDER_BELOW
 from nvc.schedule import FLAT, GopSchedule, default_schedule, resolve
+from nvc.writers import write_video
 
 from .conftest import make_video
 

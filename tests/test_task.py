@@ -9,9 +9,9 @@ from adapt.loop import clip_objective
 from benchmarks.task_model import build
 from nvc.cli import main
 from nvc.errors import InputError
-from nvc.io import write_video
 from nvc.rd import task_distortion
 from nvc.task import TaskModel, TaskTerm, gradient_mask, task_metrics
+from nvc.writers import write_video
 
 from .conftest import make_video
 

@@ -195,8 +195,9 @@ def test_configs_never_train_on_evaluation_clips(config):
 
 
 def test_video_folder_excludes_evaluation_clips(tmp_path):
-    from nvc.io import Video, write_y4m
+    from nvc.io import Video
     from nvc.synthetic import as_video, demo_clip
+    from nvc.writers import write_y4m
 
     clip = as_video(demo_clip(frames=3, out_hw=(64, 64)))
     for name in ("cup_64x64.y4m", "foreman_64x64.y4m"):
@@ -208,8 +209,9 @@ def test_video_folder_excludes_evaluation_clips(tmp_path):
 
 
 def test_video_folder_adds_half_size_copies_of_tall_videos(tmp_path):
-    from nvc.io import Video, write_y4m
+    from nvc.io import Video
     from nvc.synthetic import as_video, demo_clip
+    from nvc.writers import write_y4m
 
     clip = as_video(demo_clip(frames=3, out_hw=(128, 192)))
     write_y4m(tmp_path / "cup_192x128.y4m", Video(clip.frames, clip.fps))
@@ -347,8 +349,9 @@ def test_device_crops_cut_fresh_windows_and_pans():
 
 
 def test_device_datamodule_turns_ids_into_crops(tmp_path):
-    from nvc.io import Video, write_y4m
+    from nvc.io import Video
     from nvc.synthetic import as_video, demo_clip
+    from nvc.writers import write_y4m
     from train.device_data import DeviceVideoDataModule
 
     clip = as_video(demo_clip(frames=4, out_hw=(64, 64)))

@@ -29,7 +29,8 @@ from pathlib import Path
 import yaml
 
 from nvc.errors import InputError
-from nvc.io import read_video, write_y4m
+from nvc.io import read_video
+from nvc.writers import write_y4m
 from train.data import EVALUATION_CLIPS, PHOTO_SUFFIXES, list_videos
 
 ROOT = Path(__file__).resolve().parents[1]

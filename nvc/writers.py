@@ -1,0 +1,170 @@
+"""Video out: y4m (a file or standard output, frame by frame), raw .yuv, mp4 (H.264 for viewing),
+mkv (FFV1, lossless), PNG frames; every file written atomically (a temporary sibling renamed over
+the target once whole), so a failure leaves no half-written output.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from fractions import Fraction
+from functools import partial
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import InputError
+from .io import STDIO, Video, YUVFrame, _planes, frame_count, yuv_to_rgb
+
+
+def _atomic_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+class AtomicFile:
+    """Write to a temporary sibling, rename over the target on success, delete it on failure."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.tmp = _atomic_path(self.path)
+
+    def __enter__(self) -> Path:
+        if not self.path.parent.exists():
+            raise InputError(f"{self.path.parent}: output folder does not exist")
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        elif self.tmp.exists():
+            self.tmp.unlink()
+
+
+@contextmanager
+def open_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file to write `path` through: atomically (AtomicFile: renamed over `path` only
+    once written), or standard output for `-`."""
+    if str(path) == STDIO:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with AtomicFile(path) as tmp, open(tmp, "wb") as f:
+        yield f
+
+
+def write_y4m(path: Path, video: Video) -> None:
+    with open(path, "wb") as f:
+        y4m_to(f, video)
+
+
+def y4m_to(f: BinaryIO, video: Video, flush: bool = False) -> None:
+    """`video` as y4m into an open binary file; with `flush`, each frame as soon as it is written
+    (a pipe to a player)."""
+    fps = Fraction(video.fps).limit_denominator(100000)
+    f.write(f"YUV4MPEG2 W{video.width} H{video.height} F{fps.numerator}:{fps.denominator} "
+            "Ip A1:1 C420jpeg\n".encode())
+    if flush:
+        f.flush()
+    for frame in video.frames:
+        f.write(b"FRAME\n" + _planes(frame))
+        if flush:
+            f.flush()
+
+
+def write_raw_yuv(path: Path, video: Video) -> None:
+    with open(path, "wb") as f:
+        for frame in video.frames:
+            f.write(_planes(frame))
+
+
+def _av_frame(frame: YUVFrame, even: bool):
+    """`frame` as a PyAV yuv420p frame, of its own size or (`even`) grown to even sides, the last
+    column / row repeated: planes copied row by row into FFmpeg's padded lines, no conversion."""
+    import av
+
+    planes: list[np.ndarray] = [frame.y, frame.u, frame.v]
+    if even:
+        h, w = frame.y.shape
+        planes = list(np.pad(p, ((0, (h % 2) * (i == 0)), (0, (w % 2) * (i == 0))), mode="edge")
+                       for i, p in enumerate(planes))
+    out = av.VideoFrame(planes[0].shape[1], planes[0].shape[0], "yuv420p")
+    for plane, samples in zip(out.planes, planes):
+        lines = np.zeros((plane.height, plane.line_size), np.uint8)
+        lines[:, :plane.width] = samples
+        plane.update(lines.tobytes())
+    return out
+
+
+def _write_av(path: Path, video: Video, container: str, codec: str, options: dict[str, object],
+              even: bool) -> None:
+    """One video stream of `codec` in a `container` file. No colour tags: nvc does not know the
+    source's (it codes every input's samples as BT.709), so players guess as they would for it."""
+    import av
+
+    w, h = video.width, video.height
+    with av.open(str(path), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=Fraction(video.fps).limit_denominator(1001))
+        assert isinstance(stream, av.VideoStream)
+        stream.width, stream.height = (w + w % 2, h + h % 2) if even else (w, h)
+        stream.pix_fmt = "yuv420p"
+        stream.options = options
+        for frame in video.frames:  # planes go in as they are: no second colour conversion
+            out.mux(stream.encode(_av_frame(frame, even)))
+        out.mux(stream.encode())
+
+
+# .mp4: H.264 (libx264 in PyAV's FFmpeg), high quality, for viewing, not a lossless archive; 4:2:0
+# H.264 needs even sizes. .mkv: FFV1, lossless (the decoded samples exactly), any size.
+write_mp4 = partial(_write_av, container="mp4", codec="libx264", options={"crf": "12"}, even=True)
+write_mkv = partial(_write_av, container="matroska", codec="ffv1", options={}, even=False)
+
+
+def write_png_frames(pattern: str, video: Video) -> list[Path]:
+    """pattern holds one printf field, e.g. `out/frame_%04d.png`; frames are numbered from 0."""
+    from PIL import Image
+
+    if not Path(pattern % 0).parent.exists():
+        raise InputError(f"{Path(pattern % 0).parent}: output folder does not exist")
+    paths: list[Path] = []
+    temps: list[Path] = []
+    try:  # every frame to a temporary sibling first; renamed only once all are written
+        for i, frame in enumerate(video.frames):
+            paths.append(Path(pattern % i))
+            temps.append(_atomic_path(paths[-1]))
+            Image.fromarray(np.round(yuv_to_rgb(frame) * 255).astype(np.uint8)).save(
+                temps[-1], format="PNG")
+    except BaseException:
+        for t in temps:
+            t.unlink(missing_ok=True)
+        raise
+    for t, p in zip(temps, paths):
+        os.replace(t, p)
+    return paths
+
+
+WRITERS: dict[str, Callable[[Path, Video], None]] = {
+    ".y4m": write_y4m, ".yuv": write_raw_yuv, ".mp4": write_mp4, ".mkv": write_mkv}
+
+
+def write_video(path: str | os.PathLike, video: Video) -> None:
+    """Write by suffix (.y4m, .yuv, .mp4, .mkv, or a `%d` .png pattern), atomically; `-`: y4m to standard
+    output, frame by frame."""
+    if frame_count(video) == 0:
+        raise InputError(f"{path}: no frames to write")
+    path_s = str(path)
+    if path_s == STDIO:
+        y4m_to(sys.stdout.buffer, video, flush=True)
+        return
+    if path_s.lower().endswith(".png"):
+        if "%" not in path_s:
+            raise InputError(f"{path}: PNG output needs a frame-number pattern such as out_%04d.png")
+        write_png_frames(path_s, video)
+        return
+    writer = WRITERS.get(Path(path_s).suffix.lower())
+    if writer is None:
+        raise InputError(f"{path}: unknown output type; use .y4m, .yuv, .mp4, .mkv or a %d .png "
+                         "pattern")
+    with AtomicFile(path) as tmp:
+        writer(tmp, video)
