@@ -1,0 +1,57 @@
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nvc.errors import InputError
+from nvc.io import Video, read_video
+from nvc.metrics import psnr_db
+from nvc.writers import write_video
+
+from .conftest import make_video
+
+
+@pytest.mark.parametrize("hw", [(24, 32), (25, 37)])
+def test_mkv_is_lossless_and_containers_of_odd_sizes_are_read(tmp_path, hw):
+    video = make_video(frames=3, hw=hw)
+    for suffix in (".mkv", ".mp4"):  # mp4 (H.264 4:2:0) grows odd sides by one
+        write_video(tmp_path / f"c{suffix}", video)
+        back = read_video(tmp_path / f"c{suffix}")
+        even = suffix == ".mp4"
+        assert len(back.frames) == 3
+        assert (back.width, back.height) == (hw[1] + hw[1] % 2 * even, hw[0] + hw[0] % 2 * even)
+    for a, b in zip(video.frames, read_video(tmp_path / "c.mkv").frames):
+        assert np.array_equal(a.y, b.y) and np.array_equal(a.u, b.u) and np.array_equal(a.v, b.v)
+
+
+def test_mp4_round_trip_is_high_quality(tmp_path):
+    video = make_video(frames=4, hw=(64, 96))
+    write_video(tmp_path / "c.mp4", video)
+    back = read_video(tmp_path / "c.mp4")
+    assert len(back.frames) == 4 and (back.width, back.height) == (96, 64)
+    assert psnr_db(back.frames[0].y, video.frames[0].y, 255) > 38
+
+
+def test_png_pattern(tmp_path):
+    write_video(tmp_path / "f_%03d.png", make_video(frames=2, hw=(16, 16)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f_000.png", "f_001.png"]
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    import nvc.writers
+
+    def breaks(path, video):  # a writer that fails halfway
+        Path(path).write_bytes(b"YUV4MPEG2 half a file")
+        raise OSError("disk full")
+    monkeypatch.setitem(nvc.writers.WRITERS, ".y4m", breaks)
+    with pytest.raises(OSError, match="disk full"):
+        write_video(tmp_path / "out.y4m", make_video(frames=2, hw=(16, 16)))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["out.y4m", "out.yuv", "out.mp4", "out_%04d.png"])
+def test_an_empty_video_is_refused_before_writing(tmp_path, name):
+    with pytest.raises(InputError, match="no frames to write"):
+        write_video(tmp_path / name, Video([], Fraction(25)))
+    assert not list(tmp_path.iterdir())
