@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
+from . import options
+
 EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130
 
 
@@ -136,23 +138,11 @@ def _progress(desc: str):
     return wrap
 
 
-def _device(name: str):
-    import torch
-
-    from .errors import NvcError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise NvcError("--device cuda: no CUDA device is available")
-    return torch.device(name)
-
-
 def _load(args):
     from .zoo import DEFAULT_MODEL, load_model
 
     model, entry = load_model(args.model or DEFAULT_MODEL, Path(args.weights) if args.weights else None)
-    return model.to(_device(args.device)), entry
+    return model.to(options.device(args.device)), entry
 
 
 def _read_input(args, lazy: bool = False, live: bool = False, stop=None):
@@ -236,26 +226,13 @@ def _json_safe(value):
 # -- commands -------------------------------------------------------------------------------------
 def cmd_encode(args) -> None:
     _check_output(args)
-    _check_roi(args)
+    options.check_roi(args)
     # coding streams the clip (a pipe as it arrives, a live stream); the fit reads it a window at
     # a time, a region or task map may need every frame first: from a pipe those are spooled
-    _check_bitrate(args)
+    options.check_bitrate(args)
     live = args.input == "-" and not (args.adapt or args.roi or args.task_model or args.bitrate)
     with _interrupt_ends_input(live) as stop:
         _encode(args, _read_input(args, lazy=True, live=live, stop=stop))
-
-
-def _check_bitrate(args) -> None:
-    """--bitrate instead of --quality (which defaults to 2 without it)."""
-    from .errors import InputError
-
-    if args.bitrate is None:
-        args.quality = 2 if args.quality is None else args.quality
-        return
-    if args.quality is not None:
-        raise InputError("--bitrate chooses the quality: give --bitrate or --quality, not both")
-    if args.adapt:
-        raise InputError("--adapt fits at a rung's lambda: give it a whole --quality, not --bitrate")
 
 
 def _encode(args, video) -> None:
@@ -285,8 +262,8 @@ def _encode(args, video) -> None:
         else:
             size, seconds, frames = encode_to(
                 sink, video, model, entry, intra_period=args.intra_period,
-                progress=_progress("encode"), objective=_objective(args, video),
-                **_coding(args, video, model, args.quality))
+                progress=_progress("encode"), objective=options.objective(args, video),
+                **options.coding(args, video, model, args.quality))
     frames = len(video.frames) if args.adapt else frames
     seconds += rated.seconds if rated is not None else 0.0  # the probes are encoding time
     rate, bitrate = bpp(size, video.width, video.height, frames), size * 8 * float(video.fps) / frames
@@ -315,7 +292,7 @@ def _quality_for_bitrate(args, video, model, entry) -> _Rated:
     from .ratecontrol import TOLERANCE, find_quality, probe_frames
 
     if args.roi:
-        _mask(args, video)  # made from the whole clip, before any probe asks for it
+        options.roi_mask(args, video)  # made from the whole clip, before any probe asks for it
     indexes = probe_frames(len(video.frames), args.intra_period)
     probe = frames_of(video, indexes)
     target = args.bitrate / float(video.fps) / 8 * len(indexes)  # the probe's bytes at the rate
@@ -328,7 +305,7 @@ def _quality_for_bitrate(args, video, model, entry) -> _Rated:
         sink = BytesIO()
         size, _, _ = encode_to(sink, probe, model, entry, intra_period=args.intra_period,
                                progress=_progress(f"probe q{q:g}"), objective=PLAIN_STREAM,
-                               **_coding(args, probe, model, q))
+                               **options.coding(args, probe, model, q))
         if kept is not None:
             kept[q] = sink.getvalue()
         return size
@@ -348,50 +325,12 @@ def _quality_for_bitrate(args, video, model, entry) -> _Rated:
                   None if kept is None else kept[found.quality])
 
 
-def _coding(args, video, model, quality: float) -> dict:
-    """The coding options every encoder call takes: where `quality` codes (nvc.roi.rate_point:
-    the header's rung, and the quality map: --roi's, else a fractional quality's uniform one),
-    the GOP schedule (--gop-schedule, else the default at the quality itself), synthesis
-    precision, frame types, latent refinement."""
-    import torch
-
-    from .bitstream import SYNTHESIS_NAMES
-    from .codec import padded_hw
-    from .errors import InputError
-    from .refine import Refinement
-    from .roi import rate_point
-
-    at = rate_point(quality, model.cfg.num_qualities,
-                    padded_hw(video.height, video.width, model.cfg.multiple), args.gop_schedule)
-    if at.quality != quality and args.adapt:
-        raise InputError(f"--adapt fits at a rung's lambda: give a whole --quality from 1 to "
-                         f"{model.cfg.num_qualities}, not {quality:g}")
-
-    if args.refine and args.refine_precision == "bf16" and args.device != "cuda" and \
-            not torch.ops.mkldnn._is_mkldnn_bf16_supported() and not getattr(args, "_warned", 0):
-        print("nvc: warning: this CPU has no bf16 units: --refine-precision bf16 will be slow",
-              file=sys.stderr)
-        args._warned = 1  # once a command, not once a quality
-    return {**at._asdict(), "qmap": _quality_map(args, video, model, quality) or at.qmap,
-            "synthesis": SYNTHESIS_NAMES[args.precision],
-            "adaptive_intra": args.frame_types == "auto",
-            "refine": Refinement(args.refine, bf16_steps=args.refine_precision == "bf16")}
-
-
-def _adapt_config(args):
-    from adapt import AdaptConfig
-    from nvc.adapters import AdapterKind
-
-    return AdaptConfig(kind=AdapterKind[args.adapter.upper()], steps=args.adapt_steps,
-                       seconds=args.adapt_seconds, task_weight=args.task_weight)
-
-
 def _encode_adaptive(args, video, model, entry, quality=None):
     from tqdm import tqdm
 
     from adapt import encode_adaptive
 
-    cfg = _adapt_config(args)
+    cfg = options.adapt_config(args)
     q = args.quality if quality is None else quality
     fit_bar = []  # the fit's bar, from its first step until the next file is coded
 
@@ -412,11 +351,11 @@ def _encode_adaptive(args, video, model, entry, quality=None):
     if args.roi:
         from .roi import pixel_weights
 
-        weights = pixel_weights(_mask(args, video), args.roi_weight)
+        weights = pixel_weights(options.roi_mask(args, video), args.roi_weight)
     try:
         result = encode_adaptive(video, model, entry, intra_period=args.intra_period, cfg=cfg,
-                                 on_step=on_step, weights=weights, task=_task(args),
-                                 progress=coding, **_coding(args, video, model, q))
+                                 on_step=on_step, weights=weights, task=options.task_model(args),
+                                 progress=coding, **options.coding(args, video, model, q))
     finally:
         while fit_bar:
             fit_bar.pop().close()
@@ -453,7 +392,7 @@ def cmd_decode(args) -> None:
     t0 = time.perf_counter()
     with _stream_input(args.input) as f:  # frames are decoded as their units arrive
         stream, model, entry, frames = open_stream(f, args.model, args.weights,
-                                                   _device(args.device))
+                                                   options.device(args.device))
         frames.keep_cut = True  # a live recording whose writer was stopped: keep what came
         write_video(args.output, decoded_video(stream, model, entry, _progress("decode"), frames))
     if frames.cut is not None:
@@ -585,7 +524,7 @@ def cmd_eval(args) -> None:
     video = _read_input(args, lazy=True)
     if args.adapt:
         video = random_access(video)
-    _check_roi(args)
+    options.check_roi(args)
     model, entry = _load(args)
     rows, adapted, notes = [], [], []
     regions: dict[tuple[str, float], dict] = {}
@@ -593,19 +532,20 @@ def cmd_eval(args) -> None:
         if not (args.adapt or args.roi or args.task_model):
             rows.append(evaluate(video, model, entry, intra_period=args.intra_period,
                                  progress=_progress(f"q{q:g}"), label=q,
-                                 **_coding(args, video, model, q)))
+                                 **options.coding(args, video, model, q)))
             regions[("base", q)] = {}
             continue
         r = _encode_adaptive(args, video, model, entry, quality=q) if args.adapt else None
         base = r.base if r is not None else encode(  # the adaptive encoder's base is this file
             video, model, entry, intra_period=args.intra_period, progress=_progress(f"q{q:g}"),
-            objective=_objective(args, video), keep=False, **_coding(args, video, model, q))
-        on_frame, figures = _regions(args, video)
+            objective=options.objective(args, video), keep=False,
+            **options.coding(args, video, model, q))
+        on_frame, figures = options.region_scores(args, video)
         rows.append(evaluate_coded(video, base, model, entry, q, progress=_progress(f"q{q:g}"),
                                    on_frame=on_frame))
         regions[("base", q)] = figures()
         if r is not None:
-            on_frame, figures = _regions(args, video)
+            on_frame, figures = options.region_scores(args, video)
             adapted.append((evaluate_coded(video, r.coded, model, entry, q, on_frame=on_frame), r))
             regions[("adapted", q)] = figures()
             notes.append(f"q{q}: " + _adapt_line(r))
@@ -627,99 +567,6 @@ def cmd_eval(args) -> None:
         if any(parts):
             lines.append(f"{kind} q{q:g}: " + "; ".join(x for x in parts if x))
     _emit(args, payload, lines)
-
-
-def _check_roi(args) -> None:
-    from .errors import InputError
-
-    if args.roi_quality < 0:
-        raise InputError(f"--roi-quality must be >= 0, got {args.roi_quality}")
-    if args.roi == "gradient" and not args.task_model:
-        raise InputError("--roi gradient takes its map from the task model: it needs --task-model")
-    if args.task_model and not (args.adapt or args.refine) and args.command == "encode" and \
-            args.roi != "gradient":
-        raise InputError("--task-model sets what --adapt and --refine minimise: it needs one of them")
-    if not 0 <= args.task_weight <= 1:
-        raise InputError(f"--task-weight must be in [0, 1], got {args.task_weight}")
-
-
-def _quality_map(args, video, model, quality: float):
-    """The --roi quality map (nvc.roi.quality_map) for this quality, or None."""
-    if not args.roi or not args.roi_quality:
-        return None
-    from .codec import padded_hw
-    from .roi import quality_map
-
-    return quality_map(_mask(args, video), quality, args.roi_quality, model.cfg.num_qualities,
-                       padded_hw(video.height, video.width, model.cfg.multiple))
-
-
-def _objective(args, video):
-    """What the coder minimises besides bits (nvc.objective): --roi's pixel weights where no
-    quality map carries the region (--roi-quality 0), and the --task-model's term where the encoder
-    optimises (--adapt, --refine); eval's task model alone only measures."""
-    from .objective import Objective
-    from .roi import pixel_weights
-
-    weights = pixel_weights(_mask(args, video), args.roi_weight) \
-        if args.roi and not args.roi_quality else None
-    task = _task(args) if args.adapt or args.refine else None
-    return Objective.for_coding(weights, bool(args.roi and args.roi_quality), task,
-                                args.task_weight)
-
-
-def _task(args):
-    """The --task-model, loaded once per command (nvc.task), or None."""
-    if not args.task_model:
-        return None
-    if getattr(args, "_task", None) is None:
-        from .task import TaskModel
-
-        args._task = TaskModel(args.task_model, _device(args.device))  # where the codec runs
-    return args._task
-
-
-def _mask(args, video):
-    """The --roi map (frames, H, W) in [0, 1]: a mask file, or the task model's gradients; made
-    once per command (eval asks for it at every quality)."""
-    if getattr(args, "_mask", None) is None:
-        from .codec import source_rgb
-        from .roi import FrameMaps, load_mask
-        from .task import gradient_maps
-
-        args._mask = FrameMaps.spooled(
-            gradient_maps(_task(args), (source_rgb(f) for f in video.frames)), video.height,
-            video.width) if args.roi == "gradient" else \
-            load_mask(args.roi, len(video.frames), video.width, video.height)
-    return args._mask
-
-
-def _regions(args, video):
-    """ROI and background PSNR-RGB, and the task model's FMSE and top-1 agreement, of a decoded
-    clip, gathered frame by frame: (what evaluate_coded calls with each source frame and its
-    decoded RGB, or None where neither is asked; what returns the figures once it is done)."""
-    if not args.roi and not args.task_model:
-        return None, dict
-    from .codec import source_rgb
-    from .roi import RegionScores
-    from .task import TaskScores
-
-    region = RegionScores() if args.roi else None
-    task = TaskScores(_task(args)) if args.task_model else None
-    mask = _mask(args, video) if args.roi else None
-    frame = iter(range(len(video.frames)))
-
-    def on_frame(source, decoded) -> None:
-        i, src = next(frame), source_rgb(source)
-        if region is not None:
-            region.add(src, decoded, mask[i])
-        if task is not None:
-            task.add(src, decoded)
-
-    def figures() -> dict:
-        return {**(region.result() if region is not None else {}),
-                **(task.result() if task is not None else {})}
-    return on_frame, figures
 
 
 def cmd_demo(args) -> None:

@@ -1,0 +1,36 @@
+import pytest
+
+from nvc import options
+from nvc.cli import build_parser
+from nvc.errors import InputError
+from nvc.models.ssf import SSF
+from nvc.schedule import FLAT, default_schedule
+
+from .conftest import TINY, make_video
+
+
+def _args(*extra):
+    return build_parser().parse_args(["encode", "in.y4m", "-o", "out.nvc", *extra])
+
+
+def test_the_quality_defaults_to_2_unless_a_bitrate_chooses_it():
+    args = _args()
+    options.check_bitrate(args)
+    assert args.quality == 2
+    args = _args("--bitrate", "300k")
+    options.check_bitrate(args)
+    assert args.quality is None and args.bitrate == 300_000
+    for extra, message in ((("--bitrate", "1M", "--quality", "3"), "not both"),
+                           (("--bitrate", "1M", "--adapt"), "a whole --quality")):
+        with pytest.raises(InputError, match=message):
+            options.check_bitrate(_args(*extra))
+
+
+def test_coding_places_a_quality_on_the_ladder():
+    model, video = SSF(TINY), make_video(frames=1, hw=(64, 96))
+    rung = options.coding(_args(), video, model, 2)
+    assert (rung["quality"], rung["qmap"], rung["schedule"]) == (2, None, default_schedule(2, 2))
+    between = options.coding(_args("--gop-schedule", "0"), video, model, 1.5)
+    assert between["quality"] == 2 and between["qmap"] is not None and between["schedule"] == FLAT
+    with pytest.raises(InputError, match="--adapt fits at a rung's lambda"):
+        options.coding(_args("--adapt"), video, model, 1.5)
