@@ -383,25 +383,32 @@ def _adapt_line(r) -> str:
 
 
 def cmd_decode(args) -> None:
-    import time
-
     from .codec import decoded_video, open_stream
+    from .errors import InputError
     from .writers import write_video
 
     _check_output(args)
+    if args.start < 0:
+        raise InputError(f"--start must be >= 0, got {args.start}")
     t0 = time.perf_counter()
     with _stream_input(args.input) as f:  # frames are decoded as their units arrive
         stream, model, entry, frames = open_stream(f, args.model, args.weights,
                                                    options.device(args.device))
+        h = stream.header
+        if args.start and not stream.live and args.start >= h.frame_count:
+            raise InputError(f"{args.input}: --start {args.start} is past its end ({h.frame_count} "
+                             "frames)")
         frames.keep_cut = True  # a live recording whose writer was stopped: keep what came
-        write_video(args.output, decoded_video(stream, model, entry, _progress("decode"), frames))
+        write_video(args.output, decoded_video(stream, model, entry, _progress("decode"), frames,
+                                               args.start, args.frames))
     if frames.cut is not None:
         logging.getLogger("nvc").warning("%s; decoded the %d frames before the cut", frames.cut,
                                          frames.count)
-    h, seconds = stream.header, time.perf_counter() - t0
-    _emit(args, {"output": str(args.output), "frames": frames.count, "width": h.width,
+    stop = frames.count if args.frames is None else min(frames.count, args.start + args.frames)
+    written, seconds = max(stop - args.start, 0), time.perf_counter() - t0
+    _emit(args, {"output": str(args.output), "frames": written, "width": h.width,
                  "height": h.height, "seconds": seconds, "cut_short": frames.cut is not None},
-          [f"{args.output}: {_frames(frames.count)} {h.width}x{h.height}, {seconds:.1f} s"])
+          [f"{args.output}: {_frames(written)} {h.width}x{h.height}, {seconds:.1f} s"])
 
 
 def _read_stream(path: str) -> bytes:
@@ -720,6 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4, mkv or PNG frames",
              "nvc decode clip.nvc -o clip_decoded.y4m\n  nvc decode clip.nvc -o - | ffplay -")
     p.add_argument("input", help="an .nvc file (-: standard input)")
+    p.add_argument("--start", type=int, default=0,
+                   help="first frame to write (default 0); decoding starts at the I-frame at or "
+                        "before it, the frames before that are read, not decoded")
+    p.add_argument("--frames", type=_positive, default=None, help="write at most N frames")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.y4m, OUT.yuv, OUT.mp4 (H.264 for viewing), OUT.mkv (FFV1, "
                         "lossless), OUT_%%04d.png, or - (y4m to standard output, each frame as it "

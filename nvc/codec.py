@@ -479,10 +479,34 @@ def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
 
 
 @torch.no_grad()
+def decoding_range(numbered: Iterable[tuple[int, CodedFrame]], start: int, stop: int | None
+                   ) -> Iterator[tuple[int, CodedFrame]]:
+    """The (index, coded frame) a decoder needs for frames `start` .. `stop` - 1: from the last
+    I-frame at or before `start` (the frames before it are read, never decoded) to `stop` - 1,
+    the rest never read."""
+    held: list[tuple[int, CodedFrame]] = []  # since the last I-frame before `start`
+    i = -1
+    for i, cf in numbered:
+        if i <= start and cf.kind == FrameType.I:
+            held = []
+        if i < start:
+            held.append((i, cf))
+            continue
+        yield from held
+        held = []
+        yield i, cf
+        if stop is not None and i + 1 >= stop:
+            return
+    if i < start:  # a live stream, whose length was not known: it ended before `start`
+        raise InputError(f"frame {start} is past the stream's end ({i + 1} frames)")
+
+
 def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress = _no_progress,
-                 frames: Iterable[CodedFrame] | None = None) -> Iterator[np.ndarray]:
+                 frames: Iterable[CodedFrame] | None = None, start: int = 0,
+                 stop: int | None = None) -> Iterator[np.ndarray]:
     """Decode frame by frame: RGB float32 (H, W, 3), 8-bit quantised; only the reference is kept.
-    `frames`: the coded frames as they are read (bitstream.open_units), else the stream's."""
+    `frames`: the coded frames as they are read (bitstream.open_units), else the stream's;
+    `start`, `stop`: only frames start .. stop - 1 come out (decoding_range)."""
     header = stream.header
     check_weights(header, entry)
     if stream.adapters is not None:  # merged once per clip; decoding then runs at the base's speed
@@ -513,8 +537,11 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
 
     # frames read as they arrive from a live stream: not counted until its end unit
     count = len(stream.frames) if frames is None else None if stream.live else header.frame_count
-    ahead = Ahead(Numbered(stream.frames if frames is None else frames, count), entropy_stage,
-                  DECODE_AHEAD if exact else 0, _ready(frames))
+    numbered: Iterable[tuple[int, CodedFrame]] = Numbered(
+        stream.frames if frames is None else frames, count)
+    if start or stop is not None:  # how many frames are decoded depends on where I-frames stand
+        numbered = decoding_range(numbered, start, stop)
+    ahead = Ahead(numbered, entropy_stage, DECODE_AHEAD if exact else 0, _ready(frames))
     ref: Tensor | None = None
     for (i, cf), latents in progress(ahead):
         check_frame_type(i, cf.kind, header.intra_period, stream.version)
@@ -525,7 +552,8 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
         # ValueError, nvc's BitstreamError
         except (RuntimeError, ValueError, BitstreamError) as e:
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
-        yield _to_numpy(ref, header.height, header.width)
+        if i >= start:
+            yield _to_numpy(ref, header.height, header.width)
 
 
 def _ready(frames: Iterable[CodedFrame] | None) -> Callable[[], bool]:
@@ -584,16 +612,20 @@ def decode(data: bytes, model_name: str | None = None, weights: str | Path | Non
 
 def decoded_video(stream: Stream, model: SSF, entry: ZooEntry,
                   progress: Progress = _no_progress,
-                  frames: Iterable[CodedFrame] | None = None) -> Video:
+                  frames: Iterable[CodedFrame] | None = None, start: int = 0,
+                  count: int | None = None) -> Video:
     """The stream as a Video whose frames are decoded while iterated (one pass, bounded memory);
-    `frames`: the coded frames as they are read (open_stream), else the stream's. A live stream
-    read as it arrives has no frame count until it ends (PipeFrames)."""
+    `frames`: the coded frames as they are read (open_stream), else the stream's; `start`,
+    `count`: frames start .. start + count - 1 only (decoding from the I-frame at or before
+    `start`). A live stream read as it arrives has no frame count until it ends (PipeFrames)."""
     h = stream.header
     to_yuv = partial(rgb_to_yuv, matrix=ColourMatrix(h.colour_matrix))
+    stop = None if count is None else start + count
 
     def decoded() -> Iterator[YUVFrame]:
-        return mapped_ahead(iter_decoded(stream, model, entry, progress, frames), to_yuv,
-                            CONVERT_AHEAD, _ready(frames))
+        return mapped_ahead(iter_decoded(stream, model, entry, progress, frames, start, stop),
+                            to_yuv, CONVERT_AHEAD, _ready(frames))
     out = PipeFrames(decoded()) if stream.live and frames is not None else \
-        LazyFrames(h.frame_count, decoded)
+        LazyFrames(max(0, min(h.frame_count, h.frame_count if stop is None else stop) - start),
+                   decoded)
     return Video(out, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height))

@@ -893,3 +893,27 @@ def test_bitrate_chooses_the_quality(tmp_path, clip_y4m, tiny_weights, capsys):
         code, _, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "x.nvc"), "--bitrate",
                              "100k"] + extra + w, capsys)
         assert code == 1 and message in err and not (tmp_path / "x.nvc").exists()
+
+
+def test_decode_a_range_of_frames(tmp_path, clip_y4m, tiny_weights, capsys):
+    from nvc.io import read_video
+
+    w = ["--weights", str(tiny_weights)]
+    stream = tmp_path / "c.nvc"
+    assert _run(["encode", str(clip_y4m), "-o", str(stream), "--intra-period", "2"] + w, capsys)[0] == 0
+    _run(["decode", str(stream), "-o", str(tmp_path / "all.y4m")] + w, capsys)
+    full = read_video(tmp_path / "all.y4m").frames
+    n = len(full)
+    for start, frames, want in ((1, 2, [1, 2]), (n - 1, None, [n - 1]), (2, 1, [2])):
+        out = tmp_path / f"part{start}.y4m"
+        code, text, err = _run(["decode", str(stream), "-o", str(out), "--start", str(start), "--json"]
+                             + (["--frames", str(frames)] if frames else []) + w, capsys)
+        assert code == 0, err
+        part = read_video(out).frames
+        assert code == 0 and json.loads(text)["frames"] == len(want) == len(part)
+        assert all(np.array_equal(full[i].y, p.y) and np.array_equal(full[i].v, p.v)
+                   for i, p in zip(want, part))
+    code, _, err = _run(["decode", str(stream), "-o", str(tmp_path / "no.y4m"), "--start", str(n)]
+                        + w, capsys)
+    assert code == 1 and f"--start {n} is past its end ({n} frames)" in err
+    assert not (tmp_path / "no.y4m").exists()

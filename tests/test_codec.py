@@ -205,3 +205,35 @@ def test_portrait_frames_code_under_the_gop_schedule(tiny_model, refine):
     coded = encode(video, model, entry, 1, refine=refine)
     out = decode_stream(bitstream.unpack(coded.data), model, entry)
     assert all(np.array_equal(a, b) for a, b in zip(coded.reconstruction, out.frames))
+
+
+@pytest.mark.parametrize("start, stop, decoded", [
+    (0, None, list(range(8))), (5, 7, [4, 5, 6]), (4, 5, [4]), (3, None, [0, 1, 2, 3, 4, 5, 6, 7]),
+    (6, None, [4, 5, 6, 7]), (7, 8, [7]),  # 7 is an I-frame the encoder chose
+])
+def test_decoding_range_starts_at_the_last_i_frame(start, stop, decoded):
+    from nvc.bitstream import CodedFrame
+    from nvc.codec import decoding_range
+    from nvc.models.ssf import FrameType
+
+    kinds = "IPPPIPPI"  # intra period 4, an extra I-frame at 7
+    coded = [(i, CodedFrame(FrameType.I if k == "I" else FrameType.P, [])) for i, k in enumerate(kinds)]
+    read = []
+
+    def numbered():
+        for item in coded:
+            read.append(item[0])
+            yield item
+    assert [i for i, _ in decoding_range(numbered(), start, stop)] == decoded
+    assert read == list(range(stop or 8))  # nothing read past the last frame asked for
+
+
+def test_decoding_range_past_the_end_of_a_stream_of_unknown_length():
+    from nvc.bitstream import CodedFrame
+    from nvc.codec import decoding_range
+    from nvc.errors import InputError
+    from nvc.models.ssf import FrameType
+
+    frames = [(i, CodedFrame(FrameType.P if i else FrameType.I, [])) for i in range(3)]
+    with pytest.raises(InputError, match=r"frame 9 is past the stream's end \(3 frames\)"):
+        list(decoding_range(iter(frames), 9, None))
