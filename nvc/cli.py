@@ -470,12 +470,24 @@ def cmd_info(args) -> None:
                            if f.kind == bitstream.FrameType.I and i % h.intra_period],
         "quality_map": _quality_map_info(stream),
         "bpp": bpp(len(data), h.width, h.height, frames) if frames else None,
+        "bitrate": len(data) * 8 * h.fps_num / h.fps_den / frames if frames else None,
         "bytes_per_unit_type": stream.unit_bytes,
         "adapters": _adapter_info(stream.adapters, stream.version),
+        # each frame's type and unit bytes (framing included), in order
+        "frame_types": "".join(f.kind.name for f in stream.frames),  # I, P
+        "frame_bytes": [len(bitstream.pack_frame(f)) for f in stream.frames],
     }
-    lines = [f"{k:>16}: {v}" for k, v in info.items() if k != "bytes_per_unit_type"]
+    per_frame = ("frame_types", "frame_bytes")
+    lines = [f"{k:>16}: {v}" for k, v in info.items()
+             if k not in ("bytes_per_unit_type", *per_frame)]
     lines.append("bytes per unit type:")
     lines += [f"{k:>16}: {v}" for k, v in stream.unit_bytes.items()]
+    lines.append("frames by type (--json lists every frame):")
+    types = "".join(f.kind.name for f in stream.frames)
+    for kind in sorted(set(types)):
+        sizes = [len(bitstream.pack_frame(f)) for f in stream.frames if f.kind.name == kind]
+        lines.append(f"{kind:>16}: {len(sizes)}, {min(sizes)}-{max(sizes)} bytes, mean "
+                     f"{sum(sizes) / len(sizes):.0f}")
     _emit(args, info, lines)
 
 

@@ -917,3 +917,17 @@ def test_decode_a_range_of_frames(tmp_path, clip_y4m, tiny_weights, capsys):
                         + w, capsys)
     assert code == 1 and f"--start {n} is past its end ({n} frames)" in err
     assert not (tmp_path / "no.y4m").exists()
+
+
+def test_info_lists_every_frame(tmp_path, clip_y4m, tiny_weights, capsys):
+    stream = tmp_path / "c.nvc"
+    _run(["encode", str(clip_y4m), "-o", str(stream), "--intra-period", "2", "--weights",
+          str(tiny_weights)], capsys)
+    code, out, _ = _run(["info", str(stream), "--json"], capsys)
+    info = json.loads(out)
+    assert info["frame_types"].startswith("IP") and len(info["frame_bytes"]) == info["frames"]
+    units = info["bytes_per_unit_type"]
+    assert sum(info["frame_bytes"]) == units.get("frame_I", 0) + units.get("frame_P", 0)
+    assert info["bitrate"] == pytest.approx(info["bytes"] * 8 * 25 / info["frames"])
+    text = _run(["info", str(stream)], capsys)[1]
+    assert f"I: {info['frame_types'].count('I')}, " in text
