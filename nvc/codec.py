@@ -478,7 +478,6 @@ def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
     return DecodedVideo(header, frames, time.perf_counter() - t0)
 
 
-@torch.no_grad()
 def decoding_range(numbered: Iterable[tuple[int, CodedFrame]], start: int, stop: int | None
                    ) -> Iterator[tuple[int, CodedFrame]]:
     """The (index, coded frame) a decoder needs for frames `start` .. `stop` - 1: from the last
@@ -501,6 +500,7 @@ def decoding_range(numbered: Iterable[tuple[int, CodedFrame]], start: int, stop:
         raise InputError(f"frame {start} is past the stream's end ({i + 1} frames)")
 
 
+@torch.no_grad()
 def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress = _no_progress,
                  frames: Iterable[CodedFrame] | None = None, start: int = 0,
                  stop: int | None = None) -> Iterator[np.ndarray]:

@@ -237,3 +237,23 @@ def test_decoding_range_past_the_end_of_a_stream_of_unknown_length():
     frames = [(i, CodedFrame(FrameType.P if i else FrameType.I, [])) for i in range(3)]
     with pytest.raises(InputError, match=r"frame 9 is past the stream's end \(3 frames\)"):
         list(decoding_range(iter(frames), 9, None))
+
+
+def test_decoding_builds_no_autograd_graph(tiny_model, small_video, monkeypatch):
+    import torch
+
+    from nvc import bitstream
+    from nvc.codec import iter_decoded
+
+    model, entry = tiny_model
+    coded = encode(small_video, model, entry, 2, intra_period=2)
+    seen, synthesize = [], model.synthesize
+
+    def recording(*args, **kwargs):
+        seen.append(torch.is_grad_enabled())
+        return synthesize(*args, **kwargs)
+    monkeypatch.setattr(model, "synthesize", recording)
+    for start in (0, 1):  # a whole decode and a range: every frame without autograd
+        assert len(list(iter_decoded(bitstream.unpack(coded.data), model, entry, start=start))) \
+            == len(small_video.frames) - start
+    assert seen and not any(seen)
