@@ -738,9 +738,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "rungs below 1 (down to -1), each rung about halving the rate (default 2)")
     p.add_argument("--bitrate", type=_bitrate, default=None, metavar="RATE",
                    help="bits a second to aim at (500k, 1.5M), instead of --quality: the quality "
-                        "is chosen by coding up to three GOPs spread through the clip at a few "
-                        "qualities first (about one more encode of the clip's time, less for "
-                        "short clips); the file's rate differs by how unlike them the rest is")
+                        "is chosen by coding up to three GOPs spread through the clip at 3-6 "
+                        "qualities first (where they are the clip, the last is the file); the "
+                        "file's rate differs from theirs by how unlike them the rest of the clip "
+                        "is")
     p.set_defaults(func=cmd_encode)
 
     p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4, mkv or PNG frames",
