@@ -453,6 +453,7 @@ def cmd_info(args) -> None:
     if cut:  # the bytes after the last whole unit (a unit half written), so that every byte counts
         stream.unit_bytes["cut"] = len(data) - sum(stream.unit_bytes.values())
     entry = entry_by_id(h.model_id)
+    qmap_info = _quality_map_info(stream)
     matrix = ColourMatrix(h.colour_matrix).name if h.colour_matrix in ColourMatrix._value2member_map_ \
         else str(h.colour_matrix)
     info = {
@@ -461,14 +462,15 @@ def cmd_info(args) -> None:
         "weights_hash": h.weights_hash.hex(), "width": h.width, "height": h.height,
         "fps": f"{h.fps_num}/{h.fps_den}", "frames": frames, "live": stream.live,
         "cut_short": cut,
-        "intra_period": h.intra_period, "quality": h.quality, "colour_matrix": matrix,
+        "intra_period": h.intra_period, "quality": h.quality,
+        "coded_quality": _coded_quality(h.quality, qmap_info), "colour_matrix": matrix,
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
         "synthesis": {v: k for k, v in bitstream.SYNTHESIS_NAMES.items()}[bitstream.Synthesis(h.synthesis)],
         "gop_schedule": str(GopSchedule(h.gop_lift, h.gop_drop, h.gop_slope)),
         "extra_i_frames": [i for i, f in enumerate(stream.frames)
                            if f.kind == bitstream.FrameType.I and i % h.intra_period],
-        "quality_map": _quality_map_info(stream),
+        "quality_map": qmap_info,
         "bpp": bpp(len(data), h.width, h.height, frames) if frames else None,
         "bitrate": len(data) * 8 * h.fps_num / h.fps_den / frames if frames else None,
         "bytes_per_unit_type": stream.unit_bytes,
@@ -489,6 +491,14 @@ def cmd_info(args) -> None:
         lines.append(f"{kind:>16}: {len(sizes)}, {min(sizes)}-{max(sizes)} bytes, mean "
                      f"{sum(sizes) / len(sizes):.0f}")
     _emit(args, info, lines)
+
+
+def _coded_quality(rung: int, qmap_info: dict | None) -> float | None:
+    """The quality the frames were coded at: the header's rung, or a uniform map's (`--quality
+    2.5`); None where a region map varies it."""
+    if qmap_info is None:
+        return rung
+    return qmap_info["min_quality"] if qmap_info["min_quality"] == qmap_info["max_quality"] else None
 
 
 def _quality_map_info(stream) -> dict | None:

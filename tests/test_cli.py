@@ -861,7 +861,7 @@ def test_a_quality_between_or_below_the_rungs(tmp_path, clip_y4m, tiny_weights, 
     assert _run(["encode", str(clip_y4m), "-o", str(stream), "--quality", "1.5"] + w, capsys)[0] == 0
     info = json.loads(_run(["info", str(stream), "--json"], capsys)[1])
     assert (info["quality"], info["quality_map"]["min_quality"], info["quality_map"]["max_quality"]) \
-        == (2, 1.5, 1.5)
+        == (2, 1.5, 1.5) and info["coded_quality"] == 1.5
     assert info["gop_schedule"] == "0.375,0.375,0.5"  # slid half-way from 1's to 2's (the top)
     for args, message in ((["--quality", "2.5"], "quality must lie in -1..2"),  # a 2-rung ladder
                           (["--quality", "1.5", "--adapt"], "--adapt fits at a rung's lambda")):
@@ -929,5 +929,6 @@ def test_info_lists_every_frame(tmp_path, clip_y4m, tiny_weights, capsys):
     units = info["bytes_per_unit_type"]
     assert sum(info["frame_bytes"]) == units.get("frame_I", 0) + units.get("frame_P", 0)
     assert info["bitrate"] == pytest.approx(info["bytes"] * 8 * 25 / info["frames"])
+    assert info["coded_quality"] == info["quality"] == 2  # no map: the header's rung
     text = _run(["info", str(stream)], capsys)[1]
     assert f"I: {info['frame_types'].count('I')}, " in text
