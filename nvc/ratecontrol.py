@@ -15,11 +15,13 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .bitstream import QUALITY_MAP_STEPS
+from .roi import RATE_PER_RUNG  # the first secant's slope
+
 PROBE_GOPS = 3
 MAX_PROBES = 6
 TOLERANCE = 0.02  # a probe within 2% of the target ends the search
-RATE_PER_RUNG = 1.87  # the first secant's slope (nvc.roi.RATE_PER_RUNG)
-STEP = 1 / 32  # qualities are coded in 1/32 of a rung (bitstream.QUALITY_MAP_STEPS)
+STEP = 1 / QUALITY_MAP_STEPS  # qualities are coded in steps of a map's
 START = 2.0
 
 _RATE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([kKmM]?)")
