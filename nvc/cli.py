@@ -647,8 +647,9 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
 
 
 # The GOP's length: 32 frames coded the training clips box, cup and vtest (96 frames, q1-q4) in
-# 9.1% fewer bits than 12 and 8.0% fewer than 96 (BD-rate PSNR-RGB), the four longer evaluation
-# clips in 1.2% fewer than 12 (benchmarks/RESULTS.md, "The GOP's length"); benchmarks code 12.
+# 9.1% fewer bits than 12 (24: 8.7%, 48: 7.3%, 96: 1.9%; BD-rate PSNR-RGB), the four longer
+# evaluation clips in 1.2% fewer than 12 (benchmarks/RESULTS.md, "The GOP's length"); benchmarks
+# code 12.
 DEFAULT_INTRA_PERIOD = 32
 
 
