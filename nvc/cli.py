@@ -454,6 +454,8 @@ def cmd_info(args) -> None:
         stream.unit_bytes["cut"] = len(data) - sum(stream.unit_bytes.values())
     entry = entry_by_id(h.model_id)
     qmap_info = _quality_map_info(stream)
+    types = "".join(f.kind.name for f in stream.frames)  # I, P
+    sizes = [len(bitstream.pack_frame(f)) for f in stream.frames]  # each unit, framing included
     matrix = ColourMatrix(h.colour_matrix).name if h.colour_matrix in ColourMatrix._value2member_map_ \
         else str(h.colour_matrix)
     info = {
@@ -475,9 +477,7 @@ def cmd_info(args) -> None:
         "bitrate": len(data) * 8 * h.fps_num / h.fps_den / frames if frames else None,
         "bytes_per_unit_type": stream.unit_bytes,
         "adapters": _adapter_info(stream.adapters, stream.version),
-        # each frame's type and unit bytes (framing included), in order
-        "frame_types": "".join(f.kind.name for f in stream.frames),  # I, P
-        "frame_bytes": [len(bitstream.pack_frame(f)) for f in stream.frames],
+        "frame_types": types, "frame_bytes": sizes,
     }
     per_frame = ("frame_types", "frame_bytes")
     lines = [f"{k:>16}: {v}" for k, v in info.items()
@@ -485,11 +485,10 @@ def cmd_info(args) -> None:
     lines.append("bytes per unit type:")
     lines += [f"{k:>16}: {v}" for k, v in stream.unit_bytes.items()]
     lines.append("frames by type (--json lists every frame):")
-    types = "".join(f.kind.name for f in stream.frames)
     for kind in sorted(set(types)):
-        sizes = [len(bitstream.pack_frame(f)) for f in stream.frames if f.kind.name == kind]
-        lines.append(f"{kind:>16}: {len(sizes)}, {min(sizes)}-{max(sizes)} bytes, mean "
-                     f"{sum(sizes) / len(sizes):.0f}")
+        of_kind = [n for t, n in zip(types, sizes) if t == kind]
+        lines.append(f"{kind:>16}: {len(of_kind)}, {min(of_kind)}-{max(of_kind)} bytes, mean "
+                     f"{sum(of_kind) / len(of_kind):.0f}")
     _emit(args, info, lines)
 
 

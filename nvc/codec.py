@@ -625,7 +625,7 @@ def decoded_video(stream: Stream, model: SSF, entry: ZooEntry,
     def decoded() -> Iterator[YUVFrame]:
         return mapped_ahead(iter_decoded(stream, model, entry, progress, frames, start, stop),
                             to_yuv, CONVERT_AHEAD, _ready(frames))
+    end = h.frame_count if stop is None else min(stop, h.frame_count)
     out = PipeFrames(decoded()) if stream.live and frames is not None else \
-        LazyFrames(max(0, min(h.frame_count, h.frame_count if stop is None else stop) - start),
-                   decoded)
+        LazyFrames(max(0, end - start), decoded)
     return Video(out, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height))

@@ -67,6 +67,11 @@ class LazyFrames:
                  read_at: Callable[[int], YUVFrame] | None = None):
         self.count, self.open_frames, self.read_at = count, open_frames, read_at
 
+    @classmethod
+    def indexed(cls, count: int, read_at: Callable[[int], YUVFrame]) -> LazyFrames:
+        """Frames 0 .. count - 1 that `read_at` reads alone (a pass reads them in turn)."""
+        return cls(count, lambda: map(read_at, range(count)), read_at)
+
     def __len__(self) -> int:
         return self.count
 
@@ -251,11 +256,8 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
     def read_at(index: int) -> YUVFrame:
         return _read_frame(path, (start + index) * frame_bytes, w, h, samples)
 
-    def frames_from_disk() -> Iterator[YUVFrame]:
-        return map(read_at, range(count))
-
-    out = LazyFrames(count, frames_from_disk, read_at) if lazy else list(frames_from_disk())
-    return Video(out, fps or name_fps or Fraction(30), str(path), (w, h))
+    out = LazyFrames.indexed(count, read_at)
+    return Video(out if lazy else list(out), fps or name_fps or Fraction(30), str(path), (w, h))
 
 
 def _warn_converted(path: Path | str, samples: Layout) -> None:
@@ -287,7 +289,7 @@ def _y4m_header(line: bytes, path: Path | str) -> _Y4m:
     w = h = 0
     fps = Fraction(30)
     full_range = False
-    samples: Layout | None = NATIVE
+    samples = NATIVE
     for f in fields[1:]:
         try:
             if f[0] == "W":
@@ -299,9 +301,12 @@ def _y4m_header(line: bytes, path: Path | str) -> _Y4m:
                 fps = Fraction(int(num), int(den))
         except (ValueError, ZeroDivisionError):
             raise InputError(f"{path}: malformed y4m header field {f!r}") from None
-        if f[0] == "C" and (samples := layout(f[1:])) is None:
-            raise InputError(f"{path}: y4m samples {f} are not supported (nvc reads 4:2:0, "
-                             "4:2:2, 4:4:4, 4:1:1 and mono, 8 to 16 bits)")
+        if f[0] == "C":
+            found = layout(f[1:])
+            if found is None:
+                raise InputError(f"{path}: y4m samples {f} are not supported (nvc reads 4:2:0, "
+                                 "4:2:2, 4:4:4, 4:1:1 and mono, 8 to 16 bits)")
+            samples = found
         full_range = full_range or f.upper() == "XCOLORRANGE=FULL"
     if w <= 0 or h <= 0:
         raise InputError(f"{path}: y4m header has no valid size")
@@ -310,7 +315,6 @@ def _y4m_header(line: bytes, path: Path | str) -> _Y4m:
     if fps <= 0:
         raise InputError(f"{path}: y4m frame rate {fps} is not positive")
     check_frame_size(w, h, path)
-    assert samples is not None
     _warn_converted(path, samples)
     return _Y4m(w, h, fps, full_range, samples)
 
@@ -483,10 +487,8 @@ def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool =
         frame = _read_frame(path, offsets[index], w, h, head.layout)
         return limited_range(frame) if head.full_range else frame
 
-    def frames_from_disk() -> Iterator[YUVFrame]:
-        return map(read_at, range(len(offsets)))
-    out = LazyFrames(len(offsets), frames_from_disk, read_at) if lazy else list(frames_from_disk())
-    return Video(out, head.fps, str(path), (w, h))
+    out = LazyFrames.indexed(len(offsets), read_at)
+    return Video(out if lazy else list(out), head.fps, str(path), (w, h))
 
 
 @contextmanager
@@ -631,13 +633,8 @@ def random_access(video: Video) -> Video:
 
 def frames_of(video: Video, indexes: list[int]) -> Video:
     """The frames `indexes` of a random-access `video` (`random_access`), read as iterated."""
-    def read_at(k: int) -> YUVFrame:
-        return video.frames[indexes[k]]
-
-    def frames() -> Iterator[YUVFrame]:
-        return map(read_at, range(len(indexes)))
-    return Video(LazyFrames(len(indexes), frames, read_at), video.fps, video.source,
-                 (video.width, video.height))
+    return Video(LazyFrames.indexed(len(indexes), lambda k: video.frames[indexes[k]]), video.fps,
+                 video.source, (video.width, video.height))
 
 
 def spooled_video(samples: Iterable[bytes], w: int, h: int, fps: Fraction, source: str,
@@ -652,9 +649,7 @@ def spooled_video(samples: Iterable[bytes], w: int, h: int, fps: Fraction, sourc
         frame = _read_frame(spooled.fileno(), index * size, w, h)
         return frame if convert is None else convert(frame)
 
-    def frames_from_spool() -> Iterator[YUVFrame]:
-        return map(read_at, range(count))
-    return Video(LazyFrames(count, frames_from_spool, read_at), fps, source, (w, h))
+    return Video(LazyFrames.indexed(count, read_at), fps, source, (w, h))
 
 
 def spool(chunks: Iterable[bytes], what: str) -> tuple[BinaryIO, int]:
