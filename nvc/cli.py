@@ -11,123 +11,15 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from fractions import Fraction
 from pathlib import Path
 
-from . import options
+from . import argtypes, options
 
 EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 416x240, got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return w, h
-
-
-def _fps(text: str) -> Fraction:
-    try:
-        value = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(
-            f"fps must be a number like 50 or 30000/1001, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"fps must be positive, got {text!r}")
-    return value
-
-
-def _pix_fmt(text: str):
-    from .sampling import pixel_format
-
-    found = pixel_format(text)
-    if found is None:
-        raise argparse.ArgumentTypeError(
-            f"pixel format {text!r} is not one nvc reads: yuv420p, yuv422p, yuv444p, yuv411p, "
-            "gray, yuva444p, and those of 9 to 16 bits little-endian (yuv420p10le, gray12le)")
-    return found
-
-
 def _frames(count: int) -> str:
     return f"{count} frame{'' if count == 1 else 's'}"
-
-
-def _whole(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def _positive(text: str) -> int:
-    value = _whole(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _positive_real(text: str) -> float:
-    """--adapt-seconds, --roi-weight: a finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
-
-
-def _steps(text: str) -> int:
-    """--refine: 0 (off) up to nvc.refine.MAX_STEPS."""
-    from .refine import MAX_STEPS
-
-    value = _whole(text)
-    if not 0 <= value <= MAX_STEPS:
-        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_STEPS} steps, got {text!r}")
-    return value
-
-
-def _gop_schedule(text: str):
-    from .schedule import GopSchedule
-
-    try:
-        return GopSchedule.parse(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _bitrate(text: str) -> float:
-    from .ratecontrol import parse_bitrate
-
-    try:
-        return parse_bitrate(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _number(text: str) -> int | float:
-    """An integer where the text is one (a rung, printed as given), else a float."""
-    value = float(text)
-    return int(value) if value == int(value) and "." not in text else value
-
-
-def _quality(text: str) -> int | float:
-    try:
-        return _number(text)
-    except (ValueError, OverflowError):
-        raise argparse.ArgumentTypeError(f"quality must be a number like 2 or 2.5, got {text!r}") \
-            from None
-
-
-def _qualities(text: str) -> list[int | float]:
-    try:
-        return [_number(v) for v in text.split(",")]
-    except (ValueError, OverflowError):
-        raise argparse.ArgumentTypeError(
-            f"quality must be N or a list like 1,2,3 or 1.5,2.5, got {text!r}") from None
 
 
 def _progress(desc: str):
@@ -440,95 +332,9 @@ def _stream_input(path: str):
 
 
 def cmd_info(args) -> None:
-    from . import bitstream
-    from .io import ColourMatrix
-    from .metrics import bpp
-    from .schedule import GopSchedule
-    from .zoo import entry_by_id
+    from .info import describe
 
-    data = _read_stream(args.input)
-    stream = bitstream.unpack(data, keep_cut=True)  # a live recording cut short: what it holds
-    h, frames = stream.header, len(stream.frames)
-    cut = stream.live and not h.frame_count
-    if cut:  # the bytes after the last whole unit (a unit half written), so that every byte counts
-        stream.unit_bytes["cut"] = len(data) - sum(stream.unit_bytes.values())
-    entry = entry_by_id(h.model_id)
-    qmap_info = _quality_map_info(stream)
-    types = "".join(f.kind.name for f in stream.frames)  # I, P
-    sizes = [len(bitstream.pack_frame(f)) for f in stream.frames]  # each unit, framing included
-    matrix = ColourMatrix(h.colour_matrix).name if h.colour_matrix in ColourMatrix._value2member_map_ \
-        else str(h.colour_matrix)
-    info = {
-        "file": str(args.input), "bytes": len(data), "format_version": data[4],
-        "model_id": h.model_id, "model": entry.name if entry else None,
-        "weights_hash": h.weights_hash.hex(), "width": h.width, "height": h.height,
-        "fps": f"{h.fps_num}/{h.fps_den}", "frames": frames, "live": stream.live,
-        "cut_short": cut,
-        "intra_period": h.intra_period, "quality": h.quality,
-        "coded_quality": _coded_quality(h.quality, qmap_info), "colour_matrix": matrix,
-        "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
-        "coder_tables_crc32": f"{h.tables_crc:08x}",
-        "synthesis": {v: k for k, v in bitstream.SYNTHESIS_NAMES.items()}[bitstream.Synthesis(h.synthesis)],
-        "gop_schedule": str(GopSchedule(h.gop_lift, h.gop_drop, h.gop_slope)),
-        "extra_i_frames": [i for i, f in enumerate(stream.frames)
-                           if f.kind == bitstream.FrameType.I and i % h.intra_period],
-        "quality_map": qmap_info,
-        "bpp": bpp(len(data), h.width, h.height, frames) if frames else None,
-        "bitrate": len(data) * 8 * h.fps_num / h.fps_den / frames if frames else None,
-        "bytes_per_unit_type": stream.unit_bytes,
-        "adapters": _adapter_info(stream.adapters, stream.version),
-        "frame_types": types, "frame_bytes": sizes,
-    }
-    per_frame = ("frame_types", "frame_bytes")
-    lines = [f"{k:>16}: {v}" for k, v in info.items()
-             if k not in ("bytes_per_unit_type", *per_frame)]
-    lines.append("bytes per unit type:")
-    lines += [f"{k:>16}: {v}" for k, v in stream.unit_bytes.items()]
-    lines.append("frames by type (--json lists every frame):")
-    for kind in sorted(set(types)):
-        of_kind = [n for t, n in zip(types, sizes) if t == kind]
-        lines.append(f"{kind:>16}: {len(of_kind)}, {min(of_kind)}-{max(of_kind)} bytes, mean "
-                     f"{sum(of_kind) / len(of_kind):.0f}")
-    _emit(args, info, lines)
-
-
-def _coded_quality(rung: int, qmap_info: dict | None) -> float | None:
-    """The quality the frames were coded at: the header's rung, or a uniform map's (`--quality
-    2.5`); None where a region map varies it."""
-    if qmap_info is None:
-        return rung
-    return qmap_info["min_quality"] if qmap_info["min_quality"] == qmap_info["max_quality"] else None
-
-
-def _quality_map_info(stream) -> dict | None:
-    """The region quality map's grid and the range of its ladder positions (quality = 1 + position)."""
-    if stream.quality_map is None:
-        return None
-    from .bitstream import QualityMap
-    from .codec import padded_hw
-    from .models.config import ModelConfig
-    from .roi import map_positions
-
-    h = stream.header
-    ph, pw = padded_hw(h.height, h.width, ModelConfig().multiple)
-    grid = (ph // 16, pw // 16)  # the padded frame's 16x16 blocks
-    pos = map_positions(QualityMap.read(stream.quality_map, grid, stream.version))
-    return {"grid": f"{grid[1]}x{grid[0]}", "min_quality": round(1 + float(pos.min()), 3),
-            "max_quality": round(1 + float(pos.max()), 3), "bytes": len(stream.quality_map)}
-
-
-def _adapter_info(payload: bytes | None, version: int) -> dict | None:
-    if payload is None:
-        return None
-    from .adapted import spec_of
-    from .adapters import LAYER_TABLE
-    from .bitstream import AdapterUnit
-
-    unit = AdapterUnit.read(payload, LAYER_TABLE, version)
-    return {"type": spec_of(unit).kind.name.lower(), "bytes": len(payload),
-            "coded_parameter_bytes": len(unit.coded),
-            "values": unit.symbol_count, "layers": dict(zip(unit.layers, unit.ranks)),
-            "seed": unit.seed, "quantization_step": unit.step}
+    _emit(args, *describe(_read_stream(args.input), str(args.input)))
 
 
 def _or_dash(value: float | None, width: int, digits: int) -> str:
@@ -628,11 +434,11 @@ def cmd_demo(args) -> None:
 # -- parser ---------------------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True) -> None:
     if reading:
-        p.add_argument("--frames", type=_positive, default=None, help="code at most N frames")
+        p.add_argument("--frames", type=argtypes.positive, default=None, help="code at most N frames")
         p.add_argument("--start", type=int, default=0, help="first frame to read (default 0)")
-        p.add_argument("--size", type=_size, default=None, help="WxH of a raw .yuv input")
-        p.add_argument("--fps", type=_fps, default=None, help="frame rate of a raw .yuv input")
-        p.add_argument("--pix-fmt", type=_pix_fmt, default=None, metavar="FMT",
+        p.add_argument("--size", type=argtypes.size, default=None, help="WxH of a raw .yuv input")
+        p.add_argument("--fps", type=argtypes.fps, default=None, help="frame rate of a raw .yuv input")
+        p.add_argument("--pix-fmt", type=argtypes.pix_fmt, default=None, metavar="FMT",
                        help="sample layout of a raw .yuv input, FFmpeg's name (default: from the "
                             "file's name, e.g. _420_10bit, else yuv420p); converted to 8-bit "
                             "4:2:0")
@@ -656,9 +462,9 @@ def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, q
     from .schedule import FIELDS, GAP, SLOPE
 
     p.add_argument("--quality", type=quality_type, default=quality_default, help=quality_help)
-    p.add_argument("--intra-period", type=_positive, default=DEFAULT_INTRA_PERIOD,
+    p.add_argument("--intra-period", type=argtypes.positive, default=DEFAULT_INTRA_PERIOD,
                    help=f"frames per GOP: an I-frame starts each (default {DEFAULT_INTRA_PERIOD})")
-    p.add_argument("--gop-schedule", type=_gop_schedule, default=None,
+    p.add_argument("--gop-schedule", type=argtypes.gop_schedule, default=None,
                    metavar=FIELDS,
                    help="where each frame of a GOP sits on the quality ladder: the I-frame LIFT "
                         "rungs above --quality (at most the top rung), the P-frames DROP rungs "
@@ -675,7 +481,7 @@ def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, q
                         "stream: fp32 (default) decodes on any machine within 1 code value; bf16 "
                         "decodes faster on CPUs and GPUs with bf16 units (1.2-1.5x on this "
                         "project's CPU) and bit-exactly only on the encoder's kind of device")
-    p.add_argument("--refine", type=_steps, default=0, metavar="STEPS",
+    p.add_argument("--refine", type=argtypes.steps, default=0, metavar="STEPS",
                    help="encoder effort: STEPS gradient steps on each frame's latents before it is "
                         "coded, for its own rate and distortion (about 0.2 s a step for a "
                         "416x240 frame on one CPU thread); fewer bits for the same quality, any "
@@ -694,8 +500,8 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
                    help="fit decoder adapters to this clip and send them in the stream")
     p.add_argument("--adapter", choices=("lora", "dora", "full"), default="lora",
                    help="lora (default), dora, or full: fine-tune every decoder weight (baseline)")
-    p.add_argument("--adapt-steps", type=_positive, default=300, help="most fitting steps (300)")
-    p.add_argument("--adapt-seconds", type=_positive_real, default=None,
+    p.add_argument("--adapt-steps", type=argtypes.positive, default=300, help="most fitting steps (300)")
+    p.add_argument("--adapt-seconds", type=argtypes.positive_real, default=None,
                    help="wall-clock budget for fitting; whichever of steps/seconds ends first")
     p.add_argument("--roi", default=None, metavar="MASK",
                    help="region of interest: an image (one mask) or a video (one a frame), white "
@@ -703,7 +509,7 @@ def _adapt_options(p: argparse.ArgumentParser) -> None:
                         "at a higher quality (--roi-quality) and weighted (--roi-weight) in what "
                         "--adapt fits (and, with --roi-quality 0, in what --refine refines and "
                         "the frame types are chosen by); eval then reports ROI and background PSNR")
-    p.add_argument("--roi-weight", type=_positive_real, default=4.0,
+    p.add_argument("--roi-weight", type=argtypes.positive_real, default=4.0,
                    help="how much more an important pixel counts in the adaptation (and, with "
                         "--roi-quality 0, in the refinement and the frame-type choice; default 4)")
     p.add_argument("--roi-quality", type=float, default=1.0, metavar="STEPS",
@@ -743,10 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "with --adapt, --roi or --task-model spooled to TMPDIR first)")
     p.add_argument("-o", "--output", required=True,
                    help="the .nvc file to write (-: standard output)")
-    _coding_options(p, _quality, None, "rate point: 1 (the smallest file) to 4 (the largest), the "
+    _coding_options(p, argtypes.quality, None, "rate point: 1 (the smallest file) to 4 (the largest), the "
                     "ladder's rungs; fractions lie between them (2.5), and the ladder goes on two "
                     "rungs below 1 (down to -1), each rung about halving the rate (default 2)")
-    p.add_argument("--bitrate", type=_bitrate, default=None, metavar="RATE",
+    p.add_argument("--bitrate", type=argtypes.bitrate, default=None, metavar="RATE",
                    help="bits a second to aim at (500k, 1.5M), instead of --quality: the quality "
                         "is chosen by coding up to three GOPs spread through the clip at 3-6 "
                         "qualities first (where they are the clip, the last is the file); the "
@@ -760,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=0,
                    help="first frame to write (default 0); decoding starts at the I-frame at or "
                         "before it, the frames before that are read, not decoded")
-    p.add_argument("--frames", type=_positive, default=None, help="write at most N frames")
+    p.add_argument("--frames", type=argtypes.positive, default=None, help="write at most N frames")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.y4m, OUT.yuv, OUT.mp4 (H.264 for viewing), OUT.mkv (FFV1, "
                         "lossless), OUT_%%04d.png, or - (y4m to standard output, each frame as it "
@@ -778,16 +584,17 @@ def build_parser() -> argparse.ArgumentParser:
              "nvc eval clip_416x240_50.yuv --quality 1,2,3,4 --frames 12")
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads; -: y4m from standard "
                                  "input")
-    _coding_options(p, _qualities, [2], "rate point N or a list like 1,2,3,4 or 0.5,1.5 (see "
+    _coding_options(p, argtypes.qualities, [2], "rate point N or a list like 1,2,3,4 or 0.5,1.5 (see "
                     "encode; default 2)")
     p.set_defaults(func=cmd_eval)
 
     p = _sub(subs, "demo", "code the embedded offline clip end to end and print a summary",
              "nvc demo --out-dir nvc-demo")
     p.add_argument("--out-dir", default="nvc-demo", help="where the demo files go (default nvc-demo)")
-    p.add_argument("--frames", type=_positive, default=12, help="clip length (default 12)")
+    p.add_argument("--frames", type=argtypes.positive, default=12, help="clip length (default 12)")
     p.add_argument("--quality", type=int, default=2, help="rate point (default 2)")
-    p.add_argument("--intra-period", type=_positive, default=12, help="frames per I-frame (default 12)")
+    p.add_argument("--intra-period", type=argtypes.positive, default=12,
+                   help="frames per I-frame (default 12)")
     _common(p, reading=False)
     p.set_defaults(func=cmd_demo)
     return parser

@@ -1,0 +1,114 @@
+"""The types of `nvc`'s options: each turns the text given into a value, or raises
+argparse.ArgumentTypeError with the one line argparse prints."""
+from __future__ import annotations
+
+import argparse
+import math
+from fractions import Fraction
+
+
+def size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 416x240, got {text!r}") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
+    return w, h
+
+
+def fps(text: str) -> Fraction:
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(
+            f"fps must be a number like 50 or 30000/1001, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"fps must be positive, got {text!r}")
+    return value
+
+
+def pix_fmt(text: str):
+    from .sampling import pixel_format
+
+    found = pixel_format(text)
+    if found is None:
+        raise argparse.ArgumentTypeError(
+            f"pixel format {text!r} is not one nvc reads: yuv420p, yuv422p, yuv444p, yuv411p, "
+            "gray, yuva444p, and those of 9 to 16 bits little-endian (yuv420p10le, gray12le)")
+    return found
+
+
+def whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive(text: str) -> int:
+    value = whole(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def positive_real(text: str) -> float:
+    """--adapt-seconds, --roi-weight: a finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
+
+
+def steps(text: str) -> int:
+    """--refine: 0 (off) up to nvc.refine.MAX_STEPS."""
+    from .refine import MAX_STEPS
+
+    value = whole(text)
+    if not 0 <= value <= MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"expected 0 to {MAX_STEPS} steps, got {text!r}")
+    return value
+
+
+def gop_schedule(text: str):
+    from .schedule import GopSchedule
+
+    try:
+        return GopSchedule.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def bitrate(text: str) -> float:
+    from .ratecontrol import parse_bitrate
+
+    try:
+        return parse_bitrate(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def number(text: str) -> int | float:
+    """An integer where the text is one (a rung, printed as given), else a float."""
+    value = float(text)
+    return int(value) if value == int(value) and "." not in text else value
+
+
+def quality(text: str) -> int | float:
+    try:
+        return number(text)
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"quality must be a number like 2 or 2.5, got {text!r}") \
+            from None
+
+
+def qualities(text: str) -> list[int | float]:
+    try:
+        return [number(v) for v in text.split(",")]
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"quality must be N or a list like 1,2,3 or 1.5,2.5, got {text!r}") from None
