@@ -54,7 +54,7 @@ def _interrupt_ends_input(live: bool):
     import signal
     import threading
 
-    from .io import InputStop
+    from .y4m import InputStop
 
     stop = InputStop()
     if not live or threading.current_thread() is not threading.main_thread():

@@ -11,25 +11,25 @@ import os
 import re
 import sys
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import IntEnum
 from fractions import Fraction
-from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
 from .errors import InputError
-from .sampling import NATIVE, Layout, layout, named_layout
+from .sampling import NATIVE, Layout, named_layout
+
+if TYPE_CHECKING:
+    from . import y4m
 
 log = logging.getLogger(__name__)
 RAW_SUFFIXES = {".yuv"}
 Y4M_SUFFIX = ".y4m"
-Y4M_TAG_MAX = 4096  # bytes of a y4m frame header ("FRAME" and its parameters) read at most
 STDIO = "-"  # the input or output path that means standard input / output (y4m)
 
 
@@ -168,7 +168,7 @@ def rgb_to_yuv(rgb: np.ndarray, matrix: ColourMatrix = ColourMatrix.BT709) -> YU
     v /= 2 * (1 - kr)
     y *= 219
     y += 16
-    return YUVFrame(_to8(y), _to8(_chroma(u)), _to8(_chroma(v)))
+    return YUVFrame(to8(y), to8(_chroma(u)), to8(_chroma(v)))
 
 
 def _chroma(c: np.ndarray) -> np.ndarray:
@@ -184,7 +184,7 @@ def _chroma(c: np.ndarray) -> np.ndarray:
     return m
 
 
-def _to8(x: np.ndarray) -> np.ndarray:
+def to8(x: np.ndarray) -> np.ndarray:
     """Round (half to even), clip to 0..255, as uint8; x is overwritten."""
     np.round(x, out=x)
     np.clip(x, 0, 255, out=x)
@@ -251,109 +251,19 @@ def read_raw_yuv(path: Path, size: tuple[int, int] | None, fps: Fraction | None,
     count = total - start if frames is None else min(frames, total - start)
     if count <= 0:
         raise InputError(f"{path}: no frames to read (file has {total}, start {start})")
-    _warn_converted(path, samples)
+    warn_converted(path, samples)
 
     def read_at(index: int) -> YUVFrame:
-        return _read_frame(path, (start + index) * frame_bytes, w, h, samples)
+        return read_frame(path, (start + index) * frame_bytes, w, h, samples)
 
     out = LazyFrames.indexed(count, read_at)
     return Video(out if lazy else list(out), fps or name_fps or Fraction(30), str(path), (w, h))
 
 
-def _warn_converted(path: Path | str, samples: Layout) -> None:
+def warn_converted(path: Path | str, samples: Layout) -> None:
     if not samples.native:
         log.warning("%s: %s samples, converted to the 8-bit 4:2:0 nvc codes", path,
                     samples.description)
-
-
-@dataclass(frozen=True)
-class _Y4m:
-    """What a y4m stream header says: the frame size and rate, full-range samples
-    (XCOLORRANGE=FULL: FFmpeg's yuvj420p, rescaled to the limited range nvc codes) and the sample
-    layout (nvc.sampling: converted to 8-bit 4:2:0 where it is another)."""
-    w: int
-    h: int
-    fps: Fraction
-    full_range: bool
-    layout: Layout
-
-    @property
-    def frame_bytes(self) -> int:
-        return self.layout.frame_bytes(self.w, self.h)
-
-
-def _y4m_header(line: bytes, path: Path | str) -> _Y4m:
-    fields = line.decode("ascii", "replace").split()
-    if not fields or fields[0] != "YUV4MPEG2":
-        raise InputError(f"{path}: not a y4m file")
-    w = h = 0
-    fps = Fraction(30)
-    full_range = False
-    samples = NATIVE
-    for f in fields[1:]:
-        try:
-            if f[0] == "W":
-                w = int(f[1:])
-            elif f[0] == "H":
-                h = int(f[1:])
-            elif f[0] == "F":
-                num, den = f[1:].split(":")
-                fps = Fraction(int(num), int(den))
-        except (ValueError, ZeroDivisionError):
-            raise InputError(f"{path}: malformed y4m header field {f!r}") from None
-        if f[0] == "C":
-            found = layout(f[1:])
-            if found is None:
-                raise InputError(f"{path}: y4m samples {f} are not supported (nvc reads 4:2:0, "
-                                 "4:2:2, 4:4:4, 4:1:1 and mono, 8 to 16 bits)")
-            samples = found
-        full_range = full_range or f.upper() == "XCOLORRANGE=FULL"
-    if w <= 0 or h <= 0:
-        raise InputError(f"{path}: y4m header has no valid size")
-    if any(f in ("It", "Ib", "Im") for f in fields[1:]):
-        log.warning("%s: interlaced; each frame is coded as one progressive picture", path)
-    if fps <= 0:
-        raise InputError(f"{path}: y4m frame rate {fps} is not positive")
-    check_frame_size(w, h, path)
-    _warn_converted(path, samples)
-    return _Y4m(w, h, fps, full_range, samples)
-
-
-def limited_range(frame: YUVFrame) -> YUVFrame:
-    """Full-range 8-bit samples (Y and C in 0..255) rescaled to the limited range (Y 16..235,
-    C 16..240 around 128)."""
-    def scale(plane: np.ndarray, offset: int, span: int, centre: int) -> np.ndarray:
-        return _to8((plane.astype(np.float32) - centre) * (span / 255) + offset)
-    return YUVFrame(scale(frame.y, 16, 219, 0), scale(frame.u, 128, 224, 128),
-                    scale(frame.v, 128, 224, 128))
-
-
-def _y4m_frame_tag(f: BinaryIO, path: Path | str, index: int) -> bool:
-    """Read frame `index`'s header line ("FRAME ..."): False at the end of the file."""
-    tag = f.readline(Y4M_TAG_MAX)
-    if not tag:
-        return False
-    if not tag.startswith(b"FRAME") or not tag.endswith(b"\n"):
-        raise InputError(f"{path}: damaged y4m frame header at frame {index}")
-    return True
-
-
-def _y4m_offsets(path: Path, head: _Y4m, start: int, frames: int | None) -> list[int]:
-    """Where the samples of each frame `start` .. `start + frames` of a y4m file begin (a pass
-    over its frame headers, the samples skipped)."""
-    offsets: list[int] = []
-    with open(path, "rb") as f:
-        f.readline()  # the stream header, parsed by the caller
-        size = head.frame_bytes
-        file_size, index = os.fstat(f.fileno()).st_size, 0
-        while (frames is None or len(offsets) < frames) and _y4m_frame_tag(f, path, index):
-            if index >= start:
-                offsets.append(f.tell())
-            f.seek(size, os.SEEK_CUR)
-            if f.tell() > file_size:
-                raise InputError(f"{path}: truncated y4m frame {index}")
-            index += 1
-    return offsets
 
 
 def stdin_piped(what: str, example: str) -> None:
@@ -368,85 +278,7 @@ def frame_count(video: Video) -> int | None:
     return None if isinstance(video.frames, PipeFrames) else len(video.frames)
 
 
-class _InputEnded(Exception):
-    """Raised into a read that waits for a pipe's bytes (InputStop.end): the input ends there."""
-
-
-class InputStop:
-    """Ends a pipe's input early, as its end would: `end()`, called from a signal handler (which
-    runs in the main thread), makes the reader stop before its next frame and, where the reader is
-    waiting for bytes (a source that stalled), ends that wait at once, the frame being read left
-    out. Calling it tells whether it has ended."""
-
-    def __init__(self) -> None:
-        self.ended, self._waiting = False, False
-
-    def __call__(self) -> bool:
-        return self.ended
-
-    def end(self) -> None:
-        self.ended = True
-        if self._waiting:
-            raise _InputEnded
-
-    @contextmanager
-    def waiting(self) -> Iterator[None]:
-        """Around the reads that block on the pipe (only there may `end` raise, and only where
-        the main thread reads: a handler's exception lands in the main thread)."""
-        self._waiting = threading.current_thread() is threading.main_thread()
-        try:
-            yield
-        finally:
-            self._waiting = False
-
-
-def read_y4m_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
-                  frames: int | None = None,
-                  progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter,
-                  live: bool = False, stop: InputStop | None = None) -> Video:
-    """y4m from a pipe (standard input), read in one pass: frames `start` .. `start + frames`,
-    spooled (`spooled_video`) as they arrive, through `progress` (e.g. a bar), for what needs the
-    whole clip (its frame count, or frames in any order); with `live`, handed on as they arrive
-    (PipeFrames) and never stored. Reading ends early, as at the pipe's end, once `stop` has
-    ended (checked before each frame, and ending a wait for bytes), and, with a warning, at a
-    truncated or damaged frame after the first (a source killed mid-frame: what came is kept)."""
-    stop = stop or InputStop()
-    line = f.readline(Y4M_TAG_MAX)
-    if not line.startswith(b"YUV4MPEG2"):
-        raise InputError(f"{name}: not a y4m stream (nvc reads y4m from a pipe, e.g. "
-                         "ffmpeg -i IN -f yuv4mpegpipe -)")
-    head = _y4m_header(line, name)
-    w, h, fps, size = head.w, head.h, head.fps, head.frame_bytes
-
-    def samples() -> Iterator[bytes]:
-        index = 0
-        try:
-            while (frames is None or index < start + frames) and not stop():
-                with stop.waiting():
-                    data = f.read(size) if _y4m_frame_tag(f, name, index) else None
-                if data is None:
-                    return
-                if len(data) < size:
-                    raise InputError(f"{name}: truncated y4m frame {index}")
-                if index >= start:
-                    yield data if head.layout.native else head.layout.to_420(data, w, h)
-                index += 1
-        except _InputEnded:
-            return
-        except InputError as e:  # a pipe cannot be read again: keep the frames that came whole
-            if index <= start:
-                raise
-            log.warning("%s; the input ends after frame %d", e, index - 1)
-    convert = limited_range if head.full_range else None
-    if live:
-        frames_of = partial(_frame_of, w=w, h=h)
-        decoded = (frames_of(np.frombuffer(data, np.uint8)) for data in samples())
-        return Video(PipeFrames(decoded if convert is None else map(convert, decoded)), fps, name,
-                     (w, h))
-    return spooled_video(progress(samples()), w, h, fps, name, convert)
-
-
-def _frame_of(a: np.ndarray, w: int, h: int) -> YUVFrame:
+def frame_of(a: np.ndarray, w: int, h: int) -> YUVFrame:
     """The planes of one 4:2:0 frame's samples (views of `a`)."""
     cw, ch = (w + 1) // 2, (h + 1) // 2
     return YUVFrame(a[: w * h].reshape(h, w), a[w * h: w * h + cw * ch].reshape(ch, cw),
@@ -458,7 +290,7 @@ def _frame_bytes(w: int, h: int) -> int:
     return w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
 
 
-def _read_frame(path: Path | int, offset: int, w: int, h: int,
+def read_frame(path: Path | int, offset: int, w: int, h: int,
                 samples: Layout = NATIVE) -> YUVFrame:
     """One frame at `offset` of a file (a path, or an open descriptor), its samples laid out as
     `samples` says, as 8-bit 4:2:0."""
@@ -473,22 +305,7 @@ def _read_frame(path: Path | int, offset: int, w: int, h: int,
         raise InputError(f"{path}: truncated frame at byte {offset}")
     if not samples.native:
         data = samples.to_420(data, w, h)
-    return _frame_of(np.frombuffer(data, np.uint8), w, h)
-
-
-def read_y4m(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
-    with open(path, "rb") as f:
-        line = f.readline()
-    head = _y4m_header(line, path)
-    w, h = head.w, head.h
-    offsets = _y4m_offsets(path, head, start, frames)
-
-    def read_at(index: int) -> YUVFrame:
-        frame = _read_frame(path, offsets[index], w, h, head.layout)
-        return limited_range(frame) if head.full_range else frame
-
-    out = LazyFrames.indexed(len(offsets), read_at)
-    return Video(out if lazy else list(out), head.fps, str(path), (w, h))
+    return frame_of(np.frombuffer(data, np.uint8), w, h)
 
 
 @contextmanager
@@ -560,20 +377,22 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
                fps: Fraction | None = None, start: int = 0, frames: int | None = None,
                lazy: bool = False,
                progress: Callable[[Iterator[bytes]], Iterable[bytes]] = iter,
-               live: bool = False, stop: InputStop | None = None,
+               live: bool = False, stop: y4m.InputStop | None = None,
                samples: Layout | None = None) -> Video:
     """Read any supported input; raises InputError with a one-line reason. `size`, `fps` and
     `samples` (the layout, nvc.sampling) describe a raw .yuv file. With `lazy`, frames are
     read from disk (or decoded, nvc.io.read_av) one at a time while iterated (memory bounded by a
     frame). `-` reads y4m from standard input, spooled through `progress`, or with `live` handed
-    on as it arrives, until `stop` ends it (read_y4m_pipe)."""
+    on as it arrives, until `stop` ends it (nvc.y4m.read_pipe)."""
+    from . import y4m  # y4m builds on this module's frames
+
     _check_range(start, frames)
     if samples is not None and (str(path) == STDIO or Path(path).suffix.lower() not in RAW_SUFFIXES):
         raise InputError(f"{path}: --pix-fmt is for raw .yuv input (y4m and other files say "
                          "their own)")
     if str(path) == STDIO:
         stdin_piped("y4m", "ffmpeg -i IN -f yuv4mpegpipe - | nvc encode - -o OUT.nvc")
-        video = read_y4m_pipe(sys.stdin.buffer, "stdin", start, frames, progress, live, stop)
+        video = y4m.read_pipe(sys.stdin.buffer, "stdin", start, frames, progress, live, stop)
         return _checked(video, size, fps, start)
     path = Path(path)
     if not path.exists():
@@ -585,7 +404,7 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     if suffix in RAW_SUFFIXES:
         video = read_raw_yuv(path, size, fps, start, frames, lazy, samples)
     elif suffix == Y4M_SUFFIX:
-        video = read_y4m(path, start, frames, lazy)
+        video = y4m.read_file(path, start, frames, lazy)
     else:
         video = read_av(path, start, frames, lazy)
     return _checked(video, size, fps, start)
@@ -646,7 +465,7 @@ def spooled_video(samples: Iterable[bytes], w: int, h: int, fps: Fraction, sourc
     spooled, count = spool(samples, f"{source}'s {what}")
 
     def read_at(index: int) -> YUVFrame:
-        frame = _read_frame(spooled.fileno(), index * size, w, h)
+        frame = read_frame(spooled.fileno(), index * size, w, h)
         return frame if convert is None else convert(frame)
 
     return Video(LazyFrames.indexed(count, read_at), fps, source, (w, h))

@@ -75,3 +75,12 @@ def make_video(frames: int = 4, hw: tuple[int, int] = (50, 70), seed: int = 0) -
 def small_video() -> Video:
     """4 frames of odd size 70x50 (not a multiple of anything)."""
     return make_video()
+
+
+def y4m_of(path, tag, w, h, planes, depth=8, frames=2, full=False):
+    """A y4m file of `frames` copies of `planes` (arrays of samples), tagged C{tag}."""
+    dtype = np.uint8 if depth == 8 else np.dtype("<u2")
+    samples = b"".join(np.asarray(p, dtype).tobytes() for p in planes)
+    path.write_bytes(f"YUV4MPEG2 W{w} H{h} F25:1 C{tag}{' XCOLORRANGE=FULL' if full else ''}\n"
+                     .encode() + (b"FRAME\n" + samples) * frames)
+    return path

@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from nvc.io import Video, read_y4m
+from nvc.io import Video
 from nvc.synthetic import as_video, demo_clip
 from nvc.writers import write_y4m
+from nvc.y4m import read_file as read_y4m
 from train.device_kit import main, validation_names
 
 ROOT = Path(__file__).resolve().parents[1]
