@@ -41,10 +41,14 @@ MAGIC = b"NVC\x89"
 #    formats, by CompressAI's (the same table; it is imported only to decode them).
 # 10: a live stream: the sequence header's frame count is 0 (not known when it was written, as
 #    when coding a pipe) and an end unit, last, carries it.
-FORMAT_VERSION = 10
+# 11: the sequence header ends with the GOP schedule's cycle over the P-frames (nvc.schedule: a
+#    byte for its length, 0 for none, then a byte a P-frame; earlier formats: none).
+FORMAT_VERSION = 11
 ANY_INTRA_SINCE = 8
 NVC_ADAPTER_CODER_SINCE = 9
 LIVE_SINCE = 10
+CYCLE_SINCE = 11
+MAX_GOP_CYCLE = 16  # nvc.schedule.MAX_CYCLE
 HASH_PREFIX_BYTES = 8
 
 
@@ -270,6 +274,7 @@ class SequenceHeader:
     gop_lift: int = 0  # format 7, in 1 / QUALITY_MAP_STEPS of a rung (nvc.schedule)
     gop_drop: int = 0
     gop_slope: int = 0
+    gop_cycle: tuple[int, ...] = ()  # format 11, in the same steps, at most MAX_GOP_CYCLE
 
     def write(self, version: int = FORMAT_VERSION) -> bytes:
         """The payload in format `version` (older formats drop the fields they lack)."""
@@ -279,6 +284,10 @@ class SequenceHeader:
             raise ValueError(f"format {version} has no synthesis precision (float32 only)")
         if version < 7 and (self.gop_lift or self.gop_drop or self.gop_slope):
             raise ValueError(f"format {version} has no GOP quality schedule (flat only)")
+        if version < CYCLE_SINCE and self.gop_cycle:
+            raise ValueError(f"format {version} has no GOP quality cycle")
+        if len(self.gop_cycle) > MAX_GOP_CYCLE:
+            raise ValueError(f"a GOP cycle has at most {MAX_GOP_CYCLE} P-frames")
         if version >= 3 and version < NumericProfile(self.numeric_profile).since:
             raise ValueError(f"format {version} cannot carry numeric profile {self.numeric_profile}")
         tail = bytes([self.numeric_profile]) + struct.pack("<I", self.tables_crc) \
@@ -287,6 +296,8 @@ class SequenceHeader:
             tail += bytes([self.synthesis])
         if version >= 7:
             tail += bytes([self.gop_lift, self.gop_drop, self.gop_slope])
+        if version >= CYCLE_SINCE:
+            tail += bytes([len(self.gop_cycle), *self.gop_cycle])
         return b"".join([
             write_varint(self.model_id), self.weights_hash,
             *(write_varint(v) for v in (self.width, self.height, self.fps_num, self.fps_den,
@@ -313,13 +324,21 @@ class SequenceHeader:
         synth = r.u8("synthesis precision") if version >= 5 else int(Synthesis.FLOAT32)
         if synth not in Synthesis._value2member_map_:
             raise BitstreamError(f"unsupported stream: unknown synthesis precision {synth}")
-        gop = [r.u8(f"GOP {f}") for f in ("lift", "drop", "slope")] if version >= 7 else [0, 0, 0]
+        lift, drop, slope = (r.u8(f"GOP {f}") for f in ("lift", "drop", "slope")) \
+            if version >= 7 else (0, 0, 0)
+        cycle: tuple[int, ...] = ()
+        if version >= CYCLE_SINCE:
+            length = r.u8("GOP cycle length")
+            if length > MAX_GOP_CYCLE:
+                raise BitstreamError(f"damaged stream: a GOP cycle of {length} P-frames (at most "
+                                     f"{MAX_GOP_CYCLE})")
+            cycle = tuple(r.take(length, "GOP cycle"))
         if not r.done:  # the format version byte lies outside every checksum: a header of another
             # format's length says it was damaged
             raise BitstreamError(f"damaged stream: the sequence header has {len(payload) - r.pos} "
                                  f"bytes more than format {version}'s")
         header = cls(model_id, weights, width, height, fps_num, fps_den, frame_count,
-                     intra_period, quality, matrix, profile, crc, synth, *gop)
+                     intra_period, quality, matrix, profile, crc, synth, lift, drop, slope, cycle)
         if header.width == 0 or header.height == 0 or (
                 header.frame_count == 0 and version < LIVE_SINCE):
             raise BitstreamError("damaged sequence header: zero width, height or frame count")

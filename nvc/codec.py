@@ -54,7 +54,7 @@ from .models.ssf import SSF, FrameType, model_device
 from .objective import PLAIN, PLAIN_STREAM, FrameObjective, Objective
 from .rd import rd_cost
 from .refine import Effort, Refinement, Target, as_refinement, refined_inter, refined_intra
-from .schedule import FLAT, GopSchedule, resolve
+from .schedule import FLAT, GopSchedule, header_fields, of_header, resolve
 from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model_message
 
 Progress = Callable[[Iterable], Iterable]
@@ -199,7 +199,7 @@ def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, frame_count(video) or 0,  # 0: live
                           intra_period, quality, int(matrix), profile, model.tables_crc(),
-                          synthesis, schedule.lift, schedule.drop, schedule.slope)
+                          synthesis, **header_fields(schedule))
 
 
 def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
@@ -525,7 +525,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
         stream.quality_map, (padded[0] // 16, padded[1] // 16), stream.version)
     device = model_device(model)
     q = quality_argument(header.quality, qmap, device)
-    schedule = GopSchedule(header.gop_lift, header.gop_drop, header.gop_slope)
+    schedule = of_header(header)
     period = header.intra_period
     exact = profile != NumericProfile.FLOAT  # float scales would depend on the worker's threads
 

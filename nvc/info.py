@@ -4,7 +4,7 @@ from __future__ import annotations
 from . import bitstream
 from .io import ColourMatrix
 from .metrics import bpp
-from .schedule import GopSchedule
+from .schedule import of_header
 from .zoo import entry_by_id
 
 
@@ -33,7 +33,7 @@ def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
         "synthesis": {v: k for k, v in bitstream.SYNTHESIS_NAMES.items()}[bitstream.Synthesis(h.synthesis)],
-        "gop_schedule": str(GopSchedule(h.gop_lift, h.gop_drop, h.gop_slope)),
+        "gop_schedule": str(of_header(h)),
         "extra_i_frames": [i for i, f in enumerate(stream.frames)
                            if f.kind == bitstream.FrameType.I and i % h.intra_period],
         "quality_map": qmap_info,

@@ -64,21 +64,24 @@ def _truncations(fn, payload: bytes, what: str) -> list[tuple[str, int, int]]:
 
 
 def test_every_header_truncation_names_its_field():
-    payload = HEADER.write()
+    cycled = replace(HEADER, gop_cycle=(16, 8, 0))
+    payload = cycled.write()
     seen = _truncations(SequenceHeader.read, payload, "sequence header")
     assert [f for i, (f, _, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != f] == [
         "model id", "weights hash", "width", "height", "fps numerator", "fps denominator",
         "frame count", "intra period", "quality", "colour matrix", "numeric profile",
-        "tables crc", "synthesis precision", "GOP lift", "GOP drop", "GOP slope"]
+        "tables crc", "synthesis precision", "GOP lift", "GOP drop", "GOP slope",
+        "GOP cycle length", "GOP cycle"]
     assert seen[2] == ("weights hash", 8, 0) and seen[5] == ("weights hash", 8, 3)
-    assert seen[-4] == ("synthesis precision", 1, 0) and seen[-1] == ("GOP slope", 1, 0)
-    assert SequenceHeader.read(payload) == HEADER
+    assert seen[-8] == ("synthesis precision", 1, 0) and seen[-5] == ("GOP slope", 1, 0)
+    assert seen[-4] == ("GOP cycle length", 1, 0) and seen[-1] == ("GOP cycle", 3, 2)
+    assert SequenceHeader.read(payload) == cycled
 
 
 def test_older_formats_have_no_profile_fields():
     old = HEADER.write(2)
     assert old == HEADER.write(6)[:-6] and HEADER.write(4) == HEADER.write(6)[:-1]
-    assert HEADER.write(6) == HEADER.write()[:-3]
+    assert HEADER.write(6) == HEADER.write(10)[:-3] and HEADER.write(10) == HEADER.write()[:-1]
     back = SequenceHeader.read(old, 2)
     assert back == replace(HEADER, numeric_profile=NumericProfile.FLOAT, tables_crc=0)
     assert _refusal(SequenceHeader.read, old) == \
@@ -86,7 +89,7 @@ def test_older_formats_have_no_profile_fields():
 
 
 def test_unknown_numeric_profile():
-    payload = HEADER.write()[:-9] + bytes([7]) + struct.pack("<I", 0) + bytes(4)
+    payload = HEADER.write()[:-10] + bytes([7]) + struct.pack("<I", 0) + bytes(5)
     assert _refusal(SequenceHeader.read, payload) == \
         f"unsupported stream: unknown numeric profile 7 in format {FORMAT_VERSION}"
 
@@ -117,13 +120,30 @@ def test_gop_schedule_fields():
     """Format 7 ends the header with the GOP schedule's lift, drop and slope; older formats are flat
     and cannot carry one."""
     sloped = replace(HEADER, gop_lift=24, gop_drop=8, gop_slope=16)
-    assert sloped.write()[-3:] == bytes([24, 8, 16]) and SequenceHeader.read(sloped.write()) == sloped
+    assert sloped.write(10)[-3:] == bytes([24, 8, 16])
+    assert SequenceHeader.read(sloped.write()) == sloped
     back = SequenceHeader.read(HEADER.write(6), 6)
     assert (back.gop_lift, back.gop_drop, back.gop_slope) == (0, 0, 0)
     with pytest.raises(ValueError, match="^format 6 has no GOP quality schedule"):
         replace(HEADER, gop_lift=1).write(6)
     with pytest.raises(ValueError, match="^format 6 has no GOP quality schedule"):
         sloped.write(6)
+
+
+def test_gop_cycle_field():
+    """Format 11 ends the header with the GOP schedule's cycle: its length (0: none), then a byte a
+    P-frame; older formats have none and cannot carry one; a longer cycle than the format's
+    limit is refused on both sides."""
+    cycled = replace(HEADER, gop_drop=8, gop_cycle=(16, 16, 16, 0))
+    assert cycled.write()[-5:] == bytes([4, 16, 16, 16, 0]) and HEADER.write()[-1] == 0
+    assert SequenceHeader.read(cycled.write()) == cycled
+    assert SequenceHeader.read(HEADER.write(10), 10).gop_cycle == ()
+    with pytest.raises(ValueError, match="^format 10 has no GOP quality cycle"):
+        cycled.write(10)
+    with pytest.raises(ValueError, match="at most 16 P-frames"):
+        replace(HEADER, gop_cycle=(1,) * 17).write()
+    assert _refusal(SequenceHeader.read, HEADER.write()[:-1] + bytes([17]) + bytes(17)) == \
+        "damaged stream: a GOP cycle of 17 P-frames (at most 16)"
 
 
 @pytest.mark.parametrize("field", ["width", "height", "frame_count"])

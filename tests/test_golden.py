@@ -34,7 +34,7 @@ from nvc.models.config import TINY
 from nvc.models.entropy import LatentCodec
 from nvc.models.range_coder import TableCoder
 from nvc.models.ssf import SSF
-from nvc.schedule import FLAT, GopSchedule
+from nvc.schedule import FLAT, GopSchedule, of_header
 from nvc.zoo import load_model, save_weights
 
 from .conftest import make_codable, make_video, relabelled
@@ -58,6 +58,8 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # by CompressAI's coder; its md5s were recorded by that nvc's decoder.
 # stream-live.nvc (format 10): stream-rans.nvc's clip coded from a pipe read live: the header's
 # frame count 0 and an end unit after the last frame.
+# stream-cycle.nvc (format 11): stream-sched.nvc with a cycle over the P-frames (CYCLED): P-frame 1
+# sinks half a rung more, P-frame 2 does not.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
@@ -69,10 +71,13 @@ STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
            "intra_": (GOLDEN / "stream-intra.nvc", NumericProfile.SUBSTREAMS, 8),
            "adapted8_": (GOLDEN / "stream-adapted-format8.nvc", NumericProfile.SUBSTREAMS, 8),
            "adapted_": (GOLDEN / "stream-adapted.nvc", NumericProfile.SUBSTREAMS, 9),
-           "live_": (GOLDEN / "stream-live.nvc", NumericProfile.SUBSTREAMS, 10)}
+           "live_": (GOLDEN / "stream-live.nvc", NumericProfile.SUBSTREAMS, 10),
+           "cycle_": (GOLDEN / "stream-cycle.nvc", NumericProfile.SUBSTREAMS, 11)}
 ADAPTED = ("adapted8_", "adapted_")
-MAPPED = ("map_", "sched_")
+MAPPED = ("map_", "sched_", "cycle_")
 SCHEDULE = GopSchedule.from_rungs(0.75, 0.0, 0.5)  # of stream-sched.nvc
+CYCLED = GopSchedule.from_rungs(0.75, 0.0, 0.5, (0.5, 0.0))  # of stream-cycle.nvc
+SCHEDULES = {"sched_": SCHEDULE, "cycle_": CYCLED}
 STREAM = STREAMS[""][0]
 # the map of stream-map.nvc: a 4x8 grid (64x128 padded), positions -2 .. +3.8 (above the top
 # rung, clamped to it)
@@ -103,7 +108,7 @@ def _regenerate() -> None:
             data = encode(video, coder, entry, quality=2,
                           intra_period=2 if key == "intra_" else 12, profile=profile,
                           qmap=MAP if key in MAPPED else None, adapters=adapters,
-                          schedule=SCHEDULE if key == "sched_" else FLAT,
+                          schedule=SCHEDULES.get(key, FLAT),
                           adaptive_intra=False).data
             path.write_bytes(relabelled(data, intra_period=12))
         symbols, frames = _decode(path.read_bytes())
@@ -191,8 +196,7 @@ def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monk
     assert data[len(bitstream.MAGIC)] == version
     assert header.numeric_profile == profile
     assert (bitstream.unpack(data).quality_map == MAP.write()) == (key in MAPPED)
-    assert GopSchedule(header.gop_lift, header.gop_drop, header.gop_slope) == (
-        SCHEDULE if key == "sched_" else FLAT)
+    assert of_header(header) == SCHEDULES.get(key, FLAT)
     assert "".join(f.kind.name for f in bitstream.unpack(data).frames) == (
         "IPI" if key == "intra_" else "IPP")
     assert (bitstream.unpack(data).adapters is not None) == (key in ADAPTED)
@@ -316,6 +320,13 @@ def test_the_schedule_moves_every_frame(expected):
     none decodes to the map stream's frame (profiles 2 and 3 carry the same symbols)."""
     sched, mapped = expected["sched_frames_md5"], expected["map_frames_md5"]
     assert all(a != b for a, b in zip(sched, mapped, strict=True))
+
+
+def test_the_cycle_moves_the_p_frames_alone(expected):
+    """The cycled stream codes the scheduled stream's clip with P-frame 1 half a rung lower: the
+    I-frame decodes to the scheduled stream's, both P-frames (P-frame 2 from P-frame 1) to others."""
+    cycled, sched = expected["cycle_frames_md5"], expected["sched_frames_md5"]
+    assert cycled[0] == sched[0] and cycled[1] != sched[1] and cycled[2] != sched[2]
 
 
 def test_damage_behind_sound_checksums_is_one_line_never_a_crash(tmp_path, capsys):

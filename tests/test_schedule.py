@@ -49,15 +49,27 @@ def test_the_default_slides_the_same_gap_along_the_ladder():
     assert resolve(None, 3, 4) == ladder[2] and resolve(FLAT, 3, 4) is FLAT
 
 
+def test_a_cycle_sinks_the_p_frames_in_turn():
+    """P-frame k sinks cycle[(k - 1) % n] more (format 11): every n-th P-frame kept higher."""
+    s = GopSchedule.parse("0.25,0.5,0.5/0.5,0.25,0.5,0")
+    assert s.cycle == (16, 8, 16, 0) and str(s) == "0.25,0.5,0.5/0.5,0.25,0.5,0"
+    plain = GopSchedule(s.lift, s.drop, s.slope)
+    dips = [plain.offset_steps(k, 32) - s.offset_steps(k, 32) for k in range(12)]
+    assert dips == [0, 16, 8, 16, 0, 16, 8, 16, 0, 16, 8, 16]
+    assert GopSchedule.parse("0,0,0/0,0") == FLAT  # a cycle of zeros is none
+
+
 @pytest.mark.parametrize("text, expected", [("0", FLAT), ("0,0,0", FLAT),
                                             ("0.75,0,0.5", GopSchedule(24, 0, 16)),
-                                            ("1,0.5,2", GopSchedule(32, 16, 64))])
+                                            ("1,0.5,2", GopSchedule(32, 16, 64)),
+                                            ("0,0,0/1", GopSchedule(0, 0, 0, (32,)))])
 def test_parse(text, expected):
     assert GopSchedule.parse(text) == expected
 
 
 @pytest.mark.parametrize("text", ["a", "1,2", "1", "1,2,3,4", "-1,0,0", "nan,0,0", "0,inf,0",
-                                  "0.5,0,9", ""])
+                                  "0.5,0,9", "", "0/1", "0,0,0/", "0,0,0/-1", "0,0,0/a",
+                                  "0,0,0/" + ",".join(["1"] * 17)])
 def test_parse_refuses(text):
     with pytest.raises(ValueError, match="GOP schedule"):
         GopSchedule.parse(text)
@@ -107,6 +119,7 @@ def test_cli_records_the_schedule_and_refuses_a_bad_one(tmp_path, tiny_weights, 
         return json.loads(capsys.readouterr().out)["gop_schedule"]
     assert schedule_of("--gop-schedule", "0.5,0.25,1") == "0.5,0.25,1"
     assert schedule_of("--gop-schedule", "0") == "0,0,0"
+    assert schedule_of("--gop-schedule", "0,0.5,0/0.5,0") == "0,0.5,0/0.5,0"
     assert schedule_of() == str(default_schedule(2, 2)) == "0.75,0,0.5"  # quality 2 of 2
     assert schedule_of("--quality", "1") == "0,0.75,0.5"
     with pytest.raises(SystemExit) as e:
