@@ -162,7 +162,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     fit itself fits to the analysis transforms' latents)."""
     t0 = time.perf_counter()
     video = random_access(video)  # the fit reads windows of any GOP (a no-op where it can already)
-    schedule = resolve(schedule, quality, model.cfg.num_qualities)
+    schedule = resolve(schedule, quality, model.cfg.num_qualities, intra_period)
     lam = model.cfg.lambdas[quality - 1]
 
     objective = Objective.for_coding(weights, qmap is not None, task, cfg.task_weight)

@@ -104,7 +104,8 @@ def _run_base(name: str, profile: str, synthesis: str = "FLOAT32", adaptive_intr
         model, entry = _nvc_model(cond)
         gop, quality = codec_schedule(name, cond), float(point[1:])
         at = rate_point(quality, model.cfg.num_qualities,
-                        padded_hw(source.height, source.width, model.cfg.multiple), gop)
+                        padded_hw(source.height, source.width, model.cfg.multiple),
+                        cond.intra_period, gop)
         r = evaluate(source, model, entry, intra_period=cond.intra_period,
                      profile=NumericProfile[profile], synthesis=Synthesis[synthesis],
                      adaptive_intra=adaptive_intra, refine=cond.refinement(), label=quality,

@@ -458,12 +458,8 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
 DEFAULT_INTRA_PERIOD = 32
 
 
-def _cycle_help(cycle: tuple[float, ...]) -> str:
-    return f", CYCLE {','.join(f'{v:g}' for v in cycle)}" if cycle else ", no CYCLE"
-
-
 def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, quality_help) -> None:
-    from .schedule import CYCLE, FIELDS, GAP, SLOPE
+    from .schedule import CYCLE, CYCLE_FROM, FIELDS, GAP, SLOPE
 
     p.add_argument("--quality", type=quality_type, default=quality_default, help=quality_help)
     p.add_argument("--intra-period", type=argtypes.positive, default=DEFAULT_INTRA_PERIOD,
@@ -476,7 +472,8 @@ def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, q
                         "(C1,...,Cn, in rungs) sinks P-frames 1..n C1..Cn more, and so on over "
                         "the GOP; 0: every frame at --quality (default: LIFT + DROP = "
                         f"{GAP:g}, SLOPE {SLOPE:g}, the pair sliding from 0,{GAP:g} at quality 1 "
-                        f"to {GAP:g},0 at the top{_cycle_help(CYCLE)})")
+                        f"to {GAP:g},0 at the top, and in GOPs of {CYCLE_FROM} frames or more "
+                        f"CYCLE {','.join(f'{v:g}' for v in CYCLE)})")
     p.add_argument("--frame-types", choices=("auto", "fixed"), default="auto",
                    help="auto (default): a frame between the GOP's I-frames is coded as an "
                         "I-frame where that costs less at its quality's lambda than predicting "

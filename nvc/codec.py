@@ -403,7 +403,7 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
     the encoder's kind of machine. `schedule`: the GOP's quality schedule (None: the default for
     `quality`, nvc.schedule); `adaptive_intra`, `refine`, `objective`: see code_frames."""
     _check_settings(video, model, quality, intra_period)
-    schedule = resolve(schedule, quality, model.cfg.num_qualities)
+    schedule = resolve(schedule, quality, model.cfg.num_qualities, intra_period)
     t0 = time.perf_counter()
     parts = [bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
                                                  matrix, profile, synthesis, schedule), adapters,
@@ -435,7 +435,7 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
     written as a live stream (format 10: the count follows the last frame in an end unit).
     Returns (bytes written, seconds, frames)."""
     _check_settings(video, model, quality, intra_period)
-    schedule = resolve(schedule, quality, model.cfg.num_qualities)
+    schedule = resolve(schedule, quality, model.cfg.num_qualities, intra_period)
     t0 = time.perf_counter()
     head = bitstream.pack_head(
         sequence_header(video, model, entry, quality, intra_period, matrix, profile, synthesis,

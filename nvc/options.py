@@ -48,7 +48,8 @@ def coding(args, video, model, quality: float) -> dict:
     from .roi import rate_point
 
     at = rate_point(quality, model.cfg.num_qualities,
-                    padded_hw(video.height, video.width, model.cfg.multiple), args.gop_schedule)
+                    padded_hw(video.height, video.width, model.cfg.multiple), args.intra_period,
+                    args.gop_schedule)
     if at.quality != quality and args.adapt:
         raise InputError(f"--adapt fits at a rung's lambda: give a whole --quality from 1 to "
                          f"{model.cfg.num_qualities}, not {quality:g}")

@@ -19,7 +19,7 @@ from .bitstream import QUALITY_MAP_STEPS, QualityMap
 from .errors import InputError
 from .metrics import psnr_from_mse
 from .models.config import LADDER_BELOW
-from .schedule import GopSchedule, default_schedule
+from .schedule import GopSchedule, resolve
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 ROI_THRESHOLD = 0.5  # mask values above this are the region for ROI-PSNR
@@ -209,16 +209,17 @@ class RatePoint(NamedTuple):
     schedule: GopSchedule
 
 
-def rate_point(quality: float, qualities: int, padded_hw: tuple[int, int],
+def rate_point(quality: float, qualities: int, padded_hw: tuple[int, int], intra_period: int,
                schedule: GopSchedule | None = None) -> RatePoint:
     """Where a --quality codes. A rung 1 .. `qualities` codes as it always has, with no map; any
     other quality from 1 - LADDER_BELOW up codes at its own ladder position under a uniform map
     (the gains interpolated between the rungs, extrapolated below the first), the header naming
-    the nearest rung; `schedule`, or the default GOP schedule at the quality itself."""
+    the nearest rung; `schedule`, or the default GOP schedule at the quality itself (in GOPs of
+    `intra_period` frames)."""
     if not 1 - LADDER_BELOW <= quality <= qualities:  # NaN fails too
         raise InputError(f"quality must lie in {1 - LADDER_BELOW:g}..{qualities} (fractions lie "
                          f"between the rungs, below 1 the ladder goes on), got {quality:g}")
-    schedule = default_schedule(quality, qualities) if schedule is None else schedule
+    schedule = resolve(schedule, quality, qualities, intra_period)
     if quality == int(quality) and quality >= 1:
         return RatePoint(int(quality), None, schedule)
     return RatePoint(min(max(round(quality), 1), qualities),

@@ -29,7 +29,7 @@ def test_the_quality_defaults_to_2_unless_a_bitrate_chooses_it():
 def test_coding_places_a_quality_on_the_ladder():
     model, video = SSF(TINY), make_video(frames=1, hw=(64, 96))
     rung = options.coding(_args(), video, model, 2)
-    assert (rung["quality"], rung["qmap"], rung["schedule"]) == (2, None, default_schedule(2, 2))
+    assert (rung["quality"], rung["qmap"], rung["schedule"]) == (2, None, default_schedule(2, 2, 32))
     between = options.coding(_args("--gop-schedule", "0"), video, model, 1.5)
     assert between["quality"] == 2 and between["qmap"] is not None and between["schedule"] == FLAT
     with pytest.raises(InputError, match="--adapt fits at a rung's lambda"):

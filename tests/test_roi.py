@@ -247,23 +247,26 @@ def test_rate_point_codes_rungs_as_ever_and_other_qualities_under_a_uniform_map(
     from nvc.schedule import FLAT, default_schedule
 
     for q in (1, 2, 4, 3.0):
-        assert rate_point(q, 4, (64, 96)) == (int(q), None, default_schedule(int(q), 4))
-    assert rate_point(2, 4, (64, 96), FLAT).schedule == FLAT  # one given is kept
+        assert rate_point(q, 4, (64, 96), 12) == (int(q), None, default_schedule(int(q), 4, 12))
+    assert rate_point(2, 4, (64, 96), 32).schedule.cycle  # longer GOPs cycle
+    assert rate_point(2, 4, (64, 96), 12, FLAT).schedule == FLAT  # one given is kept
     for q, rung in ((2.25, 2), (2.75, 3), (0.5, 1), (-1, 1), (3.875, 4)):
-        got, qm, schedule = rate_point(q, 4, (64, 96))
-        assert schedule == default_schedule(q, 4)
+        got, qm, schedule = rate_point(q, 4, (64, 96), 12)
+        assert schedule == default_schedule(q, 4, 12)
         assert got == rung and (qm.height, qm.width) == (4, 6)
         assert (map_positions(qm) == q - 1).all()  # in steps of 1/32 of a rung: these are exact
-    assert (map_positions(rate_point(3.9, 4, (64, 96))[1]) == 2.90625).all()  # the nearest 1/32
+    assert (map_positions(rate_point(3.9, 4, (64, 96), 12)[1]) == 2.90625).all()  # the nearest 1/32
     for q in (-1.25, 4.01, float("nan"), 9):
         with pytest.raises(InputError, match="quality must lie in -1..4"):
-            rate_point(q, 4, (64, 96))
+            rate_point(q, 4, (64, 96), 12)
 
 
 def test_the_default_schedule_between_and_below_the_rungs():
     from nvc.schedule import default_schedule
 
-    assert default_schedule(0.5, 4) == default_schedule(-1, 4) == default_schedule(1, 4)
-    lifts = [default_schedule(q, 4).lift for q in (1, 1.5, 2, 2.5, 3, 3.5, 4)]
+    def at(q):
+        return default_schedule(q, 4, 12)
+    assert at(0.5) == at(-1) == at(1)
+    lifts = [at(q).lift for q in (1, 1.5, 2, 2.5, 3, 3.5, 4)]
     assert lifts == sorted(lifts) and len(set(lifts)) == 7  # slides with the quality
-    assert all(default_schedule(q, 4).lift + default_schedule(q, 4).drop == 24 for q in (1.5, 3.2))
+    assert all(at(q).lift + at(q).drop == 24 for q in (1.5, 3.2))

@@ -43,10 +43,19 @@ def test_frame_q_moves_positions_and_clamps_below_the_ladder():
 
 
 def test_the_default_slides_the_same_gap_along_the_ladder():
-    ladder = [default_schedule(q, 4) for q in (1, 2, 3, 4)]
+    ladder = [default_schedule(q, 4, 12) for q in (1, 2, 3, 4)]
     assert [str(s) for s in ladder] == ["0,0.75,0.5", "0.25,0.5,0.5", "0.5,0.25,0.5", "0.75,0,0.5"]
     assert all(s.lift + s.drop == 24 for s in ladder)  # the I-frame 0.75 above the first P-frame
-    assert resolve(None, 3, 4) == ladder[2] and resolve(FLAT, 3, 4) is FLAT
+    assert resolve(None, 3, 4, 12) == ladder[2] and resolve(FLAT, 3, 4, 32) is FLAT
+
+
+def test_the_default_cycles_in_gops_of_32_frames_or_more():
+    """In GOPs of 32 frames or more every 4th P-frame sits half a rung above the 3 before it."""
+    assert default_schedule(2, 4, 31).cycle == ()
+    for period in (32, 96):
+        s = default_schedule(2, 4, period)
+        assert s.cycle == (16, 16, 16, 0) and str(s) == "0.25,0.5,0.5/0.5,0.5,0.5,0"
+        assert resolve(None, 2, 4, period) == s
 
 
 def test_a_cycle_sinks_the_p_frames_in_turn():
@@ -120,8 +129,9 @@ def test_cli_records_the_schedule_and_refuses_a_bad_one(tmp_path, tiny_weights, 
     assert schedule_of("--gop-schedule", "0.5,0.25,1") == "0.5,0.25,1"
     assert schedule_of("--gop-schedule", "0") == "0,0,0"
     assert schedule_of("--gop-schedule", "0,0.5,0/0.5,0") == "0,0.5,0/0.5,0"
-    assert schedule_of() == str(default_schedule(2, 2)) == "0.75,0,0.5"  # quality 2 of 2
-    assert schedule_of("--quality", "1") == "0,0.75,0.5"
+    assert schedule_of() == str(default_schedule(2, 2, 32)) == "0.75,0,0.5/0.5,0.5,0.5,0"  # 2 of 2
+    assert schedule_of("--quality", "1") == "0,0.75,0.5/0.5,0.5,0.5,0"
+    assert schedule_of("--intra-period", "12") == "0.75,0,0.5"
     with pytest.raises(SystemExit) as e:
         main(["encode", str(clip), "-o", str(tmp_path / "c.nvc"), "--gop-schedule", "-1", *w])
     assert e.value.code == 2 and "GOP schedule" in capsys.readouterr().err

@@ -139,7 +139,7 @@ def test_scheduled_training_codes_each_frame_where_the_encoder_will(monkeypatch)
     assert positions[0] == [0.0, 1 + gap]
     assert positions[1] == [-gap, 1.0]
     for k in (2, 3):
-        steps = [default_schedule(q, 2).offset_steps(k, 6) for q in (1, 2)]
+        steps = [default_schedule(q, 2, 6).offset_steps(k, 6) for q in (1, 2)]
         assert positions[k] == pytest.approx([q + s / 32 for q, s in zip((0, 1), steps)])
         assert steps[1] < 0 and -steps[1] < slope * 32
     flat = VideoCodecModule(arch="ssf-tiny", stage="joint")
@@ -166,7 +166,7 @@ def test_scheduled_validation_follows_the_encoders_default(monkeypatch):
     seen = _record_positions(module, monkeypatch)
     clip = torch.rand(4, 3, 64, 64)
     module.gop_stats(clip, 0)
-    expected = [default_schedule(1, 2).frame_q(0, k, 4, torch.device("cpu")) for k in range(4)]
+    expected = [default_schedule(1, 2, 4).frame_q(0, k, 4, torch.device("cpu")) for k in range(4)]
     assert [float(p) for p in seen] == [float(e) for e in expected]
     assert float(seen[1]) == -GAP  # quality 1: P-frames below it
 

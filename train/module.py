@@ -148,7 +148,7 @@ class VideoCodecModule(L.LightningModule):
         """The schedule of a GOP at quality index `q` (0-based)."""
         if self.hparams.schedule == "flat":
             return FLAT
-        return default_schedule(q + 1, self.cfg.num_qualities)
+        return default_schedule(q + 1, self.cfg.num_qualities, self.hparams.intra_period)
 
     def frame_positions(self, q: Tensor, index: int, intra_period: int) -> Tensor:
         """Ladder positions (B,) of frame `index` of each sample's GOP of `intra_period` frames, q:
