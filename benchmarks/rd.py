@@ -22,7 +22,7 @@ from nvc.codec import LOOK_AHEAD
 from nvc.errors import NvcError
 from nvc.io import read_video
 from nvc.refine import LEARNING_RATES
-from nvc.schedule import CYCLE, CYCLE_FROM, GAP, SLOPE
+from nvc.schedule import GAP, SLOPE, default_cycle
 from nvc.writers import AtomicFile
 
 from .anchors import ffmpeg_version
@@ -69,7 +69,7 @@ def _nvc_key(codec: str, cond: Conditions) -> str:
         return ""
     budget = f"_s{cond.adapt_steps}w{cond.adapt_window}" if codec.startswith("nvc-") else ""
     schedule = codec_schedule(codec, cond)
-    cycle = CYCLE if cond.intra_period >= CYCLE_FROM else ()
+    cycle = default_cycle(cond.intra_period)
     gop = f"g{GAP:g}s{SLOPE:g}c{'-'.join(f'{c:g}' for c in cycle)}" if schedule is None else \
         f"g{schedule.lift}-{schedule.drop}-{schedule.slope}c{'-'.join(map(str, schedule.cycle))}"
     types = "" if codec == "nvc-fixed" else f"la{LOOK_AHEAD}"

@@ -142,8 +142,13 @@ def default_schedule(quality: float, qualities: int, intra_period: int) -> GopSc
     quality 1 keeps quality 1's. GOPs of CYCLE_FROM frames or more add the CYCLE."""
     gap = _steps(GAP)
     lift = round(gap * max(quality - 1, 0) / max(qualities - 1, 1))
-    cycle = tuple(map(_steps, CYCLE)) if intra_period >= CYCLE_FROM else ()
-    return GopSchedule(lift, gap - lift, _steps(SLOPE), _no_flat_cycle(cycle))
+    return GopSchedule(lift, gap - lift, _steps(SLOPE),
+                       _no_flat_cycle(tuple(map(_steps, default_cycle(intra_period)))))
+
+
+def default_cycle(intra_period: int) -> tuple[float, ...]:
+    """The default cycle (in rungs) in GOPs of `intra_period` frames: CYCLE from CYCLE_FROM on."""
+    return CYCLE if intra_period >= CYCLE_FROM else ()
 
 
 def of_header(header: SequenceHeader) -> GopSchedule:
