@@ -127,10 +127,10 @@ FLAT = GopSchedule()
 # measured on the evaluation clips.
 GAP, SLOPE = 0.75, 0.5
 # and, in GOPs of CYCLE_FROM frames or more, the cycle over the P-frames (format 11), in rungs:
-# chosen at 32 on the training clips (-2.9% BD-rate there, -1.7% on the evaluation clips); at 12 it
-# cost 1.6% (benchmarks/RESULTS.md, "A cycle over the P-frames")
+# chosen at 32 on the training clips (-2.9% BD-rate there, -1.7% on the evaluation clips); -1.3% at
+# 24, +1.6% at 12 (benchmarks/RESULTS.md, "A cycle over the P-frames")
 CYCLE: tuple[float, ...] = (0.5, 0.5, 0.5, 0.0)
-CYCLE_FROM = 32
+CYCLE_FROM = 24
 
 
 def default_schedule(quality: float, qualities: int, intra_period: int) -> GopSchedule:

@@ -49,10 +49,10 @@ def test_the_default_slides_the_same_gap_along_the_ladder():
     assert resolve(None, 3, 4, 12) == ladder[2] and resolve(FLAT, 3, 4, 32) is FLAT
 
 
-def test_the_default_cycles_in_gops_of_32_frames_or_more():
-    """In GOPs of 32 frames or more every 4th P-frame sits half a rung above the 3 before it."""
-    assert default_schedule(2, 4, 31).cycle == ()
-    for period in (32, 96):
+def test_the_default_cycles_in_gops_of_24_frames_or_more():
+    """In GOPs of 24 frames or more every 4th P-frame sits half a rung above the 3 before it."""
+    assert default_schedule(2, 4, 23).cycle == ()
+    for period in (24, 32, 96):
         s = default_schedule(2, 4, period)
         assert s.cycle == (16, 16, 16, 0) and str(s) == "0.25,0.5,0.5/0.5,0.5,0.5,0"
         assert resolve(None, 2, 4, period) == s
