@@ -131,7 +131,7 @@ def _encode(args, video) -> None:
     """Code `video` as the encode command's options say, into its output, and print the summary."""
     from .codec import encode_to
     from .io import random_access
-    from .metrics import bpp
+    from .metrics import bitrate, bpp
     from .writers import open_output
 
     model, entry = _load(args)
@@ -158,11 +158,11 @@ def _encode(args, video) -> None:
                 **options.coding(args, video, model, args.quality))
     frames = len(video.frames) if args.adapt else frames
     seconds += rated.seconds if rated is not None else 0.0  # the probes are encoding time
-    rate, bitrate = bpp(size, video.width, video.height, frames), size * 8 * float(video.fps) / frames
+    rate, bits = bpp(size, video.width, video.height, frames), bitrate(size, float(video.fps), frames)
     _emit(args, {"output": str(args.output), "bytes": size, "bpp": rate,
-                 "bitrate": bitrate, "frames": frames, "seconds": seconds, **extra},
+                 "bitrate": bits, "frames": frames, "seconds": seconds, **extra},
           [f"{args.output}: {_frames(frames)} {video.width}x{video.height}, "
-           f"{size} bytes, {rate:.4f} bpp, {bitrate / 1000:.1f} kb/s, {seconds:.1f} s"] + lines)
+           f"{size} bytes, {rate:.4f} bpp, {bits / 1000:.1f} kb/s, {seconds:.1f} s"] + lines)
 
 
 @dataclasses.dataclass
@@ -179,6 +179,7 @@ def _quality_for_bitrate(args, video, model, entry) -> _Rated:
 
     from .codec import encode_to
     from .io import frames_of
+    from .metrics import bitrate
     from .models.config import LADDER_BELOW
     from .objective import PLAIN_STREAM
     from .ratecontrol import TOLERANCE, find_quality, probe_frames
@@ -205,7 +206,7 @@ def _quality_for_bitrate(args, video, model, entry) -> _Rated:
     args.quality = found.quality
     fields = {"bitrate_target": args.bitrate, "quality": found.quality,
               "probe_frames": len(indexes), "probes": {f"{q:g}": n for q, n in found.probes.items()}}
-    probe_rate = found.bytes * 8 * float(video.fps) / len(indexes)
+    probe_rate = bitrate(found.bytes, float(video.fps), len(indexes))
     line = (f"quality {found.quality:g} for {args.bitrate / 1000:g} kb/s: its probe ({len(indexes)} "
             f"of {len(video.frames)} frames, {len(found.probes)} qualities tried) codes at "
             f"{probe_rate / 1000:.1f} kb/s")

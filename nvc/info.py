@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from . import bitstream
 from .io import ColourMatrix
-from .metrics import bpp
+from .metrics import bitrate, bpp
 from .schedule import of_header
 from .zoo import entry_by_id
 
@@ -38,7 +38,7 @@ def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
                            if f.kind == bitstream.FrameType.I and i % h.intra_period],
         "quality_map": qmap_info,
         "bpp": bpp(len(data), h.width, h.height, frames) if frames else None,
-        "bitrate": len(data) * 8 * h.fps_num / h.fps_den / frames if frames else None,
+        "bitrate": bitrate(len(data), h.fps_num / h.fps_den, frames) if frames else None,
         "bytes_per_unit_type": stream.unit_bytes,
         "adapters": adapter_info(stream.adapters, stream.version),
         "frame_types": types, "frame_bytes": sizes,

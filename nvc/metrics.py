@@ -75,6 +75,11 @@ def bpp(num_bytes: int, width: int, height: int, frames: int) -> float:
     return num_bytes * 8 / (width * height * frames)
 
 
+def bitrate(num_bytes: int, fps: float, frames: int) -> float:
+    """Bits a second of `num_bytes` spread over `frames` frames at `fps`."""
+    return num_bytes * 8 * fps / frames
+
+
 def bd_rate(rate_anchor, psnr_anchor, rate_test, psnr_test) -> float:
     """Bjøntegaard delta rate in percent (negative = test saves bits): the `bjontegaard` package's
     PCHIP method (the JCT-VC CTC sheet's, JVET-K0491), over the overlapping PSNR range."""

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nvc.io import YUVFrame
-from nvc.metrics import bd_rate, bpp, ms_ssim, psnr_db, psnr_rgb_db, psnr_yuv_db
+from nvc.metrics import bd_rate, bitrate, bpp, ms_ssim, psnr_db, psnr_rgb_db, psnr_yuv_db
 
 
 def test_psnr_known_value():
@@ -26,6 +26,10 @@ def test_psnr_yuv_weights_6_1_1():
 
 def test_bpp_counts_all_bytes():
     assert bpp(1000, 100, 10, 8) == 1.0
+
+
+def test_bitrate_spreads_the_bytes_over_the_frames_time():
+    assert bitrate(1000, 25, 10) == 20000.0  # 8000 bits over 0.4 s
 
 
 def test_ms_ssim_identical_and_small_frames():
