@@ -104,6 +104,29 @@ def test_joint_stage_unrolls_the_scheduled_p_frames():
     assert module.rd_loss(torch.rand(1, 4, 3, 64, 64))["p_frames"] == 1
 
 
+def test_burn_in_codes_p_frames_without_gradients_before_the_unrolled_ones(monkeypatch):
+    module = VideoCodecModule(arch="ssf-tiny", stage="joint", unroll=[[0, 1]], burn_in=3)
+    clip = torch.rand(1, 6, 3, 64, 64)
+    real, calls = module.model.forward_inter, []
+
+    def spy(x, ref, q):
+        calls.append((torch.is_grad_enabled(), next(k for k in range(6) if x.equal(clip[:, k]))))
+        return real(x, ref, q)
+    monkeypatch.setattr(module.model, "forward_inter", spy)
+    burns = set()
+    for _ in range(40):
+        calls.clear()
+        stats = module.rd_loss(clip)
+        burn = int(stats["burn_in"])
+        burns.add(burn)
+        assert stats["p_frames"] == 1
+        # the burn-in's frames in order without gradients, then the unrolled frame with them
+        assert calls == [(False, k) for k in range(1, 1 + burn)] + [(True, 1 + burn)]
+    assert burns == {0, 1, 2, 3}
+    # a clip too short for the whole burn-in caps it: 4 frames leave room for 2
+    assert max(int(module.rd_loss(clip[:, :4])["burn_in"]) for _ in range(30)) == 2
+
+
 def test_validation_codes_a_gop_at_every_quality(monkeypatch):
     module = VideoCodecModule(arch="ssf-tiny", stage="joint").eval()
     logged = {}

@@ -25,6 +25,10 @@ run can close.
 `block_lr` is the learning rate of the residual blocks an architecture grown from the base adds
 (`--model.arch ssf-small-r1`, nvc.models.layers.ResBlock): new weights start far from where the base's
 small fine-tuning rate would take them.
+`burn_in` codes a number of P-frames drawn each step from 0..burn_in (capped by the clip) after the
+I-frame without gradients, the unrolled P-frames after them: those then learn on references as worn
+as a long GOP leaves them (the encoder's default GOP is 32 frames; training unrolls 5) for the cost of
+forward passes only. The clip must hold 1 + burn_in + the unrolled P-frames.
 `accumulate` sums the gradients of that many batches (each weighted 1/accumulate) before each
 optimizer step: a larger batch than memory holds, or the batch of a multi-GPU run on fewer devices.
 The step counters (`max_steps`, `lr_drops`, `unroll`, checkpoints) count optimizer steps; under DDP
@@ -85,7 +89,7 @@ class VideoCodecModule(L.LightningModule):
                  channels_last: bool = False, schedule: str = "flat", intra_period: int = 12,
                  frame_lambdas: bool = True, coder_skip: bool = False,
                  encoders_only: bool = False, block_lr: float | None = None,
-                 accumulate: int = 1):
+                 accumulate: int = 1, burn_in: int = 0):
         super().__init__()
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -93,6 +97,8 @@ class VideoCodecModule(L.LightningModule):
             raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if intra_period < 2:
             raise ConfigError(f"intra_period must be at least 2, got {intra_period}")
+        if burn_in < 0:
+            raise ConfigError(f"burn_in must be at least 0, got {burn_in}")
         if accumulate < 1:
             raise ConfigError(f"accumulate must be at least 1, got {accumulate}")
         if arch not in ARCHITECTURES:
@@ -183,8 +189,11 @@ class VideoCodecModule(L.LightningModule):
     def rd_loss(self, clip: Tensor) -> dict[str, Tensor]:
         """clip: (B, T, 3, H, W) in [0, 1]."""
         b, t, _, h, w = clip.shape
+        p_frames = burn = 0
         if self.hparams.stage != "intra":
-            t = 1 + p_frames_at(self.global_step, self.hparams.unroll, t - 1)
+            p_frames = p_frames_at(self.global_step, self.hparams.unroll, t - 1)
+            if self.hparams.burn_in:
+                burn = int(torch.randint(0, min(self.hparams.burn_in, t - 1 - p_frames) + 1, ()))
         q = torch.randint(0, self.cfg.num_qualities, (b,), device=clip.device)
         stage = self.hparams.stage
         outs, targets, lams = [], [], []
@@ -202,7 +211,11 @@ class VideoCodecModule(L.LightningModule):
                 ref = first.x_hat
             else:
                 ref = self._first_reference(clip[:, 0], q)
-            for k in range(1, t):
+            with torch.no_grad():  # the burn-in: references worn down a GOP, no gradients
+                for k in range(1, 1 + burn):
+                    pos = self.frame_positions(q, k, self.hparams.intra_period)
+                    ref = self.model.forward_inter(clip[:, k], ref, self.model_q(q, pos)).x_hat
+            for k in range(1 + burn, 1 + burn + p_frames):
                 pos = self.frame_positions(q, k, self.hparams.intra_period)
                 out = self.model.forward_inter(clip[:, k], ref, self.model_q(q, pos))
                 outs.append(out)
@@ -213,7 +226,8 @@ class VideoCodecModule(L.LightningModule):
         bpp = torch.stack([frame_bpp(o, h * w) for o in outs])
         loss = rd_cost(torch.stack(lams), mse, bpp).mean()
         return {"loss": loss, "bpp": bpp.mean(), "psnr": psnr_db(mse).mean(),
-                "mse": mse.mean(), "p_frames": torch.tensor(float(t - 1))}
+                "mse": mse.mean(), "p_frames": torch.tensor(float(p_frames)),
+                "burn_in": torch.tensor(float(burn))}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         opts = self.optimizers()
