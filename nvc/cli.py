@@ -74,12 +74,13 @@ def _interrupt_ends_input(live: bool):
         signal.signal(signal.SIGINT, previous)
 
 
-def _check_output(args) -> None:
+def _check_output(args, stream: bool = False) -> None:
     """Refuse, before the input is opened, an output that would replace the input (the input is
     read while the output is written, and the finished output is renamed over its path), that is a
-    folder, or whose folder does not exist."""
+    folder, or whose folder does not exist; and for a `stream` (encode's output), a name that says
+    video (clip.mp4 would hold nvc bytes no player reads)."""
     from .errors import InputError
-    from .io import STDIO
+    from .io import STDIO, VIDEO_SUFFIXES
 
     if args.output == STDIO:  # y4m or the stream to standard output; the summary to stderr
         if args.json:
@@ -92,6 +93,10 @@ def _check_output(args) -> None:
         raise InputError(f"{out.parent}: output folder does not exist")
     if out.exists() and Path(args.input).exists() and out.samefile(args.input):
         raise InputError(f"{out}: is the input; give another output name")
+    suffix = out.suffix.lower()
+    if stream and (suffix in VIDEO_SUFFIXES or suffix == ".png"):
+        raise InputError(f"{out}: names a video ({suffix}) but nvc encode writes an nvc stream; "
+                         "name it .nvc (nvc decode makes the video)")
 
 
 def _emit(args, payload: dict, lines: list[str]) -> None:
@@ -117,7 +122,7 @@ def _json_safe(value):
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_encode(args) -> None:
-    _check_output(args)
+    _check_output(args, stream=True)
     options.check_roi(args)
     # coding streams the clip (a pipe as it arrives, a live stream); the fit reads it a window at
     # a time, a region or task map may need every frame first: from a pipe those are spooled

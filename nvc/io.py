@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 RAW_SUFFIXES = {".yuv"}
 Y4M_SUFFIX = ".y4m"
+# what names a video (or its frames) rather than an nvc stream: what nvc reads or decodes to
+VIDEO_SUFFIXES = {".yuv", ".y4m", ".mp4", ".mkv", ".avi", ".mov", ".264", ".h264", ".265", ".hevc",
+                  ".webm"}
 STDIO = "-"  # the input or output path that means standard input / output (y4m)
 
 

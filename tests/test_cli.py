@@ -514,6 +514,21 @@ def test_an_output_that_would_replace_the_input_is_refused(command, stream_file,
     assert source.read_bytes() == before
 
 
+@pytest.mark.parametrize("name", ["clip.mp4", "clip.Y4M", "clip.yuv", "clip.mkv", "f_%03d.png"])
+def test_encode_refuses_an_output_named_as_a_video(name, clip_y4m, tmp_path, tiny_weights, capsys):
+    """clip.mp4 would hold nvc bytes that no player reads."""
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / name
+    code, _, err = _run(["encode", str(clip_y4m), "-o", str(out), "--weights", str(tiny_weights)],
+                        capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert f"names a video ({out.suffix.lower()}) but nvc encode writes an nvc stream" in err
+    assert not list((tmp_path / "out").iterdir())
+    code, _, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "out" / "clip.bin"), "--weights",
+                         str(tiny_weights)], capsys)
+    assert code == 0, err  # any other name is the user's choice
+
+
 @pytest.mark.parametrize("header, message", [
     (b"YUV4MPEG2 Wabc H16 F25:1\n", "malformed y4m header field 'Wabc'"),
     (b"YUV4MPEG2 W16 H16 F0:1\n", "frame rate 0 is not positive"),

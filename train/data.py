@@ -19,13 +19,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nvc.errors import ConfigError, InputError
-from nvc.io import RAW_SUFFIXES, Y4M_SUFFIX, read_video, yuv_to_rgb
+from nvc.io import RAW_SUFFIXES, VIDEO_SUFFIXES, Y4M_SUFFIX, read_video, yuv_to_rgb
 from nvc.models.config import ModelConfig
 from nvc.synthetic import natural_images, render_clip
 
 log = logging.getLogger(__name__)
-VIDEO_SUFFIXES = {".yuv", ".y4m", ".mp4", ".mkv", ".avi", ".mov", ".264", ".h264", ".265", ".hevc",
-                  ".webm"}
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 CROP_MULTIPLE = ModelConfig().multiple  # training crops go through the codec unpadded
 # ../shared/videos/MANIFEST.md: clips reserved for evaluation (never trained on, any frame).
