@@ -1,3 +1,4 @@
+import types
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,27 @@ def test_validation_codes_a_gop_at_every_quality(monkeypatch):
     assert set(logged) == {"val/rd_cost", "val_clip/rd_cost_0", "val/bpp_q1", "val/bpp_q2", "val/psnr_db_q1",
                            "val/psnr_db_q2"}
     assert all(np.isfinite(v) for v in logged.values()) and logged["val/bpp_q1"] > 0
+
+
+@pytest.mark.parametrize("sanity", [True, False])
+def test_a_sanity_check_validation_is_logged_at_the_starting_step(sanity, monkeypatch):
+    """Lightning drops what a sanity check logs; the run's starting point must still be on record."""
+    module = VideoCodecModule(arch="ssf-tiny", stage="joint").eval()
+    written = []
+    logger = types.SimpleNamespace(log_metrics=lambda m, step: written.append((step, m)))
+    module._trainer = types.SimpleNamespace(sanity_checking=sanity, logger=logger, global_step=0)
+    monkeypatch.setattr(module, "log", lambda *a, **kw: None)
+    module.on_validation_epoch_start()
+    for k in range(2):
+        module.validation_step(torch.rand(1, 2, 3, 32, 32), k)
+    module.on_validation_epoch_end()
+    if not sanity:  # an ordinary validation is Lightning's to log
+        assert written == []
+        return
+    [(step, metrics)] = written
+    clips = [metrics["val_clip/rd_cost_0"], metrics["val_clip/rd_cost_1"]]
+    assert step == 0 and metrics["val/rd_cost"] == pytest.approx(sum(clips) / 2)
+    assert all(np.isfinite(c) and c > 0 for c in clips)
 
 
 def _record_positions(module, monkeypatch) -> list:

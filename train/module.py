@@ -115,6 +115,7 @@ class VideoCodecModule(L.LightningModule):
         self.automatic_optimization = False
         self._t_last: float | None = None
         self._batches = 0  # batches since the run (or its resumption) started
+        self._val_costs: dict[str, float] = {}  # this validation's, by clip
         active = {id(p) for mod in self._active_modules() for n, p in mod.named_parameters()
                   if not encoders_only or n.startswith(ENCODER_SIDE)}
         for p in self.model.parameters():  # frozen codecs: no gradients, nothing unused under DDP
@@ -312,6 +313,19 @@ class VideoCodecModule(L.LightningModule):
         cost = torch.stack(costs).mean()
         self.log("val/rd_cost", cost, prog_bar=True, batch_size=1)
         self.log(f"val_clip/rd_cost_{batch_idx}", cost, batch_size=1)  # clip order: val_clips
+        self._val_costs[f"val_clip/rd_cost_{batch_idx}"] = float(cost)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_costs = {}
+
+    def on_validation_epoch_end(self) -> None:
+        """Lightning logs nothing of its sanity check: when that is a whole validation
+        (`num_sanity_val_steps: -1`), its costs go to the logger here, at the starting step: the
+        run's starting point, as loaded, beside what training makes of it."""
+        if self.trainer.sanity_checking and self.logger is not None and self._val_costs:
+            costs = dict(self._val_costs)
+            costs["val/rd_cost"] = sum(costs.values()) / len(costs)
+            self.logger.log_metrics(costs, step=self.global_step)
 
     @torch.no_grad()
     def _log_images(self, batch: Tensor) -> None:
