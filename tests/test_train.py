@@ -312,12 +312,16 @@ def test_containers_decode_through_opencv_where_pyav_is_missing(tmp_path, monkey
     ("--model.schedule=hier", "schedule must be one of"),
     ("--model.intra_period=1", "intra_period must be at least 2, got 1"),
     ("--model.accumulate=0", "accumulate must be at least 1, got 0"),
+    ("--model.burn_in=-1", "burn_in must be at least 0, got -1"),
+    ("--model.burn_in=2", "burn_in needs an unroll schedule"),
+    ("--model.burn_in=2 --model.unroll=[[0,1]]", "burn_in 2 before 1 unrolled P-frames needs clips of 4 "
+                                                "frames; data.frames is 3"),
     ("--model.arch=ssf-huge", "unknown arch 'ssf-huge'"),
     ("--model.init_from=[missing.safetensors]", "missing.safetensors: no such weights file"),
 ])
 def test_bad_settings_are_one_line_errors(setting, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        _fit(tmp_path, setting, "--trainer.max_steps=1")
+        _fit(tmp_path, *setting.split(), "--trainer.max_steps=1")
     assert str(exc.value).startswith(f"error: {message}") and "\n" not in str(exc.value)
     assert not (tmp_path / "ckpt").exists()
 

@@ -122,8 +122,22 @@ class VideoCodecModule(L.LightningModule):
             p.requires_grad_(id(p) in active)
 
     def setup(self, stage: str) -> None:
+        self._check_burn_in(getattr(self.trainer.datamodule, "frames", None))
         if self.hparams.channels_last:  # NHWC convolutions: faster on tensor cores
             self.model.to(memory_format=torch.channels_last)
+
+    def _check_burn_in(self, frames: int | None) -> None:
+        """A burn-in the training clips have no room for would be cut short without a word."""
+        burn, unroll = self.hparams.burn_in, self.hparams.unroll
+        if not burn or self.hparams.stage == "intra" or frames is None:
+            return
+        if not unroll:
+            raise ConfigError("burn_in needs an unroll schedule (model.unroll): without one every "
+                              "P-frame of the clip is unrolled")
+        need = 1 + burn + max(p for _, p in unroll)
+        if frames < need:
+            raise ConfigError(f"burn_in {burn} before {max(p for _, p in unroll)} unrolled P-frames "
+                              f"needs clips of {need} frames; data.frames is {frames}")
 
     # -- parameters ---------------------------------------------------------------------------
     def _active_modules(self):
