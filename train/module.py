@@ -121,8 +121,10 @@ class VideoCodecModule(L.LightningModule):
         for p in self.model.parameters():  # frozen codecs: no gradients, nothing unused under DDP
             p.requires_grad_(id(p) in active)
 
-    def setup(self, stage: str) -> None:
+    def on_fit_start(self) -> None:
         self._check_burn_in(getattr(self.trainer.datamodule, "frames", None))
+
+    def setup(self, stage: str) -> None:
         if self.hparams.channels_last:  # NHWC convolutions: faster on tensor cores
             self.model.to(memory_format=torch.channels_last)
 
