@@ -136,10 +136,10 @@ class VideoCodecModule(L.LightningModule):
         if not unroll:
             raise ConfigError("burn_in needs an unroll schedule (model.unroll): without one every "
                               "P-frame of the clip is unrolled")
-        need = 1 + burn + max(p for _, p in unroll)
-        if frames < need:
-            raise ConfigError(f"burn_in {burn} before {max(p for _, p in unroll)} unrolled P-frames "
-                              f"needs clips of {need} frames; data.frames is {frames}")
+        most = max(p for _, p in unroll)
+        if frames < 1 + burn + most:
+            raise ConfigError(f"burn_in {burn} before {most} unrolled P-frames needs clips of "
+                              f"{1 + burn + most} frames; data.frames is {frames}")
 
     # -- parameters ---------------------------------------------------------------------------
     def _active_modules(self):
