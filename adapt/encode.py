@@ -35,10 +35,10 @@ from nvc.metrics import bpp
 from nvc.models.config import LADDER_BELOW
 from nvc.models.ssf import SSF, model_device
 from nvc.objective import Objective
+from nvc.rd import ladder_lambda, task_distortion
 from nvc.rd import rd_cost as _rd_cost
-from nvc.rd import task_distortion
 from nvc.refine import Effort
-from nvc.roi import Masks, shifted_quality_map, uniform_quality_map
+from nvc.roi import Masks, shifted_quality_map, uniform_position, uniform_quality_map
 from nvc.schedule import GopSchedule, resolve
 from nvc.task import TaskModel, TaskScores, TaskTerm
 from nvc.zoo import ZooEntry
@@ -153,7 +153,9 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     frame's, nvc.objective); None for plain MSE. `qmap`: the spatial
     quality map (nvc.roi.quality_map) of the rung; the search for the base's best position moves
     it along the ladder as a whole, and every candidate is coded with the map found (the fit
-    itself runs at the uniform position).
+    itself runs at the uniform position). Without ROI `weights`, a uniform `qmap` is a quality
+    between the rungs (nvc.roi.rate_point: `quality` its nearest rung): the lambda is its
+    position's (nvc.rd.ladder_lambda) and the search and the fit start there.
     `synthesis`: the stream's synthesis precision (the fit runs in float32); `schedule`: the GOP's
     quality schedule (nvc.schedule; None: the default for `quality`), coded and fitted alike;
     `adaptive_intra`: every candidate may code frames between the GOP's I-frames as I-frames
@@ -162,8 +164,15 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     fit itself fits to the analysis transforms' latents)."""
     t0 = time.perf_counter()
     video = random_access(video)  # the fit reads windows of any GOP (a no-op where it can already)
-    schedule = resolve(schedule, quality, model.cfg.num_qualities, intra_period)
-    lam = model.cfg.lambdas[quality - 1]
+    # A quality between the rungs (nvc.roi.rate_point: the nearest rung and a uniform map) codes the
+    # whole clip at its position: the lambda, the search and the fit start there; a region's map
+    # (ROI weights) at the rung's lambda.
+    rung = float(quality - 1)
+    if qmap is not None and weights is None:
+        rung = uniform_position(qmap, rung)
+    schedule = resolve(schedule, rung + 1, model.cfg.num_qualities, intra_period)
+    lam = model.cfg.lambdas[quality - 1] if rung == quality - 1 else \
+        float(ladder_lambda(model.cfg.lambdas, torch.tensor(rung)))
 
     objective = Objective.for_coding(weights, qmap is not None, task, cfg.task_weight)
     if task is not None:  # FMSE in the MSE's units, from the first frame (nvc.objective)
@@ -184,7 +193,6 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                        keep=False, on_reconstruction=scored.add, progress=progress(what))
         return coded, scored.cost(len(coded.data), lam)
 
-    rung = float(quality - 1)
     choice = at_rung = BaseChoice(rung, qmap, *code("base", model, qmap))
     if cfg.position_step > 0:
         padded = padded_hw(video.height, video.width, model.cfg.multiple)
@@ -198,15 +206,16 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
         choice = best_base(choice, encode_at, cfg.position_step,
                            max(rung - 1, -LADDER_BELOW), min(rung + 1, qualities - 1))
         if choice.position != rung:
-            log.info("the base's best position for lambda %d: quality %.2f (RD cost %.4f)",
-                     quality, choice.position + 1, choice.cost)
+            log.info("the base's best position for the lambda of quality %g: quality %.2f (RD "
+                     "cost %.4f)", rung + 1, choice.position + 1, choice.cost)
     base, base_cost, qmap = choice.coded, choice.cost, choice.qmap
     device, multiple = model_device(model), model.cfg.multiple
     t_fit = time.perf_counter()
     fitted = fit(model, VideoWindows(video, matrix, multiple, device), quality, intra_period, cfg,
-                 on_step=_with_reference(on_step, base_cost), task=term,
+                 on_step=_with_reference(on_step, base_cost), task=term, lam=lam,
                  weights=None if weights is None else MapWindows(weights, multiple, device),
-                 position=None if choice.position == rung else choice.position, schedule=schedule,
+                 position=None if choice.position == quality - 1 else choice.position,
+                 schedule=schedule,
                  intra=[f.kind == FrameType.I for f in bitstream.unpack(base.data).frames])
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)

@@ -225,12 +225,13 @@ def fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCon
         on_step: Callable[[StepStats], None] | None = None,
         weights: Clip | None = None, task: TaskTerm | None = None,
         position: float | None = None, schedule: GopSchedule = FLAT,
-        intra: Sequence[bool] | None = None) -> Fitted:
+        intra: Sequence[bool] | None = None, lam: float | None = None) -> Fitted:
     """frames: (T, 3, H, W) padded clip in [0, 1], or a VideoWindows reading it; the objective's
-    lambda is `quality`'s, its gains those of `position` on the ladder (0 = quality 1; None: the
-    rung), each frame moved from there by the GOP `schedule` as the coder moves it; weights:
-    (T, 1, H, W) per-pixel distortion weights (ROI; mean 1 a frame; or MapWindows reading them) or
-    None for plain MSE; task: a task model's term of the distortion (nvc.task.TaskTerm) or None;
+    lambda is `lam` (None: the rung `quality`'s), its gains those of `position` on the ladder (0 =
+    quality 1; None: the rung), each frame moved from there by the GOP `schedule` as the coder
+    moves it; weights: (T, 1, H, W) per-pixel distortion weights (ROI; mean 1 a frame; or
+    MapWindows reading them) or None for plain MSE; task: a task model's term of the distortion
+    (nvc.task.TaskTerm) or None;
     intra: (T,) whether the coder codes each frame as an I-frame (the base's stream says; adaptive
     I-frames), None: only each GOP's first.
     The same clip and settings give the same adapters: the rate proxy's noise is drawn from the
@@ -241,13 +242,13 @@ def fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCon
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(cfg.seed)
         return _fit(model, frames, quality, intra_period, cfg, on_step, weights, task, position,
-                    schedule, intra)
+                    schedule, intra, model.cfg.lambdas[quality - 1] if lam is None else lam)
 
 
 def _fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptConfig,
          on_step: Callable[[StepStats], None] | None, weights: Clip | None,
          task: TaskTerm | None, position: float | None, schedule: GopSchedule,
-         intra: Sequence[bool] | None) -> Fitted:
+         intra: Sequence[bool] | None, lam: float) -> Fitted:
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     work.requires_grad_(False)
@@ -268,7 +269,6 @@ def _fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCo
             tensor.requires_grad_(True)
         groups.append({"params": list(encoder.values()), "lr": cfg.encoder_lr})
     opt = torch.optim.Adam(groups)
-    lam = model.cfg.lambdas[quality - 1]
     q: int | Tensor = quality - 1 if position is None else torch.full(
         (1, 1, 1, 1), float(position), device=frames.device)  # a uniform quality map
     t, _, hp, wp = frames.shape

@@ -123,15 +123,20 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
     def run(source: Video, point: str, cond: Conditions) -> PointResult:
         from adapt import AdaptConfig, encode_adaptive
         from nvc.adapters import AdapterKind
+        from nvc.codec import padded_hw
+        from nvc.roi import rate_point
 
         model, entry = _nvc_model(cond)
-        q = int(point[1:])
-        r = encode_adaptive(source, model, entry, q, cond.intra_period,
+        quality = float(point[1:])
+        at = rate_point(quality, model.cfg.num_qualities,
+                        padded_hw(source.height, source.width, model.cfg.multiple),
+                        cond.intra_period, codec_schedule(name, cond))
+        r = encode_adaptive(source, model, entry, at.quality, cond.intra_period,
                             AdaptConfig(kind=AdapterKind[kind], steps=cond.adapt_steps,
                                         window=cond.adapt_window),
-                            schedule=codec_schedule(name, cond), refine=cond.refinement())
+                            qmap=at.qmap, schedule=at.schedule, refine=cond.refinement())
         r.coded.seconds = r.total_seconds
-        e = evaluate_coded(source, r.coded, model, entry, q)
+        e = evaluate_coded(source, r.coded, model, entry, quality)
         return _point(e, name, point, f"{kind.lower()} {r.steps} steps, {r.mode} kept "
                                       f"({r.adapter_bytes} B of adapters) at ladder quality "
                                       f"{r.position + 1:g}")

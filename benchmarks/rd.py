@@ -27,7 +27,6 @@ from nvc.writers import AtomicFile
 
 from .anchors import ffmpeg_version
 from .codecs import (
-    ADAPTED,
     CODECS,
     Conditions,
     PointResult,
@@ -109,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=96, help="frames per sequence (default 96)")
     p.add_argument("--intra-period", type=int, default=12, help="12 by default, 32 as an option")
     p.add_argument("--qualities", default="1,2,3,4",
-                   help="nvc rate points (fractions and points below 1, e.g. 0.5, for the base's "
-                        "codecs; whole qualities for the adapted ones)")
+                   help="nvc rate points (1-4; fractions and points below 1, e.g. 0.5, lie "
+                        "between and below the rungs)")
     p.add_argument("--crfs", default=None, help="CRF sweep of the anchors (default 22..47 step 5)")
     p.add_argument("--sequences", default=None, help="only these sequence names, comma-separated")
     p.add_argument("--adapt-steps", type=int, default=100, help="budget of nvc-adapt/-dora/-full")
@@ -149,9 +148,6 @@ def _run(args) -> int:
         wanted = set(args.sequences.split(","))
         seqs = [s for s in seqs if s.name in wanted]
     qualities = tuple(float(q) for q in args.qualities.split(","))
-    if any(q != int(q) or q < 1 for q in qualities) and set(codecs) & set(ADAPTED):
-        raise ValueError("the adapted codecs code whole qualities from 1 only: --qualities "
-                         f"{args.qualities}")
     cond = Conditions(intra_period=args.intra_period, frames=args.frames, qualities=qualities,
                       device=args.device, adapt_steps=args.adapt_steps,
                       adapt_window=args.adapt_window, weights=args.weights,

@@ -31,7 +31,8 @@ def check_bitrate(args) -> None:
     if args.quality is not None:
         raise InputError("--bitrate chooses the quality: give --bitrate or --quality, not both")
     if args.adapt:
-        raise InputError("--adapt fits at a rung's lambda: give it a whole --quality, not --bitrate")
+        raise InputError("--adapt moves the rate where the clip's RD cost is lowest (the base's "
+                         "best ladder position, the adapters): give it --quality, not --bitrate")
 
 
 def coding(args, video, model, quality: float) -> dict:
@@ -50,9 +51,9 @@ def coding(args, video, model, quality: float) -> dict:
     at = rate_point(quality, model.cfg.num_qualities,
                     padded_hw(video.height, video.width, model.cfg.multiple), args.intra_period,
                     args.gop_schedule)
-    if at.quality != quality and args.adapt:
-        raise InputError(f"--adapt fits at a rung's lambda: give a whole --quality from 1 to "
-                         f"{model.cfg.num_qualities}, not {quality:g}")
+    if at.quality != quality and args.adapt and args.roi:
+        raise InputError(f"--adapt with --roi fits at a rung's lambda: give a whole --quality from "
+                         f"1 to {model.cfg.num_qualities}, not {quality:g}")
 
     if args.refine and args.refine_precision == "bf16" and args.device != "cuda" and \
             not torch.ops.mkldnn._is_mkldnn_bf16_supported() and not getattr(args, "_warned", 0):

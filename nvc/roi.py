@@ -226,6 +226,15 @@ def rate_point(quality: float, qualities: int, padded_hw: tuple[int, int], intra
                      uniform_quality_map(quality - 1, padded_hw), schedule)
 
 
+def uniform_position(qm: QualityMap, otherwise: float) -> float:
+    """The one ladder position every cell of `qm` holds (a quality between the rungs codes under
+    such a map), or `otherwise` for a map that varies (a region's)."""
+    values = np.frombuffer(qm.values, np.uint8)
+    if values.size and (values == values[0]).all():
+        return (int(values[0]) - qm.origin) / QUALITY_MAP_STEPS
+    return otherwise
+
+
 def shifted_quality_map(qm: QualityMap, delta: float, qualities: int) -> QualityMap:
     """`qm` moved `delta` rungs along the ladder, each position kept between LADDER_BELOW rungs
     below the first (or what the map's origin can write) and the top rung."""

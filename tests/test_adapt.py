@@ -11,7 +11,7 @@ from nvc import bitstream
 from nvc.adapted import apply_unit, make_unit
 from nvc.adapter_coding import SpikeSlabPrior, decode_symbols, encode_symbols, quantize
 from nvc.adapters import LAYER_TABLE, AdapterKind, default_layers, inject, sent_tensors
-from nvc.codec import decode_stream, encode, frame_digest
+from nvc.codec import decode_stream, encode, frame_digest, padded_hw
 from nvc.errors import BitstreamError
 from nvc.io import ColourMatrix
 from nvc.zoo import load_model
@@ -88,6 +88,28 @@ def test_the_fit_is_told_which_frames_the_base_codes_intra(tiny_model, small_vid
     encode_adaptive(small_video, model, entry, 1, 12, AdaptConfig(steps=1, window=64,
                                                                   position_step=0))
     assert seen == [[True] * len(small_video.frames)]
+
+
+def test_a_quality_between_the_rungs_is_fitted_at_its_own_lambda(tiny_model, small_video,
+                                                                  monkeypatch):
+    import adapt.encode as enc
+    from adapt.loop import fit
+    from nvc.rd import ladder_lambda
+    from nvc.roi import rate_point
+
+    model, entry = tiny_model
+    seen = []
+    monkeypatch.setattr(enc, "fit", lambda *a, **kw: (seen.append(kw), fit(*a, **kw))[1])
+    at = rate_point(1.5, 2, padded_hw(small_video.height, small_video.width, model.cfg.multiple), 12)
+    r = encode_adaptive(small_video, model, entry, at.quality, 12,
+                        AdaptConfig(steps=1, window=64, position_step=0), qmap=at.qmap,
+                        schedule=at.schedule)
+    lam = float(ladder_lambda(model.cfg.lambdas, torch.tensor(0.5)))
+    assert model.cfg.lambdas[0] < lam < model.cfg.lambdas[1]
+    assert r.position == 0.5 and seen[0]["position"] == 0.5 and seen[0]["lam"] == pytest.approx(lam)
+    # the base's file is the plain encoder's at 1.5, priced at that lambda
+    plain = encode(small_video, model, entry, at.quality, 12, qmap=at.qmap, schedule=at.schedule)
+    assert r.base_cost == pytest.approx(rd_cost(small_video, plain, lam, ColourMatrix.BT709))
 
 
 def test_adaptive_stream_decodes_bit_exactly(tiny_model, tiny_weights):

@@ -304,6 +304,8 @@ def test_rd_places_nvc_points_between_and_below_the_rungs(tmp_path, capsys):
     points = json.loads((tmp_path / "out" / "results.json").read_text())["points"]
     assert [p["point"] for p in points] == ["q0.5", "q1", "q1.5"]  # q1 keyed as before
     assert points[0]["bpp"] < points[1]["bpp"] < points[2]["bpp"]
-    assert rd_main(base + ["--codecs", "nvc,nvc-adapt", "--qualities", "1.5",
-                           "--out", str(tmp_path / "no")]) == 1
-    assert "whole qualities from 1 only" in capsys.readouterr().err
+    assert rd_main(base + ["--codecs", "nvc,nvc-adapt", "--qualities", "1.5", "--adapt-steps", "2",
+                           "--out", str(tmp_path / "adapted")]) == 0
+    points = json.loads((tmp_path / "adapted" / "results.json").read_text())["points"]
+    adapted = [p for p in points if p["codec"] == "nvc-adapt"]
+    assert [p["point"] for p in adapted] == ["q1.5"] and adapted[0]["bpp"] > 0

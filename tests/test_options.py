@@ -21,7 +21,7 @@ def test_the_quality_defaults_to_2_unless_a_bitrate_chooses_it():
     options.check_bitrate(args)
     assert args.quality is None and args.bitrate == 300_000
     for extra, message in ((("--bitrate", "1M", "--quality", "3"), "not both"),
-                           (("--bitrate", "1M", "--adapt"), "a whole --quality")):
+                           (("--bitrate", "1M", "--adapt"), "give it --quality, not --bitrate")):
         with pytest.raises(InputError, match=message):
             options.check_bitrate(_args(*extra))
 
@@ -32,5 +32,7 @@ def test_coding_places_a_quality_on_the_ladder():
     assert (rung["quality"], rung["qmap"], rung["schedule"]) == (2, None, default_schedule(2, 2, 32))
     between = options.coding(_args("--gop-schedule", "0"), video, model, 1.5)
     assert between["quality"] == 2 and between["qmap"] is not None and between["schedule"] == FLAT
-    with pytest.raises(InputError, match="--adapt fits at a rung's lambda"):
-        options.coding(_args("--adapt"), video, model, 1.5)
+    adapted = options.coding(_args("--adapt"), video, model, 1.5)  # codes where it would without
+    assert (adapted["quality"], adapted["qmap"]) == (2, options.coding(_args(), video, model, 1.5)["qmap"])
+    with pytest.raises(InputError, match="--adapt with --roi fits at a rung's lambda"):
+        options.coding(_args("--adapt", "--roi", "mask.png"), video, model, 1.5)
