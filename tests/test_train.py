@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from nvc.bitstream import SKIP_BELOW_INDEX
+from nvc.errors import ConfigError
 from nvc.schedule import GAP, SLOPE, default_schedule
 from nvc.zoo import load_model
 from train.__main__ import main as cli_main
@@ -214,6 +215,24 @@ def test_scheduled_validation_follows_the_encoders_default(monkeypatch):
     expected = [default_schedule(1, 2, 4).frame_q(0, k, 4, torch.device("cpu")) for k in range(4)]
     assert [float(p) for p in seen] == [float(e) for e in expected]
     assert float(seen[1]) == -GAP  # quality 1: P-frames below it
+
+
+def test_validation_can_follow_the_encoders_schedule_apart_from_training(monkeypatch):
+    """val_schedule: training flat, validation as the encoder codes a GOP of the clip's length (at
+    24 frames and more with the P-frame cycle)."""
+    module = VideoCodecModule(arch="ssf-tiny", stage="joint", val_schedule="default").eval()
+    seen = _record_positions(module, monkeypatch)
+    clip = torch.rand(24, 3, 64, 64)
+    module.gop_stats(clip, 0)
+    cycled = default_schedule(1, 2, 24)
+    assert cycled.cycle  # the encoder's schedule for this GOP has a cycle: the validation follows it
+    expected = [cycled.frame_q(0, k, 24, torch.device("cpu")) for k in range(24)]
+    assert [float(p) for p in seen] == [float(e) for e in expected]
+    seen.clear()
+    module.rd_loss(torch.rand(1, 3, 3, 64, 64))
+    assert all(isinstance(p, torch.Tensor) and p.dim() == 1 for p in seen)  # training: flat indexes
+    with pytest.raises(ConfigError, match="val_schedule must be one of"):
+        VideoCodecModule(arch="ssf-tiny", stage="joint", val_schedule="hier")
 
 
 def test_validation_measures_in_float32_under_bf16_training():

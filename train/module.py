@@ -16,7 +16,9 @@ alike: "flat" (every frame at the GOP's quality) or "default" (nvc.schedule.defa
 encoder writes unless told otherwise), so that the base learns the positions it is coded at. With
 `frame_lambdas` each frame's distortion is weighted by the lambda of its own position (log-linear
 between rungs, as the gains are; DCVC-DC's hierarchical weights play this part), so the ladder keeps
-its operating points; without, the GOP's lambda weights every frame.
+its operating points; without, the GOP's lambda weights every frame. `val_schedule` sets the
+validation's apart (None: `schedule`'s): "default" there codes each validation GOP as the encoder
+would (the cycle too, in GOPs of nvc.schedule.CYCLE_FROM frames or more) while training stays flat.
 With `coder_skip`, training and validation see what the coder does with the elements whose scale is
 too small to code (bitstream.SKIP_BELOW_INDEX): they decode as their means and cost no bits.
 With `encoders_only` only the analysis side trains (ENCODER_SIDE): the decoder, the hyper-synthesis
@@ -89,12 +91,13 @@ class VideoCodecModule(L.LightningModule):
                  channels_last: bool = False, schedule: str = "flat", intra_period: int = 12,
                  frame_lambdas: bool = True, coder_skip: bool = False,
                  encoders_only: bool = False, block_lr: float | None = None,
-                 accumulate: int = 1, burn_in: int = 0):
+                 accumulate: int = 1, burn_in: int = 0, val_schedule: str | None = None):
         super().__init__()
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {STAGES}, got {stage!r}")
-        if schedule not in SCHEDULES:
-            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        for name, value in (("schedule", schedule), ("val_schedule", val_schedule or schedule)):
+            if value not in SCHEDULES:
+                raise ConfigError(f"{name} must be one of {SCHEDULES}, got {value!r}")
         if intra_period < 2:
             raise ConfigError(f"intra_period must be at least 2, got {intra_period}")
         if burn_in < 0:
@@ -167,17 +170,19 @@ class VideoCodecModule(L.LightningModule):
             ([torch.optim.Adam(aux, lr=self.hparams.aux_lr)] if aux else [])
 
     # -- where frames sit on the ladder --------------------------------------------------------
-    def gop_schedule(self, q: int) -> GopSchedule:
-        """The schedule of a GOP at quality index `q` (0-based)."""
-        if self.hparams.schedule == "flat":
+    def gop_schedule(self, q: int, intra_period: int, name: str | None = None) -> GopSchedule:
+        """The schedule (`name`, else `schedule`'s) of a GOP of `intra_period` frames at quality
+        index `q` (0-based)."""
+        if (name or self.hparams.schedule) == "flat":
             return FLAT
-        return default_schedule(q + 1, self.cfg.num_qualities, self.hparams.intra_period)
+        return default_schedule(q + 1, self.cfg.num_qualities, intra_period)
 
-    def frame_positions(self, q: Tensor, index: int, intra_period: int) -> Tensor:
-        """Ladder positions (B,) of frame `index` of each sample's GOP of `intra_period` frames, q:
-        (B,) quality indexes; never below LADDER_BELOW rungs under the first (the model clamps the
-        top)."""
-        return torch.tensor([self.gop_schedule(qi).position(qi, index, intra_period)
+    def frame_positions(self, q: Tensor, index: int, intra_period: int,
+                        name: str | None = None) -> Tensor:
+        """Ladder positions (B,) of frame `index` of each sample's GOP of `intra_period` frames
+        under the schedule `name` (else `schedule`), q: (B,) quality indexes; never below
+        LADDER_BELOW rungs under the first (the model clamps the top)."""
+        return torch.tensor([self.gop_schedule(qi, intra_period, name).position(qi, index, intra_period)
                              for qi in q.tolist()], dtype=torch.float32, device=q.device)
 
     def model_q(self, q: Tensor, positions: Tensor) -> Tensor:
@@ -304,7 +309,7 @@ class VideoCodecModule(L.LightningModule):
     def _gop_stats(self, clip: Tensor, q: int) -> tuple[Tensor, Tensor]:
         h, w = clip.shape[-2:]
         x = pad_to(clip, self.cfg.multiple)
-        schedule = self.gop_schedule(q)
+        schedule = self.gop_schedule(q, len(clip), self.hparams.val_schedule)
         mse, bpp, ref = [], [], None
         for k in range(x.shape[0]):
             fq = schedule.frame_q(q, k, x.shape[0], x.device)
@@ -323,8 +328,8 @@ class VideoCodecModule(L.LightningModule):
             self.log(f"val/bpp_q{q + 1}", bpp.mean(), batch_size=1)
             self.log(f"val/psnr_db_q{q + 1}", psnr_db(mse).mean(), batch_size=1)
             qs = torch.tensor([q], device=clip.device)
-            lam = torch.cat([self.frame_lambda(qs, self.frame_positions(qs, k, len(clip)))
-                             for k in range(len(clip))])  # each frame's, as in training
+            lam = torch.cat([self.frame_lambda(qs, self.frame_positions(
+                qs, k, len(clip), self.hparams.val_schedule)) for k in range(len(clip))])  # as trained
             costs.append(rd_cost(lam, mse, bpp).mean())
         cost = torch.stack(costs).mean()
         self.log("val/rd_cost", cost, prog_bar=True, batch_size=1)
