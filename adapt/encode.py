@@ -171,6 +171,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     if qmap is not None and weights is None:
         rung = uniform_position(qmap, rung)
     schedule = resolve(schedule, rung + 1, model.cfg.num_qualities, intra_period)
+    # a rung's lambda exactly as ever (the log-linear one differs in the last bits there)
     lam = model.cfg.lambdas[quality - 1] if rung == quality - 1 else \
         float(ladder_lambda(model.cfg.lambdas, torch.tensor(rung)))
 

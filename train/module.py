@@ -233,17 +233,16 @@ class VideoCodecModule(L.LightningModule):
                 ref = first.x_hat
             else:
                 ref = self._first_reference(clip[:, 0], q)
-            with torch.no_grad():  # the burn-in: references worn down a GOP, no gradients
-                for k in range(1, 1 + burn):
-                    pos = self.frame_positions(q, k, self.hparams.intra_period)
-                    ref = self.model.forward_inter(clip[:, k], ref, self.model_q(q, pos)).x_hat
-            for k in range(1 + burn, 1 + burn + p_frames):
+            for k in range(1, 1 + burn + p_frames):
                 pos = self.frame_positions(q, k, self.hparams.intra_period)
-                out = self.model.forward_inter(clip[:, k], ref, self.model_q(q, pos))
-                outs.append(out)
-                targets.append(clip[:, k])
-                lams.append(self.frame_lambda(q, pos))
+                # the burn-in: references worn down a GOP, without gradients
+                with torch.no_grad() if k <= burn else contextlib.nullcontext():
+                    out = self.model.forward_inter(clip[:, k], ref, self.model_q(q, pos))
                 ref = out.x_hat
+                if k > burn:
+                    outs.append(out)
+                    targets.append(clip[:, k])
+                    lams.append(self.frame_lambda(q, pos))
         mse = torch.stack([mse_per_sample(o.x_hat, x) for o, x in zip(outs, targets)])  # (F, B)
         bpp = torch.stack([frame_bpp(o, h * w) for o in outs])
         loss = rd_cost(torch.stack(lams), mse, bpp).mean()
@@ -329,7 +328,7 @@ class VideoCodecModule(L.LightningModule):
             self.log(f"val/psnr_db_q{q + 1}", psnr_db(mse).mean(), batch_size=1)
             qs = torch.tensor([q], device=clip.device)
             lam = torch.cat([self.frame_lambda(qs, self.frame_positions(
-                qs, k, len(clip), self.hparams.val_schedule)) for k in range(len(clip))])  # as trained
+                qs, k, len(clip), self.hparams.val_schedule)) for k in range(len(clip))])  # each frame's
             costs.append(rd_cost(lam, mse, bpp).mean())
         cost = torch.stack(costs).mean()
         self.log("val/rd_cost", cost, prog_bar=True, batch_size=1)
