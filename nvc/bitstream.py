@@ -156,7 +156,7 @@ def write_varint(value: int) -> bytes:
 
 
 class Truncated(BitstreamError):
-    """The bytes end before what is being read (Reader)."""
+    """The bytes end before what is being read (Reader), or before the frames a header declares."""
 
 
 class Reader:
@@ -613,18 +613,20 @@ def _read_units(r: Reader):
 class FrameUnits(Iterator[CodedFrame]):
     """The frames of a stream as they are read (open_units), how many so far (`count`), and
     whether the next one's bytes have begun to arrive (`ready`: Reader.ready). With `keep_cut`,
-    a live stream cut short ends at the cut instead of raising, and `cut` says where."""
+    a live stream cut short ends at the cut instead of raising; with `salvage`, any stream ends
+    at its first damaged, missing or misplaced frame unit after a whole one (a file of known
+    length cut short, a checksum that fails) instead of raising; `cut` says where."""
 
     def __init__(self, frames: Iterator[CodedFrame], r: Reader):
         self._frames, self._reader = frames, r
-        self.count, self.keep_cut = 0, False
-        self.cut: StreamCut | None = None
+        self.count, self.keep_cut, self.salvage = 0, False, False
+        self.cut: BitstreamError | None = None
 
     def __next__(self) -> CodedFrame:
         try:
             frame = next(self._frames)
-        except StreamCut as e:
-            if not self.keep_cut:
+        except BitstreamError as e:
+            if not (self.salvage and self.count or self.keep_cut and isinstance(e, StreamCut)):
                 raise
             self.cut = e
             raise StopIteration from None
@@ -706,7 +708,7 @@ def _frames(stream: Stream, units) -> Iterator[CodedFrame]:
         raise StreamCut(f"truncated stream: no end unit after {count} frames (a live stream cut "
                         "short)")
     if count < declared:
-        raise BitstreamError(f"truncated stream: {count} of {declared} frames present")
+        raise Truncated(f"truncated stream: {count} of {declared} frames present")
 
 
 def _cut_short(stream: Stream, units):

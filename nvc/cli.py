@@ -281,8 +281,9 @@ def _adapt_line(r) -> str:
 
 
 def cmd_decode(args) -> None:
+    from . import bitstream
     from .codec import decoded_video, open_stream
-    from .errors import InputError
+    from .errors import InputError, StreamCut
     from .writers import write_video
 
     _check_output(args)
@@ -297,11 +298,13 @@ def cmd_decode(args) -> None:
             raise InputError(f"{args.input}: --start {args.start} is past its end ({h.frame_count} "
                              "frames)")
         frames.keep_cut = True  # a live recording whose writer was stopped: keep what came
+        frames.salvage = args.salvage  # any stream: keep the frames before its first bad unit
         write_video(args.output, decoded_video(stream, model, entry, _progress("decode"), frames,
                                                args.start, args.frames))
     if frames.cut is not None:
-        logging.getLogger("nvc").warning("%s; decoded the %d frames before the cut", frames.cut,
-                                         frames.count)
+        cut = isinstance(frames.cut, (bitstream.Truncated, StreamCut))
+        logging.getLogger("nvc").warning("%s; decoded the %d frames before the %s", frames.cut,
+                                         frames.count, "cut" if cut else "damage")
     stop = frames.count if args.frames is None else min(frames.count, args.start + args.frames)
     written, seconds = max(stop - args.start, 0), time.perf_counter() - t0
     _emit(args, {"output": str(args.output), "frames": written, "width": h.width,
@@ -570,12 +573,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_encode)
 
     p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4, mkv or PNG frames",
-             "nvc decode clip.nvc -o clip_decoded.y4m\n  nvc decode clip.nvc -o - | ffplay -")
+             "nvc decode clip.nvc -o clip_decoded.y4m\n  nvc decode clip.nvc -o - | ffplay -\n"
+             "  nvc decode partial_download.nvc -o what_came.y4m --salvage")
     p.add_argument("input", help="an .nvc file (-: standard input)")
     p.add_argument("--start", type=int, default=0,
                    help="first frame to write (default 0); decoding starts at the I-frame at or "
                         "before it, the frames before that are read, not decoded")
     p.add_argument("--frames", type=argtypes.positive, default=None, help="write at most N frames")
+    p.add_argument("--salvage", action="store_true",
+                   help="a stream cut short or damaged after its first frame (a download that "
+                        "stopped, a checksum that fails): write the frames before the first bad "
+                        "unit, with a warning, instead of failing with no output")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.y4m, OUT.yuv, OUT.mp4 (H.264 for viewing), OUT.mkv (FFV1, "
                         "lossless), OUT_%%04d.png, or - (y4m to standard output, each frame as it "

@@ -415,6 +415,49 @@ def test_a_live_stream_cut_short_decodes_every_frame_before_the_cut(cut, tmp_pat
     assert not (tmp_path / "k.y4m").exists()
 
 
+@pytest.mark.parametrize("damage, kept", [("cut inside the last frame", -1),
+                                           ("cut after a frame", -1),
+                                           ("checksum of frame 1", 1), ("frame 0 cut", 0)])
+def test_salvage_decodes_the_frames_before_the_first_bad_unit(damage, kept, tmp_path, clip_y4m,
+                                                              tiny_weights, capsys, caplog):
+    """A file of known length cut short, or with a damaged frame unit, fails with no output; with
+    --salvage the frames before the first bad unit are written, with a one-line warning (none:
+    still an error with no output), the same frames as a whole decode's first ones."""
+    w = ["--weights", str(tiny_weights)]
+    assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "f.nvc"), *w]) == 0
+    assert main(["decode", str(tmp_path / "f.nvc"), "-o", str(tmp_path / "f.y4m"), *w]) == 0
+    data = (tmp_path / "f.nvc").read_bytes()
+    known = bitstream.unpack(data)
+    n = len(known.frames)
+    kept %= n
+    units = [len(bitstream.pack_frame(f)) for f in known.frames]
+    at = len(data) - sum(units[kept:])  # where frame `kept`'s unit begins
+    bad = data[:at + units[kept] // 2] if damage.startswith("cut inside") or damage == "frame 0 cut" \
+        else data[:at] if damage == "cut after a frame" else \
+        data[:at + units[kept] // 2] + bytes([data[at + units[kept] // 2] ^ 1]) + \
+        data[at + units[kept] // 2 + 1:]
+    (tmp_path / "bad.nvc").write_bytes(bad)
+    full = (tmp_path / "f.y4m").read_bytes()
+    frame_bytes = (len(full) - full.index(b"FRAME")) // n
+    capsys.readouterr()
+    assert main(["decode", str(tmp_path / "bad.nvc"), "-o", str(tmp_path / "plain.y4m"), *w]) == 1
+    assert not (tmp_path / "plain.y4m").exists()
+    capsys.readouterr()
+    caplog.clear()
+    out = tmp_path / "salvaged.y4m"
+    code = main(["decode", str(tmp_path / "bad.nvc"), "-o", str(out), "--salvage", "--json", *w])
+    if kept == 0:
+        assert code == 1 and not out.exists()
+        assert capsys.readouterr().err.count("\n") == 1
+        return
+    assert code == 0
+    assert out.read_bytes() == full[:len(full) - (n - kept) * frame_bytes]
+    assert len(caplog.messages) == 1 and caplog.messages[0].endswith(
+        f"; decoded the {kept} frames before the {'damage' if 'checksum' in damage else 'cut'}")
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["frames"], summary["cut_short"]) == (kept, True)
+
+
 @pytest.mark.parametrize("damage", ["cut", "tag"])
 def test_a_pipe_damaged_after_its_first_frame_keeps_the_frames_before(damage, tmp_path, clip_y4m,
                                                                       tiny_weights, capsysbinary,
