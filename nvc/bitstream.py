@@ -615,7 +615,8 @@ class FrameUnits(Iterator[CodedFrame]):
     whether the next one's bytes have begun to arrive (`ready`: Reader.ready). With `keep_cut`,
     a live stream cut short ends at the cut instead of raising; with `salvage`, any stream ends
     at its first damaged, missing or misplaced frame unit after a whole one (a file of known
-    length cut short, a checksum that fails) instead of raising; `cut` says where."""
+    length cut short, a checksum that fails) instead of raising; `cut` is the bad unit's error,
+    raised or not."""
 
     def __init__(self, frames: Iterator[CodedFrame], r: Reader):
         self._frames, self._reader = frames, r
@@ -626,9 +627,9 @@ class FrameUnits(Iterator[CodedFrame]):
         try:
             frame = next(self._frames)
         except BitstreamError as e:
+            self.cut = e
             if not (self.salvage and self.count or self.keep_cut and isinstance(e, StreamCut)):
                 raise
-            self.cut = e
             raise StopIteration from None
         self.count += 1
         return frame

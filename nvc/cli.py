@@ -283,7 +283,7 @@ def _adapt_line(r) -> str:
 def cmd_decode(args) -> None:
     from . import bitstream
     from .codec import decoded_video, open_stream
-    from .errors import InputError, StreamCut
+    from .errors import BitstreamError, InputError, StreamCut
     from .writers import write_video
 
     _check_output(args)
@@ -299,8 +299,14 @@ def cmd_decode(args) -> None:
                              "frames)")
         frames.keep_cut = True  # a live recording whose writer was stopped: keep what came
         frames.salvage = args.salvage  # any stream: keep the frames before its first bad unit
-        write_video(args.output, decoded_video(stream, model, entry, _progress("decode"), frames,
-                                               args.start, args.frames))
+        try:
+            write_video(args.output, decoded_video(stream, model, entry, _progress("decode"),
+                                                   frames, args.start, args.frames))
+        except BitstreamError as e:
+            if e is not frames.cut or frames.count <= args.start:  # not a unit, or none whole
+                raise
+            raise BitstreamError(f"{e} (--salvage writes the {frames.count - args.start} frames "
+                                 "before it)") from None
     if frames.cut is not None:
         cut = isinstance(frames.cut, (bitstream.Truncated, StreamCut))
         logging.getLogger("nvc").warning("%s; decoded the %d frames before the %s", frames.cut,

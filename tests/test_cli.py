@@ -442,7 +442,9 @@ def test_salvage_decodes_the_frames_before_the_first_bad_unit(damage, kept, tmp_
     capsys.readouterr()
     assert main(["decode", str(tmp_path / "bad.nvc"), "-o", str(tmp_path / "plain.y4m"), *w]) == 1
     assert not (tmp_path / "plain.y4m").exists()
-    capsys.readouterr()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith(
+        f" (--salvage writes the {kept} frames before it)\n" if kept else "left\n"), err
     caplog.clear()
     out = tmp_path / "salvaged.y4m"
     code = main(["decode", str(tmp_path / "bad.nvc"), "-o", str(out), "--salvage", "--json", *w])
