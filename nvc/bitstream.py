@@ -155,6 +155,10 @@ def write_varint(value: int) -> bytes:
             return bytes(out)
 
 
+class ChecksumError(BitstreamError):
+    """A unit's bytes do not match its checksum."""
+
+
 class Truncated(BitstreamError):
     """The bytes end before what is being read (Reader), or before the frames a header declares."""
 
@@ -577,7 +581,8 @@ def pack(stream: Stream) -> bytes:
 
 
 def _read_units(r: Reader):
-    """(type, payload, bytes with framing) of every unit, each checked, as they are read."""
+    """(type, payload, bytes with framing) of every unit, each checked, as they are read; a unit
+    whose checksum fails comes as (None, the error, bytes with framing)."""
     try:
         magic = r.take(len(MAGIC), "magic")
     except BitstreamError:  # shorter than the magic
@@ -601,8 +606,11 @@ def _read_units(r: Reader):
                                  f"{LIMITS.max_unit_bytes})")
         payload = r.take(size, f"unit {index} payload")
         (crc,) = struct.unpack("<I", r.take(4, f"unit {index} checksum"))
-        if zlib.crc32(bytes([kind_code]) + payload) != crc:
-            raise BitstreamError(f"damaged stream: checksum mismatch in unit {index}")
+        if zlib.crc32(bytes([kind_code]) + payload) != crc:  # a unit lost: its reader decides
+            yield None, ChecksumError(f"damaged stream: checksum mismatch in unit {index}"), \
+                r.pos - start
+            index += 1
+            continue
         if kind_code not in UnitType._value2member_map_ or (
                 kind_code == UnitType.END and version < LIVE_SINCE):
             raise BitstreamError(f"damaged stream: unknown unit type {kind_code} in unit {index}")
@@ -610,20 +618,45 @@ def _read_units(r: Reader):
         index += 1
 
 
-class FrameUnits(Iterator[CodedFrame]):
+@dataclass
+class Damage:
+    """What a reader with `salvage` on passed over: the frames whose units failed their checksum
+    (each comes out as None: bitstream.LOST), the first such error, and the frames the decoder
+    concealed for them (codec.iter_decoded: the lost ones and the P-frames that predict from them,
+    up to the next whole I-frame)."""
+
+    salvage: bool = False
+    lost: list[int] = field(default_factory=list)
+    first: BitstreamError | None = None
+    concealed: list[int] = field(default_factory=list)
+
+
+LOST = None  # a frame whose unit failed its checksum, from a reader that salvages
+
+
+class FrameUnits(Iterator[CodedFrame | None]):
     """The frames of a stream as they are read (open_units), how many so far (`count`), and
     whether the next one's bytes have begun to arrive (`ready`: Reader.ready). With `keep_cut`,
-    a live stream cut short ends at the cut instead of raising; with `salvage`, any stream ends
-    at its first damaged, missing or misplaced frame unit after a whole one (a file of known
-    length cut short, a checksum that fails) instead of raising; `cut` is the bad unit's error,
-    raised or not."""
+    a live stream cut short ends at the cut instead of raising. With `salvage`, a frame unit
+    whose checksum fails comes out as LOST (`damage` lists them), and any stream ends at its first
+    unit that cannot be read after a whole one (a file of known length cut short) instead of
+    raising; `cut` is that unit's error, raised or not."""
 
-    def __init__(self, frames: Iterator[CodedFrame], r: Reader):
-        self._frames, self._reader = frames, r
-        self.count, self.keep_cut, self.salvage = 0, False, False
+    def __init__(self, frames: Iterator[CodedFrame | None], r: Reader, damage: Damage):
+        """`damage`: the one `frames` reports to (and reads `salvage` from)."""
+        self._frames, self._reader, self.damage = frames, r, damage
+        self.count, self.keep_cut = 0, False
         self.cut: BitstreamError | None = None
 
-    def __next__(self) -> CodedFrame:
+    @property
+    def salvage(self) -> bool:
+        return self.damage.salvage
+
+    @salvage.setter
+    def salvage(self, on: bool) -> None:
+        self.damage.salvage = on
+
+    def __next__(self) -> CodedFrame | None:
         try:
             frame = next(self._frames)
         except BitstreamError as e:
@@ -646,7 +679,10 @@ def open_units(r: Reader) -> tuple[Stream, FrameUnits]:
     units = _read_units(r)
     version: int = next(units)
     stream: Stream | None = None
+    rest: Iterator = iter(())  # the frame units and what follows them
     for kind, payload, size in units:
+        if kind is None:  # a frame's or one of the head's (adapters, map): none decodes without
+            raise payload  # the head, so frames are salvaged only after a whole one
         if kind == UnitType.SEQUENCE_HEADER:
             if stream is not None:
                 raise BitstreamError("damaged stream: two sequence headers")
@@ -664,12 +700,13 @@ def open_units(r: Reader) -> tuple[Stream, FrameUnits]:
                 raise BitstreamError("damaged stream: quality map out of place")
             stream.quality_map = payload
         else:
-            return stream, FrameUnits(
-                _frames(stream, itertools.chain([(kind, payload, size)], units)), r)
+            rest = itertools.chain([(kind, payload, size)], units)
+            break
         _count(stream, kind.name.lower(), size)
     if stream is None:
         raise BitstreamError("truncated stream: no sequence header")
-    return stream, FrameUnits(_frames(stream, iter(())), r)
+    damage = Damage()
+    return stream, FrameUnits(_frames(stream, rest, damage), r, damage)
 
 
 def _count(stream: Stream, name: str, size: int) -> None:
@@ -681,11 +718,20 @@ _MISPLACED = {UnitType.SEQUENCE_HEADER: "two sequence headers",
               UnitType.QUALITY_MAP: "quality map out of place"}
 
 
-def _frames(stream: Stream, units) -> Iterator[CodedFrame]:
+def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None]:
     count, declared, ended = 0, stream.header.frame_count, False
     for kind, payload, size in _cut_short(stream, units):
         if ended:
             raise BitstreamError("damaged stream: a unit after the end unit")
+        if kind is None:  # taken for a frame's, where one may still come
+            if not damage.salvage or (count >= declared and not stream.live):
+                raise payload
+            damage.first = damage.first or payload
+            damage.lost.append(count)
+            _count(stream, "lost", size)
+            count += 1
+            yield LOST
+            continue
         if kind == UnitType.FRAME:
             if count >= declared and not stream.live:
                 raise BitstreamError(f"damaged stream: more frames than the header's {declared}")
@@ -727,5 +773,5 @@ def unpack(data: bytes, keep_cut: bool = False) -> Stream:
     (its header's frame count stays 0, `len(stream.frames)` counts them)."""
     stream, frames = open_units(Reader(data))
     frames.keep_cut = keep_cut
-    stream.frames = list(frames)
+    stream.frames = [f for f in frames if f is not None]  # none is LOST: no salvage here
     return stream

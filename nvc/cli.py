@@ -303,10 +303,22 @@ def cmd_decode(args) -> None:
             write_video(args.output, decoded_video(stream, model, entry, _progress("decode"),
                                                    frames, args.start, args.frames))
         except BitstreamError as e:
-            if e is not frames.cut or frames.count <= args.start:  # not a unit, or none whole
+            if e is not frames.cut:  # not a unit that could not be read
+                raise
+            if isinstance(e, bitstream.ChecksumError):
+                raise BitstreamError(f"{e} (--salvage conceals the frames it damages and decodes "
+                                     "the rest)") from None
+            if frames.count <= args.start:
                 raise
             raise BitstreamError(f"{e} (--salvage writes the {frames.count - args.start} frames "
                                  "before it)") from None
+    damage = frames.damage
+    if damage.first is not None:
+        more = len(damage.lost) - 1
+        logging.getLogger("nvc").warning(
+            "%s%s; %s concealed (the last decoded frame repeated up to the next I-frame): %s",
+            damage.first, f" and {more} unit{'s' * (more > 1)} more" if more else "",
+            _frames(len(damage.concealed)), _ranges(damage.concealed))
     if frames.cut is not None:
         cut = isinstance(frames.cut, (bitstream.Truncated, StreamCut))
         logging.getLogger("nvc").warning("%s; decoded the %d frames before the %s", frames.cut,
@@ -314,8 +326,20 @@ def cmd_decode(args) -> None:
     stop = frames.count if args.frames is None else min(frames.count, args.start + args.frames)
     written, seconds = max(stop - args.start, 0), time.perf_counter() - t0
     _emit(args, {"output": str(args.output), "frames": written, "width": h.width,
-                 "height": h.height, "seconds": seconds, "cut_short": frames.cut is not None},
+                 "height": h.height, "seconds": seconds, "cut_short": frames.cut is not None,
+                 "lost_units": len(damage.lost), "concealed_frames": len(damage.concealed)},
           [f"{args.output}: {_frames(written)} {h.width}x{h.height}, {seconds:.1f} s"])
+
+
+def _ranges(indices: list[int]) -> str:
+    """Sorted frame indices as `3-11, 40`."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _read_stream(path: str) -> bytes:
@@ -587,9 +611,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "before it, the frames before that are read, not decoded")
     p.add_argument("--frames", type=argtypes.positive, default=None, help="write at most N frames")
     p.add_argument("--salvage", action="store_true",
-                   help="a stream cut short or damaged after its first frame (a download that "
-                        "stopped, a checksum that fails): write the frames before the first bad "
-                        "unit, with a warning, instead of failing with no output")
+                   help="decode what a damaged stream still holds instead of failing with no "
+                        "output: a frame whose unit fails its checksum, and the P-frames after it "
+                        "up to the next I-frame, repeat the last decoded frame; a stream cut short "
+                        "(a download that stopped) ends at the cut; a warning says which frames")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.y4m, OUT.yuv, OUT.mp4 (H.264 for viewing), OUT.mkv (FFV1, "
                         "lossless), OUT_%%04d.png, or - (y4m to standard output, each frame as it "

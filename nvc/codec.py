@@ -478,15 +478,15 @@ def decode_stream(stream: Stream, model: SSF, entry: ZooEntry,
     return DecodedVideo(header, frames, time.perf_counter() - t0)
 
 
-def decoding_range(numbered: Iterable[tuple[int, CodedFrame]], start: int, stop: int | None
-                   ) -> Iterator[tuple[int, CodedFrame]]:
+def decoding_range(numbered: Iterable[tuple[int, CodedFrame | None]], start: int,
+                   stop: int | None) -> Iterator[tuple[int, CodedFrame | None]]:
     """The (index, coded frame) a decoder needs for frames `start` .. `stop` - 1: from the last
     I-frame at or before `start` (the frames before it are read, never decoded) to `stop` - 1,
     the rest never read."""
-    held: list[tuple[int, CodedFrame]] = []  # since the last I-frame before `start`
+    held: list[tuple[int, CodedFrame | None]] = []  # since the last I-frame before `start`
     i = -1
     for i, cf in numbered:
-        if i <= start and cf.kind == FrameType.I:
+        if i <= start and cf is not None and cf.kind == FrameType.I:
             held = []
         if i < start:
             held.append((i, cf))
@@ -502,11 +502,13 @@ def decoding_range(numbered: Iterable[tuple[int, CodedFrame]], start: int, stop:
 
 @torch.no_grad()
 def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress = _no_progress,
-                 frames: Iterable[CodedFrame] | None = None, start: int = 0,
+                 frames: Iterable[CodedFrame | None] | None = None, start: int = 0,
                  stop: int | None = None) -> Iterator[np.ndarray]:
     """Decode frame by frame: RGB float32 (H, W, 3), 8-bit quantised; only the reference is kept.
     `frames`: the coded frames as they are read (bitstream.open_units), else the stream's;
-    `start`, `stop`: only frames start .. stop - 1 come out (decoding_range)."""
+    `start`, `stop`: only frames start .. stop - 1 come out (decoding_range). A frame lost to
+    damage (bitstream.LOST, from a reader that salvages), and every P-frame after it up to the
+    next I-frame, is concealed: the last decoded frame is repeated."""
     header = stream.header
     check_weights(header, entry)
     if stream.adapters is not None:  # merged once per clip; decoding then runs at the base's speed
@@ -530,20 +532,32 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
     exact = profile != NumericProfile.FLOAT  # float scales would depend on the worker's threads
 
     @torch.no_grad()  # grad mode is per thread
-    def entropy_stage(item: tuple[int, CodedFrame]) -> list[Tensor]:
+    def entropy_stage(item: tuple[int, CodedFrame | None]) -> list[Tensor]:
         i, cf = item
+        if cf is None:
+            return []
         return model.decode_latents(cf, padded, schedule.frame_q(q, i % period, period, device),
                                     profile)
 
     # frames read as they arrive from a live stream: not counted until its end unit
     count = len(stream.frames) if frames is None else None if stream.live else header.frame_count
-    numbered: Iterable[tuple[int, CodedFrame]] = Numbered(
+    numbered: Iterable[tuple[int, CodedFrame | None]] = Numbered(
         stream.frames if frames is None else frames, count)
     if start or stop is not None:  # how many frames are decoded depends on where I-frames stand
         numbered = decoding_range(numbered, start, stop)
     ahead = Ahead(numbered, entropy_stage, DECODE_AHEAD if exact else 0, _ready(frames))
     ref: Tensor | None = None
+    concealed = frames.damage.concealed if isinstance(frames, bitstream.FrameUnits) else []
+    last: np.ndarray | None = None  # the last frame decoded, repeated where one is concealed
     for (i, cf), latents in progress(ahead):
+        if cf is None or cf.kind == FrameType.P and ref is None:  # lost, or predicts from one
+            if last is None:  # never so: the first unit after the head fails open_units if lost
+                raise BitstreamError(f"damaged stream: frame {i} lost before any was decoded")
+            ref = None
+            concealed.append(i)
+            if i >= start:
+                yield last
+            continue
         check_frame_type(i, cf.kind, header.intra_period, stream.version)
         try:
             with coding(model, Synthesis(header.synthesis)):
@@ -552,11 +566,12 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
         # ValueError, nvc's BitstreamError
         except (RuntimeError, ValueError, BitstreamError) as e:
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
+        last = _to_numpy(ref, header.height, header.width)
         if i >= start:
-            yield _to_numpy(ref, header.height, header.width)
+            yield last
 
 
-def _ready(frames: Iterable[CodedFrame] | None) -> Callable[[], bool]:
+def _ready(frames: Iterable[CodedFrame | None] | None) -> Callable[[], bool]:
     """Whether the next coded frame has begun to arrive (a stream read from a pipe: decoding
     does not wait for frames beyond the one it can decode)."""
     return frames.ready if isinstance(frames, bitstream.FrameUnits) else lambda: True
@@ -612,7 +627,7 @@ def decode(data: bytes, model_name: str | None = None, weights: str | Path | Non
 
 def decoded_video(stream: Stream, model: SSF, entry: ZooEntry,
                   progress: Progress = _no_progress,
-                  frames: Iterable[CodedFrame] | None = None, start: int = 0,
+                  frames: Iterable[CodedFrame | None] | None = None, start: int = 0,
                   count: int | None = None) -> Video:
     """The stream as a Video whose frames are decoded while iterated (one pass, bounded memory);
     `frames`: the coded frames as they are read (open_stream), else the stream's; `start`,

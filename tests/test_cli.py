@@ -415,49 +415,69 @@ def test_a_live_stream_cut_short_decodes_every_frame_before_the_cut(cut, tmp_pat
     assert not (tmp_path / "k.y4m").exists()
 
 
-@pytest.mark.parametrize("damage, kept", [("cut inside the last frame", -1),
-                                           ("cut after a frame", -1),
-                                           ("checksum of frame 1", 1), ("frame 0 cut", 0)])
-def test_salvage_decodes_the_frames_before_the_first_bad_unit(damage, kept, tmp_path, clip_y4m,
-                                                              tiny_weights, capsys, caplog):
-    """A file of known length cut short, or with a damaged frame unit, fails with no output; with
-    --salvage the frames before the first bad unit are written, with a one-line warning (none:
-    still an error with no output), the same frames as a whole decode's first ones."""
+def _flip(data: bytes, at: int) -> bytes:
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+
+
+@pytest.mark.parametrize("damage, frames, concealed", [
+    ("cut inside frame 4", 4, []), ("cut after frame 3", 4, []),
+    ("checksum of frame 1", 5, [1]), ("checksums of frames 2 and 3", 5, [2, 3]),
+    ("checksums of frames 2 and 4", 5, [2, 3, 4]),
+    ("cut inside frame 0", None, []), ("checksum of frame 0", None, [])])
+def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, tmp_path,
+                                                     tiny_weights, capsys, caplog):
+    """A file of known length cut short, or with frame units that fail their checksum, fails with
+    no output and says what --salvage would do. With --salvage: a cut ends the output there; a lost
+    frame, and the P-frames after it up to the next I-frame, repeat the last decoded frame, every
+    other frame as a whole decode gives it; a one-line warning each. Damage before the first whole
+    frame (which may be the head's: adapters, quality map) stays an error with no output."""
     w = ["--weights", str(tiny_weights)]
-    assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "f.nvc"), *w]) == 0
+    write_video(tmp_path / "clip.y4m", make_video(frames=5, hw=(40, 56)))
+    assert main(["encode", str(tmp_path / "clip.y4m"), "-o", str(tmp_path / "f.nvc"),
+                 "--intra-period", "2", "--frame-types", "fixed", *w]) == 0  # I P I P I
     assert main(["decode", str(tmp_path / "f.nvc"), "-o", str(tmp_path / "f.y4m"), *w]) == 0
     data = (tmp_path / "f.nvc").read_bytes()
-    known = bitstream.unpack(data)
-    n = len(known.frames)
-    kept %= n
-    units = [len(bitstream.pack_frame(f)) for f in known.frames]
-    at = len(data) - sum(units[kept:])  # where frame `kept`'s unit begins
-    bad = data[:at + units[kept] // 2] if damage.startswith("cut inside") or damage == "frame 0 cut" \
-        else data[:at] if damage == "cut after a frame" else \
-        data[:at + units[kept] // 2] + bytes([data[at + units[kept] // 2] ^ 1]) + \
-        data[at + units[kept] // 2 + 1:]
+    units = [len(bitstream.pack_frame(f)) for f in bitstream.unpack(data).frames]
+    at = [len(data) - sum(units[k:]) for k in range(5)]  # where each frame's unit begins
+    first = int(damage.split()[-1]) if damage.startswith("cut") else None
+    bad = data[:at[first] + units[first] // 2] if damage.startswith("cut inside") else \
+        data[:at[first] + units[first]] if damage.startswith("cut after") else data
+    for k in range(5):
+        if damage.startswith("checksum") and str(k) in damage.split("frame")[-1]:
+            bad = _flip(bad, at[k] + units[k] // 2)
     (tmp_path / "bad.nvc").write_bytes(bad)
     full = (tmp_path / "f.y4m").read_bytes()
-    frame_bytes = (len(full) - full.index(b"FRAME")) // n
+    head, size = full.index(b"FRAME"), (len(full) - full.index(b"FRAME")) // 5
+    decoded = [full[head + k * size:head + (k + 1) * size] for k in range(5)]
     capsys.readouterr()
     assert main(["decode", str(tmp_path / "bad.nvc"), "-o", str(tmp_path / "plain.y4m"), *w]) == 1
     assert not (tmp_path / "plain.y4m").exists()
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and err.endswith(
-        f" (--salvage writes the {kept} frames before it)\n" if kept else "left\n"), err
+    hint = "" if frames is None else " (--salvage writes the 4 frames before it)" \
+        if damage.startswith("cut") else " (--salvage conceals the frames it damages and decodes " \
+        "the rest)"
+    assert err.count("\n") == 1 and err.endswith(hint + "\n") and hint in err, err
     caplog.clear()
     out = tmp_path / "salvaged.y4m"
     code = main(["decode", str(tmp_path / "bad.nvc"), "-o", str(out), "--salvage", "--json", *w])
-    if kept == 0:
+    if frames is None:
         assert code == 1 and not out.exists()
         assert capsys.readouterr().err.count("\n") == 1
         return
     assert code == 0
-    assert out.read_bytes() == full[:len(full) - (n - kept) * frame_bytes]
-    assert len(caplog.messages) == 1 and caplog.messages[0].endswith(
-        f"; decoded the {kept} frames before the {'damage' if 'checksum' in damage else 'cut'}")
+    got = out.read_bytes()
+    assert got[:head] == full[:head] and len(got) == head + frames * size
+    shown = [got[head + k * size:head + (k + 1) * size] for k in range(frames)]
+    for k in range(frames):
+        last = max(j for j in range(k + 1) if j not in concealed)
+        assert shown[k] == decoded[last], k
     summary = json.loads(capsys.readouterr().out)
-    assert (summary["frames"], summary["cut_short"]) == (kept, True)
+    assert (summary["frames"], summary["cut_short"]) == (frames, frames < 5)
+    assert summary["concealed_frames"] == len(concealed)
+    assert len(caplog.messages) == 1
+    assert caplog.messages[0].endswith("before the cut" if frames < 5 else
+                                       "-".join(map(str, concealed[::max(len(concealed) - 1,
+                                                                          1)])))
 
 
 @pytest.mark.parametrize("damage", ["cut", "tag"])
