@@ -329,6 +329,41 @@ def test_the_cycle_moves_the_p_frames_alone(expected):
     assert cycled[0] == sched[0] and cycled[1] != sched[1] and cycled[2] != sched[2]
 
 
+def test_salvage_of_raw_damage_is_frames_or_one_line_never_a_crash(tmp_path, capsys):
+    """Every golden stream damaged as a file is (bits flipped anywhere, the file cut, a run of
+    bytes repeated; checksums left as they were), decoded with --salvage: exit 0 with at most
+    the header's frame count written, or 1 with one line on stderr and no output; never a
+    traceback (seeded)."""
+    import random
+
+    from nvc.cli import main
+
+    rng = random.Random(11)
+    out = tmp_path / "o.y4m"
+    for case in range(40):
+        raw = bytearray(rng.choice(sorted(GOLDEN.glob("*.nvc"))).read_bytes())
+        declared = bitstream.unpack(bytes(raw)).header.frame_count or None
+        at = rng.randrange(len(raw))
+        if case % 3 == 0:
+            for _ in range(rng.randint(1, 3)):
+                raw[rng.randrange(len(raw))] ^= 1 << rng.randrange(8)
+        elif case % 3 == 1:
+            del raw[at:]
+        else:
+            raw[at:at] = raw[at: at + rng.randint(1, 32)]
+        (tmp_path / "d.nvc").write_bytes(bytes(raw))
+        out.unlink(missing_ok=True)
+        rc = main(["decode", str(tmp_path / "d.nvc"), "-o", str(out), "--salvage",
+                   "--weights", str(WEIGHTS)])
+        err = capsys.readouterr().err.strip()
+        assert rc in (0, 1), (case, err)
+        if rc == 1:
+            assert err and "\n" not in err and "Traceback" not in err and not out.exists(), \
+                (case, err)
+        else:
+            assert out.read_bytes().count(b"FRAME") <= (declared or 10 ** 6), case
+
+
 def test_damage_behind_sound_checksums_is_one_line_never_a_crash(tmp_path, capsys):
     """Every golden stream with one unit's payload damaged (bits flipped, a byte replaced, cut,
     a run repeated) and its checksum recomputed, so the parsers and the decoder behind the CRC see
