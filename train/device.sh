@@ -47,7 +47,7 @@ step() {  # a measurement that may fail without stopping the session: training s
     local name=$1 t0=$SECONDS rc=0
     shift
     "$@" || rc=$?
-    echo "[$name: rc $rc, $((SECONDS - t0)) s]"
+    echo "[$name: rc $rc, $((SECONDS - t0)) s]" >&2  # not into a step's redirected output
 }
 
 measure() {
@@ -71,14 +71,19 @@ measure() {
 }
 
 train() {
-    local base
+    local base smoke=""
     base=$(ls weights/*.safetensors | head -n 1)
-    # shellcheck disable=SC2086  # TRAIN_ARGS is a list of arguments
+    if [ "$DEVICE" = cpu ]; then  # a smoke run of this script: tiny steps, validated at once
+        smoke="--trainer.accelerator cpu --trainer.precision 32-true --model.channels_last false
+               --data.init_args.batch_size 2 --data.init_args.crop 64 --data.init_args.frames 3
+               --data.init_args.val_frames 2 --data.init_args.steps_per_epoch 4 --model.unroll [[0,1]]"
+    fi
+    # shellcheck disable=SC2086  # TRAIN_ARGS and smoke are lists of arguments
     setsid nohup "$PY" -m train fit --config train/configs/gpu.yaml \
         --model.init_from "[$base]" --model.lr 0.00002 --model.unroll '[[0, 6]]' \
         --data.init_args.batch_size 32 --data.init_args.steps_per_epoch 1000 \
         --trainer.max_time "00:00:$(printf %02d "$TRAIN_MINUTES"):00" \
-        ${TRAIN_ARGS:-} > "$RUN/train.log" 2>&1 < /dev/null &
+        $smoke ${TRAIN_ARGS:-} > "$RUN/train.log" 2>&1 < /dev/null &
     echo "training from $base for $TRAIN_MINUTES minutes: $RUN/train.log"
 }
 
