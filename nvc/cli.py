@@ -373,7 +373,11 @@ def _stream_input(path: str):
 def cmd_info(args) -> None:
     from .info import describe
 
-    _emit(args, *describe(_read_stream(args.input), str(args.input)))
+    info, lines = describe(_read_stream(args.input), str(args.input))
+    _emit(args, info, lines)
+    if info["damage"]:
+        logging.getLogger("nvc").warning("%s: damaged (%s); nvc decode --salvage decodes what it "
+                                         "holds", args.input, "; ".join(info["damage"]))
 
 
 def _or_dash(value: float | None, width: int, digits: int) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from . import bitstream
+from .errors import StreamCut
 from .io import ColourMatrix
 from .metrics import bitrate, bpp
 from .schedule import of_header
@@ -11,15 +12,22 @@ from .zoo import entry_by_id
 def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
     """What `nvc info` shows of the stream `data` (read from `name`): the fields for --json, and
     the lines it prints."""
-    stream = bitstream.unpack(data, keep_cut=True)  # a live recording cut short: what it holds
-    h, frames = stream.header, len(stream.frames)
-    cut = stream.live and not h.frame_count
+    # a live recording cut short, or a damaged stream (as `nvc decode --salvage` reads it): what
+    # it holds
+    stream, units = bitstream.open_units(bitstream.Reader(data))
+    units.keep_cut = units.salvage = True
+    read = list(units)
+    h, frames = stream.header, len(read)
+    cut = units.cut is not None
     if cut:  # the bytes after the last whole unit (a unit half written), so that every byte counts
         stream.unit_bytes["cut"] = len(data) - sum(stream.unit_bytes.values())
     entry = entry_by_id(h.model_id)
     qmap_info = quality_map_info(stream)
-    types = "".join(f.kind.name for f in stream.frames)  # I, P
-    sizes = [len(bitstream.pack_frame(f)) for f in stream.frames]  # each unit, framing included
+    types = "".join("?" if f is None else f.kind.name for f in read)  # I, P; ? lost
+    # each unit, framing included
+    sizes = [None if f is None else len(bitstream.pack_frame(f)) for f in read]
+    damage = [str(e) for e in (units.damage.first, units.cut)
+              if e is not None and not isinstance(e, StreamCut)]
     matrix = ColourMatrix(h.colour_matrix).name if h.colour_matrix in ColourMatrix._value2member_map_ \
         else str(h.colour_matrix)
     info = {
@@ -27,15 +35,14 @@ def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
         "model_id": h.model_id, "model": entry.name if entry else None,
         "weights_hash": h.weights_hash.hex(), "width": h.width, "height": h.height,
         "fps": f"{h.fps_num}/{h.fps_den}", "frames": frames, "live": stream.live,
-        "cut_short": cut,
+        "cut_short": cut, "lost_frames": units.damage.lost, "damage": damage,
         "intra_period": h.intra_period, "quality": h.quality,
         "coded_quality": coded_quality(h.quality, qmap_info), "colour_matrix": matrix,
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
         "synthesis": {v: k for k, v in bitstream.SYNTHESIS_NAMES.items()}[bitstream.Synthesis(h.synthesis)],
         "gop_schedule": str(of_header(h)),
-        "extra_i_frames": [i for i, f in enumerate(stream.frames)
-                           if f.kind == bitstream.FrameType.I and i % h.intra_period],
+        "extra_i_frames": [i for i, t in enumerate(types) if t == "I" and i % h.intra_period],
         "quality_map": qmap_info,
         "bpp": bpp(len(data), h.width, h.height, frames) if frames else None,
         "bitrate": bitrate(len(data), h.fps_num / h.fps_den, frames) if frames else None,
@@ -49,8 +56,8 @@ def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
     lines.append("bytes per unit type:")
     lines += [f"{k:>16}: {v}" for k, v in stream.unit_bytes.items()]
     lines.append("frames by type (--json lists every frame):")
-    for kind in sorted(set(types)):
-        of_kind = [n for t, n in zip(types, sizes) if t == kind]
+    for kind in sorted(set(types) - {"?"}):
+        of_kind = [n for t, n in zip(types, sizes) if t == kind and n is not None]
         lines.append(f"{kind:>16}: {len(of_kind)}, {min(of_kind)}-{max(of_kind)} bytes, mean "
                      f"{sum(of_kind) / len(of_kind):.0f}")
     return info, lines

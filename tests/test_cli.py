@@ -458,6 +458,17 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
         "the rest)"
     assert err.count("\n") == 1 and err.endswith(hint + "\n") and hint in err, err
     caplog.clear()
+    code = main(["info", str(tmp_path / "bad.nvc"), "--json"])
+    if frames is not None:  # what --salvage will find, and a warning that says so
+        info = json.loads(capsys.readouterr().out)
+        lost = [k for k in range(5) if damage.startswith("checksum") and str(k) in damage[-9:]]
+        assert code == 0 and (info["frames"], info["lost_frames"]) == (frames, lost)
+        assert info["cut_short"] == (frames < 5) and len(info["damage"]) == 1
+        assert [i for i, t in enumerate(info["frame_types"]) if t == "?"] == lost
+        assert caplog.messages[-1].endswith("nvc decode --salvage decodes what it holds")
+    else:
+        assert code == 1 and capsys.readouterr().err.count("\n") == 1
+    caplog.clear()
     out = tmp_path / "salvaged.y4m"
     code = main(["decode", str(tmp_path / "bad.nvc"), "-o", str(out), "--salvage", "--json", *w])
     if frames is None:
