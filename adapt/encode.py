@@ -157,7 +157,9 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     between the rungs (nvc.roi.rate_point: `quality` its nearest rung): the lambda is its
     position's (nvc.rd.ladder_lambda) and the search and the fit start there.
     `synthesis`: the stream's synthesis precision (the fit runs in float32); `schedule`: the GOP's
-    quality schedule (nvc.schedule; None: the default for `quality`), coded and fitted alike;
+    quality schedule (nvc.schedule), coded and fitted alike; None: the default for each position
+    the search codes, slid with it as `nvc encode --quality 2.5` slides it (with ROI `weights`,
+    the rung's);
     `adaptive_intra`: every candidate may code frames between the GOP's I-frames as I-frames
     (nvc.codec.code_frames; the fit codes intra the frames the base's best file codes intra);
     `refine`: gradient steps on every candidate's latents before they are coded (nvc.refine; the
@@ -170,7 +172,14 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     rung = float(quality - 1)
     if qmap is not None and weights is None:
         rung = uniform_position(qmap, rung)
-    schedule = resolve(schedule, rung + 1, model.cfg.num_qualities, intra_period)
+    fixed = schedule
+
+    def schedule_at(position: float) -> GopSchedule:
+        """The schedule given, else the default slid to `position` as `nvc encode --quality`
+        slides it (a region's map keeps its rung's)."""
+        at = rung if qmap is not None and weights is not None else position
+        return resolve(fixed, at + 1, model.cfg.num_qualities, intra_period)
+    schedule = schedule_at(rung)
     # a rung's lambda exactly as ever (the log-linear one differs in the last bits there)
     lam = model.cfg.lambdas[quality - 1] if rung == quality - 1 else \
         float(ladder_lambda(model.cfg.lambdas, torch.tensor(rung)))
@@ -183,8 +192,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                                      synthesis, bitstream.DEFAULT_PROFILE)
     term = objective.term
 
-    def code(what: str, coder: SSF, qmap: QualityMap | None, adapters: bytes | None = None
-             ) -> tuple[CodedVideo, float]:
+    def code(what: str, coder: SSF, qmap: QualityMap | None, schedule: GopSchedule,
+             adapters: bytes | None = None) -> tuple[CodedVideo, float]:
         """The clip as this encoder writes it, every candidate with the same settings, and its RD
         cost, scored frame by frame as coded (the reconstructions are not kept)."""
         scored = ClipCost(video, matrix, weights, term)
@@ -194,7 +203,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                        keep=False, on_reconstruction=scored.add, progress=progress(what))
         return coded, scored.cost(len(coded.data), lam)
 
-    choice = at_rung = BaseChoice(rung, qmap, *code("base", model, qmap))
+    choice = at_rung = BaseChoice(rung, qmap, *code("base", model, qmap, schedule))
     if cfg.position_step > 0:
         padded = padded_hw(video.height, video.width, model.cfg.multiple)
         qualities = model.cfg.num_qualities
@@ -203,13 +212,14 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
             moved = (uniform_quality_map(position, padded) if qmap is None else
                      shifted_quality_map(qmap, position - rung, qualities))  # a spatial map (ROI)
             return BaseChoice(position, moved, *code(f"base at quality {position + 1:g}", model,
-                                                     moved))
+                                                     moved, schedule_at(position)))
         choice = best_base(choice, encode_at, cfg.position_step,
                            max(rung - 1, -LADDER_BELOW), min(rung + 1, qualities - 1))
         if choice.position != rung:
             log.info("the base's best position for the lambda of quality %g: quality %.2f (RD "
                      "cost %.4f)", rung + 1, choice.position + 1, choice.cost)
     base, base_cost, qmap = choice.coded, choice.cost, choice.qmap
+    schedule = schedule_at(choice.position)  # the fit's and every candidate's from here
     device, multiple = model_device(model), model.cfg.multiple
     t_fit = time.perf_counter()
     fitted = fit(model, VideoWindows(video, matrix, multiple, device), quality, intra_period, cfg,
@@ -222,13 +232,13 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)
     merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
-    adapted, adapted_cost = code("adapted", merged, qmap, payload)
+    adapted, adapted_cost = code("adapted", merged, qmap, schedule, payload)
     candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
     if fitted.encoder and not cfg.force:
         # The encoder-only fine-tuning alone costs no bits: it can beat the adapters' file too
         # (BasketballPass, v7: every full fine-tuning file kept was encoder-only).
         candidates.append(("encoder-only", *code("encoder-only", _with_encoder(model, fitted.encoder),
-                                                  qmap)))
+                                                  qmap, schedule)))
     mode, kept, kept_cost = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
     if mode != "adapters":
         log.info("adapters dropped (RD cost %.4f): kept %s (%.4f)", adapted_cost, mode, kept_cost)

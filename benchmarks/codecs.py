@@ -134,7 +134,8 @@ def _run_adapted(name: str, kind: str) -> Callable[[Video, str, Conditions], Poi
         r = encode_adaptive(source, model, entry, at.quality, cond.intra_period,
                             AdaptConfig(kind=AdapterKind[kind], steps=cond.adapt_steps,
                                         window=cond.adapt_window),
-                            qmap=at.qmap, schedule=at.schedule, refine=cond.refinement())
+                            qmap=at.qmap, schedule=codec_schedule(name, cond),  # None: slid
+                            refine=cond.refinement())
         r.coded.seconds = r.total_seconds
         e = evaluate_coded(source, r.coded, model, entry, quality)
         return _point(e, name, point, f"{kind.lower()} {r.steps} steps, {r.mode} kept "

@@ -251,9 +251,12 @@ def _encode_adaptive(args, video, model, entry, quality=None):
 
         weights = pixel_weights(options.roi_mask(args, video), args.roi_weight)
     try:
+        # without --gop-schedule, the default slides with the positions the search codes
+        settings = {**options.coding(args, video, model, q),
+                    **({"schedule": None} if args.gop_schedule is None else {})}
         result = encode_adaptive(video, model, entry, intra_period=args.intra_period, cfg=cfg,
                                  on_step=on_step, weights=weights, task=options.task_model(args),
-                                 progress=coding, **options.coding(args, video, model, q))
+                                 progress=coding, **settings)
     finally:
         while fit_bar:
             fit_bar.pop().close()

@@ -112,6 +112,33 @@ def test_a_quality_between_the_rungs_is_fitted_at_its_own_lambda(tiny_model, sma
     assert r.base_cost == pytest.approx(rd_cost(small_video, plain, lam, ColourMatrix.BT709))
 
 
+@pytest.mark.parametrize("given", [None, "0.25,0,0"])
+def test_the_searched_base_is_the_plain_encoders_file_there(given, tiny_model, small_video,
+                                                            monkeypatch):
+    """Without a schedule given, the base the search codes at another position is the file `nvc
+    encode --quality` writes there (the default schedule slid with it), and the fit and every
+    candidate keep that schedule; a schedule given stays as it is."""
+    import adapt.encode as enc
+    from adapt.loop import fit
+    from nvc.roi import rate_point
+    from nvc.schedule import GopSchedule, default_schedule, of_header
+
+    model, entry = tiny_model
+    seen = []
+    monkeypatch.setattr(enc, "best_base", lambda rung, encode_at, *a: encode_at(0.5))
+    monkeypatch.setattr(enc, "fit", lambda *a, **kw: (seen.append(kw["schedule"]), fit(*a, **kw))[1])
+    schedule = None if given is None else GopSchedule.parse(given)
+    r = encode_adaptive(small_video, model, entry, 1, 12, AdaptConfig(steps=1, window=64),
+                        schedule=schedule)
+    at = rate_point(1.5, 2, padded_hw(small_video.height, small_video.width, model.cfg.multiple),
+                    12, schedule)
+    expected = default_schedule(1.5, 2, 12) if given is None else schedule
+    assert at.schedule == expected != default_schedule(1, 2, 12)
+    plain = encode(small_video, model, entry, at.quality, 12, qmap=at.qmap, schedule=at.schedule)
+    assert r.position == 0.5 and r.candidates["base"][0] == len(plain.data)
+    assert seen == [expected] and of_header(bitstream.unpack(r.coded.data).header) == expected
+
+
 def test_adaptive_stream_decodes_bit_exactly(tiny_model, tiny_weights):
     model, entry = tiny_model
     video = make_video(frames=3, hw=(64, 64))
