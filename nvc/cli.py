@@ -301,7 +301,7 @@ def cmd_decode(args) -> None:
             raise InputError(f"{args.input}: --start {args.start} is past its end ({h.frame_count} "
                              "frames)")
         frames.keep_cut = True  # a live recording whose writer was stopped: keep what came
-        frames.salvage = args.salvage  # any stream: keep the frames before its first bad unit
+        frames.salvage = args.salvage  # lost units concealed, a cut kept, in any stream
         try:
             write_video(args.output, decoded_video(stream, model, entry, _progress("decode"),
                                                    frames, args.start, args.frames))

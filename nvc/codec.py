@@ -548,7 +548,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
     ahead = Ahead(numbered, entropy_stage, DECODE_AHEAD if exact else 0, _ready(frames))
     ref: Tensor | None = None
     concealed = frames.damage.concealed if isinstance(frames, bitstream.FrameUnits) else []
-    last: np.ndarray | None = None  # the last frame decoded, repeated where one is concealed
+    last: Tensor | None = None  # the last frame decoded, repeated where one is concealed
     for (i, cf), latents in progress(ahead):
         if cf is None or cf.kind == FrameType.P and ref is None:  # lost, or predicts from one
             if last is None:  # never so: the first unit after the head fails open_units if lost
@@ -556,7 +556,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
             ref = None
             concealed.append(i)
             if i >= start:
-                yield last
+                yield _to_numpy(last, header.height, header.width)
             continue
         check_frame_type(i, cf.kind, header.intra_period, stream.version)
         try:
@@ -566,9 +566,9 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
         # ValueError, nvc's BitstreamError
         except (RuntimeError, ValueError, BitstreamError) as e:
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
-        last = _to_numpy(ref, header.height, header.width)
+        last = ref
         if i >= start:
-            yield last
+            yield _to_numpy(ref, header.height, header.width)
 
 
 def _ready(frames: Iterable[CodedFrame | None] | None) -> Callable[[], bool]:
