@@ -156,7 +156,11 @@ def write_varint(value: int) -> bytes:
 
 
 class ChecksumError(BitstreamError):
-    """A unit's bytes do not match its checksum."""
+    """A unit's bytes do not match its checksum; `kind_code`: its type byte as read."""
+
+    def __init__(self, message: str, kind_code: int = 0):
+        super().__init__(message)
+        self.kind_code = kind_code
 
 
 class Truncated(BitstreamError):
@@ -202,6 +206,17 @@ class Reader:
         """Whether reading on would find bytes waiting (in memory: always)."""
         return True
 
+    def peek(self, n: int) -> bytes:
+        """Up to `n` bytes from here, not taken (fewer only where the bytes end)."""
+        return self.data[self.pos: self.pos + n]
+
+    def mark(self) -> None:
+        """Where `rewind` may go back to (a unit's start)."""
+
+    def rewind(self, pos: int) -> None:
+        """Back to `pos`, no further than the last `mark`."""
+        self.pos = pos
+
 
 READ_CHUNK = 1 << 20
 
@@ -213,25 +228,48 @@ class FileReader(Reader):
     byte that has arrived."""
 
     def __init__(self, f: BinaryIO, what: str = "stream"):
-        super().__init__(b"", what)
+        super().__init__(b"", what)  # `data`: the bytes read and not yet taken
         self.f = f
+        self._taken: bytearray | None = None  # since the mark, for rewind
 
-    def take(self, n: int, field_name: str) -> bytes:
+    def _fill(self, n: int) -> None:
+        """Read until `n` bytes wait or the file ends. An unbuffered pipe returns what has
+        arrived: read on, a MiB at most at a time, so that a length the bytes cannot back
+        allocates nothing."""
         parts, got = [self.data], len(self.data)
-        while got < n:  # an unbuffered pipe returns what has arrived: read on, a MiB at most at a
-            # time, so that a length the bytes cannot back allocates nothing
+        while got < n:
             chunk = self.f.read(min(n - got, READ_CHUNK))
             if not chunk:
                 break
             parts.append(chunk)
             got += len(chunk)
-        out = b"".join(parts)
-        out, self.data = out[:n], out[n:]
-        if n < 0 or len(out) < n:
+        self.data = b"".join(parts)
+
+    def take(self, n: int, field_name: str) -> bytes:
+        self._fill(n)
+        if n < 0 or len(self.data) < n:  # what came stays to be read (peek, a salvaging reader)
             raise Truncated(f"truncated {self.what}: {field_name} needs {n} bytes, "
-                                 f"{len(out)} left")
+                                 f"{len(self.data)} left")
+        out, self.data = self.data[:n], self.data[n:]
         self.pos += n
+        if self._taken is not None:
+            self._taken += out
         return out
+
+    def peek(self, n: int) -> bytes:
+        self._fill(n)
+        return self.data[:n]
+
+    def mark(self) -> None:
+        self._taken = bytearray()
+
+    def rewind(self, pos: int) -> None:
+        back = self.pos - pos
+        if self._taken is None or not 0 <= back <= len(self._taken):
+            raise ValueError(f"cannot rewind {back} bytes")
+        self.data = bytes(self._taken[len(self._taken) - back:]) + self.data
+        del self._taken[len(self._taken) - back:]
+        self.pos = pos
 
     @property
     def done(self) -> bool:
@@ -580,9 +618,10 @@ def pack(stream: Stream) -> bytes:
     return head + frames + pack_end(len(stream.frames))
 
 
-def _read_units(r: Reader):
-    """(type, payload, bytes with framing) of every unit, each checked, as they are read; a unit
-    whose checksum fails comes as (None, the error, bytes with framing)."""
+def _read_units(r: Reader, damage: Damage):
+    """(type, payload, bytes with framing) of every unit, each checked, as they are read. Damage
+    raises, unless `damage.salvage`: then a unit that cannot be read comes as (None, the error,
+    the bytes passed over) and reading goes on at the next whole unit (_pass_over)."""
     try:
         magic = r.take(len(MAGIC), "magic")
     except BitstreamError:  # shorter than the magic
@@ -599,16 +638,13 @@ def _read_units(r: Reader):
     index = 0
     while not r.done:
         start = r.pos
-        kind_code = r.u8(f"unit {index} type")
-        size = r.varint(f"unit {index} length")
-        if size > LIMITS.max_unit_bytes:
-            raise BitstreamError(f"damaged stream: unit {index} declares {size} bytes (limit "
-                                 f"{LIMITS.max_unit_bytes})")
-        payload = r.take(size, f"unit {index} payload")
-        (crc,) = struct.unpack("<I", r.take(4, f"unit {index} checksum"))
-        if zlib.crc32(bytes([kind_code]) + payload) != crc:  # a unit lost: its reader decides
-            yield None, ChecksumError(f"damaged stream: checksum mismatch in unit {index}"), \
-                r.pos - start
+        r.mark()
+        try:
+            kind_code, payload = _take_unit(r, index)
+        except BitstreamError as e:
+            if not damage.salvage:
+                raise
+            yield None, *_pass_over(r, start, e, index)
             index += 1
             continue
         if kind_code not in UnitType._value2member_map_ or (
@@ -616,6 +652,111 @@ def _read_units(r: Reader):
             raise BitstreamError(f"damaged stream: unknown unit type {kind_code} in unit {index}")
         yield UnitType(kind_code), payload, r.pos - start
         index += 1
+
+
+def _take_unit(r: Reader, index: int) -> tuple[int, bytes]:
+    """The type code and payload of the unit here, its checksum checked."""
+    kind_code = r.u8(f"unit {index} type")
+    size = r.varint(f"unit {index} length")
+    if size > LIMITS.max_unit_bytes:
+        raise BitstreamError(f"damaged stream: unit {index} declares {size} bytes (limit "
+                             f"{LIMITS.max_unit_bytes})")
+    payload = r.take(size, f"unit {index} payload")
+    (crc,) = struct.unpack("<I", r.take(4, f"unit {index} checksum"))
+    if zlib.crc32(bytes([kind_code]) + payload) != crc:
+        raise ChecksumError(f"damaged stream: checksum mismatch in unit {index}", kind_code)
+    return kind_code, payload
+
+
+def _pass_over(r: Reader, start: int, error: BitstreamError, index: int
+               ) -> tuple[BitstreamError, int]:
+    """After the unit at `start` failed to read with `error`, the reader at the next whole unit
+    (or the end) and (what to report, the bytes passed over). A unit read to its checksum is
+    passed over as its length says when the end or a unit's framing follows (its checksum is its
+    own reader's matter); otherwise its length or framing is damaged (or bytes were lost or
+    repeated), and the first whole unit after its type byte is searched for. Where none comes,
+    `error` is raised (a cut), or, for a unit read whole, the rest is that unit's."""
+    end = r.pos
+    whole = isinstance(error, ChecksumError)
+    if whole and (r.done or _next_whole_unit(r, here=True) == 0):
+        return error, end - start
+    r.rewind(start + 1)
+    skip = _next_whole_unit(r)
+    if skip is None:  # the bytes end first: the rest is the damaged unit's
+        if not whole:
+            raise error
+        r.take(len(r.peek(LIMITS.max_unit_bytes)), "damaged unit")  # (what the search read)
+        return error, r.pos - start
+    r.take(skip, "damaged bytes")
+    return BitstreamError(f"damaged stream: unit {index}'s length or framing is damaged "
+                          f"({r.pos - start} bytes passed over to the next whole unit)"), \
+        r.pos - start
+
+
+_RESYNC_TYPES = (UnitType.FRAME, UnitType.END)  # what may follow a frame unit
+_RESYNC_WINDOW = 1 << 16
+
+
+def _next_whole_unit(r: Reader, here: bool = False) -> int | None:
+    """How many bytes from the reader's position (which stays) the first whole frame or end unit
+    begins (its checksum sound, followed by the end or another such unit's type byte); None where
+    the bytes end first. With `here`: 0 where a frame or end unit's framing begins here (its
+    checksum not checked), else None. Reads ahead as far as a candidate's length asks (LIMITS
+    bounds it); a pipe blocks until the bytes come."""
+    want, at = _RESYNC_WINDOW, 0
+    while True:
+        buf = r.peek(want)
+        ended = len(buf) < want
+        seen = {t: buf.find(t, at) for t in _RESYNC_TYPES}  # each type byte's next place, or -1
+        while True:
+            hits = [k for k in seen.values() if k >= 0]
+            if not hits or here and min(hits) > 0:
+                if ended or here:
+                    return None
+                at, want = len(buf), 2 * want
+                break
+            at = min(hits)
+            found = _whole_unit(buf, at, ended, checksum=not here)
+            if found:
+                return at
+            if found is None:  # a candidate longer than the bytes at hand
+                want *= 2
+                break
+            if here:
+                return None
+            at += 1
+            seen = {t: k if k >= at or k < 0 else buf.find(t, at) for t, k in seen.items()}
+
+
+def _whole_unit(buf: bytes, at: int, ended: bool, checksum: bool = True) -> bool | None:
+    """Whether a whole frame or end unit begins at buf[at] (see _next_whole_unit; its framing
+    alone without `checksum`); None where `buf` stops too soon to say and more may come (not
+    `ended`)."""
+    size = shift = 0
+    i = at + 1
+    while True:
+        if i >= len(buf):
+            return False if ended else None
+        byte = buf[i]
+        i += 1
+        size |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if shift > 63:
+            return False
+    if size > LIMITS.max_unit_bytes:
+        return False
+    end = i + size + 4
+    if end >= len(buf) and not ended:
+        return None
+    if end > len(buf) or end < len(buf) and buf[end] not in _RESYNC_TYPES:
+        return False
+    if not checksum:
+        return True
+    view = memoryview(buf)
+    (crc,) = struct.unpack_from("<I", buf, i + size)
+    return zlib.crc32(view[i:i + size], zlib.crc32(view[at:at + 1])) == crc
 
 
 @dataclass
@@ -676,13 +817,12 @@ def open_units(r: Reader) -> tuple[Stream, FrameUnits]:
     and an iterator over its frames, each read and checked only when drawn (a pipe's as it
     arrives); the iterator counts each unit into the stream's `unit_bytes` and raises
     BitstreamError where the stream is damaged or ends early."""
-    units = _read_units(r)
+    damage = Damage()  # its `salvage` is off while the head is read: damage there raises
+    units = _read_units(r, damage)
     version: int = next(units)
     stream: Stream | None = None
     rest: Iterator = iter(())  # the frame units and what follows them
-    for kind, payload, size in units:
-        if kind is None:  # a frame's or one of the head's (adapters, map): none decodes without
-            raise payload  # the head, so frames are salvaged only after a whole one
+    for kind, payload, size in units:  # no frame decodes without the head: salvage is off here
         if kind == UnitType.SEQUENCE_HEADER:
             if stream is not None:
                 raise BitstreamError("damaged stream: two sequence headers")
@@ -705,7 +845,6 @@ def open_units(r: Reader) -> tuple[Stream, FrameUnits]:
         _count(stream, kind.name.lower(), size)
     if stream is None:
         raise BitstreamError("truncated stream: no sequence header")
-    damage = Damage()
     return stream, FrameUnits(_frames(stream, rest, damage), r, damage)
 
 
@@ -724,7 +863,11 @@ def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None
         if ended:
             raise BitstreamError("damaged stream: a unit after the end unit")
         if kind is None:  # taken for a frame's, where one may still come
-            if not damage.salvage or (count >= declared and not stream.live):
+            if stream.live and isinstance(payload, ChecksumError) and \
+                    payload.kind_code == UnitType.END:  # the frames before it are whole
+                raise ChecksumError(f"{payload} (the end unit: the frame count unread)",
+                                    payload.kind_code)
+            if count >= declared and not stream.live:
                 raise payload
             damage.first = damage.first or payload
             damage.lost.append(count)

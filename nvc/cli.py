@@ -308,7 +308,8 @@ def cmd_decode(args) -> None:
         except BitstreamError as e:
             if e is not frames.cut:  # not a unit that could not be read
                 raise
-            if isinstance(e, bitstream.ChecksumError):
+            if isinstance(e, bitstream.ChecksumError) and not (  # a live stream's end unit: its
+                    stream.live and e.kind_code == bitstream.UnitType.END):  # frames all came
                 raise BitstreamError(f"{e} (--salvage conceals the frames it damages and decodes "
                                      "the rest)") from None
             if frames.count <= args.start:

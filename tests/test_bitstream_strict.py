@@ -25,6 +25,7 @@ from nvc.bitstream import (
     Stream,
     Synthesis,
     UnitType,
+    open_units,
     pack,
     pack_head,
     read_frame,
@@ -538,3 +539,138 @@ def test_a_file_reads_as_its_bytes_do(noise, at, live):
         except BitstreamError as e:
             return str(e)
     assert read(FileReader(io.BytesIO(data))) == read(Reader(data))
+
+
+# -- salvage: reading on at the next whole unit after damaged framing ------------------------------
+def _frame(k: int, size: int) -> CodedFrame:
+    if k % 3 == 0:
+        return CodedFrame(FrameType.I, [LatentStrings(bytes([k]) * size, b"z")])
+    return CodedFrame(FrameType.P, [LatentStrings(b"m", b""), LatentStrings(bytes([k]) * size, b"")])
+
+
+CLIP = [_frame(k, size) for k, size in enumerate((40, 300, 90, 20, 200))]  # I P P I P
+UNITS = [_unit(UnitType.FRAME, write_frame(f)) for f in CLIP]
+
+
+def _clip(live: bool = False) -> bytearray:
+    head = LIVE if live else _unit(UnitType.SEQUENCE_HEADER, replace(HEADER, frame_count=5).write())
+    return bytearray(_stream(head, *UNITS, *([_end(5)] if live else [])))
+
+
+def _at(k: int, live: bool = False) -> int:
+    """Where frame k's unit begins."""
+    return len(_clip(live)) - sum(map(len, UNITS[k:])) - (len(_end(5)) if live else 0)
+
+
+def _length(data: bytearray, k: int, delta: int) -> bytearray:
+    """Frame k's unit with its length field moved by `delta` (the field's byte count kept)."""
+    at = _at(k) + 1
+    size = len(write_frame(CLIP[k]))
+    field = write_varint(size + delta)
+    assert len(field) == len(write_varint(size))
+    data[at:at + len(field)] = field
+    return data
+
+
+def _salvaged(data: bytes, reader) -> tuple:
+    stream, frames = open_units(reader(data))
+    frames.salvage = True
+    got = list(frames)
+    return got, frames.damage.lost, str(frames.damage.first), str(frames.cut), stream.unit_bytes
+
+
+@pytest.mark.parametrize("damage, ks, passed", [
+    ("length +1", [2], 0), ("length -1", [2], 0), ("length +100", [1], 0),
+    ("length -100", [1], 0), ("length 127", [2], 0), ("length -1", [4], 0),
+    ("3 bytes lost", [2], -3), ("5 bytes repeated", [2], 5), ("length +1", [1, 3], 0),
+    ("length -1", [1, 3], 0),
+])
+def test_salvage_reads_on_at_the_next_whole_unit(damage, ks, passed):
+    """A unit whose length or framing is damaged (or whose bytes were lost or repeated) makes
+    every unit after it unreadable as its length says; a salvaging reader finds the next whole
+    unit (its checksum sound, a unit or the end after it) and goes on there: the damaged unit is
+    one lost frame, its bytes counted, the frames after it whole (the last one's: the bytes to the
+    end). Read from a file, the same."""
+    import io
+
+    from nvc.bitstream import FileReader
+
+    data = _clip()
+    for k in ks:
+        if damage == "length 127":
+            data[_at(k) + 1] = 0x7F  # a one-byte length field: 127 bytes, past its unit
+        elif damage.endswith("lost"):
+            del data[_at(k) + 20:_at(k) + 23]
+        elif damage.endswith("repeated"):
+            data[_at(k) + 20:_at(k) + 20] = data[_at(k) + 20:_at(k) + 25]
+        else:
+            data = _length(data, k, int(damage.split()[-1]))
+    data = bytes(data)
+    with pytest.raises(BitstreamError, match="^damaged stream|^truncated stream"):
+        unpack(data)
+    frames, lost, first, cut, unit_bytes = got = _salvaged(data, Reader)
+    assert got == _salvaged(data, lambda d: FileReader(io.BytesIO(d)))
+    assert frames == [None if k in ks else f for k, f in enumerate(CLIP)] and lost == ks
+    assert cut == "None" and sum(unit_bytes.values()) == len(data)
+    assert unit_bytes["lost"] == sum(len(UNITS[k]) for k in ks) + passed
+    if ks[0] < 4:
+        assert first == f"damaged stream: unit {ks[0] + 1}'s length or framing is damaged " \
+                        f"({len(UNITS[ks[0]]) + passed} bytes passed over to the next whole unit)"
+    else:
+        assert first == "damaged stream: checksum mismatch in unit 5"
+
+
+def test_salvage_does_not_count_units_it_cannot_see():
+    """Two adjacent units with damaged lengths: the search finds the unit after both, so they
+    are one lost frame, and a stream of known length ends a frame short (a cut): a frame index
+    per unit would be a format change."""
+    data = bytes(_length(_length(_clip(), 1, 1), 2, 1))
+    frames, lost, _, cut, unit_bytes = _salvaged(data, Reader)
+    assert frames == [CLIP[0], None, CLIP[3], CLIP[4]] and lost == [1]
+    assert cut == "truncated stream: 4 of 5 frames present"
+    assert unit_bytes["lost"] == len(UNITS[1]) + len(UNITS[2])
+
+
+def test_damage_in_frame_0_stays_an_error():
+    """The head and frame 0 are read before salvage can be asked for: their damage raises."""
+    with pytest.raises(BitstreamError, match="^damaged stream: checksum mismatch in unit 1$"):
+        open_units(Reader(bytes(_length(_clip(), 0, 1))))
+
+
+def test_salvage_passes_a_unit_read_whole_as_its_length_says():
+    """A payload bit flipped (the length sound): the unit, as long as it says, is the lost frame."""
+    data = _clip()
+    data[_at(2) + 30] ^= 4
+    frames, lost, first, cut, unit_bytes = _salvaged(bytes(data), Reader)
+    assert frames == [None if k == 2 else f for k, f in enumerate(CLIP)] and lost == [2]
+    assert first == "damaged stream: checksum mismatch in unit 3" and cut == "None"
+    assert unit_bytes["lost"] == len(UNITS[2])
+
+
+@pytest.mark.parametrize("where", ["payload", "checksum"])
+def test_a_live_streams_damaged_end_unit_ends_it_after_every_frame(where):
+    """A live stream whose end unit fails its checksum: every frame is read whole and none is
+    taken for lost; the stream ends there, as damage (its count unread). Without salvage the
+    checksum error, as before."""
+    data = _clip(live=True)
+    data[-5 if where == "payload" else -1] ^= 1
+    frames, lost, first, cut, _ = _salvaged(bytes(data), Reader)
+    assert frames == CLIP and lost == [] and first == "None"
+    assert cut == "damaged stream: checksum mismatch in unit 6 (the end unit: the frame count " \
+                  "unread)"
+    assert _refusal(unpack, bytes(data)) == "damaged stream: checksum mismatch in unit 6"
+
+
+def test_a_lost_live_stream_end_is_a_cut_not_a_lost_frame():
+    """The end unit's length damaged past the end, or the stream cut inside the last frame: what
+    came whole is kept, nothing after it searched into a lost frame."""
+    from nvc.errors import StreamCut
+
+    data = _clip(live=True)
+    data[-6] = 0x7F  # the end unit's length
+    frames, lost, _, cut, _ = _salvaged(bytes(data), Reader)
+    assert frames == CLIP and lost == [] and "end unit" not in cut
+    data = _clip(live=True)[:_at(4, live=True) + 30]
+    stream, units = open_units(Reader(bytes(data)))
+    units.salvage = True
+    assert list(units) == CLIP[:4] and isinstance(units.cut, StreamCut)

@@ -422,7 +422,7 @@ def _flip(data: bytes, at: int) -> bytes:
 @pytest.mark.parametrize("damage, frames, concealed", [
     ("cut inside frame 4", 4, []), ("cut after frame 3", 4, []),
     ("checksum of frame 1", 5, [1]), ("checksums of frames 2 and 3", 5, [2, 3]),
-    ("checksums of frames 2 and 4", 5, [2, 3, 4]),
+    ("checksums of frames 2 and 4", 5, [2, 3, 4]), ("length of frame 2", 5, [2, 3]),
     ("cut inside frame 0", None, []), ("checksum of frame 0", None, [])])
 def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, tmp_path,
                                                      tiny_weights, capsys, caplog):
@@ -445,6 +445,11 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
     for k in range(5):
         if damage.startswith("checksum") and str(k) in damage.split("frame")[-1]:
             bad = _flip(bad, at[k] + units[k] // 2)
+    if damage.startswith("length"):  # one too large: its checksum fails, and the next unit's
+        size = len(bitstream.write_frame(bitstream.unpack(data).frames[2]))
+        field = bitstream.write_varint(size + 1)
+        assert len(field) == len(bitstream.write_varint(size))
+        bad = bad[:at[2] + 1] + field + bad[at[2] + 1 + len(field):]
     (tmp_path / "bad.nvc").write_bytes(bad)
     full = (tmp_path / "f.y4m").read_bytes()
     head, size = full.index(b"FRAME"), (len(full) - full.index(b"FRAME")) // 5
@@ -461,7 +466,7 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
     code = main(["info", str(tmp_path / "bad.nvc"), "--json"])
     if frames is not None:  # what --salvage will find, and a warning that says so
         info = json.loads(capsys.readouterr().out)
-        lost = [k for k in range(5) if damage.startswith("checksum") and str(k) in damage[-9:]]
+        lost = [k for k in range(5) if damage[:6] in ("checks", "length") and str(k) in damage[-9:]]
         assert code == 0 and (info["frames"], info["lost_frames"]) == (frames, lost)
         assert info["cut_short"] == (frames < 5) and len(info["damage"]) == 1
         assert [i for i, t in enumerate(info["frame_types"]) if t == "?"] == lost
