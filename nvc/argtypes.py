@@ -64,6 +64,18 @@ def positive_real(text: str) -> float:
     return value
 
 
+WINDOW_MULTIPLE = 64  # nvc.models.config.ModelConfig.multiple: what a frame is padded to
+
+
+def window(text: str) -> int:
+    """--adapt-window: a positive multiple of 64 pixels."""
+    value = whole(text)
+    if value <= 0 or value % WINDOW_MULTIPLE:
+        raise argparse.ArgumentTypeError(f"expected a positive multiple of {WINDOW_MULTIPLE} "
+                                         f"pixels, got {text!r}")
+    return value
+
+
 def steps(text: str) -> int:
     """--refine: 0 (off) up to nvc.refine.MAX_STEPS."""
     from .refine import MAX_STEPS

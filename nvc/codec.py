@@ -138,7 +138,7 @@ class DecodedVideo:
     def to_video(self) -> Video:
         m = ColourMatrix(self.header.colour_matrix)
         return Video([rgb_to_yuv(f, m) for f in self.frames],
-                     Fraction(self.header.fps_num, self.header.fps_den))
+                     Fraction(self.header.fps_num, self.header.fps_den), matrix=m)
 
 
 def quantize_8bit(x: np.ndarray) -> np.ndarray:
@@ -634,7 +634,8 @@ def decoded_video(stream: Stream, model: SSF, entry: ZooEntry,
     `count`: frames start .. start + count - 1 only (decoding from the I-frame at or before
     `start`). A live stream read as it arrives has no frame count until it ends (PipeFrames)."""
     h = stream.header
-    to_yuv = partial(rgb_to_yuv, matrix=ColourMatrix(h.colour_matrix))
+    matrix = ColourMatrix(h.colour_matrix)
+    to_yuv = partial(rgb_to_yuv, matrix=matrix)
     stop = None if count is None else start + count
 
     def decoded() -> Iterator[YUVFrame]:
@@ -643,4 +644,4 @@ def decoded_video(stream: Stream, model: SSF, entry: ZooEntry,
     end = h.frame_count if stop is None else min(stop, h.frame_count)
     out = PipeFrames(decoded()) if stream.live and frames is not None else \
         LazyFrames(max(0, end - start), decoded)
-    return Video(out, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height))
+    return Video(out, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height), matrix=matrix)

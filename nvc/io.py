@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from fractions import Fraction
 from pathlib import Path
@@ -118,6 +118,8 @@ class Video:
     fps: Fraction
     source: str = ""
     size: tuple[int, int] | None = None  # (width, height); needed when `frames` is a one-pass iterable
+    matrix: ColourMatrix | None = None  # the colour matrix its samples are in, where something
+    # says so (a source file's tag, an nvc stream's header); None: untagged
 
     @property
     def width(self) -> int:
@@ -192,6 +194,15 @@ def to8(x: np.ndarray) -> np.ndarray:
     np.round(x, out=x)
     np.clip(x, 0, 255, out=x)
     return x.astype(np.uint8)
+
+
+def limited_range(frame: YUVFrame) -> YUVFrame:
+    """Full-range 8-bit samples (Y and C in 0..255) rescaled to the limited range (Y 16..235,
+    C 16..240 around 128)."""
+    def scale(plane: np.ndarray, offset: int, span: int, centre: int) -> np.ndarray:
+        return to8((plane.astype(np.float32) - centre) * (span / 255) + offset)
+    return YUVFrame(scale(frame.y, 16, 219, 0), scale(frame.u, 128, 224, 128),
+                    scale(frame.v, 128, 224, 128))
 
 
 # -- raw .yuv names -------------------------------------------------------------------------------
@@ -343,37 +354,55 @@ def _av_frames(path: Path, start: int, frames: int | None) -> Iterator[YUVFrame]
         yield _av_frame_to_yuv(frame, full_range)
 
 
-def _av_rate(path: Path) -> Fraction:
+# FFmpeg's (H.273's) matrix coefficients: 1 BT.709; 5 BT.470BG and 6 SMPTE 170M, both BT.601's
+_AV_MATRICES = {1: ColourMatrix.BT709, 5: ColourMatrix.BT601, 6: ColourMatrix.BT601}
+_AV_UNSPECIFIED = 2
+
+
+def _av_probe(path: Path) -> tuple[Fraction, ColourMatrix | None]:
+    """The frame rate and the colour matrix the first frame is tagged with (None: untagged, or a
+    matrix nvc does not code, with a warning)."""
     with _av_opened(path) as container:
         stream = container.streams.video[0]
-        return Fraction(stream.average_rate or stream.guessed_rate or Fraction(25))
+        rate = Fraction(stream.average_rate or stream.guessed_rate or Fraction(25))
+        code = getattr(next(container.decode(video=0), None), "colorspace", _AV_UNSPECIFIED)
+    if code not in _AV_MATRICES and code != _AV_UNSPECIFIED:
+        log.warning("%s: tagged with colour matrix %s, not one nvc codes (BT.709, BT.601); read as "
+                    "untagged (--colour-matrix picks one)", path, code)
+    return rate, _AV_MATRICES.get(code)
 
 
 def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
     """Anything PyAV (FFmpeg) decodes. With `lazy`, a first pass decodes the frames only to count
     them (a stream header's frame count cannot be trusted), and the frames are decoded again, one
     at a time, while iterated: memory bounded by a frame, for twice the (FFmpeg) decoding time."""
-    rate = _av_rate(path)
+    rate, matrix = _av_probe(path)
     if not lazy:
-        return Video(list(_av_frames(path, start, frames)), rate, str(path))
+        return Video(list(_av_frames(path, start, frames)), rate, str(path), matrix=matrix)
     count, size = 0, None
     for frame in _av_decoded(path, start, frames):
         if size is None:
             size = (frame.width, frame.height)
             check_frame_size(*size, path)
         count += 1
-    return Video(LazyFrames(count, lambda: _av_frames(path, start, frames)), rate, str(path), size)
+    return Video(LazyFrames(count, lambda: _av_frames(path, start, frames)), rate, str(path), size,
+                 matrix)
+
+
+_AV_FULL_RANGE = 2  # FFmpeg's AVCOL_RANGE_JPEG
 
 
 def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
-    if full_range:  # rescale full-range (yuvj420p) to limited range through RGB
-        rgb = frame.to_ndarray(format="rgb24").astype(np.float32) / 255
-        return rgb_to_yuv(rgb)
-    if frame.format.name != "yuv420p":
-        frame = frame.reformat(format="yuv420p")  # FFmpeg's conversion, any size
+    """A decoded frame's 8-bit 4:2:0 limited-range samples: other layouts through FFmpeg's
+    conversion (which keeps the range), full range rescaled as a y4m's is (limited_range), with
+    no colour conversion either way."""
+    if frame.format.name not in ("yuv420p", "yuvj420p"):  # any size
+        frame = frame.reformat(format="yuv420p", src_color_range=_AV_FULL_RANGE if full_range
+                               else None, dst_color_range=_AV_FULL_RANGE if full_range else None)
     # each plane's rows are padded to its line size; odd sizes have chroma of ceil(w / 2) x ...
-    return YUVFrame(*(np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:p.height, :p.width].copy()
-                      for p in frame.planes))
+    yuv = YUVFrame(*(np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:p.height, :p.width].copy()
+                     for p in frame.planes))
+    return limited_range(yuv) if full_range else yuv
 
 
 def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
@@ -448,15 +477,16 @@ def random_access(video: Video) -> Video:
     frames = video.frames
     if not isinstance(frames, LazyFrames) or frames.read_at is not None:
         return video
-    return spooled_video(map(_planes, frames), video.width, video.height, video.fps, video.source,
-                         what=f"{len(frames)} frames "
-                              f"({len(frames) * _frame_bytes(video.width, video.height) / 2**20:.0f} MiB)")
+    mib = len(frames) * _frame_bytes(video.width, video.height) / 2**20
+    spooled = spooled_video(map(_planes, frames), video.width, video.height, video.fps,
+                            video.source, what=f"{len(frames)} frames ({mib:.0f} MiB)")
+    return replace(spooled, matrix=video.matrix)
 
 
 def frames_of(video: Video, indexes: list[int]) -> Video:
     """The frames `indexes` of a random-access `video` (`random_access`), read as iterated."""
     return Video(LazyFrames.indexed(len(indexes), lambda k: video.frames[indexes[k]]), video.fps,
-                 video.source, (video.width, video.height))
+                 video.source, (video.width, video.height), video.matrix)
 
 
 def spooled_video(samples: Iterable[bytes], w: int, h: int, fps: Fraction, source: str,

@@ -61,9 +61,21 @@ def coding(args, video, model, quality: float) -> dict:
               file=sys.stderr)
         args._warned = 1  # once a command, not once a quality
     return {**at._asdict(), "qmap": quality_map(args, video, model, quality) or at.qmap,
+            "matrix": colour_matrix(args, video),
             "synthesis": SYNTHESIS_NAMES[args.precision],
             "adaptive_intra": args.frame_types == "auto",
             "refine": Refinement(args.refine, bf16_steps=args.refine_precision == "bf16")}
+
+
+def colour_matrix(args, video):
+    """What the source's samples are converted to RGB with, recorded in the stream for the decoder
+    to convert back: --colour-matrix, or with `auto` the source's tag (an mp4's, say), else
+    BT.709."""
+    from .io import ColourMatrix
+
+    if args.colour_matrix != "auto":
+        return ColourMatrix[args.colour_matrix.upper()]
+    return video.matrix or ColourMatrix.BT709
 
 
 def adapt_config(args):
@@ -71,7 +83,8 @@ def adapt_config(args):
     from nvc.adapters import AdapterKind
 
     return AdaptConfig(kind=AdapterKind[args.adapter.upper()], steps=args.adapt_steps,
-                       seconds=args.adapt_seconds, task_weight=args.task_weight)
+                       seconds=args.adapt_seconds, window=args.adapt_window,
+                       task_weight=args.task_weight)
 
 
 def check_roi(args) -> None:

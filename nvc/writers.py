@@ -16,7 +16,7 @@ from typing import BinaryIO
 import numpy as np
 
 from .errors import InputError
-from .io import STDIO, Video, YUVFrame, _planes, frame_count, yuv_to_rgb
+from .io import STDIO, ColourMatrix, Video, YUVFrame, _planes, frame_count, yuv_to_rgb
 
 
 def _atomic_path(path: Path) -> Path:
@@ -99,8 +99,9 @@ def _av_frame(frame: YUVFrame, even: bool):
 
 def _write_av(path: Path, video: Video, container: str, codec: str, options: dict[str, object],
               even: bool) -> None:
-    """One video stream of `codec` in a `container` file. No colour tags: nvc does not know the
-    source's (it codes every input's samples as BT.709), so players guess as they would for it."""
+    """One video stream of `codec` in a `container` file, tagged limited range and, where the
+    video says (a decoded stream's header does), with its colour matrix, so that players convert
+    it as nvc did (primaries and transfer are not known: left untagged)."""
     import av
 
     w, h = video.width, video.height
@@ -109,11 +110,16 @@ def _write_av(path: Path, video: Video, container: str, codec: str, options: dic
         assert isinstance(stream, av.VideoStream)
         stream.width, stream.height = (w + w % 2, h + h % 2) if even else (w, h)
         stream.pix_fmt = "yuv420p"
+        stream.codec_context.color_range = LIMITED_RANGE
+        if video.matrix is not None:
+            stream.codec_context.colorspace = int(video.matrix)  # H.273 codes, as FFmpeg's
         stream.options = options
         for frame in video.frames:  # planes go in as they are: no second colour conversion
             out.mux(stream.encode(_av_frame(frame, even)))
         out.mux(stream.encode())
 
+
+LIMITED_RANGE = 1  # FFmpeg's AVCOL_RANGE_MPEG: nvc's samples are limited range
 
 # .mp4: H.264 (libx264 in PyAV's FFmpeg), high quality, for viewing, not a lossless archive; 4:2:0
 # H.264 needs even sizes. .mkv: FFV1, lossless (the decoded samples exactly), any size.
@@ -129,11 +135,12 @@ def write_png_frames(pattern: str, video: Video) -> list[Path]:
         raise InputError(f"{Path(pattern % 0).parent}: output folder does not exist")
     paths: list[Path] = []
     temps: list[Path] = []
+    matrix = video.matrix or ColourMatrix.BT709
     try:  # every frame to a temporary sibling first; renamed only once all are written
         for i, frame in enumerate(video.frames):
             paths.append(Path(pattern % i))
             temps.append(_atomic_path(paths[-1]))
-            Image.fromarray(np.round(yuv_to_rgb(frame) * 255).astype(np.uint8)).save(
+            Image.fromarray(np.round(yuv_to_rgb(frame, matrix) * 255).astype(np.uint8)).save(
                 temps[-1], format="PNG")
     except BaseException:
         for t in temps:

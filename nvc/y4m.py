@@ -25,9 +25,9 @@ from .io import (
     YUVFrame,
     check_frame_size,
     frame_of,
+    limited_range,
     read_frame,
     spooled_video,
-    to8,
     warn_converted,
 )
 from .sampling import NATIVE, Layout, layout
@@ -87,15 +87,6 @@ def parse_header(line: bytes, path: Path | str) -> Header:
     check_frame_size(w, h, path)
     warn_converted(path, samples)
     return Header(w, h, fps, full_range, samples)
-
-
-def limited_range(frame: YUVFrame) -> YUVFrame:
-    """Full-range 8-bit samples (Y and C in 0..255) rescaled to the limited range (Y 16..235,
-    C 16..240 around 128)."""
-    def scale(plane: np.ndarray, offset: int, span: int, centre: int) -> np.ndarray:
-        return to8((plane.astype(np.float32) - centre) * (span / 255) + offset)
-    return YUVFrame(scale(frame.y, 16, 219, 0), scale(frame.u, 128, 224, 128),
-                    scale(frame.v, 128, 224, 128))
 
 
 def _frame_tag(f: BinaryIO, path: Path | str, index: int) -> bool:

@@ -1033,3 +1033,27 @@ def test_info_lists_every_frame(tmp_path, clip_y4m, tiny_weights, capsys):
     assert info["coded_quality"] == info["quality"] == 2  # no map: the header's rung
     text = _run(["info", str(stream)], capsys)[1]
     assert f"I: {info['frame_types'].count('I')}, " in text
+
+
+def test_the_sources_colour_matrix_is_coded_and_tagged_on_output(tmp_path, tiny_weights, capsys):
+    """A BT.601-tagged source codes as BT.601 (`--colour-matrix auto`), or as asked; the header
+    records it, `nvc info` shows it, and decoded .mkv / .mp4 carry it. Untagged input: BT.709."""
+    from nvc.io import ColourMatrix, read_video
+
+    w = ["--weights", str(tiny_weights)]
+    video = make_video(frames=2, hw=(40, 56))
+    write_video(tmp_path / "601.mkv", replace(video, matrix=ColourMatrix.BT601))
+    write_video(tmp_path / "plain.y4m", video)
+    for source, opt, want in (("601.mkv", [], "BT601"), ("601.mkv", ["--colour-matrix", "bt709"],
+                                                          "BT709"),
+                              ("plain.y4m", [], "BT709"), ("plain.y4m", ["--colour-matrix",
+                                                                         "bt601"], "BT601")):
+        assert main(["encode", str(tmp_path / source), "-o", str(tmp_path / "c.nvc"), *w,
+                     *opt]) == 0
+        capsys.readouterr()
+        assert main(["info", str(tmp_path / "c.nvc"), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["colour_matrix"] == want
+        for suffix in (".mkv", ".mp4"):
+            assert main(["decode", str(tmp_path / "c.nvc"), "-o", str(tmp_path / f"d{suffix}"),
+                         *w]) == 0
+            assert read_video(tmp_path / f"d{suffix}").matrix == ColourMatrix[want]

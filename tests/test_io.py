@@ -225,3 +225,57 @@ def test_random_access_reads_any_frame_alone(suffix, tmp_path, monkeypatch):
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
         with pytest.raises(InputError, match=r"cannot spool .*mp4's 4 frames \(0 MiB\) to .*missing"):
             random_access(read_video(path, start=1, frames=4, lazy=True))
+
+
+def _tagged(path, planes, colorspace: int, color_range: int) -> None:
+    """An FFV1 file of 4:2:0 frames with these planes, tagged as asked."""
+    import av
+
+    with av.open(str(path), "w", format="matroska") as out:
+        s = out.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = planes[0].shape[1], planes[0].shape[0], "yuv420p"
+        s.codec_context.colorspace, s.codec_context.color_range = colorspace, color_range
+        w = planes[0].shape[1]
+        stacked = np.concatenate([planes[0]] + [c.reshape(-1, w) for c in planes[1:]])
+        for _ in range(2):
+            f = av.VideoFrame.from_ndarray(stacked, format="yuv420p")
+            f.colorspace, f.color_range = colorspace, color_range
+            out.mux(s.encode(f))
+        out.mux(s.encode())
+
+
+@pytest.mark.parametrize("colorspace, matrix", [(2, None), (1, "BT709"), (5, "BT601"),
+                                                (6, "BT601"), (9, None)])
+def test_a_files_colour_matrix_tag_is_read(tmp_path, colorspace, matrix, caplog):
+    """FFmpeg's matrix codes 1 (BT.709), 5 and 6 (BT.601) are read; unspecified (2) is None; one
+    nvc does not code (9, BT.2020) is None with a warning."""
+    from nvc.io import ColourMatrix
+
+    rng = np.random.default_rng(3)
+    planes = [rng.integers(16, 236, (16, 24), np.uint8)] + \
+        [rng.integers(16, 241, (8, 12), np.uint8) for _ in range(2)]
+    _tagged(tmp_path / "c.mkv", planes, colorspace, 1)
+    for lazy in (False, True):
+        caplog.clear()
+        v = read_video(tmp_path / "c.mkv", lazy=lazy)
+        assert v.matrix == (None if matrix is None else ColourMatrix[matrix])
+        assert np.array_equal(v.frames[0].y, planes[0]) and np.array_equal(v.frames[1].v, planes[2])
+        assert len(caplog.messages) == (colorspace == 9)
+
+
+def test_a_full_range_file_is_rescaled_as_a_full_range_y4m_is(tmp_path):
+    """Full-range 4:2:0 from FFmpeg: its samples rescaled to the limited range in YUV (as a y4m's
+    with XCOLORRANGE=FULL), not through FFmpeg's RGB, whose matrix is not nvc's."""
+    from nvc.io import YUVFrame, limited_range
+
+    rng = np.random.default_rng(4)
+    planes = [rng.integers(0, 256, (16, 24), np.uint8)] + \
+        [rng.integers(0, 256, (8, 12), np.uint8) for _ in range(2)]
+    _tagged(tmp_path / "full.mkv", planes, 2, 2)
+    want = limited_range(YUVFrame(*planes))
+    head = b"YUV4MPEG2 W24 H16 F25:1 Ip A1:1 C420jpeg XCOLORRANGE=FULL\n"
+    body = b"".join(b"FRAME\n" + b"".join(p.tobytes() for p in planes) for _ in range(2))
+    (tmp_path / "full.y4m").write_bytes(head + body)
+    for path in ("full.mkv", "full.y4m"):
+        got = read_video(tmp_path / path).frames[1]
+        assert all(np.array_equal(getattr(got, n), getattr(want, n)) for n in "yuv"), path

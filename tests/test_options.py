@@ -36,3 +36,18 @@ def test_coding_places_a_quality_on_the_ladder():
     assert (adapted["quality"], adapted["qmap"]) == (2, options.coding(_args(), video, model, 1.5)["qmap"])
     with pytest.raises(InputError, match="--adapt with --roi fits at a rung's lambda"):
         options.coding(_args("--adapt", "--roi", "mask.png"), video, model, 1.5)
+
+
+@pytest.mark.parametrize("given, window", [([], 256), (["--adapt-window", "128"], 128),
+                                           (["--adapt-window", "100"], None),
+                                           (["--adapt-window", "0"], None)])
+def test_the_adaptation_fits_on_the_window_asked(given, window, capsys):
+    """--adapt-window reaches the fit's AdaptConfig; one that is not a positive multiple of 64
+    (what frames are padded to) is refused by the parser with one line."""
+    argv = ["encode", "clip.y4m", "-o", "c.nvc", "--adapt", *given]
+    if window is None:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+        assert "expected a positive multiple of 64 pixels" in capsys.readouterr().err
+        return
+    assert options.adapt_config(build_parser().parse_args(argv)).window == window

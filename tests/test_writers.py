@@ -55,3 +55,41 @@ def test_an_empty_video_is_refused_before_writing(tmp_path, name):
     with pytest.raises(InputError, match="no frames to write"):
         write_video(tmp_path / name, Video([], Fraction(25)))
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("matrix", [None, "BT709", "BT601"])
+def test_mp4_and_mkv_carry_the_videos_colour_matrix_and_range(tmp_path, matrix):
+    """Written tagged limited range and, where the video says, with its matrix; read back, the
+    tag is the video's (untagged stays untagged)."""
+    from dataclasses import replace
+
+    import av
+
+    from nvc.io import ColourMatrix
+
+    video = replace(make_video(frames=2, hw=(16, 16)),
+                    matrix=None if matrix is None else ColourMatrix[matrix])
+    for suffix in (".mp4", ".mkv"):
+        write_video(tmp_path / f"c{suffix}", video)
+        with av.open(str(tmp_path / f"c{suffix}")) as c:
+            frame = next(c.decode(video=0))
+            if matrix is None:  # the range alone is not written: unspecified reads as limited
+                assert frame.colorspace == 2 and frame.color_range in (0, 1)
+            else:
+                assert (frame.color_range, frame.colorspace) == (1, int(video.matrix))
+        assert read_video(tmp_path / f"c{suffix}").matrix == video.matrix
+
+
+def test_png_frames_convert_with_the_videos_matrix(tmp_path):
+    from dataclasses import replace
+
+    from PIL import Image
+
+    from nvc.io import ColourMatrix, yuv_to_rgb
+
+    video = make_video(frames=1, hw=(16, 16))
+    for m in (None, ColourMatrix.BT601):
+        write_video(tmp_path / "f_%d.png", replace(video, matrix=m))
+        rgb = np.asarray(Image.open(tmp_path / "f_0.png"))
+        want = yuv_to_rgb(video.frames[0], m or ColourMatrix.BT709)
+        assert np.array_equal(rgb, np.round(want * 255).astype(np.uint8))
