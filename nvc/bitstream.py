@@ -761,15 +761,16 @@ def _whole_unit(buf: bytes, at: int, ended: bool, checksum: bool = True) -> bool
 
 @dataclass
 class Damage:
-    """What a reader with `salvage` on passed over: the frames whose units failed their checksum
-    (each comes out as None: bitstream.LOST), the first such error, and the frames the decoder
-    concealed for them (codec.iter_decoded: the lost ones and the P-frames that predict from them,
-    up to the next whole I-frame)."""
+    """What a reader with `salvage` on passed over: the frames whose units could not be read
+    (each comes out as None: bitstream.LOST), the first such error, and what the decoder made of
+    them (codec.iter_decoded): the frames it concealed, and the P-frames it decoded from a
+    concealed one, up to the next whole I-frame (drift)."""
 
     salvage: bool = False
     lost: list[int] = field(default_factory=list)
     first: BitstreamError | None = None
     concealed: list[int] = field(default_factory=list)
+    drift: list[int] = field(default_factory=list)
 
 
 LOST = None  # a frame whose unit failed its checksum, from a reader that salvages

@@ -319,10 +319,12 @@ def cmd_decode(args) -> None:
     damage = frames.damage
     if damage.first is not None:
         more = len(damage.lost) - 1
+        drift = f"; {_frames(len(damage.drift))} decoded from {'them' if more else 'it'} up to " \
+                f"the next I-frame: {_ranges(damage.drift)}" if damage.drift else ""
         logging.getLogger("nvc").warning(
-            "%s%s; %s concealed (the last decoded frame repeated up to the next I-frame): %s",
+            "%s%s; %s concealed (the last decoded frame repeated): %s%s",
             damage.first, f" and {more} unit{'s' * (more > 1)} more" if more else "",
-            _frames(len(damage.concealed)), _ranges(damage.concealed))
+            _frames(len(damage.concealed)), _ranges(damage.concealed), drift)
     if frames.cut is not None:
         cut = isinstance(frames.cut, (bitstream.Truncated, StreamCut))
         logging.getLogger("nvc").warning("%s; decoded the %d frames before the %s", frames.cut,
@@ -331,7 +333,8 @@ def cmd_decode(args) -> None:
     written, seconds = max(stop - args.start, 0), time.perf_counter() - t0
     _emit(args, {"output": str(args.output), "frames": written, "width": h.width,
                  "height": h.height, "seconds": seconds, "cut_short": frames.cut is not None,
-                 "lost_units": len(damage.lost), "concealed_frames": len(damage.concealed)},
+                 "lost_units": len(damage.lost), "concealed_frames": len(damage.concealed),
+                 "drift_frames": len(damage.drift)},
           [f"{args.output}: {_frames(written)} {h.width}x{h.height}, {seconds:.1f} s"])
 
 
@@ -632,8 +635,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=argtypes.positive, default=None, help="write at most N frames")
     p.add_argument("--salvage", action="store_true",
                    help="decode what a damaged stream still holds instead of failing with no "
-                        "output: a frame whose unit fails its checksum, and the P-frames after it "
-                        "up to the next I-frame, repeat the last decoded frame; a stream cut short "
+                        "output: a frame whose unit cannot be read (its checksum fails, its "
+                        "length is damaged, bytes were lost) repeats the last decoded frame, and "
+                        "the P-frames after it, up to the next I-frame, are decoded from that "
+                        "(they drift); reading goes on at the next whole unit; a stream cut short "
                         "(a download that stopped) ends at the cut; a warning says which frames")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.y4m, OUT.yuv, OUT.mp4 (H.264 for viewing), OUT.mkv (FFV1, "

@@ -507,8 +507,11 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
     """Decode frame by frame: RGB float32 (H, W, 3), 8-bit quantised; only the reference is kept.
     `frames`: the coded frames as they are read (bitstream.open_units), else the stream's;
     `start`, `stop`: only frames start .. stop - 1 come out (decoding_range). A frame lost to
-    damage (bitstream.LOST, from a reader that salvages), and every P-frame after it up to the
-    next I-frame, is concealed: the last decoded frame is repeated."""
+    damage (bitstream.LOST, from a reader that salvages) is concealed, the last decoded frame
+    repeated, and is the reference of the P-frame after it: the P-frames up to the next I-frame
+    decode from it (they drift; `damage.drift` lists them), as a video decoder goes on after
+    concealing (BasketballPass, a P-frame lost: 27.65 dB over the GOP's rest, 21.62 repeating the
+    frame, 28.14 whole)."""
     header = stream.header
     check_weights(header, entry)
     if stream.adapters is not None:  # merged once per clip; decoding then runs at the base's speed
@@ -546,19 +549,22 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
     if start or stop is not None:  # how many frames are decoded depends on where I-frames stand
         numbered = decoding_range(numbered, start, stop)
     ahead = Ahead(numbered, entropy_stage, DECODE_AHEAD if exact else 0, _ready(frames))
-    ref: Tensor | None = None
-    concealed = frames.damage.concealed if isinstance(frames, bitstream.FrameUnits) else []
-    last: Tensor | None = None  # the last frame decoded, repeated where one is concealed
+    ref: Tensor | None = None  # the last frame decoded (or concealed)
+    damage = frames.damage if isinstance(frames, bitstream.FrameUnits) else bitstream.Damage()
+    drifting = False  # since a frame was concealed, up to the next I-frame
     for (i, cf), latents in progress(ahead):
-        if cf is None or cf.kind == FrameType.P and ref is None:  # lost, or predicts from one
-            if last is None:  # never so: the first unit after the head fails open_units if lost
+        if cf is None:  # lost
+            if ref is None:  # never so: the first unit after the head fails open_units if lost
                 raise BitstreamError(f"damaged stream: frame {i} lost before any was decoded")
-            ref = None
-            concealed.append(i)
+            damage.concealed.append(i)
+            drifting = True
             if i >= start:
-                yield _to_numpy(last, header.height, header.width)
+                yield _to_numpy(ref, header.height, header.width)
             continue
         check_frame_type(i, cf.kind, header.intra_period, stream.version)
+        drifting = drifting and cf.kind == FrameType.P
+        if drifting:
+            damage.drift.append(i)
         try:
             with coding(model, Synthesis(header.synthesis)):
                 ref = model.synthesize(cf.kind, latents(), ref)
@@ -566,7 +572,6 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
         # ValueError, nvc's BitstreamError
         except (RuntimeError, ValueError, BitstreamError) as e:
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
-        last = ref
         if i >= start:
             yield _to_numpy(ref, header.height, header.width)
 

@@ -419,18 +419,19 @@ def _flip(data: bytes, at: int) -> bytes:
     return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
 
 
-@pytest.mark.parametrize("damage, frames, concealed", [
-    ("cut inside frame 4", 4, []), ("cut after frame 3", 4, []),
-    ("checksum of frame 1", 5, [1]), ("checksums of frames 2 and 3", 5, [2, 3]),
-    ("checksums of frames 2 and 4", 5, [2, 3, 4]), ("length of frame 2", 5, [2, 3]),
-    ("cut inside frame 0", None, []), ("checksum of frame 0", None, [])])
-def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, tmp_path,
+@pytest.mark.parametrize("damage, frames, concealed, drift", [
+    ("cut inside frame 4", 4, [], []), ("cut after frame 3", 4, [], []),
+    ("checksum of frame 1", 5, [1], []), ("checksums of frames 2 and 3", 5, [2, 3], []),
+    ("checksums of frames 2 and 4", 5, [2, 4], [3]), ("length of frame 2", 5, [2], [3]),
+    ("cut inside frame 0", None, [], []), ("checksum of frame 0", None, [], [])])
+def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, drift, tmp_path,
                                                      tiny_weights, capsys, caplog):
     """A file of known length cut short, or with frame units that fail their checksum, fails with
     no output and says what --salvage would do. With --salvage: a cut ends the output there; a lost
-    frame, and the P-frames after it up to the next I-frame, repeat the last decoded frame, every
-    other frame as a whole decode gives it; a one-line warning each. Damage before the first whole
-    frame (which may be the head's: adapters, quality map) stays an error with no output."""
+    frame repeats the last decoded frame, and the P-frames after it up to the next I-frame are
+    decoded from that (drift: test_codec checks what they decode to); every other frame as a whole
+    decode gives it; a one-line warning each. Damage before the first whole frame (which may be
+    the head's: adapters, quality map) stays an error with no output."""
     w = ["--weights", str(tiny_weights)]
     write_video(tmp_path / "clip.y4m", make_video(frames=5, hw=(40, 56)))
     assert main(["encode", str(tmp_path / "clip.y4m"), "-o", str(tmp_path / "f.nvc"),
@@ -485,15 +486,22 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
     assert got[:head] == full[:head] and len(got) == head + frames * size
     shown = [got[head + k * size:head + (k + 1) * size] for k in range(frames)]
     for k in range(frames):
-        last = max(j for j in range(k + 1) if j not in concealed)
-        assert shown[k] == decoded[last], k
+        if k in concealed:  # the last decoded frame, repeated
+            assert shown[k] == shown[k - 1], k
+        elif k in drift:  # decoded, from the repeated frame
+            assert shown[k] not in (decoded[k], shown[k - 1]), k
+        else:
+            assert shown[k] == decoded[k], k
     summary = json.loads(capsys.readouterr().out)
     assert (summary["frames"], summary["cut_short"]) == (frames, frames < 5)
-    assert summary["concealed_frames"] == len(concealed)
+    assert (summary["concealed_frames"], summary["drift_frames"]) == (len(concealed), len(drift))
     assert len(caplog.messages) == 1
+    from nvc.cli import _ranges
+
+    them = "them" if len(concealed) > 1 else "it"
+    tail = f"; 1 frame decoded from {them} up to the next I-frame: {_ranges(drift)}" if drift else ""
     assert caplog.messages[0].endswith("before the cut" if frames < 5 else
-                                       "-".join(map(str, concealed[::max(len(concealed) - 1,
-                                                                          1)])))
+                                       f"repeated): {_ranges(concealed)}{tail}"), caplog.messages
 
 
 @pytest.mark.parametrize("damage", ["cut", "tag"])

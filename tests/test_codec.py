@@ -257,3 +257,28 @@ def test_decoding_builds_no_autograd_graph(tiny_model, small_video, monkeypatch)
         assert len(list(iter_decoded(bitstream.unpack(coded.data), model, entry, start=start))) \
             == len(small_video.frames) - start
     assert seen and not any(seen)
+
+
+def test_a_p_frame_after_a_lost_one_decodes_from_the_repeated_frame(tiny_model, small_video):
+    """I P [lost] P, every frame at the quality: the lost frame repeats frame 1, and frame 3
+    decodes from it, exactly as the stream I P P (frame 2's unit taken out) decodes its frame 2;
+    the damage names frame 2 concealed and frame 3 drifting."""
+    from dataclasses import replace
+
+    from nvc.codec import iter_decoded
+    from nvc.schedule import FLAT
+
+    model, entry = tiny_model
+    coded = encode(small_video, model, entry, quality=2, intra_period=8, schedule=FLAT,
+                   adaptive_intra=False)
+    s = bitstream.unpack(coded.data)
+    f0, f1, _, f3 = s.frames
+    damage = bitstream.Damage(salvage=True)  # what a salvaging reader hands the decoder
+    units = bitstream.FrameUnits(iter([f0, f1, None, f3]), bitstream.Reader(b""), damage)
+    lost = list(iter_decoded(replace(s, frames=[]), model, entry, frames=units))
+    without = list(iter_decoded(replace(s, header=replace(s.header, frame_count=3),
+                                        frames=[f0, f1, f3]), model, entry))
+    assert np.array_equal(lost[2], lost[1]) and np.array_equal(lost[3], without[2])
+    assert np.array_equal(lost[0], without[0]) and np.array_equal(lost[1], without[1])
+    assert not np.array_equal(lost[3], coded.reconstruction[3])
+    assert (damage.concealed, damage.drift) == ([2], [3])
