@@ -377,7 +377,7 @@ def test_damage_behind_sound_checksums_is_one_line_never_a_crash(tmp_path, capsy
     out = tmp_path / "o.y4m"
     for case in range(40):
         raw = rng.choice(sorted(GOLDEN.glob("*.nvc"))).read_bytes()
-        version, *units = bitstream._read_units(bitstream.Reader(raw), bitstream.Damage())
+        version, *units = bitstream.units._read_units(bitstream.Reader(raw), bitstream.Damage())
         hit = rng.randrange(len(units))
         data = bytearray(raw[: len(bitstream.MAGIC) + 1])
         for k, (kind, payload, _) in enumerate(units):
@@ -393,7 +393,7 @@ def test_damage_behind_sound_checksums_is_one_line_never_a_crash(tmp_path, capsy
                     del p[at:]
                 else:
                     p[at:at] = p[at: at + rng.randint(1, 32)]
-            data += bitstream._unit(kind, bytes(p))
+            data += bitstream.units._unit(kind, bytes(p))
         damaged = tmp_path / "d.nvc"
         damaged.write_bytes(bytes(data))
         command = (["info", str(damaged)] if case % 5 == 0 else
