@@ -283,6 +283,9 @@ def _adapt_line(r) -> str:
             f"{r.candidates[r.mode][1]:.4f}; coded at ladder quality {r.position + 1:g})")
 
 
+SALVAGE_HINT = "(--salvage conceals the frames it damages and decodes the rest)"
+
+
 def cmd_decode(args) -> None:
     from . import bitstream
     from .codec import decoded_video, open_stream
@@ -294,14 +297,19 @@ def cmd_decode(args) -> None:
         raise InputError(f"--start must be >= 0, got {args.start}")
     t0 = time.perf_counter()
     with _stream_input(args.input) as f:  # frames are decoded as their units arrive
-        stream, model, entry, frames = open_stream(f, args.model, args.weights,
-                                                   options.device(args.device))
+        try:
+            stream, model, entry, frames = open_stream(f, args.model, args.weights,
+                                                       options.device(args.device), args.salvage)
+        except bitstream.ChecksumError as e:  # in the head: frame 0's, or the adapters', it may be
+            if args.salvage or e.kind_code in (bitstream.UnitType.SEQUENCE_HEADER,
+                                               bitstream.UnitType.QUALITY_MAP):
+                raise
+            raise BitstreamError(f"{e} {SALVAGE_HINT}") from None
         h = stream.header
         if args.start and not stream.live and args.start >= h.frame_count:
             raise InputError(f"{args.input}: --start {args.start} is past its end ({h.frame_count} "
                              "frames)")
         frames.keep_cut = True  # a live recording whose writer was stopped: keep what came
-        frames.salvage = args.salvage  # lost units concealed, a cut kept, in any stream
         try:
             write_video(args.output, decoded_video(stream, model, entry, _progress("decode"),
                                                    frames, args.start, args.frames))
@@ -310,21 +318,24 @@ def cmd_decode(args) -> None:
                 raise
             if isinstance(e, bitstream.ChecksumError) and not (  # a live stream's end unit: its
                     stream.live and e.kind_code == bitstream.UnitType.END):  # frames all came
-                raise BitstreamError(f"{e} (--salvage conceals the frames it damages and decodes "
-                                     "the rest)") from None
+                raise BitstreamError(f"{e} {SALVAGE_HINT}") from None
             if frames.count <= args.start:
                 raise
             raise BitstreamError(f"{e} (--salvage writes the {frames.count - args.start} frames "
                                  "before it)") from None
     damage = frames.damage
+    if damage.adapters is not None:
+        logging.getLogger("nvc").warning("%s, the adapter unit: decoded with the base decoder (the "
+                                         "frames differ from the encoder's)", damage.adapters)
     if damage.first is not None:
         more = len(damage.lost) - 1
         drift = f"; {_frames(len(damage.drift))} decoded from {'them' if more else 'it'} up to " \
                 f"the next I-frame: {_ranges(damage.drift)}" if damage.drift else ""
         logging.getLogger("nvc").warning(
-            "%s%s; %s concealed (the last decoded frame repeated): %s%s",
+            "%s%s; %s concealed (the last decoded frame repeated%s): %s%s",
             damage.first, f" and {more} unit{'s' * (more > 1)} more" if more else "",
-            _frames(len(damage.concealed)), _ranges(damage.concealed), drift)
+            _frames(len(damage.concealed)),
+            "; before any, the first" if damage.filled else "", _ranges(damage.concealed), drift)
     if frames.cut is not None:
         cut = isinstance(frames.cut, (bitstream.Truncated, StreamCut))
         logging.getLogger("nvc").warning("%s; decoded the %d frames before the %s", frames.cut,
@@ -334,7 +345,7 @@ def cmd_decode(args) -> None:
     _emit(args, {"output": str(args.output), "frames": written, "width": h.width,
                  "height": h.height, "seconds": seconds, "cut_short": frames.cut is not None,
                  "lost_units": len(damage.lost), "concealed_frames": len(damage.concealed),
-                 "drift_frames": len(damage.drift)},
+                 "drift_frames": len(damage.drift), "adapters_lost": damage.adapters is not None},
           [f"{args.output}: {_frames(written)} {h.width}x{h.height}, {seconds:.1f} s"])
 
 
@@ -638,8 +649,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "output: a frame whose unit cannot be read (its checksum fails, its "
                         "length is damaged, bytes were lost) repeats the last decoded frame, and "
                         "the P-frames after it, up to the next I-frame, are decoded from that "
-                        "(they drift); reading goes on at the next whole unit; a stream cut short "
-                        "(a download that stopped) ends at the cut; a warning says which frames")
+                        "(they drift); reading goes on at the next whole unit; a damaged adapter "
+                        "unit: the base decoder; a stream cut short (a download that stopped) ends "
+                        "at the cut; a warning says which frames")
     p.add_argument("-o", "--output", required=True,
                    help="OUT.y4m, OUT.yuv, OUT.mp4 (H.264 for viewing), OUT.mkv (FFV1, "
                         "lossless), OUT_%%04d.png, or - (y4m to standard output, each frame as it "

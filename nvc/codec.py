@@ -511,7 +511,8 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
     repeated, and is the reference of the P-frame after it: the P-frames up to the next I-frame
     decode from it (they drift; `damage.drift` lists them), as a video decoder goes on after
     concealing (BasketballPass, a P-frame lost: 27.65 dB over the GOP's rest, 21.62 repeating the
-    frame, 28.14 whole)."""
+    frame, 28.14 whole). Frames lost before any was decoded (frame 0, and the P-frames after
+    it) show the first frame decoded (`damage.filled`)."""
     header = stream.header
     check_weights(header, entry)
     if stream.adapters is not None:  # merged once per clip; decoding then runs at the base's speed
@@ -552,11 +553,14 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
     ref: Tensor | None = None  # the last frame decoded (or concealed)
     damage = frames.damage if isinstance(frames, bitstream.FrameUnits) else bitstream.Damage()
     drifting = False  # since a frame was concealed, up to the next I-frame
+    waiting = 0  # frames (from `start` on) concealed before any was decoded: the first one shows
     for (i, cf), latents in progress(ahead):
-        if cf is None:  # lost
-            if ref is None:  # never so: the first unit after the head fails open_units if lost
-                raise BitstreamError(f"damaged stream: frame {i} lost before any was decoded")
+        if cf is None or ref is None and cf.kind == FrameType.P:  # lost, or before any decoded
             damage.concealed.append(i)
+            if ref is None:  # frame 0 lost: these show the first frame decoded, once it is
+                damage.filled.append(i)
+                waiting += i >= start
+                continue
             drifting = True
             if i >= start:
                 yield _to_numpy(ref, header.height, header.width)
@@ -572,8 +576,11 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
         # ValueError, nvc's BitstreamError
         except (RuntimeError, ValueError, BitstreamError) as e:
             raise BitstreamError(f"damaged stream: frame {i} cannot be decoded ({e})") from None
-        if i >= start:
+        for _ in range(waiting + (i >= start)):
             yield _to_numpy(ref, header.height, header.width)
+        waiting = 0
+    if ref is None and damage.filled:
+        raise BitstreamError(f"{damage.first}; no frame after it could be decoded")
 
 
 def _ready(frames: Iterable[CodedFrame | None] | None) -> Callable[[], bool]:
@@ -612,12 +619,13 @@ def load_model_for(header: SequenceHeader, model_name: str | None = None,
 
 
 def open_stream(source: bytes | Reader, model_name: str | None = None,
-                weights: str | Path | None = None, device: str | torch.device = "cpu"
-                ) -> tuple[Stream, SSF, ZooEntry, bitstream.FrameUnits]:
+                weights: str | Path | None = None, device: str | torch.device = "cpu",
+                salvage: bool = False) -> tuple[Stream, SSF, ZooEntry, bitstream.FrameUnits]:
     """Read a stream's head (its bytes, or a reader of a file or pipe: bitstream.FileReader)
     and load the model it needs (see load_model_for); its frames come from the returned
-    iterator, each read as it is drawn (bitstream.open_units)."""
-    stream, frames = bitstream.open_units(Reader(source) if isinstance(source, bytes) else source)
+    iterator, each read as it is drawn (bitstream.open_units, `salvage` as there)."""
+    stream, frames = bitstream.open_units(Reader(source) if isinstance(source, bytes) else source,
+                                          salvage)
     model, entry = load_model_for(stream.header, model_name, weights)
     return stream, model.to(device), entry, frames
 

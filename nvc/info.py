@@ -14,8 +14,8 @@ def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
     the lines it prints."""
     # a live recording cut short, or a damaged stream (as `nvc decode --salvage` reads it): what
     # it holds
-    stream, units = bitstream.open_units(bitstream.Reader(data))
-    units.keep_cut = units.salvage = True
+    stream, units = bitstream.open_units(bitstream.Reader(data), salvage=True)
+    units.keep_cut = True
     read = list(units)
     h, frames = stream.header, len(read)
     cut = units.cut is not None
@@ -26,7 +26,7 @@ def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
     types = "".join("?" if f is None else f.kind.name for f in read)  # I, P; ? lost
     # each unit, framing included
     sizes = [None if f is None else len(bitstream.pack_frame(f)) for f in read]
-    damage = [str(e) for e in (units.damage.first, units.cut)
+    damage = [str(e) for e in (units.damage.adapters, units.damage.first, units.cut)
               if e is not None and not isinstance(e, StreamCut)]
     matrix = ColourMatrix(h.colour_matrix).name if h.colour_matrix in ColourMatrix._value2member_map_ \
         else str(h.colour_matrix)

@@ -674,3 +674,27 @@ def test_a_lost_live_stream_end_is_a_cut_not_a_lost_frame():
     stream, units = open_units(Reader(bytes(data)))
     units.salvage = True
     assert list(units) == CLIP[:4] and isinstance(units.cut, StreamCut)
+
+
+def test_salvage_passes_a_damaged_adapter_unit_and_takes_a_damaged_frame_0_for_lost():
+    """The head salvaged: an adapter unit that fails its checksum is passed over (the frames
+    decode with the base; `damage.adapters` says so), a first frame unit that fails its checksum
+    is frame 0, lost. The sequence header's and the quality map's damage raise, salvage or not."""
+    seq = _unit(UnitType.SEQUENCE_HEADER, replace(HEADER, frame_count=5).write())
+    adapters = _unit(UnitType.ADAPTERS, b"a" * 30)
+    data = bytearray(_stream(seq, adapters, *UNITS))
+    data[len(MAGIC) + 1 + len(seq) + 10] ^= 8
+    stream, units = open_units(Reader(bytes(data)), salvage=True)
+    assert list(units) == CLIP and stream.adapters is None and units.damage.lost == []
+    assert str(units.damage.adapters) == "damaged stream: checksum mismatch in unit 1"
+    assert stream.unit_bytes["lost"] == len(adapters) and sum(stream.unit_bytes.values()) == \
+        len(data)
+    assert _refusal(open_units, Reader(bytes(data))) == "damaged stream: checksum mismatch in unit 1"
+    data = _clip()
+    data[_at(0) + 10] ^= 8
+    stream, units = open_units(Reader(bytes(data)), salvage=True)
+    assert list(units) == [None, *CLIP[1:]] and units.damage.lost == [0]
+    for damaged in (_stream(seq[:-1] + bytes([seq[-1] ^ 1]), *UNITS),
+                    _stream(seq, _unit(UnitType.QUALITY_MAP, b"q" * 9)[:-1] + b"\x00", *UNITS)):
+        with pytest.raises(BitstreamError, match="checksum mismatch in unit [01]$"):
+            list(open_units(Reader(damaged), salvage=True)[1])

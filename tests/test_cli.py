@@ -423,15 +423,16 @@ def _flip(data: bytes, at: int) -> bytes:
     ("cut inside frame 4", 4, [], []), ("cut after frame 3", 4, [], []),
     ("checksum of frame 1", 5, [1], []), ("checksums of frames 2 and 3", 5, [2, 3], []),
     ("checksums of frames 2 and 4", 5, [2, 4], [3]), ("length of frame 2", 5, [2], [3]),
-    ("cut inside frame 0", None, [], []), ("checksum of frame 0", None, [], [])])
+    ("cut inside frame 0", None, [], []), ("checksum of frame 0", 5, [0, 1], [])])
 def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, drift, tmp_path,
                                                      tiny_weights, capsys, caplog):
     """A file of known length cut short, or with frame units that fail their checksum, fails with
     no output and says what --salvage would do. With --salvage: a cut ends the output there; a lost
     frame repeats the last decoded frame, and the P-frames after it up to the next I-frame are
     decoded from that (drift: test_codec checks what they decode to); every other frame as a whole
-    decode gives it; a one-line warning each. Damage before the first whole frame (which may be
-    the head's: adapters, quality map) stays an error with no output."""
+    decode gives it; a one-line warning each. Frames lost before any was decoded (frame 0 and
+    the P-frames after it) show the first frame decoded. A stream cut before its first whole
+    frame stays an error with no output."""
     w = ["--weights", str(tiny_weights)]
     write_video(tmp_path / "clip.y4m", make_video(frames=5, hw=(40, 56)))
     assert main(["encode", str(tmp_path / "clip.y4m"), "-o", str(tmp_path / "f.nvc"),
@@ -485,8 +486,11 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
     got = out.read_bytes()
     assert got[:head] == full[:head] and len(got) == head + frames * size
     shown = [got[head + k * size:head + (k + 1) * size] for k in range(frames)]
+    first = min(k for k in range(frames) if k not in concealed)
     for k in range(frames):
-        if k in concealed:  # the last decoded frame, repeated
+        if k < first:  # before any was decoded: the first decoded frame
+            assert shown[k] == decoded[first], k
+        elif k in concealed:  # the last decoded frame, repeated
             assert shown[k] == shown[k - 1], k
         elif k in drift:  # decoded, from the repeated frame
             assert shown[k] not in (decoded[k], shown[k - 1]), k
@@ -500,8 +504,10 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
 
     them = "them" if len(concealed) > 1 else "it"
     tail = f"; 1 frame decoded from {them} up to the next I-frame: {_ranges(drift)}" if drift else ""
+    fill = "; before any, the first" if concealed and concealed[0] == 0 else ""
     assert caplog.messages[0].endswith("before the cut" if frames < 5 else
-                                       f"repeated): {_ranges(concealed)}{tail}"), caplog.messages
+                                       f"repeated{fill}): {_ranges(concealed)}{tail}"), \
+        caplog.messages
 
 
 @pytest.mark.parametrize("damage", ["cut", "tag"])
@@ -1065,3 +1071,30 @@ def test_the_sources_colour_matrix_is_coded_and_tagged_on_output(tmp_path, tiny_
             assert main(["decode", str(tmp_path / "c.nvc"), "-o", str(tmp_path / f"d{suffix}"),
                          *w]) == 0
             assert read_video(tmp_path / f"d{suffix}").matrix == ColourMatrix[want]
+
+
+def test_salvage_decodes_with_the_base_where_the_adapter_unit_is_damaged(tmp_path, tiny_weights,
+                                                                          capsys, caplog):
+    """An adapter unit that fails its checksum: without --salvage an error that says what it
+    would do; with it, the frames decoded by the base decoder (here, a stream whose adapters were
+    never real: exactly the plain stream's frames) and a warning that says so."""
+    w = ["--weights", str(tiny_weights)]
+    write_video(tmp_path / "clip.y4m", make_video(frames=3, hw=(40, 56)))
+    assert main(["encode", str(tmp_path / "clip.y4m"), "-o", str(tmp_path / "p.nvc"), *w]) == 0
+    assert main(["decode", str(tmp_path / "p.nvc"), "-o", str(tmp_path / "p.y4m"), *w]) == 0
+    stream = bitstream.unpack((tmp_path / "p.nvc").read_bytes())
+    data = bytearray(bitstream.pack(replace(stream, adapters=b"a" * 40)))
+    data[data.index(b"a" * 40) + 7] ^= 2
+    (tmp_path / "bad.nvc").write_bytes(bytes(data))
+    capsys.readouterr()
+    assert main(["decode", str(tmp_path / "bad.nvc"), "-o", str(tmp_path / "x.y4m"), *w]) == 1
+    assert capsys.readouterr().err.endswith("checksum mismatch in unit 1 (--salvage conceals the "
+                                            "frames it damages and decodes the rest)\n")
+    caplog.clear()
+    assert main(["decode", str(tmp_path / "bad.nvc"), "-o", str(tmp_path / "s.y4m"), "--salvage",
+                 "--json", *w]) == 0
+    assert (tmp_path / "s.y4m").read_bytes() == (tmp_path / "p.y4m").read_bytes()
+    assert json.loads(capsys.readouterr().out)["adapters_lost"] is True
+    assert caplog.messages == ["damaged stream: checksum mismatch in unit 1, the adapter unit: "
+                               "decoded with the base decoder (the frames differ from the "
+                               "encoder's)"]

@@ -226,15 +226,19 @@ def _whole_unit(buf: bytes, at: int, ended: bool, checksum: bool = True) -> bool
 @dataclass
 class Damage:
     """What a reader with `salvage` on passed over: the frames whose units could not be read
-    (each comes out as None: bitstream.LOST), the first such error, and what the decoder made of
-    them (codec.iter_decoded): the frames it concealed, and the P-frames it decoded from a
-    concealed one, up to the next whole I-frame (drift)."""
+    (each comes out as None: bitstream.LOST), the first such error, a damaged adapter unit, and
+    what the decoder made of them (codec.iter_decoded): the frames it concealed (those before the
+    first it decoded, too, `filled`), and the P-frames it decoded from a concealed one, up to the
+    next whole I-frame (drift)."""
 
     salvage: bool = False
     lost: list[int] = field(default_factory=list)
     first: BitstreamError | None = None
     concealed: list[int] = field(default_factory=list)
     drift: list[int] = field(default_factory=list)
+    adapters: BitstreamError | None = None  # the adapter unit's damage: decoded without them
+    filled: list[int] = field(default_factory=list)  # concealed before any frame was decoded,
+    # with the first that was
 
 
 LOST = None  # a frame whose unit failed its checksum, from a reader that salvages
@@ -277,17 +281,31 @@ class FrameUnits(Iterator[CodedFrame | None]):
         return self._reader.ready()
 
 
-def open_units(r: Reader) -> tuple[Stream, FrameUnits]:
+def open_units(r: Reader, salvage: bool = False) -> tuple[Stream, FrameUnits]:
     """Read a stream's head (everything before its first frame) and return it (with no frames)
     and an iterator over its frames, each read and checked only when drawn (a pipe's as it
     arrives); the iterator counts each unit into the stream's `unit_bytes` and raises
-    BitstreamError where the stream is damaged or ends early."""
-    damage = Damage()  # its `salvage` is off while the head is read: damage there raises
+    BitstreamError where the stream is damaged or ends early. With `salvage` (FrameUnits), an
+    adapter unit that fails its checksum is passed over (`damage.adapters`: the frames decode
+    with the base decoder) and a unit after the head that cannot be read is frame 0, lost; the
+    sequence header's or the quality map's damage still raises (no frame decodes without)."""
+    damage = Damage(salvage)
     units = _read_units(r, damage)
     version: int = next(units)
     stream: Stream | None = None
     rest: Iterator = iter(())  # the frame units and what follows them
-    for kind, payload, size in units:  # no frame decodes without the head: salvage is off here
+    for kind, payload, size in units:
+        if kind is None:  # salvaging
+            if stream is None or _kind_code(payload) in (UnitType.SEQUENCE_HEADER,
+                                                         UnitType.QUALITY_MAP):
+                raise payload
+            if _kind_code(payload) == UnitType.ADAPTERS and stream.adapters is None and \
+                    stream.quality_map is None and damage.adapters is None:
+                damage.adapters = payload
+                _count(stream, "lost", size)
+                continue
+            rest = itertools.chain([(kind, payload, size)], units)
+            break
         if kind == UnitType.SEQUENCE_HEADER:
             if stream is not None:
                 raise BitstreamError("damaged stream: two sequence headers")
@@ -313,6 +331,11 @@ def open_units(r: Reader) -> tuple[Stream, FrameUnits]:
     return stream, FrameUnits(_frames(stream, rest, damage), r, damage)
 
 
+def _kind_code(error: BitstreamError) -> int | None:
+    """The type byte of a unit that failed its checksum (as read), else None."""
+    return error.kind_code if isinstance(error, ChecksumError) else None
+
+
 def _count(stream: Stream, name: str, size: int) -> None:
     stream.unit_bytes[name] = stream.unit_bytes.get(name, 0) + size
 
@@ -328,8 +351,8 @@ def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None
         if ended:
             raise BitstreamError("damaged stream: a unit after the end unit")
         if kind is None:  # taken for a frame's, where one may still come
-            if stream.live and isinstance(payload, ChecksumError) and \
-                    payload.kind_code == UnitType.END:  # the frames before it are whole
+            if stream.live and _kind_code(payload) == UnitType.END:  # the frames before it
+                # are whole
                 raise ChecksumError(f"{payload} (the end unit: the frame count unread)",
                                     payload.kind_code)
             if count >= declared and not stream.live:
