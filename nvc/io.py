@@ -346,12 +346,15 @@ def _av_decoded(path: Path, start: int, frames: int | None) -> Iterator:
         yield from itertools.islice(container.decode(video=0), start, stop)
 
 
-def _av_frames(path: Path, start: int, frames: int | None) -> Iterator[YUVFrame]:
+def _av_frames(path: Path, start: int, frames: int | None, turns: int) -> Iterator[YUVFrame]:
+    """The frames as nvc codes them, each turned `turns` quarter turns counterclockwise."""
     full_range = False
     for frame in _av_decoded(path, start, frames):
         full_range = full_range or frame.format.name.startswith("yuvj") or \
             getattr(frame, "color_range", 1) == 2
-        yield _av_frame_to_yuv(frame, full_range)
+        yuv = _av_frame_to_yuv(frame, full_range)
+        yield YUVFrame(*(np.ascontiguousarray(np.rot90(p, turns)) for p in (yuv.y, yuv.u, yuv.v))) \
+            if turns else yuv
 
 
 # FFmpeg's (H.273's) matrix coefficients: 1 BT.709; 5 BT.470BG and 6 SMPTE 170M, both BT.601's
@@ -359,34 +362,40 @@ _AV_MATRICES = {1: ColourMatrix.BT709, 5: ColourMatrix.BT601, 6: ColourMatrix.BT
 _AV_UNSPECIFIED = 2
 
 
-def _av_probe(path: Path) -> tuple[Fraction, ColourMatrix | None]:
-    """The frame rate and the colour matrix the first frame is tagged with (None: untagged, or a
-    matrix nvc does not code, with a warning)."""
+def _av_probe(path: Path) -> tuple[Fraction, ColourMatrix | None, int]:
+    """The frame rate, the colour matrix the first frame is tagged with (None: untagged, or a
+    matrix nvc does not code, with a warning) and the quarter turns counterclockwise its display
+    matrix asks for (a phone's portrait video is stored on its side: FFmpeg turns it upright)."""
     with _av_opened(path) as container:
         stream = container.streams.video[0]
         rate = Fraction(stream.average_rate or stream.guessed_rate or Fraction(25))
-        code = getattr(next(container.decode(video=0), None), "colorspace", _AV_UNSPECIFIED)
+        first = next(container.decode(video=0), None)
+    code = getattr(first, "colorspace", _AV_UNSPECIFIED)
     if code not in _AV_MATRICES and code != _AV_UNSPECIFIED:
         log.warning("%s: tagged with colour matrix %s, not one nvc codes (BT.709, BT.601); read as "
                     "untagged (--colour-matrix picks one)", path, code)
-    return rate, _AV_MATRICES.get(code)
+    turns = round((getattr(first, "rotation", 0) or 0) / 90) % 4
+    if turns:
+        log.info("%s: turned %d degrees, as its display matrix asks", path, 90 * turns)
+    return rate, _AV_MATRICES.get(code), turns
 
 
 def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
-    """Anything PyAV (FFmpeg) decodes. With `lazy`, a first pass decodes the frames only to count
-    them (a stream header's frame count cannot be trusted), and the frames are decoded again, one
-    at a time, while iterated: memory bounded by a frame, for twice the (FFmpeg) decoding time."""
-    rate, matrix = _av_probe(path)
+    """Anything PyAV (FFmpeg) decodes, upright as a player shows it (_av_probe). With `lazy`, a
+    first pass decodes the frames only to count them (a stream header's frame count cannot be
+    trusted), and the frames are decoded again, one at a time, while iterated: memory bounded by a
+    frame, for twice the (FFmpeg) decoding time."""
+    rate, matrix, turns = _av_probe(path)
     if not lazy:
-        return Video(list(_av_frames(path, start, frames)), rate, str(path), matrix=matrix)
+        return Video(list(_av_frames(path, start, frames, turns)), rate, str(path), matrix=matrix)
     count, size = 0, None
     for frame in _av_decoded(path, start, frames):
         if size is None:
-            size = (frame.width, frame.height)
+            size = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
             check_frame_size(*size, path)
         count += 1
-    return Video(LazyFrames(count, lambda: _av_frames(path, start, frames)), rate, str(path), size,
-                 matrix)
+    return Video(LazyFrames(count, lambda: _av_frames(path, start, frames, turns)), rate,
+                 str(path), size, matrix)
 
 
 _AV_FULL_RANGE = 2  # FFmpeg's AVCOL_RANGE_JPEG

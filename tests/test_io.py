@@ -279,3 +279,34 @@ def test_a_full_range_file_is_rescaled_as_a_full_range_y4m_is(tmp_path):
     for path in ("full.mkv", "full.y4m"):
         got = read_video(tmp_path / path).frames[1]
         assert all(np.array_equal(getattr(got, n), getattr(want, n)) for n in "yuv"), path
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_rotated_file_is_read_upright_as_ffmpeg_shows_it(tmp_path, rotation, lazy):
+    """A file whose display matrix asks for a rotation (a phone's portrait video) reads as the
+    FFmpeg command line (imageio-ffmpeg's binary) shows it: turned, the sides swapped."""
+    import subprocess
+
+    import av
+    import imageio_ffmpeg
+
+    y = np.full((32, 64), 60, np.uint8)
+    y[:8, :16] = 230  # a bright corner: which way it turned shows
+    path = tmp_path / "r.mp4"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
+        s.set_display_rotation(rotation)
+        for _ in range(2):
+            out.mux(s.encode(av.VideoFrame.from_ndarray(
+                np.concatenate([y, np.full((16, 64), 128, np.uint8)]), format="yuv420p")))
+        out.mux(s.encode())
+    shown = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", str(path),
+                            "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+                           capture_output=True, check=True).stdout
+    v = read_video(path, lazy=lazy)
+    w, h = (32, 64) if rotation % 180 else (64, 32)
+    assert (v.width, v.height) == (w, h) and v.frames[1].u.shape == (h // 2, w // 2)
+    luma = np.frombuffer(shown, np.uint8)[:h * w].reshape(h, w)
+    assert np.abs(v.frames[0].y.astype(int) - luma).max() <= 8
