@@ -47,6 +47,7 @@ from .io import (
     YUVFrame,
     frame_count,
     rgb_to_yuv,
+    sample_aspect,
     yuv_to_rgb,
 )
 from .metrics import bpp
@@ -138,7 +139,8 @@ class DecodedVideo:
     def to_video(self) -> Video:
         m = ColourMatrix(self.header.colour_matrix)
         return Video([rgb_to_yuv(f, m) for f in self.frames],
-                     Fraction(self.header.fps_num, self.header.fps_den), matrix=m)
+                     Fraction(self.header.fps_num, self.header.fps_den), matrix=m,
+                     aspect=sample_aspect(*self.header.sample_aspect))
 
 
 def quantize_8bit(x: np.ndarray) -> np.ndarray:
@@ -199,7 +201,9 @@ def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, frame_count(video) or 0,  # 0: live
                           intra_period, quality, int(matrix), profile, model.tables_crc(),
-                          synthesis, **header_fields(schedule))
+                          synthesis, **header_fields(schedule),
+                          sample_aspect=(video.aspect.numerator, video.aspect.denominator)
+                          if video.aspect else (1, 1))
 
 
 def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device
@@ -657,4 +661,5 @@ def decoded_video(stream: Stream, model: SSF, entry: ZooEntry,
     end = h.frame_count if stop is None else min(stop, h.frame_count)
     out = PipeFrames(decoded()) if stream.live and frames is not None else \
         LazyFrames(max(0, end - start), decoded)
-    return Video(out, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height), matrix=matrix)
+    return Video(out, Fraction(h.fps_num, h.fps_den), size=(h.width, h.height), matrix=matrix,
+                 aspect=sample_aspect(*h.sample_aspect))

@@ -36,6 +36,7 @@ def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
         "weights_hash": h.weights_hash.hex(), "width": h.width, "height": h.height,
         "fps": f"{h.fps_num}/{h.fps_den}", "frames": frames, "live": stream.live,
         "cut_short": cut, "lost_frames": units.damage.lost, "damage": damage,
+        "sample_aspect": "{}:{}".format(*h.sample_aspect),
         "intra_period": h.intra_period, "quality": h.quality,
         "coded_quality": coded_quality(h.quality, qmap_info), "colour_matrix": matrix,
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import re
 import sys
@@ -17,7 +18,7 @@ from dataclasses import dataclass, replace
 from enum import IntEnum
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 import numpy as np
 
@@ -120,6 +121,8 @@ class Video:
     size: tuple[int, int] | None = None  # (width, height); needed when `frames` is a one-pass iterable
     matrix: ColourMatrix | None = None  # the colour matrix its samples are in, where something
     # says so (a source file's tag, an nvc stream's header); None: untagged
+    aspect: Fraction | None = None  # a sample's (pixel's) width : height where not square (an
+    # anamorphic source's, a stream's header's); None: square, or not said
 
     @property
     def width(self) -> int:
@@ -128,6 +131,21 @@ class Video:
     @property
     def height(self) -> int:
         return self.size[1] if self.size else self.frames[0].size[1]
+
+
+MAX_ASPECT = 255  # a pixel at most this many times wider than high, or higher than wide
+
+
+def sample_aspect(num: int, den: int) -> Fraction | None:
+    """A sample aspect ratio as a source states it: None where it is square, unknown (0:0, as y4m
+    and FFmpeg write for that) or no pixel's shape (beyond MAX_ASPECT), else reduced, each term at
+    most 65535 (nvc.bitstream.LIMITS)."""
+    if num <= 0 or den <= 0 or not 1 / MAX_ASPECT <= Fraction(num, den) <= MAX_ASPECT:
+        return None
+    wide = max(Fraction(num, den), Fraction(den, num))
+    wide = wide.limit_denominator(65535 // math.ceil(wide))
+    ratio = wide if num >= den else 1 / wide
+    return None if ratio == 1 else ratio
 
 
 # -- colour ---------------------------------------------------------------------------------------
@@ -362,22 +380,34 @@ _AV_MATRICES = {1: ColourMatrix.BT709, 5: ColourMatrix.BT601, 6: ColourMatrix.BT
 _AV_UNSPECIFIED = 2
 
 
-def _av_probe(path: Path) -> tuple[Fraction, ColourMatrix | None, int]:
+class _AvSource(NamedTuple):
+    rate: Fraction
+    matrix: ColourMatrix | None
+    turns: int
+    aspect: Fraction | None
+
+
+def _av_probe(path: Path) -> _AvSource:
     """The frame rate, the colour matrix the first frame is tagged with (None: untagged, or a
-    matrix nvc does not code, with a warning) and the quarter turns counterclockwise its display
-    matrix asks for (a phone's portrait video is stored on its side: FFmpeg turns it upright)."""
+    matrix nvc does not code, with a warning), the quarter turns counterclockwise its display
+    matrix asks for (a phone's portrait video is stored on its side: FFmpeg turns it upright) and
+    its sample aspect ratio (sample_aspect)."""
     with _av_opened(path) as container:
         stream = container.streams.video[0]
         rate = Fraction(stream.average_rate or stream.guessed_rate or Fraction(25))
         first = next(container.decode(video=0), None)
+        sar = stream.sample_aspect_ratio or Fraction(0)  # FFmpeg's guess from container and codec
     code = getattr(first, "colorspace", _AV_UNSPECIFIED)
+    aspect = sample_aspect(sar.numerator, sar.denominator)
     if code not in _AV_MATRICES and code != _AV_UNSPECIFIED:
         log.warning("%s: tagged with colour matrix %s, not one nvc codes (BT.709, BT.601); read as "
                     "untagged (--colour-matrix picks one)", path, code)
     turns = round((getattr(first, "rotation", 0) or 0) / 90) % 4
     if turns:
         log.info("%s: turned %d degrees, as its display matrix asks", path, 90 * turns)
-    return rate, _AV_MATRICES.get(code), turns
+    if aspect is not None and turns % 2:  # a pixel on its side
+        aspect = 1 / aspect
+    return _AvSource(rate, _AV_MATRICES.get(code), turns, aspect)
 
 
 def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
@@ -385,17 +415,18 @@ def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = 
     first pass decodes the frames only to count them (a stream header's frame count cannot be
     trusted), and the frames are decoded again, one at a time, while iterated: memory bounded by a
     frame, for twice the (FFmpeg) decoding time."""
-    rate, matrix, turns = _av_probe(path)
+    src = _av_probe(path)
     if not lazy:
-        return Video(list(_av_frames(path, start, frames, turns)), rate, str(path), matrix=matrix)
+        return Video(list(_av_frames(path, start, frames, src.turns)), src.rate, str(path),
+                     matrix=src.matrix, aspect=src.aspect)
     count, size = 0, None
     for frame in _av_decoded(path, start, frames):
         if size is None:
-            size = (frame.height, frame.width) if turns % 2 else (frame.width, frame.height)
+            size = (frame.height, frame.width) if src.turns % 2 else (frame.width, frame.height)
             check_frame_size(*size, path)
         count += 1
-    return Video(LazyFrames(count, lambda: _av_frames(path, start, frames, turns)), rate,
-                 str(path), size, matrix)
+    return Video(LazyFrames(count, lambda: _av_frames(path, start, frames, src.turns)), src.rate,
+                 str(path), size, src.matrix, src.aspect)
 
 
 _AV_FULL_RANGE = 2  # FFmpeg's AVCOL_RANGE_JPEG
@@ -489,13 +520,13 @@ def random_access(video: Video) -> Video:
     mib = len(frames) * _frame_bytes(video.width, video.height) / 2**20
     spooled = spooled_video(map(_planes, frames), video.width, video.height, video.fps,
                             video.source, what=f"{len(frames)} frames ({mib:.0f} MiB)")
-    return replace(spooled, matrix=video.matrix)
+    return replace(spooled, matrix=video.matrix, aspect=video.aspect)
 
 
 def frames_of(video: Video, indexes: list[int]) -> Video:
     """The frames `indexes` of a random-access `video` (`random_access`), read as iterated."""
     return Video(LazyFrames.indexed(len(indexes), lambda k: video.frames[indexes[k]]), video.fps,
-                 video.source, (video.width, video.height), video.matrix)
+                 video.source, (video.width, video.height), video.matrix, video.aspect)
 
 
 def spooled_video(samples: Iterable[bytes], w: int, h: int, fps: Fraction, source: str,

@@ -63,8 +63,9 @@ def y4m_to(f: BinaryIO, video: Video, flush: bool = False) -> None:
     """`video` as y4m into an open binary file; with `flush`, each frame as soon as it is written
     (a pipe to a player)."""
     fps = Fraction(video.fps).limit_denominator(100000)
+    aspect = video.aspect or Fraction(1)
     f.write(f"YUV4MPEG2 W{video.width} H{video.height} F{fps.numerator}:{fps.denominator} "
-            "Ip A1:1 C420jpeg\n".encode())
+            f"Ip A{aspect.numerator}:{aspect.denominator} C420jpeg\n".encode())
     if flush:
         f.flush()
     for frame in video.frames:
@@ -101,7 +102,8 @@ def _write_av(path: Path, video: Video, container: str, codec: str, options: dic
               even: bool) -> None:
     """One video stream of `codec` in a `container` file, tagged limited range and, where the
     video says (a decoded stream's header does), with its colour matrix, so that players convert
-    it as nvc did (primaries and transfer are not known: left untagged)."""
+    it as nvc did (primaries and transfer are not known: left untagged), and (.mp4) with its
+    sample aspect ratio."""
     import av
 
     w, h = video.width, video.height
@@ -113,6 +115,9 @@ def _write_av(path: Path, video: Video, container: str, codec: str, options: dic
         stream.codec_context.color_range = LIMITED_RANGE
         if video.matrix is not None:
             stream.codec_context.colorspace = int(video.matrix)  # H.273 codes, as FFmpeg's
+        if video.aspect is not None:  # shown at the width the pixels' shape makes (in .mp4:
+            # Matroska takes the stream's, which PyAV does not set)
+            stream.codec_context.sample_aspect_ratio = video.aspect
         stream.options = options
         for frame in video.frames:  # planes go in as they are: no second colour conversion
             out.mux(stream.encode(_av_frame(frame, even)))

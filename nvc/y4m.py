@@ -9,7 +9,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from functools import partial
 from pathlib import Path
@@ -27,6 +27,7 @@ from .io import (
     frame_of,
     limited_range,
     read_frame,
+    sample_aspect,
     spooled_video,
     warn_converted,
 )
@@ -46,6 +47,8 @@ class Header:
     fps: Fraction
     full_range: bool
     layout: Layout
+    aspect: Fraction | None = None  # the A field's sample aspect ratio, where not square (1:1)
+    # or unknown (0:0)
 
     @property
     def frame_bytes(self) -> int:
@@ -60,9 +63,13 @@ def parse_header(line: bytes, path: Path | str) -> Header:
     fps = Fraction(30)
     full_range = False
     samples = NATIVE
+    aspect = None
     for f in fields[1:]:
         try:
-            if f[0] == "W":
+            if f[0] == "A":
+                num, den = f[1:].split(":")
+                aspect = sample_aspect(int(num), int(den))
+            elif f[0] == "W":
                 w = int(f[1:])
             elif f[0] == "H":
                 h = int(f[1:])
@@ -86,7 +93,7 @@ def parse_header(line: bytes, path: Path | str) -> Header:
         raise InputError(f"{path}: y4m frame rate {fps} is not positive")
     check_frame_size(w, h, path)
     warn_converted(path, samples)
-    return Header(w, h, fps, full_range, samples)
+    return Header(w, h, fps, full_range, samples, aspect)
 
 
 def _frame_tag(f: BinaryIO, path: Path | str, index: int) -> bool:
@@ -191,8 +198,9 @@ def read_pipe(f: BinaryIO, name: str = "stdin", start: int = 0,
         frames_of = partial(frame_of, w=w, h=h)
         decoded = (frames_of(np.frombuffer(data, np.uint8)) for data in samples())
         return Video(PipeFrames(decoded if convert is None else map(convert, decoded)), fps, name,
-                     (w, h))
-    return spooled_video(progress(samples()), w, h, fps, name, convert)
+                     (w, h), aspect=head.aspect)
+    return replace(spooled_video(progress(samples()), w, h, fps, name, convert),
+                   aspect=head.aspect)
 
 
 def read_file(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
@@ -207,4 +215,4 @@ def read_file(path: Path, start: int = 0, frames: int | None = None, lazy: bool 
         return limited_range(frame) if head.full_range else frame
 
     out = LazyFrames.indexed(len(offsets), read_at)
-    return Video(out if lazy else list(out), head.fps, str(path), (w, h))
+    return Video(out if lazy else list(out), head.fps, str(path), (w, h), aspect=head.aspect)

@@ -65,24 +65,41 @@ def _truncations(fn, payload: bytes, what: str) -> list[tuple[str, int, int]]:
 
 
 def test_every_header_truncation_names_its_field():
-    cycled = replace(HEADER, gop_cycle=(16, 8, 0))
+    cycled = replace(HEADER, gop_cycle=(16, 8, 0), sample_aspect=(32, 200))
     payload = cycled.write()
     seen = _truncations(SequenceHeader.read, payload, "sequence header")
     assert [f for i, (f, _, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != f] == [
         "model id", "weights hash", "width", "height", "fps numerator", "fps denominator",
         "frame count", "intra period", "quality", "colour matrix", "numeric profile",
         "tables crc", "synthesis precision", "GOP lift", "GOP drop", "GOP slope",
-        "GOP cycle length", "GOP cycle"]
+        "GOP cycle length", "GOP cycle", "aspect numerator", "aspect denominator"]
     assert seen[2] == ("weights hash", 8, 0) and seen[5] == ("weights hash", 8, 3)
-    assert seen[-8] == ("synthesis precision", 1, 0) and seen[-5] == ("GOP slope", 1, 0)
-    assert seen[-4] == ("GOP cycle length", 1, 0) and seen[-1] == ("GOP cycle", 3, 2)
+    assert seen[-11] == ("synthesis precision", 1, 0) and seen[-8] == ("GOP slope", 1, 0)
+    assert seen[-7] == ("GOP cycle length", 1, 0) and seen[-4] == ("GOP cycle", 3, 2)
+    assert seen[-3] == ("aspect numerator", 1, 0) and seen[-1] == ("aspect denominator", 1, 0)
     assert SequenceHeader.read(payload) == cycled
+
+
+def test_the_sample_aspect_ratio_is_format_12s():
+    """Format 12 carries a sample aspect ratio, each term 1 to 65535; earlier formats are square
+    (read as 1:1, and cannot write another)."""
+    wide = replace(HEADER, sample_aspect=(32, 27))
+    assert SequenceHeader.read(wide.write()) == wide
+    assert SequenceHeader.read(HEADER.write(11), 11).sample_aspect == (1, 1)
+    assert HEADER.write(11) == HEADER.write()[:-2]
+    with pytest.raises(ValueError, match="^format 11 has no sample aspect ratio"):
+        wide.write(11)
+    for bad in ((0, 1), (1, 0), (65536, 1)):
+        assert _refusal(SequenceHeader.read, replace(HEADER, sample_aspect=bad).write()) == \
+            f"damaged stream: sample aspect ratio {bad[0]}:{bad[1]} (each term 1 to 65535)"
+    assert SequenceHeader.read(replace(HEADER, sample_aspect=(65535, 1)).write()).sample_aspect \
+        == (65535, 1)
 
 
 def test_older_formats_have_no_profile_fields():
     old = HEADER.write(2)
     assert old == HEADER.write(6)[:-6] and HEADER.write(4) == HEADER.write(6)[:-1]
-    assert HEADER.write(6) == HEADER.write(10)[:-3] and HEADER.write(10) == HEADER.write()[:-1]
+    assert HEADER.write(6) == HEADER.write(10)[:-3] and HEADER.write(10) == HEADER.write(11)[:-1]
     back = SequenceHeader.read(old, 2)
     assert back == replace(HEADER, numeric_profile=NumericProfile.FLOAT, tables_crc=0)
     assert _refusal(SequenceHeader.read, old) == \
@@ -90,7 +107,7 @@ def test_older_formats_have_no_profile_fields():
 
 
 def test_unknown_numeric_profile():
-    payload = HEADER.write()[:-10] + bytes([7]) + struct.pack("<I", 0) + bytes(5)
+    payload = HEADER.write()[:-12] + bytes([7]) + struct.pack("<I", 0) + bytes(5) + b"\x01\x01"
     assert _refusal(SequenceHeader.read, payload) == \
         f"unsupported stream: unknown numeric profile 7 in format {FORMAT_VERSION}"
 
@@ -136,14 +153,14 @@ def test_gop_cycle_field():
     P-frame; older formats have none and cannot carry one; a longer cycle than the format's
     limit is refused on both sides."""
     cycled = replace(HEADER, gop_drop=8, gop_cycle=(16, 16, 16, 0))
-    assert cycled.write()[-5:] == bytes([4, 16, 16, 16, 0]) and HEADER.write()[-1] == 0
+    assert cycled.write(11)[-5:] == bytes([4, 16, 16, 16, 0]) and HEADER.write(11)[-1] == 0
     assert SequenceHeader.read(cycled.write()) == cycled
     assert SequenceHeader.read(HEADER.write(10), 10).gop_cycle == ()
     with pytest.raises(ValueError, match="^format 10 has no GOP quality cycle"):
         cycled.write(10)
     with pytest.raises(ValueError, match="at most 16 P-frames"):
         replace(HEADER, gop_cycle=(1,) * 17).write()
-    assert _refusal(SequenceHeader.read, HEADER.write()[:-1] + bytes([17]) + bytes(17)) == \
+    assert _refusal(SequenceHeader.read, HEADER.write(11)[:-1] + bytes([17]) + bytes(17), 11) == \
         "damaged stream: a GOP cycle of 17 P-frames (at most 16)"
 
 

@@ -1098,3 +1098,23 @@ def test_salvage_decodes_with_the_base_where_the_adapter_unit_is_damaged(tmp_pat
     assert caplog.messages == ["damaged stream: checksum mismatch in unit 1, the adapter unit: "
                                "decoded with the base decoder (the frames differ from the "
                                "encoder's)"]
+
+
+def test_an_anamorphic_sources_aspect_ratio_reaches_the_decoded_file(tmp_path, tiny_weights,
+                                                                      capsys):
+    """A y4m with A32:27 (DVD NTSC): the stream's header carries it (format 12), `nvc info` shows
+    it, and the decoded y4m and .mp4 say it again."""
+    from fractions import Fraction
+
+    from nvc.io import read_video
+
+    w = ["--weights", str(tiny_weights)]
+    write_video(tmp_path / "clip.y4m", replace(make_video(frames=2, hw=(40, 56)),
+                                               aspect=Fraction(32, 27)))
+    assert main(["encode", str(tmp_path / "clip.y4m"), "-o", str(tmp_path / "c.nvc"), *w]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "c.nvc"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sample_aspect"] == "32:27"
+    for suffix in (".y4m", ".mp4"):
+        assert main(["decode", str(tmp_path / "c.nvc"), "-o", str(tmp_path / f"d{suffix}"), *w]) == 0
+        assert read_video(tmp_path / f"d{suffix}").aspect == Fraction(32, 27)

@@ -13,6 +13,7 @@ import io
 import json
 import os
 from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,8 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # frame count 0 and an end unit after the last frame.
 # stream-cycle.nvc (format 11): stream-sched.nvc with a cycle over the P-frames (CYCLED): P-frame 1
 # sinks half a rung more, P-frame 2 does not.
+# stream-aspect.nvc (format 12): stream-rans.nvc's clip with anamorphic pixels (32:27, ASPECTS)
+# in its header; the same frames as stream-rans.nvc's.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
@@ -72,7 +75,9 @@ STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
            "adapted8_": (GOLDEN / "stream-adapted-format8.nvc", NumericProfile.SUBSTREAMS, 8),
            "adapted_": (GOLDEN / "stream-adapted.nvc", NumericProfile.SUBSTREAMS, 9),
            "live_": (GOLDEN / "stream-live.nvc", NumericProfile.SUBSTREAMS, 10),
-           "cycle_": (GOLDEN / "stream-cycle.nvc", NumericProfile.SUBSTREAMS, 11)}
+           "cycle_": (GOLDEN / "stream-cycle.nvc", NumericProfile.SUBSTREAMS, 11),
+           "aspect_": (GOLDEN / "stream-aspect.nvc", NumericProfile.SUBSTREAMS, 12)}
+ASPECTS = {"aspect_": (32, 27)}  # the sample aspect ratio of stream-aspect.nvc
 ADAPTED = ("adapted8_", "adapted_")
 MAPPED = ("map_", "sched_", "cycle_")
 SCHEDULE = GopSchedule.from_rungs(0.75, 0.0, 0.5)  # of stream-sched.nvc
@@ -98,6 +103,8 @@ def _regenerate() -> None:
             continue
         coder, adapters = _adapted(model) if key in ADAPTED else (model, None)
         video = make_video(frames=3, hw=(64, 96), seed=3)
+        if key in ASPECTS:
+            video = replace(video, aspect=Fraction(*ASPECTS[key]))
         if key == "live_":
             sink = io.BytesIO()
             encode_to(sink, replace(video, frames=PipeFrames(iter(video.frames)),
@@ -201,6 +208,7 @@ def test_golden_stream_decodes_to_the_recorded_symbols_and_frames(expected, monk
         "IPI" if key == "intra_" else "IPP")
     assert (bitstream.unpack(data).adapters is not None) == (key in ADAPTED)
     assert bitstream.unpack(data).live == (key == "live_")
+    assert header.sample_aspect == ASPECTS.get(key, (1, 1))
     symbols, frames = _decode(data, monkeypatch)
     assert symbols == expected[f"{key}symbols_md5"]
     assert frames == expected[f"{key}frames_md5"] and len(frames) == 3
@@ -402,3 +410,9 @@ def test_damage_behind_sound_checksums_is_one_line_never_a_crash(tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert rc in (0, 1), (case, err)
         assert rc == 0 or (err and "\n" not in err and "Traceback" not in err), (case, err)
+
+
+def test_the_aspect_ratio_moves_no_symbol_and_no_frame(expected):
+    """stream-aspect.nvc codes stream-rans.nvc's clip; only its header's sample aspect differs."""
+    assert expected["aspect_symbols_md5"] == expected["rans_symbols_md5"]
+    assert expected["aspect_frames_md5"] == expected["rans_frames_md5"]

@@ -285,7 +285,8 @@ def test_a_full_range_file_is_rescaled_as_a_full_range_y4m_is(tmp_path):
 @pytest.mark.parametrize("lazy", [False, True])
 def test_a_rotated_file_is_read_upright_as_ffmpeg_shows_it(tmp_path, rotation, lazy):
     """A file whose display matrix asks for a rotation (a phone's portrait video) reads as the
-    FFmpeg command line (imageio-ffmpeg's binary) shows it: turned, the sides swapped."""
+    FFmpeg command line (imageio-ffmpeg's binary) shows it: turned, the sides swapped (and the
+    pixels' aspect ratio with them)."""
     import subprocess
 
     import av
@@ -298,6 +299,7 @@ def test_a_rotated_file_is_read_upright_as_ffmpeg_shows_it(tmp_path, rotation, l
         s = out.add_stream("libx264", rate=25)
         s.width, s.height, s.pix_fmt = 64, 32, "yuv420p"
         s.set_display_rotation(rotation)
+        s.codec_context.sample_aspect_ratio = Fraction(2, 1)  # pixels twice as wide as high
         for _ in range(2):
             out.mux(s.encode(av.VideoFrame.from_ndarray(
                 np.concatenate([y, np.full((16, 64), 128, np.uint8)]), format="yuv420p")))
@@ -308,5 +310,6 @@ def test_a_rotated_file_is_read_upright_as_ffmpeg_shows_it(tmp_path, rotation, l
     v = read_video(path, lazy=lazy)
     w, h = (32, 64) if rotation % 180 else (64, 32)
     assert (v.width, v.height) == (w, h) and v.frames[1].u.shape == (h // 2, w // 2)
+    assert v.aspect == (Fraction(1, 2) if rotation % 180 else 2)  # on their side: twice as high
     luma = np.frombuffer(shown, np.uint8)[:h * w].reshape(h, w)
     assert np.abs(v.frames[0].y.astype(int) - luma).max() <= 8

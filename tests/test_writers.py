@@ -93,3 +93,16 @@ def test_png_frames_convert_with_the_videos_matrix(tmp_path):
         rgb = np.asarray(Image.open(tmp_path / "f_0.png"))
         want = yuv_to_rgb(video.frames[0], m or ColourMatrix.BT709)
         assert np.array_equal(rgb, np.round(want * 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("suffix", [".y4m", ".mp4", ".mkv"])
+def test_a_videos_sample_aspect_ratio_is_written_and_read_back(tmp_path, suffix):
+    """Anamorphic pixels (DVD's 32:27) survive a write and a read in y4m (its A field) and .mp4;
+    Matroska takes the stream's ratio, which PyAV cannot set: .mkv is square. Square pixels read
+    as None."""
+    from dataclasses import replace
+
+    video = make_video(frames=2, hw=(16, 24))
+    for aspect in (Fraction(32, 27), None):
+        write_video(tmp_path / f"c{suffix}", replace(video, aspect=aspect))
+        assert read_video(tmp_path / f"c{suffix}").aspect == (None if suffix == ".mkv" else aspect)

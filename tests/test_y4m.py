@@ -136,3 +136,15 @@ def test_a_mangled_y4m_pipe_is_read_or_refused_in_one_line(edits, cut):
         return
     for frame in video.frames:
         assert frame.y.shape == (video.height, video.width)
+
+
+@pytest.mark.parametrize("field, aspect", [("A32:27", (32, 27)), ("A0:0", None), ("A1:1", None),
+                                           ("A8:9", (8, 9)), ("A64:54", (32, 27))])
+def test_the_a_field_is_the_sample_aspect_ratio(tmp_path, field, aspect):
+    from fractions import Fraction
+
+    from nvc.io import read_video
+
+    head = f"YUV4MPEG2 W4 H2 F25:1 Ip {field} C420jpeg\n".encode()
+    (tmp_path / "c.y4m").write_bytes(head + b"FRAME\n" + bytes(12))
+    assert read_video(tmp_path / "c.y4m").aspect == (None if aspect is None else Fraction(*aspect))

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import BitstreamError
 from .primitives import (
+    ASPECT_SINCE,
     CYCLE_SINCE,
     DEFAULT_PROFILE,
     FORMAT_VERSION,
@@ -56,6 +57,7 @@ class SequenceHeader:
     gop_drop: int = 0
     gop_slope: int = 0
     gop_cycle: tuple[int, ...] = ()  # format 11, in the same steps, at most MAX_GOP_CYCLE
+    sample_aspect: tuple[int, int] = (1, 1)  # format 12: a pixel's width : height, reduced
 
     def write(self, version: int = FORMAT_VERSION) -> bytes:
         """The payload in format `version` (older formats drop the fields they lack)."""
@@ -69,6 +71,8 @@ class SequenceHeader:
             raise ValueError(f"format {version} has no GOP quality cycle")
         if len(self.gop_cycle) > MAX_GOP_CYCLE:
             raise ValueError(f"a GOP cycle has at most {MAX_GOP_CYCLE} P-frames")
+        if version < ASPECT_SINCE and self.sample_aspect != (1, 1):
+            raise ValueError(f"format {version} has no sample aspect ratio (square pixels only)")
         if version >= 3 and version < NumericProfile(self.numeric_profile).since:
             raise ValueError(f"format {version} cannot carry numeric profile {self.numeric_profile}")
         tail = bytes([self.numeric_profile]) + struct.pack("<I", self.tables_crc) \
@@ -79,6 +83,8 @@ class SequenceHeader:
             tail += bytes([self.gop_lift, self.gop_drop, self.gop_slope])
         if version >= CYCLE_SINCE:
             tail += bytes([len(self.gop_cycle), *self.gop_cycle])
+        if version >= ASPECT_SINCE:
+            tail += b"".join(map(write_varint, self.sample_aspect))
         return b"".join([
             write_varint(self.model_id), self.weights_hash,
             *(write_varint(v) for v in (self.width, self.height, self.fps_num, self.fps_den,
@@ -114,12 +120,15 @@ class SequenceHeader:
                 raise BitstreamError(f"damaged stream: a GOP cycle of {length} P-frames (at most "
                                      f"{MAX_GOP_CYCLE})")
             cycle = tuple(r.take(length, "GOP cycle"))
+        aspect = (r.varint("aspect numerator"), r.varint("aspect denominator")) \
+            if version >= ASPECT_SINCE else (1, 1)
         if not r.done:  # the format version byte lies outside every checksum: a header of another
             # format's length says it was damaged
             raise BitstreamError(f"damaged stream: the sequence header has {len(payload) - r.pos} "
                                  f"bytes more than format {version}'s")
         header = cls(model_id, weights, width, height, fps_num, fps_den, frame_count,
-                     intra_period, quality, matrix, profile, crc, synth, lift, drop, slope, cycle)
+                     intra_period, quality, matrix, profile, crc, synth, lift, drop, slope, cycle,
+                     aspect)
         if header.width == 0 or header.height == 0 or (
                 header.frame_count == 0 and version < LIVE_SINCE):
             raise BitstreamError("damaged sequence header: zero width, height or frame count")
@@ -144,6 +153,10 @@ class SequenceHeader:
         if self.colour_matrix not in limits.colour_matrices:
             raise BitstreamError(f"damaged or unsupported stream: unknown colour matrix "
                                  f"{self.colour_matrix}")
+        if not all(1 <= t <= limits.max_aspect_term for t in self.sample_aspect):
+            raise BitstreamError(f"damaged stream: sample aspect ratio "
+                                 f"{self.sample_aspect[0]}:{self.sample_aspect[1]} (each term 1 to "
+                                 f"{limits.max_aspect_term})")
 
 
 def write_frame(frame: CodedFrame) -> bytes:

@@ -10,7 +10,7 @@ from typing import BinaryIO
 from ..errors import BitstreamError
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "ANY_INTRA_SINCE", "NVC_ADAPTER_CODER_SINCE", "LIVE_SINCE",
-           "CYCLE_SINCE", "MAX_GOP_CYCLE", "HASH_PREFIX_BYTES", "Limits", "LIMITS",
+           "CYCLE_SINCE", "ASPECT_SINCE", "MAX_GOP_CYCLE", "HASH_PREFIX_BYTES", "Limits", "LIMITS",
            "NumericProfile", "SKIP_BELOW_INDEX", "DEFAULT_PROFILE", "Synthesis",
            "SYNTHESIS_NAMES", "FrameType", "LatentStrings", "CodedFrame", "UnitType",
            "write_varint", "ChecksumError", "Truncated", "Reader", "READ_CHUNK", "FileReader"]
@@ -35,11 +35,14 @@ MAGIC = b"NVC\x89"
 #    when coding a pipe) and an end unit, last, carries it.
 # 11: the sequence header ends with the GOP schedule's cycle over the P-frames (nvc.schedule: a
 #    byte for its length, 0 for none, then a byte a P-frame; earlier formats: none).
-FORMAT_VERSION = 11
+# 12: the sequence header ends with the sample (pixel) aspect ratio, two varints (anamorphic SD
+#    video; earlier formats: square pixels, 1:1).
+FORMAT_VERSION = 12
 ANY_INTRA_SINCE = 8
 NVC_ADAPTER_CODER_SINCE = 9
 LIVE_SINCE = 10
 CYCLE_SINCE = 11
+ASPECT_SINCE = 12
 MAX_GOP_CYCLE = 16  # nvc.schedule.MAX_CYCLE
 HASH_PREFIX_BYTES = 8
 
@@ -58,6 +61,7 @@ class Limits:
     max_rank: int = 256
     max_adapter_symbols: int = 1 << 24
     colour_matrices: tuple[int, ...] = (1, 6)  # nvc.io.ColourMatrix codes
+    max_aspect_term: int = 65535  # either term of the sample aspect ratio (H.264's VUI: 16 bits)
 
 
 LIMITS = Limits()
