@@ -332,10 +332,11 @@ def cmd_decode(args) -> None:
         drift = f"; {_frames(len(damage.drift))} decoded from {'them' if more else 'it'} up to " \
                 f"the next I-frame: {_ranges(damage.drift)}" if damage.drift else ""
         logging.getLogger("nvc").warning(
-            "%s%s; %s concealed (the last decoded frame repeated%s): %s%s",
+            "%s%s; %s concealed (the last decoded frame, moved on by its motion%s): %s%s",
             damage.first, f" and {more} unit{'s' * (more > 1)} more" if more else "",
             _frames(len(damage.concealed)),
-            "; before any, the first" if damage.filled else "", _ranges(damage.concealed), drift)
+            "; before any was decoded, the first one" if damage.filled else "",
+            _ranges(damage.concealed), drift)
     if frames.cut is not None:
         cut = isinstance(frames.cut, (bitstream.Truncated, StreamCut))
         logging.getLogger("nvc").warning("%s; decoded the %d frames before the %s", frames.cut,
@@ -647,8 +648,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--salvage", action="store_true",
                    help="decode what a damaged stream still holds instead of failing with no "
                         "output: a frame whose unit cannot be read (its checksum fails, its "
-                        "length is damaged, bytes were lost) repeats the last decoded frame, and "
-                        "the P-frames after it, up to the next I-frame, are decoded from that "
+                        "length is damaged, bytes were lost) is the last decoded frame moved on "
+                        "by its motion, and the P-frames after it, up to the next I-frame, are "
+                        "decoded from that "
                         "(they drift); reading goes on at the next whole unit; a damaged adapter "
                         "unit: the base decoder; a stream cut short (a download that stopped) ends "
                         "at the cut; a warning says which frames")

@@ -214,6 +214,12 @@ class SSF(nn.Module):
         return self._inter_decode(self._warp(self._reference(x_ref), y_m_hat, dtype), y_m_hat,
                                   y_r_hat, dtype)
 
+    def extrapolate(self, x_ref: Tensor, y_m_hat: Tensor, dtype: torch.dtype | None = None
+                    ) -> Tensor:
+        """A lost frame's concealment: the reference moved again as a P-frame's motion latent
+        moved its own (the motion carried on), no residual."""
+        return self._warp(x_ref, y_m_hat, dtype).clamp(0, 1)
+
     def decompress(self, frame: CodedFrame, x_ref: Tensor | None, padded_hw: tuple[int, int],
                    q: int | Tensor, profile: NumericProfile = DEFAULT_PROFILE) -> Tensor:
         return self.synthesize(frame.kind, self.decode_latents(frame, padded_hw, q, profile), x_ref)
