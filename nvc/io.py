@@ -358,10 +358,19 @@ def _av_opened(path: Path) -> Iterator:
 
 
 def _av_decoded(path: Path, start: int, frames: int | None) -> Iterator:
-    """PyAV's decoded frames `start` .. `start + frames` of the first video stream."""
+    """PyAV's decoded frames `start` .. `start + frames` of the first video stream, every one of
+    the first one's size (a stream whose size changes is an InputError: a stream codes one)."""
     with _av_opened(path) as container:
         stop = None if frames is None else start + frames
-        yield from itertools.islice(container.decode(video=0), start, stop)
+        size = None
+        for index, frame in enumerate(itertools.islice(container.decode(video=0), start, stop)):
+            size = size or (frame.width, frame.height)
+            if (frame.width, frame.height) != size:
+                raise InputError(f"{path}: frame {start + index} is {frame.width}x{frame.height}, "
+                                 f"the first {size[0]}x{size[1]}: an nvc stream has one size "
+                                 f"(scale it first: ffmpeg -i IN -vf scale={size[0]}:{size[1]} "
+                                 "OUT.y4m)")
+            yield frame
 
 
 def _av_frames(path: Path, start: int, frames: int | None, turns: int) -> Iterator[YUVFrame]:

@@ -313,3 +313,28 @@ def test_a_rotated_file_is_read_upright_as_ffmpeg_shows_it(tmp_path, rotation, l
     assert v.aspect == (Fraction(1, 2) if rotation % 180 else 2)  # on their side: twice as high
     luma = np.frombuffer(shown, np.uint8)[:h * w].reshape(h, w)
     assert np.abs(v.frames[0].y.astype(int) - luma).max() <= 8
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_stream_whose_frame_size_changes_is_refused_in_one_line(tmp_path, lazy):
+    """Two raw H.264 streams of other sizes one after the other (as a broadcast capture can
+    change resolution): one InputError naming the frame and what to do, not an internal error
+    inside the coder."""
+    import av
+
+    parts = []
+    for w, h in ((64, 48), (96, 64)):
+        path = tmp_path / f"{w}.264"
+        with av.open(str(path), "w", format="h264") as out:
+            s = out.add_stream("libx264", rate=25)
+            s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+            for _ in range(2):
+                out.mux(s.encode(av.VideoFrame.from_ndarray(np.full((h * 3 // 2, w), 90, np.uint8),
+                                                            format="yuv420p")))
+            out.mux(s.encode())
+        parts.append(path.read_bytes())
+    (tmp_path / "both.264").write_bytes(b"".join(parts))
+    with pytest.raises(InputError, match=r"both\.264: frame 2 is 96x64, the first 64x48: an nvc "
+                                         r"stream has one size \(scale it first"):
+        list(read_video(tmp_path / "both.264", lazy=lazy).frames)
+    assert len(read_video(tmp_path / "both.264", frames=2, lazy=lazy).frames) == 2
