@@ -65,11 +65,11 @@ def parse_header(line: bytes, path: Path | str) -> Header:
     samples = NATIVE
     aspect = None
     for f in fields[1:]:
+        if f[0] == "A":  # metadata: a malformed one is as good as none
+            num, _, den = f[1:].partition(":")
+            aspect = sample_aspect(int(num), int(den)) if num.isdigit() and den.isdigit() else None
         try:
-            if f[0] == "A":
-                num, den = f[1:].split(":")
-                aspect = sample_aspect(int(num), int(den))
-            elif f[0] == "W":
+            if f[0] == "W":
                 w = int(f[1:])
             elif f[0] == "H":
                 h = int(f[1:])

@@ -139,7 +139,8 @@ def test_a_mangled_y4m_pipe_is_read_or_refused_in_one_line(edits, cut):
 
 
 @pytest.mark.parametrize("field, aspect", [("A32:27", (32, 27)), ("A0:0", None), ("A1:1", None),
-                                           ("A8:9", (8, 9)), ("A64:54", (32, 27))])
+                                           ("A8:9", (8, 9)), ("A64:54", (32, 27)), ("Ax:y", None),
+                                           ("A3", None), ("A-4:3", None)])
 def test_the_a_field_is_the_sample_aspect_ratio(tmp_path, field, aspect):
     from fractions import Fraction
 
