@@ -387,6 +387,8 @@ def _av_frames(path: Path, start: int, frames: int | None, turns: int) -> Iterat
 # FFmpeg's (H.273's) matrix coefficients: 1 BT.709; 5 BT.470BG and 6 SMPTE 170M, both BT.601's
 _AV_MATRICES = {1: ColourMatrix.BT709, 5: ColourMatrix.BT601, 6: ColourMatrix.BT601}
 _AV_UNSPECIFIED = 2
+INTERLACED = "interlaced; each frame is coded as one progressive picture"  # y4m's warning too
+_AV_HDR_TRANSFERS = {16: "PQ", 18: "HLG"}  # FFmpeg's (H.273's) transfer characteristics
 
 
 class _AvSource(NamedTuple):
@@ -411,6 +413,12 @@ def _av_probe(path: Path) -> _AvSource:
     if code not in _AV_MATRICES and code != _AV_UNSPECIFIED:
         log.warning("%s: tagged with colour matrix %s, not one nvc codes (BT.709, BT.601); read as "
                     "untagged (--colour-matrix picks one)", path, code)
+    if getattr(first, "interlaced_frame", False):
+        log.warning("%s: %s", path, INTERLACED)
+    hdr = _AV_HDR_TRANSFERS.get(getattr(first, "color_trc", 0))
+    if hdr:
+        log.warning("%s: HDR (%s transfer); coded as 8-bit SDR video: it will look washed out",
+                    path, hdr)
     turns = round((getattr(first, "rotation", 0) or 0) / 90) % 4
     if turns:
         log.info("%s: turned %d degrees, as its display matrix asks", path, 90 * turns)

@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import InputError
 from .io import (
+    INTERLACED,
     LazyFrames,
     PipeFrames,
     Video,
@@ -88,7 +89,7 @@ def parse_header(line: bytes, path: Path | str) -> Header:
     if w <= 0 or h <= 0:
         raise InputError(f"{path}: y4m header has no valid size")
     if any(f in ("It", "Ib", "Im") for f in fields[1:]):
-        log.warning("%s: interlaced; each frame is coded as one progressive picture", path)
+        log.warning("%s: %s", path, INTERLACED)
     if fps <= 0:
         raise InputError(f"{path}: y4m frame rate {fps} is not positive")
     check_frame_size(w, h, path)

@@ -338,3 +338,30 @@ def test_a_stream_whose_frame_size_changes_is_refused_in_one_line(tmp_path, lazy
                                          r"stream has one size \(scale it first"):
         list(read_video(tmp_path / "both.264", lazy=lazy).frames)
     assert len(read_video(tmp_path / "both.264", frames=2, lazy=lazy).frames) == 2
+
+
+@pytest.mark.parametrize("tag, warned", [({}, None), ({"interlaced_frame": True}, "interlaced"),
+                                         ({"color_trc": 16}, "HDR (PQ transfer)"),
+                                         ({"color_trc": 18}, "HDR (HLG transfer)")])
+def test_interlaced_and_hdr_sources_are_coded_with_a_warning(tmp_path, monkeypatch, caplog, tag,
+                                                             warned):
+    """What nvc codes otherwise than the source is (progressive pictures, 8-bit SDR) is said once,
+    when the first frame's tags say so."""
+    import av
+
+    video = make_video(frames=1, hw=(16, 16))
+    write_video(tmp_path / "c.mkv", video)
+
+    class Tagged:  # the first decoded frame, tagged as asked
+        def __init__(self, frame):
+            self._frame = frame
+
+        def __getattr__(self, name):
+            return tag.get(name, getattr(self._frame, name))
+    decode = av.container.InputContainer.decode
+    monkeypatch.setattr(av.container.InputContainer, "decode",
+                        lambda self, *a, **k: (Tagged(f) for f in decode(self, *a, **k)))
+    caplog.clear()
+    read_video(tmp_path / "c.mkv")
+    assert [m for m in caplog.messages if "c.mkv" in m] == ([] if warned is None else [
+        next(m for m in caplog.messages if warned in m)])
