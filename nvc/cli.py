@@ -547,7 +547,7 @@ def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, q
                    help="the matrix of the source's YUV, which nvc codes in RGB, recorded in the "
                         "stream for the decoder to convert back and to tag .mp4 / .mkv output "
                         "with: auto (default): the source file's tag (an mp4's, say), else bt709 "
-                        "(y4m and raw .yuv carry none); bt601 for untagged SD video that is")
+                        "(y4m and raw .yuv carry none: give bt601 for SD video made with it)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="what the synthesis transforms compute in, on both sides, recorded in the "
                         "stream: fp32 (default) decodes on any machine within 1 code value; bf16 "
@@ -650,8 +650,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "output: a frame whose unit cannot be read (its checksum fails, its "
                         "length is damaged, bytes were lost) is the last decoded frame moved on "
                         "by its motion, and the P-frames after it, up to the next I-frame, are "
-                        "decoded from that "
-                        "(they drift); reading goes on at the next whole unit; a damaged adapter "
+                        "decoded from that (they drift); reading goes on at the next whole unit; "
+                        "a damaged adapter "
                         "unit: the base decoder; a stream cut short (a download that stopped) ends "
                         "at the cut; a warning says which frames")
     p.add_argument("-o", "--output", required=True,

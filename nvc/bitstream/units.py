@@ -196,19 +196,15 @@ def _whole_unit(buf: bytes, at: int, ended: bool, checksum: bool = True) -> bool
     """Whether a whole frame or end unit begins at buf[at] (see _next_whole_unit; its framing
     alone without `checksum`); None where `buf` stops too soon to say and more may come (not
     `ended`)."""
-    size = shift = 0
-    i = at + 1
-    while True:
-        if i >= len(buf):
-            return False if ended else None
-        byte = buf[i]
-        i += 1
-        size |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-        if shift > 63:
-            return False
+    r = Reader(buf, "candidate unit")
+    r.pos = at + 1
+    try:
+        size = r.varint("length")
+    except Truncated:
+        return False if ended else None
+    except BitstreamError:  # not a varint
+        return False
+    i = r.pos
     if size > LIMITS.max_unit_bytes:
         return False
     end = i + size + 4
