@@ -38,11 +38,15 @@ def _load(args):
 
 
 def _read_input(args, lazy: bool = False, live: bool = False, stop=None):
-    from .io import read_video
+    from .io import read_video, sample_aspect
 
-    return read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames,
-                      lazy=lazy, progress=_progress("reading stdin"), live=live, stop=stop,
-                      samples=args.pix_fmt)
+    video = read_video(args.input, size=args.size, fps=args.fps, start=args.start,
+                       frames=args.frames, lazy=lazy, progress=_progress("reading stdin"),
+                       live=live, stop=stop, samples=args.pix_fmt)
+    if args.sample_aspect is None:
+        return video
+    ratio = args.sample_aspect
+    return dataclasses.replace(video, aspect=sample_aspect(ratio.numerator, ratio.denominator))
 
 
 @contextmanager
@@ -502,6 +506,10 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
         p.add_argument("--start", type=int, default=0, help="first frame to read (default 0)")
         p.add_argument("--size", type=argtypes.size, default=None, help="WxH of a raw .yuv input")
         p.add_argument("--fps", type=argtypes.fps, default=None, help="frame rate of a raw .yuv input")
+        p.add_argument("--sample-aspect", type=argtypes.aspect, default=None, metavar="W:H",
+                       help="the input's pixel shape, width to height, where its file does not say "
+                            "it or says it wrong (anamorphic SD video: 32:27, 8:9, ...; 1:1 "
+                            "square); recorded in the stream (default: what the file says)")
         p.add_argument("--pix-fmt", type=argtypes.pix_fmt, default=None, metavar="FMT",
                        help="sample layout of a raw .yuv input, FFmpeg's name (default: from the "
                             "file's name, e.g. _420_10bit, else yuv420p); converted to 8-bit "

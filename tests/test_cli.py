@@ -1119,3 +1119,13 @@ def test_an_anamorphic_sources_aspect_ratio_reaches_the_decoded_file(tmp_path, t
     for suffix in (".y4m", ".mp4"):
         assert main(["decode", str(tmp_path / "c.nvc"), "-o", str(tmp_path / f"d{suffix}"), *w]) == 0
         assert read_video(tmp_path / f"d{suffix}").aspect == Fraction(32, 27)
+    for given, said in (("8:9", "8:9"), ("1:1", "1:1"), ("64:54", "32:27")):  # --sample-aspect
+        assert main(["encode", str(tmp_path / "clip.y4m"), "-o", str(tmp_path / "o.nvc"),
+                     "--sample-aspect", given, *w]) == 0
+        capsys.readouterr()
+        assert main(["info", str(tmp_path / "o.nvc"), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["sample_aspect"] == said
+    with pytest.raises(SystemExit):
+        main(["encode", str(tmp_path / "clip.y4m"), "-o", str(tmp_path / "o.nvc"),
+              "--sample-aspect", "32x27", *w])
+    assert "a sample aspect ratio looks like 32:27" in capsys.readouterr().err
