@@ -18,14 +18,17 @@ def size(text: str) -> tuple[int, int]:
 
 
 def aspect(text: str) -> Fraction:
-    """--sample-aspect: W:H, a pixel's width to its height (1:1 square), each term 1 to 65535."""
+    """--sample-aspect: W:H, a pixel's width to its height (1:1 square), each term 1 to what the
+    format carries."""
+    from .bitstream import LIMITS
     from .io import MAX_ASPECT
 
     w, _, h = text.partition(":")
-    if not (w.isdigit() and h.isdigit() and 1 <= int(w) <= 65535 and 1 <= int(h) <= 65535
+    top = LIMITS.max_aspect_term
+    if not (w.isdigit() and h.isdigit() and 1 <= int(w) <= top and 1 <= int(h) <= top
             and 1 / MAX_ASPECT <= Fraction(int(w), int(h)) <= MAX_ASPECT):
         raise argparse.ArgumentTypeError(f"a sample aspect ratio looks like 32:27 (terms 1 to "
-                                         f"65535, at most {MAX_ASPECT}:1 either way), got {text!r}")
+                                         f"{top}, at most {MAX_ASPECT}:1 either way), got {text!r}")
     return Fraction(int(w), int(h))
 
 

@@ -139,11 +139,13 @@ MAX_ASPECT = 255  # a pixel at most this many times wider than high, or higher t
 def sample_aspect(num: int, den: int) -> Fraction | None:
     """A sample aspect ratio as a source states it: None where it is square, unknown (0:0, as y4m
     and FFmpeg write for that) or no pixel's shape (beyond MAX_ASPECT), else reduced, each term at
-    most 65535 (nvc.bitstream.LIMITS)."""
+    most what the format carries (nvc.bitstream.LIMITS)."""
+    from .bitstream import LIMITS
+
     if num <= 0 or den <= 0 or not 1 / MAX_ASPECT <= Fraction(num, den) <= MAX_ASPECT:
         return None
     wide = max(Fraction(num, den), Fraction(den, num))
-    wide = wide.limit_denominator(65535 // math.ceil(wide))
+    wide = wide.limit_denominator(LIMITS.max_aspect_term // math.ceil(wide))
     ratio = wide if num >= den else 1 / wide
     return None if ratio == 1 else ratio
 
