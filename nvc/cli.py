@@ -697,8 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    _log_like_errors(args.verbose)
     from .errors import NvcError
 
     try:
@@ -721,6 +720,24 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         return _internal_error(e, args.verbose)
     return 0
+
+
+class _Lines(logging.Formatter):
+    """Warnings in the errors' form, `nvc: warning: ...`; -v adds the module that logged."""
+
+    def __init__(self, verbose: bool):
+        super().__init__()
+        self.verbose = verbose
+
+    def format(self, record: logging.LogRecord) -> str:
+        where = f" ({record.name})" if self.verbose else ""
+        return f"nvc: {record.levelname.lower()}{where}: {record.getMessage()}"
+
+
+def _log_like_errors(verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Lines(verbose))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
 
 
 # What the system refuses that a user can mend (space, permissions, limits): one line, exit 1.

@@ -222,6 +222,17 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert proc.stderr.strip() == f"nvc: error: {tmp_path / 'nope.nvc'}: no such file"
 
 
+@pytest.mark.parametrize("verbose, line", [(False, "nvc: warning: a.y4m: interlaced"),
+                                           (True, "nvc: warning (nvc.y4m): a.y4m: interlaced")])
+def test_warnings_read_like_errors(verbose, line):
+    code = ("import logging; from nvc.cli import _log_like_errors; "
+            f"_log_like_errors({verbose}); logging.getLogger('nvc.y4m').warning('a.y4m: interlaced'); "
+            "logging.getLogger('nvc.zoo').info('shown under -v only')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stderr.splitlines() == [line] + (["nvc: info (nvc.zoo): shown under -v only"]
+                                                 if verbose else [])
+
+
 @pytest.mark.parametrize("name, minimum", [("NVC_RANGE_THREADS", 0), ("NVC_CODING_THREADS", 1),
                                            ("NVC_DECODE_AHEAD", 0), ("NVC_PARALLEL_TRIAL", 0)])
 def test_a_bad_thread_setting_is_one_line(tmp_path, name, minimum):
