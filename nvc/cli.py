@@ -10,7 +10,7 @@ import math
 import os
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from . import argtypes, options
@@ -327,24 +327,24 @@ def cmd_decode(args) -> None:
                 raise
             raise BitstreamError(f"{e} (--salvage writes the {frames.count - args.start} frames "
                                  "before it)") from None
-    damage = frames.damage
+    damage, log, name = frames.damage, logging.getLogger("nvc"), _input_name(args.input)
     if damage.adapters is not None:
-        logging.getLogger("nvc").warning("%s, the adapter unit: decoded with the base decoder (the "
-                                         "frames differ from the encoder's)", damage.adapters)
+        log.warning("%s: %s, the adapter unit: decoded with the base decoder (the frames differ "
+                    "from the encoder's)", name, damage.adapters)
     if damage.first is not None:
         more = len(damage.lost) - 1
         drift = f"; {_frames(len(damage.drift))} decoded from {'them' if more else 'it'} up to " \
                 f"the next I-frame: {_ranges(damage.drift)}" if damage.drift else ""
-        logging.getLogger("nvc").warning(
-            "%s%s; %s concealed (the last decoded frame, moved on by its motion%s): %s%s",
-            damage.first, f" and {more} unit{'s' * (more > 1)} more" if more else "",
+        log.warning(
+            "%s: %s%s; %s concealed (the last decoded frame, moved on by its motion%s): %s%s",
+            name, damage.first, f" and {more} unit{'s' * (more > 1)} more" if more else "",
             _frames(len(damage.concealed)),
             "; before any was decoded, the first one" if damage.filled else "",
             _ranges(damage.concealed), drift)
     if frames.cut is not None:
         cut = isinstance(frames.cut, (bitstream.Truncated, StreamCut))
-        logging.getLogger("nvc").warning("%s; decoded the %d frames before the %s", frames.cut,
-                                         frames.count, "cut" if cut else "damage")
+        log.warning("%s: %s; decoded the %d frames before the %s", name, frames.cut, frames.count,
+                    "cut" if cut else "damage")
     stop = frames.count if args.frames is None else min(frames.count, args.start + args.frames)
     written, seconds = max(stop - args.start, 0), time.perf_counter() - t0
     _emit(args, {"output": str(args.output), "frames": written, "width": h.width,
@@ -374,29 +374,49 @@ def _read_stream(path: str) -> bytes:
 @contextmanager
 def _stream_input(path: str):
     """A reader of an nvc stream (bitstream.FileReader): a file, or standard input for `-`
-    (refused when it is empty), read as it arrives."""
+    (refused when it is empty), read as it arrives. What is wrong with the stream's bytes is
+    raised under the input's name."""
     from .bitstream import FileReader
     from .errors import InputError
     from .io import STDIO, stdin_piped
 
-    if path == STDIO:  # unbuffered, so that FileReader.ready sees every byte that has arrived
-        stdin_piped("an nvc stream", "nvc encode IN -o - | nvc decode - -o OUT.y4m")
-        reader = FileReader(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer))
-        if reader.done:
-            raise InputError("stdin: no nvc stream (nothing was read)")
-        yield reader
-        return
-    p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: no such file")
-    with open(p, "rb") as f:
-        yield FileReader(f)
+    with ExitStack() as files:
+        if path == STDIO:  # unbuffered, so that FileReader.ready sees every byte that has arrived
+            stdin_piped("an nvc stream", "nvc encode IN -o - | nvc decode - -o OUT.y4m")
+            reader = FileReader(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer))
+            if reader.done:
+                raise InputError("stdin: no nvc stream (nothing was read)")
+        else:
+            if not Path(path).is_file():
+                raise InputError(f"{path}: no such file")
+            reader = FileReader(files.enter_context(open(path, "rb")))
+        with _named(_input_name(path)):
+            yield reader
+
+
+def _input_name(path: str) -> str:
+    from .io import STDIO
+
+    return "stdin" if path == STDIO else path
+
+
+@contextmanager
+def _named(name: str):
+    """What is wrong with a stream's bytes, raised under its file's name."""
+    from .errors import BitstreamError
+
+    try:
+        yield
+    except BitstreamError as e:
+        raise BitstreamError(f"{name}: {e}") from None
 
 
 def cmd_info(args) -> None:
     from .info import describe
 
-    info, lines = describe(_read_stream(args.input), str(args.input))
+    data = _read_stream(args.input)
+    with _named(_input_name(args.input)):
+        info, lines = describe(data, str(args.input))
     _emit(args, info, lines)
     if info["damage"]:
         logging.getLogger("nvc").warning("%s: damaged (%s); nvc decode --salvage decodes what it "

@@ -373,7 +373,7 @@ def test_pipes_code_the_same_bytes_and_frames_as_files(tmp_path, clip_y4m, tiny_
     (["encode", "-", "-o", "OUT"], b"YUV4MPEG2 W16 H16\n", "stdin: no frames to read"),
     (["eval", "-"], b"YUV4MPEG2 W99999 H16\n", "stdin: frame size 99999x16 exceeds"),
     (["decode", "-", "-o", "OUT"], b"", "stdin: no nvc stream"),
-    (["decode", "-", "-o", "OUT"], b"not a stream", "not an nvc stream"),
+    (["decode", "-", "-o", "OUT"], b"not a stream", "stdin: not an nvc stream"),
     (["decode", "IN", "-o", "-", "--json"], b"", "--json and -o - both write to standard output"),
 ])
 def test_bad_pipes_are_one_line_errors(args, data, message, tmp_path, clip_y4m, tiny_weights,
@@ -1100,16 +1100,17 @@ def test_salvage_decodes_with_the_base_where_the_adapter_unit_is_damaged(tmp_pat
     (tmp_path / "bad.nvc").write_bytes(bytes(data))
     capsys.readouterr()
     assert main(["decode", str(tmp_path / "bad.nvc"), "-o", str(tmp_path / "x.y4m"), *w]) == 1
-    assert capsys.readouterr().err.endswith("checksum mismatch in unit 1 (--salvage conceals the "
-                                            "frames it damages and decodes the rest)\n")
+    assert capsys.readouterr().err == (f"nvc: error: {tmp_path / 'bad.nvc'}: damaged stream: "
+                                       "checksum mismatch in unit 1 (--salvage conceals the frames "
+                                       "it damages and decodes the rest)\n")
     caplog.clear()
     assert main(["decode", str(tmp_path / "bad.nvc"), "-o", str(tmp_path / "s.y4m"), "--salvage",
                  "--json", *w]) == 0
     assert (tmp_path / "s.y4m").read_bytes() == (tmp_path / "p.y4m").read_bytes()
     assert json.loads(capsys.readouterr().out)["adapters_lost"] is True
-    assert caplog.messages == ["damaged stream: checksum mismatch in unit 1, the adapter unit: "
-                               "decoded with the base decoder (the frames differ from the "
-                               "encoder's)"]
+    assert caplog.messages == [f"{tmp_path / 'bad.nvc'}: damaged stream: checksum mismatch in "
+                               "unit 1, the adapter unit: decoded with the base decoder (the "
+                               "frames differ from the encoder's)"]
 
 
 def test_an_anamorphic_sources_aspect_ratio_reaches_the_decoded_file(tmp_path, tiny_weights,
