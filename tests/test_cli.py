@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from nvc import bitstream
-from nvc.cli import build_parser, main
+from nvc.cli import main
+from nvc.parser import build_parser
 from nvc.writers import write_video
 from nvc.zoo import DEFAULT_MODEL
 

@@ -1,9 +1,9 @@
 import pytest
 
 from nvc import options
-from nvc.cli import build_parser
 from nvc.errors import InputError
 from nvc.models.ssf import SSF
+from nvc.parser import build_parser
 from nvc.schedule import FLAT, default_schedule
 
 from .conftest import TINY, make_video
