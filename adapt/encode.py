@@ -21,15 +21,7 @@ from nvc import bitstream
 from nvc.adapted import apply_unit, make_unit
 from nvc.adapters import LAYER_TABLE
 from nvc.bitstream import FrameType, QualityMap, Synthesis
-from nvc.codec import (
-    CodedVideo,
-    Progress,
-    encode,
-    padded_hw,
-    quality_argument,
-    scaled_objective,
-    source_rgb,
-)
+from nvc.codec import CodedVideo, Progress, encode, padded_hw, quality_argument, scaled_objective, source_rgb
 from nvc.io import ColourMatrix, Video, random_access
 from nvc.metrics import bpp
 from nvc.models.config import LADDER_BELOW

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from nvc import bitstream
-from nvc.codec import encode, iter_decoded
+from nvc.codec import encode
+from nvc.decoding import iter_decoded
 from nvc.models.config import ModelConfig, width_variant
 from nvc.models.ssf import SSF
 from nvc.synthetic import as_video, demo_clip

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from nvc import bitstream
-from nvc.codec import decode_stream, encode
+from nvc.codec import encode
+from nvc.decoding import decode_stream
 from nvc.io import read_video
 from nvc.zoo import load_model
 

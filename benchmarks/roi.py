@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from adapt import AdaptConfig, encode_adaptive
-from nvc.codec import encode, padded_hw, reconstructions, source_rgb
+from nvc.codec import encode, padded_hw, source_rgb
+from nvc.decoding import reconstructions
 from nvc.errors import NvcError
 from nvc.io import read_video
 from nvc.metrics import bpp, psnr_rgb_db

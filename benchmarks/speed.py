@@ -31,8 +31,9 @@ from pathlib import Path
 
 import torch
 
-from nvc import bitstream, codec
-from nvc.codec import CODING_THREADS, decode_stream, encode
+from nvc import bitstream, codec, decoding
+from nvc.codec import CODING_THREADS, encode
+from nvc.decoding import decode_stream
 from nvc.io import Video, rgb_to_yuv
 from nvc.models import rans
 from nvc.models.range_coder import TableCoder
@@ -123,12 +124,12 @@ def measure(model, entry, size: tuple[int, int], frames: int, device: torch.devi
         enc_coder, enc_symbols = timer.seconds, timer.symbols
         timer.seconds = params.seconds = 0.0
         timer.symbols = 0
-        before, codec.DECODE_AHEAD = codec.DECODE_AHEAD, ahead
+        before, decoding.DECODE_AHEAD = decoding.DECODE_AHEAD, ahead
         try:
             decoded = decode_stream(bitstream.unpack(coded.data), model, entry)
             _sync(device)
         finally:
-            codec.DECODE_AHEAD = before
+            decoding.DECODE_AHEAD = before
         dec_coder, dec_symbols = timer.seconds, timer.symbols
     return {"size": f"{w}x{h}", "device": str(device), "frames": frames, "profile": profile,
             "precision": precision,
@@ -145,9 +146,9 @@ def measure(model, entry, size: tuple[int, int], frames: int, device: torch.devi
 
 def host_work(size: tuple[int, int], device: torch.device, repeat: int = 3) -> dict:
     """Milliseconds of CPU work per decoded frame besides the network, best of `repeat`: the frame
-    leaving the model as 8-bit RGB (codec._to_numpy: rounded on the device, copied to the host)
+    leaving the model as 8-bit RGB (codec.to_numpy: rounded on the device, copied to the host)
     and its conversion to 4:2:0 (what nvc decode writes; on a worker beside the next frame's
-    synthesis, codec.CONVERT_AHEAD). On a GPU they bound the decoder's frame rate."""
+    synthesis, decoding.CONVERT_AHEAD). On a GPU they bound the decoder's frame rate."""
     w, h = size
     x = torch.rand(1, 3, h + (-h) % 64, w + (-w) % 64, device=device)
     x = x.contiguous(memory_format=torch.channels_last)
@@ -156,8 +157,8 @@ def host_work(size: tuple[int, int], device: torch.device, repeat: int = 3) -> d
         _sync(device)
         return min(_seconds(fn) for _ in range(repeat)) * 1e3
 
-    rgb = codec._to_numpy(x, h, w)
-    return {"host_rgb_ms": best(lambda: codec._to_numpy(x, h, w)),
+    rgb = codec.to_numpy(x, h, w)
+    return {"host_rgb_ms": best(lambda: codec.to_numpy(x, h, w)),
             "host_yuv_ms": best(lambda: rgb_to_yuv(rgb))}
 
 

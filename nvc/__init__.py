@@ -9,6 +9,6 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 
 def decode(data: bytes, **kwargs):
     """Decode an .nvc stream's bytes to frames (see nvc.codec.decode for the options)."""
-    from .codec import decode as _decode
+    from .decoding import decode as _decode
 
     return _decode(data, **kwargs)

@@ -292,7 +292,7 @@ SALVAGE_HINT = "(--salvage conceals the frames it damages and decodes the rest)"
 
 def cmd_decode(args) -> None:
     from . import bitstream
-    from .codec import decoded_video, open_stream
+    from .decoding import decoded_video, open_stream
     from .errors import BitstreamError, InputError, StreamCut
     from .writers import write_video
 
@@ -493,7 +493,8 @@ def cmd_eval(args) -> None:
 
 def cmd_demo(args) -> None:
     from . import bitstream
-    from .codec import decode_stream, encode
+    from .codec import encode
+    from .decoding import decode_stream
     from .evaluate import check_bit_exact, score
     from .synthetic import as_video, demo_clip
     from .writers import AtomicFile, write_video

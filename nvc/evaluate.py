@@ -12,15 +12,8 @@ import numpy as np
 
 from . import bitstream
 from .bitstream import DEFAULT_PROFILE, NumericProfile, QualityMap, Synthesis
-from .codec import (
-    CodedVideo,
-    DecodedVideo,
-    encode_to,
-    frame_digest,
-    iter_decoded,
-    quantize_8bit,
-    source_rgb,
-)
+from .codec import CodedVideo, encode_to, frame_digest, quantize_8bit, source_rgb
+from .decoding import DecodedVideo, iter_decoded
 from .errors import NvcError
 from .io import ColourMatrix, Video, YUVFrame, rgb_to_yuv, yuv_to_rgb
 from .metrics import bpp, mean_or_none, mean_yuv, ms_ssim, plane_psnr_db, psnr_db

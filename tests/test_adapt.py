@@ -11,7 +11,8 @@ from nvc import bitstream
 from nvc.adapted import apply_unit, make_unit
 from nvc.adapter_coding import SpikeSlabPrior, decode_symbols, encode_symbols, quantize
 from nvc.adapters import LAYER_TABLE, AdapterKind, default_layers, inject, sent_tensors
-from nvc.codec import decode_stream, encode, frame_digest, padded_hw
+from nvc.codec import encode, frame_digest, padded_hw
+from nvc.decoding import decode_stream
 from nvc.errors import BitstreamError
 from nvc.io import ColourMatrix
 from nvc.zoo import load_model

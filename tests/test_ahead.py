@@ -49,20 +49,20 @@ def test_a_consumer_that_stops_early_leaves_no_worker():
 
 
 def test_decoding_ahead_gives_the_same_frames(tiny_model, small_video, monkeypatch):
-    from nvc import bitstream, codec
+    from nvc import bitstream, codec, decoding
 
     model, entry = tiny_model
     stream = bitstream.unpack(codec.encode(small_video, model, entry, 2, intra_period=3).data)
     decoded = {}
     for depth in (0, 2):
-        monkeypatch.setattr(codec, "DECODE_AHEAD", depth)
-        decoded[depth] = list(codec.iter_decoded(stream, model, entry))
+        monkeypatch.setattr(decoding, "DECODE_AHEAD", depth)
+        decoded[depth] = list(decoding.iter_decoded(stream, model, entry))
     assert len(decoded[0]) == len(small_video.frames)
     assert all(np.array_equal(a, b) for a, b in zip(decoded[0], decoded[2]))
 
 
 def test_the_decoder_runs_ahead_as_configured(tiny_model, small_video, monkeypatch):
-    from nvc import bitstream, codec
+    from nvc import bitstream, codec, decoding
 
     model, entry = tiny_model
     streams = [bitstream.unpack(codec.encode(small_video, model, entry, 1, profile=p).data)
@@ -73,10 +73,10 @@ def test_the_decoder_runs_ahead_as_configured(tiny_model, small_video, monkeypat
         def __init__(self, items, fn, depth, *ready):
             depths.append(depth)
             super().__init__(items, fn, depth, *ready)
-    monkeypatch.setattr(codec, "Ahead", Recording)
-    monkeypatch.setattr(codec, "DECODE_AHEAD", 3)  # NVC_DECODE_AHEAD=3
+    monkeypatch.setattr(decoding, "Ahead", Recording)
+    monkeypatch.setattr(decoding, "DECODE_AHEAD", 3)  # NVC_DECODE_AHEAD=3
     for stream in streams:
-        list(codec.iter_decoded(stream, model, entry))
+        list(decoding.iter_decoded(stream, model, entry))
     assert depths == [3, 0]  # float entropy parameters would depend on the worker's threads
 
 
@@ -116,15 +116,15 @@ def test_mapped_ahead_passes_the_sources_error_on_and_stops_its_worker():
 
 
 def test_decoded_video_converts_ahead_to_the_same_frames(tiny_model, small_video, monkeypatch):
-    from nvc import bitstream, codec
+    from nvc import bitstream, codec, decoding
     from nvc.io import rgb_to_yuv
 
     model, entry = tiny_model
     stream = bitstream.unpack(codec.encode(small_video, model, entry, 2, intra_period=3).data)
-    want = [rgb_to_yuv(f) for f in codec.iter_decoded(stream, model, entry)]
+    want = [rgb_to_yuv(f) for f in decoding.iter_decoded(stream, model, entry)]
     for depth in (0, 1):
-        monkeypatch.setattr(codec, "CONVERT_AHEAD", depth)
-        got = list(codec.decoded_video(stream, model, entry).frames)
+        monkeypatch.setattr(decoding, "CONVERT_AHEAD", depth)
+        got = list(decoding.decoded_video(stream, model, entry).frames)
         assert len(got) == len(want)
         assert all(np.array_equal(a.y, b.y) and np.array_equal(a.u, b.u) and np.array_equal(a.v, b.v)
                    for a, b in zip(got, want))

@@ -93,7 +93,7 @@ def real_stream(tiny_model, small_video):
 
 
 def _decode_or_error(data, tiny_model, expected):
-    from nvc.codec import decode_stream
+    from nvc.decoding import decode_stream
 
     model, entry = tiny_model
     try:
@@ -154,7 +154,7 @@ def test_lying_headers_are_refused_or_within_limits(real_stream, tiny_model, fie
     assert h.width * h.height <= LIMITS.max_pixels and max(h.width, h.height) <= LIMITS.max_side
     assert h.frame_count <= LIMITS.max_frames and h.colour_matrix in LIMITS.colour_matrices
     if h.width * h.height <= 256 * 256:
-        from nvc.codec import decode_stream
+        from nvc.decoding import decode_stream
 
         t0 = time.perf_counter()
         try:

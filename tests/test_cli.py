@@ -303,7 +303,7 @@ def test_eval_adapt_decodes_each_file_once_and_its_base_is_the_plain_encoders(
         tmp_path, clip_y4m, tiny_weights, capsys, monkeypatch):
     """The adaptive encoder prices its base file as it codes it; eval scores that same file (the
     bytes `nvc encode` writes without --adapt), and decodes it and the kept file once each."""
-    import nvc.codec as codec_module
+    import nvc.decoding as decoding_module
     import nvc.evaluate as evaluate_module
 
     decodes = []
@@ -314,7 +314,7 @@ def test_eval_adapt_decodes_each_file_once_and_its_base_is_the_plain_encoders(
             return real(*a, **kw)
         return call
 
-    for module in (codec_module, evaluate_module):
+    for module in (decoding_module, evaluate_module):
         monkeypatch.setattr(module, "iter_decoded", counted(module.iter_decoded))
     code, text, err = _run(["eval", str(clip_y4m), "--quality", "1", "--adapt", "--adapt-steps",
                             "1", "--json", "--weights", str(tiny_weights)], capsys)

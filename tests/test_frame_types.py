@@ -7,7 +7,8 @@ import torch
 
 from nvc import bitstream
 from nvc.bitstream import CodedFrame, FrameType, LatentStrings
-from nvc.codec import Candidates, decode_stream, encode
+from nvc.codec import Candidates, encode
+from nvc.decoding import decode_stream
 from nvc.errors import BitstreamError
 from nvc.models.ssf import SSF
 from nvc.zoo import load_model

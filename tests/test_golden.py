@@ -28,7 +28,8 @@ from nvc.adapted import apply_unit, make_unit
 from nvc.adapter_coding import SpikeSlabPrior
 from nvc.adapters import LAYER_TABLE, inject, sent_tensors
 from nvc.bitstream import NumericProfile
-from nvc.codec import decode_stream, encode, encode_to
+from nvc.codec import encode, encode_to
+from nvc.decoding import decode_stream
 from nvc.errors import BitstreamError
 from nvc.io import PipeFrames
 from nvc.models.config import TINY

@@ -9,15 +9,8 @@ import torch
 from benchmarks.task_model import build
 from nvc import bitstream
 from nvc.cli import main
-from nvc.codec import (
-    code_frames,
-    decode_stream,
-    encode,
-    frame_cost,
-    pad_to,
-    rgb_tensor,
-    source_rgb,
-)
+from nvc.codec import code_frames, encode, frame_cost, pad_to, rgb_tensor, source_rgb
+from nvc.decoding import decode_stream
 from nvc.objective import PLAIN, FrameObjective, Objective
 from nvc.rd import PIXEL_RANGE
 from nvc.refine import Target, relaxed_cost

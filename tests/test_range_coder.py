@@ -6,7 +6,8 @@ import torch
 
 from nvc import bitstream
 from nvc.bitstream import NumericProfile, SequenceHeader
-from nvc.codec import decode_stream, encode
+from nvc.codec import encode
+from nvc.decoding import decode_stream
 from nvc.errors import NvcError
 from nvc.models.entropy import scale_table
 from nvc.models.priors import GaussianConditional

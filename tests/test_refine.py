@@ -10,15 +10,8 @@ import torch
 
 from nvc import bitstream
 from nvc.cli import main
-from nvc.codec import (
-    decode_stream,
-    encode,
-    frame_cost,
-    frame_digest,
-    pad_to,
-    rgb_tensor,
-    source_rgb,
-)
+from nvc.codec import encode, frame_cost, frame_digest, pad_to, rgb_tensor, source_rgb
+from nvc.decoding import decode_stream
 from nvc.evaluate import evaluate
 from nvc.models.ssf import FrameType
 from nvc.refine import Refinement, Target, refined, relaxed_cost

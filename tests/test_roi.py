@@ -178,7 +178,8 @@ def test_a_constant_map_codes_like_its_quality(tiny_model, small_video):
 
 def test_a_map_below_the_first_rung_decodes_as_encoded(tiny_model, small_video):
     from nvc import bitstream
-    from nvc.codec import decode_stream, encode
+    from nvc.codec import encode
+    from nvc.decoding import decode_stream
 
     model, entry = tiny_model
     values = np.array([0, 16, 32, 64, 96] * 6 + [64, 64], np.uint8)  # positions -2 .. 1 (origin 64)

@@ -10,7 +10,8 @@ import torch
 from adapt.loop import clip_objective
 from nvc import bitstream
 from nvc.cli import main
-from nvc.codec import decode_stream, encode
+from nvc.codec import encode
+from nvc.decoding import decode_stream
 from nvc.models.config import LADDER_BELOW
 from nvc.schedule import FLAT, GopSchedule, default_schedule, resolve
 from nvc.writers import write_video

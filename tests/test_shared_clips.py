@@ -38,7 +38,8 @@ def test_decoding_does_not_depend_on_the_callers_thread_count(shipped):
     import torch
 
     from nvc import bitstream
-    from nvc.codec import decode_stream, encode
+    from nvc.codec import encode
+    from nvc.decoding import decode_stream
 
     video = read_video(shared_clip("BasketballPass_416x240_50fps_f101_fromPNG.yuv"), frames=4)
     model, entry = shipped
@@ -59,7 +60,8 @@ def test_mobile_codes_the_frames_its_p_frames_cannot_follow_as_i_frames(shipped)
     than the fixed GOP's."""
     from adapt.encode import rd_cost
     from nvc import bitstream
-    from nvc.codec import decode_stream, encode
+    from nvc.codec import encode
+    from nvc.decoding import decode_stream
     from nvc.io import ColourMatrix
 
     video = read_video(shared_clip("mobile_cif_352x288_f30_h264.264"), frames=3)

@@ -103,7 +103,8 @@ def test_the_kernel_variant_codes_with_its_own_kernels(tmp_path, small_video):
     import numpy as np
 
     from nvc import bitstream
-    from nvc.codec import decode_stream, encode
+    from nvc.codec import encode
+    from nvc.decoding import decode_stream
     from nvc.models.ssf import SSF
     from nvc.zoo import ARCHITECTURES, load_model, save_weights
 

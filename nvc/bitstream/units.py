@@ -223,7 +223,7 @@ def _whole_unit(buf: bytes, at: int, ended: bool, checksum: bool = True) -> bool
 class Damage:
     """What a reader with `salvage` on passed over: the frames whose units could not be read
     (each comes out as None: bitstream.LOST), the first such error, a damaged adapter unit, and
-    what the decoder made of them (codec.iter_decoded): the frames it concealed (those before the
+    what the decoder made of them (decoding.iter_decoded): the frames it concealed (those before the
     first it decoded, too, `filled`), and the P-frames it decoded from a concealed one, up to the
     next whole I-frame (drift)."""
 
