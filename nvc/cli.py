@@ -320,8 +320,9 @@ def cmd_decode(args) -> None:
         except BitstreamError as e:
             if e is not frames.cut:  # not a unit that could not be read
                 raise
-            if isinstance(e, bitstream.ChecksumError) and not (  # a live stream's end unit: its
-                    stream.live and e.kind_code == bitstream.UnitType.END):  # frames all came
+            if isinstance(e, bitstream.Misnumbered) or isinstance(e, bitstream.ChecksumError) \
+                    and not (stream.live and e.kind_code == bitstream.UnitType.END):  # (a live
+                # stream's end unit: its frames all came)
                 raise BitstreamError(f"{e} {SALVAGE_HINT}") from None
             if frames.count <= args.start:
                 raise
@@ -331,14 +332,16 @@ def cmd_decode(args) -> None:
     if damage.adapters is not None:
         log.warning("%s: %s, the adapter unit: decoded with the base decoder (the frames differ "
                     "from the encoder's)", name, damage.adapters)
-    if damage.first is not None:
-        more = len(damage.lost) - 1
-        drift = f"; {_frames(len(damage.drift))} decoded from {'them' if more else 'it'} up to " \
-                f"the next I-frame: {_ranges(damage.drift)}" if damage.drift else ""
+    if damage.first is not None and not damage.concealed:  # a unit repeated, or bytes inserted
+        log.warning("%s: %s: passed over, no frame lost", name, damage.first)
+    elif damage.first is not None:
+        drift = f"; {_frames(len(damage.drift))} decoded from " \
+                f"{'them' if len(damage.concealed) > 1 else 'it'} up to the next I-frame: " \
+                f"{_ranges(damage.drift)}" if damage.drift else ""
         log.warning(
             "%s: %s%s; %s concealed (the last decoded frame, moved on by its motion%s): %s%s",
-            name, damage.first, f" and {more} unit{'s' * (more > 1)} more" if more else "",
-            _frames(len(damage.concealed)),
+            name, damage.first, f"; {len(damage.lost)} frames lost in all" if len(damage.lost) > 1
+            else "", _frames(len(damage.concealed)),
             "; before any was decoded, the first one" if damage.filled else "",
             _ranges(damage.concealed), drift)
     if frames.cut is not None:
@@ -349,7 +352,7 @@ def cmd_decode(args) -> None:
     written, seconds = max(stop - args.start, 0), time.perf_counter() - t0
     _emit(args, {"output": str(args.output), "frames": written, "width": h.width,
                  "height": h.height, "seconds": seconds, "cut_short": frames.cut is not None,
-                 "lost_units": len(damage.lost), "concealed_frames": len(damage.concealed),
+                 "lost_frames": len(damage.lost), "concealed_frames": len(damage.concealed),
                  "drift_frames": len(damage.drift), "adapters_lost": damage.adapters is not None},
           [f"{args.output}: {_frames(written)} {h.width}x{h.height}, {seconds:.1f} s"])
 

@@ -382,10 +382,12 @@ def encode(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period
     parts = [bitstream.pack_head(sequence_header(video, model, entry, quality, intra_period,
                                                  matrix, profile, synthesis, schedule), adapters,
                                  quality_map=None if qmap is None else qmap.write())]
-    recon, frame_bytes, digests = [], [], []
+    recon: list[np.ndarray] = []
+    frame_bytes: list[int] = []
+    digests: list[bytes] = []
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
                                qmap, synthesis, schedule, adaptive_intra, refine, objective):
-        parts.append(bitstream.pack_frame(cf))
+        parts.append(bitstream.pack_frame(cf, len(frame_bytes)))
         frame_bytes.append(len(parts[-1]))
         digests.append(frame_digest(rgb))
         if keep:
@@ -419,7 +421,7 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
                                qmap, synthesis, schedule, adaptive_intra, refine, objective):
         # the head goes out with the first frame: a pipe that brings none leaves nothing written
-        written += sink.write((b"" if count else head) + bitstream.pack_frame(cf))
+        written += sink.write((b"" if count else head) + bitstream.pack_frame(cf, count))
         if hasattr(sink, "flush"):  # a pipe's reader gets each frame as it is coded
             sink.flush()
         count += 1

@@ -13,8 +13,10 @@ from hypothesis import strategies as st
 
 from nvc.bitstream import (
     FORMAT_VERSION,
+    FRAME_NUMBERS,
     LIMITS,
     MAGIC,
+    NUMBERED_SINCE,
     AdapterUnit,
     CodedFrame,
     FrameType,
@@ -343,7 +345,12 @@ def _stream(*units: bytes, version: int = FORMAT_VERSION) -> bytes:
 
 
 SEQ = _unit(UnitType.SEQUENCE_HEADER, HEADER.write())
-FRAME_I, FRAME_P = _unit(UnitType.FRAME, write_frame(I_FRAME)), _unit(UnitType.FRAME, write_frame(P_FRAME))
+def _f(frame: CodedFrame, number: int | None) -> bytes:
+    """A frame unit; `number`: the frame's index (format 13 on), None: an older format's."""
+    return _unit(UnitType.FRAME, write_frame(frame, number))
+
+
+FRAME_I, FRAME_P = _f(I_FRAME, 0), _f(P_FRAME, 1)  # frames 0 and 1
 
 
 @pytest.mark.parametrize("data, message", [
@@ -362,8 +369,10 @@ FRAME_I, FRAME_P = _unit(UnitType.FRAME, write_frame(I_FRAME)), _unit(UnitType.F
     (_stream(SEQ[:-1]), "truncated stream: unit 0 checksum needs 4 bytes, 3 left"),
     (_stream(bytes([1]) + write_varint(LIMITS.max_unit_bytes)),
      f"truncated stream: unit 0 payload needs {LIMITS.max_unit_bytes} bytes, 0 left"),
-    (_stream(SEQ, FRAME_I, _unit(UnitType.FRAME, bytes([2, 1]))),
+    (_stream(SEQ, FRAME_I, _unit(UnitType.FRAME, bytes([2, 1])), version=12),
      "damaged frame 1: unknown frame type 2"),
+    (_stream(SEQ, FRAME_I, _unit(UnitType.FRAME, bytes([3, 1]))),  # P, numbered 1
+     "damaged frame 1: P-frame with 1 latents"),
     (_stream(SEQ, FRAME_I[:-4] + b"\x00\x00\x00\x00"), "damaged stream: checksum mismatch in unit 1"),
     (_stream(SEQ, _unit(9, b"x")), "damaged stream: unknown unit type 9 in unit 1"),
     (_stream(SEQ, SEQ), "damaged stream: two sequence headers"),
@@ -371,8 +380,13 @@ FRAME_I, FRAME_P = _unit(UnitType.FRAME, write_frame(I_FRAME)), _unit(UnitType.F
     (_stream(SEQ, FRAME_I, _unit(UnitType.ADAPTERS, b"a")), "damaged stream: adapter unit out of place"),
     (_stream(SEQ, _unit(UnitType.ADAPTERS, b"a"), _unit(UnitType.ADAPTERS, b"a")),
      "damaged stream: adapter unit out of place"),
-    (_stream(SEQ, FRAME_I, FRAME_P, FRAME_P), "damaged stream: more frames than the header's 2"),
-    (_stream(SEQ, FRAME_P, FRAME_P), "damaged stream: first frame is a P-frame"),
+    (_stream(SEQ, FRAME_I, FRAME_P, _f(P_FRAME, 2)), "damaged stream: more frames than the header's 2"),
+    (_stream(SEQ, _f(P_FRAME, 0), FRAME_P), "damaged stream: first frame is a P-frame"),
+    (_stream(SEQ, FRAME_I, FRAME_I), "damaged stream: frame 1's place holds frame 0's unit (repeated "
+                                     "or out of order)"),
+    (_stream(SEQ, FRAME_P), "damaged stream: frame 0 is missing (no unit)"),
+    (_stream(_unit(UnitType.SEQUENCE_HEADER, replace(HEADER, frame_count=5).write()), FRAME_I,
+             _f(P_FRAME, 4)), "damaged stream: frames 1-3 are missing (no unit)"),
     (_stream(SEQ, FRAME_I), "truncated stream: 1 of 2 frames present"),
 ])
 def test_stream_refusals(data, message):
@@ -392,7 +406,7 @@ def test_unit_bytes_account_for_every_byte():
 def test_two_i_frames_and_unit_order():
     header = replace(HEADER, frame_count=3, intra_period=1)
     seq = _unit(UnitType.SEQUENCE_HEADER, header.write())
-    s = unpack(_stream(seq, FRAME_I, FRAME_I, FRAME_I))
+    s = unpack(_stream(seq, *(_f(I_FRAME, k) for k in range(3))))
     assert [f.kind for f in s.frames] == [FrameType.I] * 3 and s.unit_bytes["frame_I"] == 3 * len(FRAME_I)
 
 
@@ -491,7 +505,7 @@ def test_live_stream_refusals(units, message):
 
 def test_formats_before_10_have_no_live_streams():
     old = _unit(UnitType.SEQUENCE_HEADER, HEADER.write(9))
-    assert _refusal(unpack, _stream(old, FRAME_I, FRAME_P, _end(2), version=9)) == \
+    assert _refusal(unpack, _stream(old, FRAME_I, _f(P_FRAME, None), _end(2), version=9)) == \
         "damaged stream: unknown unit type 5 in unit 3"
     with pytest.raises(ValueError, match="^format 9 has no live streams"):
         pack_head(replace(HEADER, frame_count=0), version=9)
@@ -566,12 +580,13 @@ def _frame(k: int, size: int) -> CodedFrame:
 
 
 CLIP = [_frame(k, size) for k, size in enumerate((40, 300, 90, 20, 200))]  # I P P I P
-UNITS = [_unit(UnitType.FRAME, write_frame(f)) for f in CLIP]
+UNITS = [_f(f, k) for k, f in enumerate(CLIP)]
 
 
-def _clip(live: bool = False) -> bytearray:
+def _clip(live: bool = False, version: int = FORMAT_VERSION) -> bytearray:
     head = LIVE if live else _unit(UnitType.SEQUENCE_HEADER, replace(HEADER, frame_count=5).write())
-    return bytearray(_stream(head, *UNITS, *([_end(5)] if live else [])))
+    units = UNITS if version >= NUMBERED_SINCE else [_f(f, None) for f in CLIP]
+    return bytearray(_stream(head, *units, *([_end(5)] if live else []), version=version))
 
 
 def _at(k: int, live: bool = False) -> int:
@@ -637,15 +652,65 @@ def test_salvage_reads_on_at_the_next_whole_unit(damage, ks, passed):
         assert first == "damaged stream: checksum mismatch in unit 5"
 
 
-def test_salvage_does_not_count_units_it_cannot_see():
-    """Two adjacent units with damaged lengths: the search finds the unit after both, so they
-    are one lost frame, and a stream of known length ends a frame short (a cut): a frame index
-    per unit would be a format change."""
-    data = bytes(_length(_length(_clip(), 1, 1), 2, 1))
+@pytest.mark.parametrize("version", [NUMBERED_SINCE - 1, NUMBERED_SINCE])
+def test_salvage_counts_a_damaged_stretch_by_the_next_frames_number(version):
+    """Two adjacent units with damaged lengths: the search finds the unit after both. Its number
+    (format 13) says two frames were lost; before, the stretch counted as one lost frame and a
+    stream of known length ended a frame short (a cut)."""
+    data = bytes(_length(_length(_clip(version=version), 1, 1), 2, 1))
     frames, lost, _, cut, unit_bytes = _salvaged(data, Reader)
-    assert frames == [CLIP[0], None, CLIP[3], CLIP[4]] and lost == [1]
-    assert cut == "truncated stream: 4 of 5 frames present"
+    if version >= NUMBERED_SINCE:
+        assert frames == [CLIP[0], None, None, CLIP[3], CLIP[4]] and lost == [1, 2]
+        assert cut == "None"
+    else:
+        assert frames == [CLIP[0], None, CLIP[3], CLIP[4]] and lost == [1]
+        assert cut == "truncated stream: 4 of 5 frames present"
     assert unit_bytes["lost"] == len(UNITS[1]) + len(UNITS[2])
+
+
+def _units_edited(live: bool, edit) -> bytes:
+    """The clip with its frame units (a list) edited in place by `edit`."""
+    units = list(UNITS)
+    edit(units)
+    head = LIVE if live else _unit(UnitType.SEQUENCE_HEADER, replace(HEADER, frame_count=5).write())
+    return _stream(head, *units, *([_end(5)] if live else []))
+
+
+@pytest.mark.parametrize("live", [False, True])
+@pytest.mark.parametrize("edit, frames, lost, first", [
+    (lambda u: u.pop(2), [0, 1, None, 3, 4], [2], "frame 2 is missing (no unit)"),
+    (lambda u: [u.pop(1), u.pop(1)], [0, None, None, 3, 4], [1, 2], "frames 1-2 are missing (no unit)"),
+    (lambda u: u.insert(3, u[2]), [0, 1, 2, 3, 4], [], "frame 3's place holds frame 2's unit (repeated or "
+                                                      "out of order)"),
+    (lambda u: u.insert(3, b"\x03junk" * 5), [0, 1, 2, 3, 4], [],
+     "unit 4's length or framing is damaged (25 bytes passed over to the next whole unit)"),
+    (lambda u: u.insert(3, b"\x03junk" + u[2]), [0, 1, 2, 3, 4], [],
+     "unit 4's length or framing is damaged (5 bytes passed over to the next whole unit)"),
+    (lambda u: u.pop(4), [0, 1, 2, 3, None], [4], None),
+])
+def test_numbered_frames_tell_units_lost_repeated_or_inserted(live, edit, frames, lost, first):
+    """A transport that loses, repeats or inserts whole units (format 13): the frames' numbers put
+    every frame that comes in its place. Without salvage each is a one-line error."""
+    data = _units_edited(live, edit)
+    got, got_lost, got_first, cut, _ = _salvaged(data, Reader)
+    if frames[-1] is None and not live:  # the last unit lost from a file: a cut, as ever
+        assert got == CLIP[:4] and got_lost == [] and cut == "truncated stream: 4 of 5 frames present"
+        return
+    assert got == [None if k is None else CLIP[k] for k in frames] and got_lost == lost
+    if first is not None:
+        assert got_first == f"damaged stream: {first}" and cut == "None"
+        with pytest.raises(BitstreamError, match="^damaged stream: "):
+            unpack(data)
+
+
+def test_a_numbered_unit_far_ahead_is_counted_modulo_the_numbers():
+    """Frame numbers wrap at FRAME_NUMBERS: frame 130's unit is numbered 2."""
+    header = _unit(UnitType.SEQUENCE_HEADER, replace(HEADER, frame_count=FRAME_NUMBERS + 3,
+                                                     intra_period=1).write())
+    units = [_f(I_FRAME, k) for k in range(FRAME_NUMBERS + 3)]
+    assert units[FRAME_NUMBERS + 2] == units[2]
+    s = unpack(_stream(header, *units))
+    assert len(s.frames) == FRAME_NUMBERS + 3
 
 
 def test_damage_in_frame_0_stays_an_error():

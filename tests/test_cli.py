@@ -435,7 +435,9 @@ def _flip(data: bytes, at: int) -> bytes:
     ("cut inside frame 4", 4, [], []), ("cut after frame 3", 4, [], []),
     ("checksum of frame 1", 5, [1], []), ("checksums of frames 2 and 3", 5, [2, 3], []),
     ("checksums of frames 2 and 4", 5, [2, 4], [3]), ("length of frame 2", 5, [2], [3]),
-    ("cut inside frame 0", None, [], []), ("checksum of frame 0", 5, [0, 1], [])])
+    ("cut inside frame 0", None, [], []), ("checksum of frame 0", 5, [0, 1], []),
+    ("unit of frame 1 dropped", 5, [1], []), ("unit of frame 2 dropped", 5, [2], [3]),
+    ("unit of frame 3 repeated", 5, [], []), ("junk after frame 2", 5, [], [])])
 def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, drift, tmp_path,
                                                      tiny_weights, capsys, caplog):
     """A file of known length cut short, or with frame units that fail their checksum, fails with
@@ -444,7 +446,9 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
     decoded from that (drift: test_codec checks what they decode to); every other frame as a whole
     decode gives it; a one-line warning each. Frames lost before any was decoded (frame 0 and
     the P-frames after it) show the first frame decoded. A stream cut before its first whole
-    frame stays an error with no output."""
+    frame stays an error with no output. Whole units dropped or repeated, or junk between units
+    (format 13 numbers the frames): a dropped frame is concealed in its place, a repeated unit or
+    the junk is passed over and every frame comes out as a whole decode gives it."""
     w = ["--weights", str(tiny_weights)]
     write_video(tmp_path / "clip.y4m", make_video(frames=5, hw=(40, 56)))
     assert main(["encode", str(tmp_path / "clip.y4m"), "-o", str(tmp_path / "f.nvc"),
@@ -459,6 +463,12 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
     for k in range(5):
         if damage.startswith("checksum") and str(k) in damage.split("frame")[-1]:
             bad = _flip(bad, at[k] + units[k] // 2)
+    if damage.startswith("unit"):  # whole units lost or repeated (their frames are numbered)
+        k = int(damage.split()[3])
+        bad = bad[:at[k]] + bad[at[k]:at[k] + units[k]] * (damage.endswith("repeated") * 2) + \
+            bad[at[k] + units[k]:]
+    if damage.startswith("junk"):
+        bad = bad[:at[3]] + b"\x03junk" * 4 + bad[at[3]:]
     if damage.startswith("length"):  # one too large: its checksum fails, and the next unit's
         size = len(bitstream.write_frame(bitstream.unpack(data).frames[2]))
         field = bitstream.write_varint(size + 1)
@@ -480,7 +490,8 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
     code = main(["info", str(tmp_path / "bad.nvc"), "--json"])
     if frames is not None:  # what --salvage will find, and a warning that says so
         info = json.loads(capsys.readouterr().out)
-        lost = [k for k in range(5) if damage[:6] in ("checks", "length") and str(k) in damage[-9:]]
+        lost = [k for k in range(5) if damage[:6] in ("checks", "length") and str(k) in damage[-9:]
+                or damage.endswith(f"{k} dropped")]
         assert code == 0 and (info["frames"], info["lost_frames"]) == (frames, lost)
         assert info["cut_short"] == (frames < 5) and len(info["damage"]) == 1
         assert [i for i, t in enumerate(info["frame_types"]) if t == "?"] == lost
@@ -519,8 +530,8 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
     tail = f"; 1 frame decoded from {them} up to the next I-frame: {_ranges(drift)}" if drift else ""
     fill = "; before any was decoded, the first one" if concealed and concealed[0] == 0 else ""
     assert caplog.messages[0].endswith("before the cut" if frames < 5 else
-                                       f"motion{fill}): {_ranges(concealed)}{tail}"), \
-        caplog.messages
+                                       f"motion{fill}): {_ranges(concealed)}{tail}" if concealed
+                                       else ": passed over, no frame lost"), caplog.messages
 
 
 @pytest.mark.parametrize("damage", ["cut", "tag"])

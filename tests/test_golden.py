@@ -64,6 +64,8 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # sinks half a rung more, P-frame 2 does not.
 # stream-aspect.nvc (format 12): stream-rans.nvc's clip with anamorphic pixels (32:27, ASPECTS)
 # in its header; the same frames as stream-rans.nvc's.
+# stream-numbered.nvc (format 13): stream-rans.nvc's clip with its frames numbered in their type
+# bytes; the same symbols and frames as stream-rans.nvc's.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
@@ -77,7 +79,8 @@ STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
            "adapted_": (GOLDEN / "stream-adapted.nvc", NumericProfile.SUBSTREAMS, 9),
            "live_": (GOLDEN / "stream-live.nvc", NumericProfile.SUBSTREAMS, 10),
            "cycle_": (GOLDEN / "stream-cycle.nvc", NumericProfile.SUBSTREAMS, 11),
-           "aspect_": (GOLDEN / "stream-aspect.nvc", NumericProfile.SUBSTREAMS, 12)}
+           "aspect_": (GOLDEN / "stream-aspect.nvc", NumericProfile.SUBSTREAMS, 12),
+           "numbered_": (GOLDEN / "stream-numbered.nvc", NumericProfile.SUBSTREAMS, 13)}
 ASPECTS = {"aspect_": (32, 27)}  # the sample aspect ratio of stream-aspect.nvc
 ADAPTED = ("adapted8_", "adapted_")
 MAPPED = ("map_", "sched_", "cycle_")
@@ -417,3 +420,15 @@ def test_the_aspect_ratio_moves_no_symbol_and_no_frame(expected):
     """stream-aspect.nvc codes stream-rans.nvc's clip; only its header's sample aspect differs."""
     assert expected["aspect_symbols_md5"] == expected["rans_symbols_md5"]
     assert expected["aspect_frames_md5"] == expected["rans_frames_md5"]
+
+
+def test_numbered_frames_move_no_symbol_and_no_frame(expected):
+    """stream-numbered.nvc codes stream-rans.nvc's clip; only its frame units' type bytes differ
+    (frames 1 and 2 numbered), no byte more than stream-aspect.nvc's (format 12, the same clip)."""
+    assert expected["numbered_symbols_md5"] == expected["rans_symbols_md5"]
+    assert expected["numbered_frames_md5"] == expected["rans_frames_md5"]
+    before, numbered = (STREAMS[k][0].read_bytes() for k in ("aspect_", "numbered_"))
+    assert len(numbered) == len(before)
+    units = list(bitstream.units._read_units(bitstream.Reader(numbered), bitstream.Damage()))[1:]
+    assert [bitstream.frame_number(payload) for kind, payload, _ in units
+            if kind == bitstream.UnitType.FRAME] == [0, 1, 2]

@@ -15,6 +15,7 @@ from .primitives import (
     CYCLE_SINCE,
     DEFAULT_PROFILE,
     FORMAT_VERSION,
+    FRAME_NUMBERS,
     HASH_PREFIX_BYTES,
     LIMITS,
     LIVE_SINCE,
@@ -30,8 +31,8 @@ from .primitives import (
     write_varint,
 )
 
-__all__ = ["SequenceHeader", "write_frame", "read_frame", "join_substreams", "split_substreams",
-           "AdapterUnit", "QualityMap", "QUALITY_MAP_STEPS"]
+__all__ = ["SequenceHeader", "write_frame", "read_frame", "frame_number", "join_substreams",
+           "split_substreams", "AdapterUnit", "QualityMap", "QUALITY_MAP_STEPS"]
 
 
 def _blob(b: bytes) -> bytes:
@@ -159,16 +160,20 @@ class SequenceHeader:
                                  f"{limits.max_aspect_term})")
 
 
-def write_frame(frame: CodedFrame) -> bytes:
-    parts = [bytes([int(frame.kind), len(frame.latents)])]
+def write_frame(frame: CodedFrame, number: int | None = None) -> bytes:
+    """A frame unit's payload; `number` (format 13 on: the frame's index) shares the type byte."""
+    first = int(frame.kind) if number is None else int(frame.kind) + 2 * (number % FRAME_NUMBERS)
+    parts = [bytes([first, len(frame.latents)])]
     for latent in frame.latents:
         parts += [_blob(latent.y), _blob(latent.z)]
     return b"".join(parts)
 
 
-def read_frame(payload: bytes, index: int) -> CodedFrame:
+def read_frame(payload: bytes, index: int, numbered: bool = False) -> CodedFrame:
+    """A frame unit's payload (`numbered`: of format 13 on, whose type byte also numbers it:
+    frame_number)."""
     r = Reader(payload, f"frame {index}")
-    kind_code = r.u8("frame type")
+    kind_code = r.u8("frame type") % (2 if numbered else 256)
     if kind_code not in FrameType._value2member_map_:
         raise BitstreamError(f"damaged frame {index}: unknown frame type {kind_code}")
     kind = FrameType(kind_code)
@@ -180,6 +185,13 @@ def read_frame(payload: bytes, index: int) -> CodedFrame:
     if not r.done:
         raise BitstreamError(f"damaged frame {index}: {len(payload) - r.pos} trailing bytes")
     return CodedFrame(kind, latents)
+
+
+def frame_number(payload: bytes) -> int:
+    """The index, modulo FRAME_NUMBERS, that a numbered frame unit's payload gives its frame."""
+    if not payload:
+        raise BitstreamError("damaged stream: an empty frame unit")
+    return payload[0] // 2
 
 
 def join_substreams(runs: Sequence[bytes]) -> bytes:

@@ -10,7 +10,8 @@ from typing import BinaryIO
 from ..errors import BitstreamError
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "ANY_INTRA_SINCE", "NVC_ADAPTER_CODER_SINCE", "LIVE_SINCE",
-           "CYCLE_SINCE", "ASPECT_SINCE", "MAX_GOP_CYCLE", "HASH_PREFIX_BYTES", "Limits", "LIMITS",
+           "CYCLE_SINCE", "ASPECT_SINCE", "NUMBERED_SINCE", "FRAME_NUMBERS", "MAX_GOP_CYCLE",
+           "HASH_PREFIX_BYTES", "Limits", "LIMITS",
            "NumericProfile", "SKIP_BELOW_INDEX", "DEFAULT_PROFILE", "Synthesis",
            "SYNTHESIS_NAMES", "FrameType", "LatentStrings", "CodedFrame", "UnitType",
            "write_varint", "ChecksumError", "Truncated", "Reader", "READ_CHUNK", "FileReader"]
@@ -37,12 +38,17 @@ MAGIC = b"NVC\x89"
 #    byte for its length, 0 for none, then a byte a P-frame; earlier formats: none).
 # 12: the sequence header ends with the sample (pixel) aspect ratio, two varints (anamorphic SD
 #    video; earlier formats: square pixels, 1:1).
-FORMAT_VERSION = 12
+# 13: a frame unit's first byte numbers the frame as well as typing it: type + 2 * (index mod
+#    FRAME_NUMBERS), no byte more; a reader tells whole units lost, repeated or out of order, and
+#    how many frames a damaged stretch held (earlier formats: the type alone).
+FORMAT_VERSION = 13
 ANY_INTRA_SINCE = 8
 NVC_ADAPTER_CODER_SINCE = 9
 LIVE_SINCE = 10
 CYCLE_SINCE = 11
 ASPECT_SINCE = 12
+NUMBERED_SINCE = 13
+FRAME_NUMBERS = 128  # the frame type byte's other 7 bits
 MAX_GOP_CYCLE = 16  # nvc.schedule.MAX_CYCLE
 HASH_PREFIX_BYTES = 8
 

@@ -9,12 +9,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from ..errors import BitstreamError, StreamCut
-from .headers import SequenceHeader, read_frame, write_frame
+from .headers import SequenceHeader, frame_number, read_frame, write_frame
 from .primitives import (
     FORMAT_VERSION,
+    FRAME_NUMBERS,
     LIMITS,
     LIVE_SINCE,
     MAGIC,
+    NUMBERED_SINCE,
     ChecksumError,
     CodedFrame,
     FrameType,
@@ -25,7 +27,7 @@ from .primitives import (
 )
 
 __all__ = ["Stream", "pack_head", "pack_frame", "pack_end", "pack", "Damage", "LOST",
-           "FrameUnits", "open_units", "unpack"]
+           "FrameUnits", "open_units", "unpack", "Misnumbered"]
 
 
 # -- the stream -----------------------------------------------------------------------------------
@@ -62,9 +64,10 @@ def pack_head(header: SequenceHeader, adapters: bytes | None = None,
     return b"".join(out)
 
 
-def pack_frame(frame: CodedFrame) -> bytes:
-    """One frame unit, framing included: a stream is pack_head + pack_frame for every frame."""
-    return _unit(UnitType.FRAME, write_frame(frame))
+def pack_frame(frame: CodedFrame, number: int | None = None) -> bytes:
+    """One frame unit, framing included: a stream is pack_head + pack_frame for every frame;
+    `number`: the frame's index (format 13 on; None: an older format's unit)."""
+    return _unit(UnitType.FRAME, write_frame(frame, number))
 
 
 def pack_end(frame_count: int) -> bytes:
@@ -73,7 +76,8 @@ def pack_end(frame_count: int) -> bytes:
 
 
 def pack(stream: Stream) -> bytes:
-    frames = b"".join(pack_frame(f) for f in stream.frames)
+    numbered = stream.version >= NUMBERED_SINCE
+    frames = b"".join(pack_frame(f, i if numbered else None) for i, f in enumerate(stream.frames))
     if not stream.live:
         return pack_head(stream.header, stream.adapters, stream.version, stream.quality_map) \
             + frames
@@ -342,7 +346,14 @@ _MISPLACED = {UnitType.SEQUENCE_HEADER: "two sequence headers",
 
 
 def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None]:
+    """The frames of the units after the head, LOST for each that a salvaging reader could not
+    read. A numbered stream (format 13) says how many those are: the next frame's number (or a
+    live stream's end unit) counts the frames a damaged stretch held (none for bytes inserted
+    between units), and finds whole units lost (their frames LOST) or repeated (passed over)
+    where no unit was damaged; an older stream's damaged stretch counts as one frame."""
     count, declared, ended = 0, stream.header.frame_count, False
+    numbered = stream.version >= NUMBERED_SINCE
+    passed = 0  # damaged stretches since the last whole unit, whose frames a number will count
     for kind, payload, size in _cut_short(stream, units):
         if ended:
             raise BitstreamError("damaged stream: a unit after the end unit")
@@ -354,15 +365,28 @@ def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None
             if count >= declared and not stream.live:
                 raise payload
             damage.first = damage.first or payload
-            damage.lost.append(count)
             _count(stream, "lost", size)
-            count += 1
-            yield LOST
+            passed += 1
+            if not numbered:
+                yield from _lose(damage, count, 1)
+                count, passed = count + 1, 0
             continue
         if kind == UnitType.FRAME:
-            if count >= declared and not stream.live:
+            missing = (frame_number(payload) - count) % FRAME_NUMBERS if numbered else 0
+            behind = missing >= FRAME_NUMBERS // 2  # a unit repeated (or late): passed over
+            if missing and (behind or not passed):  # whole units lost, repeated or out of order
+                error = _misnumbered(count, missing)
+                if not damage.salvage:
+                    raise error
+                damage.first = damage.first or error
+                if behind:
+                    _count(stream, "lost", size)
+                    continue
+            if count + missing >= declared and not stream.live:
                 raise BitstreamError(f"damaged stream: more frames than the header's {declared}")
-            frame = read_frame(payload, count)
+            yield from _lose(damage, count, missing)
+            count, passed = count + missing, 0
+            frame = read_frame(payload, count, numbered)
             if frame.kind == FrameType.P and count == 0:
                 raise BitstreamError("damaged stream: first frame is a P-frame")
             _count(stream, f"frame_{frame.kind.name}", size)
@@ -370,7 +394,14 @@ def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None
             yield frame
         elif kind == UnitType.END:
             r = Reader(payload, "end unit")
-            ended = r.varint("frame count") == count and r.done and stream.live and count > 0
+            total = r.varint("frame count")
+            missing = total - count if numbered and stream.live and r.done and (
+                passed or damage.salvage) and 0 < total - count <= FRAME_NUMBERS else 0
+            if missing and not passed:
+                damage.first = damage.first or _misnumbered(count, missing)
+            yield from _lose(damage, count, missing)
+            count, passed = count + missing, 0
+            ended = total == count and r.done and stream.live and count > 0
             if not ended:
                 why = "that does not count them" if stream.live else "in a stream of known length"
                 raise BitstreamError(f"damaged stream: an end unit after {count} frames {why}")
@@ -378,11 +409,37 @@ def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None
             stream.header = replace(stream.header, frame_count=count)
         else:
             raise BitstreamError("damaged stream: " + _MISPLACED[kind])
+    if passed:  # a numbered stream damaged at its end: a frame each stretch, as before format 13
+        lost = passed if stream.live else min(passed, declared - count)
+        yield from _lose(damage, count, lost)
+        count += lost
     if stream.live and not ended:
         raise StreamCut(f"truncated stream: no end unit after {count} frames (a live stream cut "
                         "short)")
     if count < declared:
         raise Truncated(f"truncated stream: {count} of {declared} frames present")
+
+
+def _lose(damage: Damage, count: int, frames: int) -> Iterator[None]:
+    """LOST for frames `count` .. `count` + `frames` - 1."""
+    for i in range(count, count + frames):
+        damage.lost.append(i)
+        yield LOST
+
+
+class Misnumbered(BitstreamError):
+    """A numbered frame unit out of its place: frames before it lost whole, or it repeated."""
+
+
+def _misnumbered(count: int, missing: int) -> Misnumbered:
+    """What a numbered frame unit `missing` (mod FRAME_NUMBERS) frames ahead of frame `count`
+    means: frames lost whole, or (half the numbers or more ahead: behind) a unit repeated."""
+    if missing >= FRAME_NUMBERS // 2:
+        return Misnumbered(f"damaged stream: frame {count}'s place holds frame "
+                              f"{count - FRAME_NUMBERS + missing}'s unit (repeated or out of "
+                              "order)")
+    lost = f"frame {count} is" if missing == 1 else f"frames {count}-{count + missing - 1} are"
+    return Misnumbered(f"damaged stream: {lost} missing (no unit)")
 
 
 def _cut_short(stream: Stream, units):
