@@ -127,11 +127,27 @@ def _sub(subs, name: str, help_text: str, example: str) -> argparse.ArgumentPars
                            formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .bitstream import FORMAT_VERSION
+    from .zoo import DEFAULT_MODEL
+
+    try:
+        own = version("nvc")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        own = "(not installed)"
+    return f"nvc {own}: writes stream format {FORMAT_VERSION} (reads 1-{FORMAT_VERSION}), " \
+           f"base model {DEFAULT_MODEL}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nvc", description="nvc: an instance-adaptive neural video codec",
         epilog="example:\n  nvc demo", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
+    parser.add_argument("--version", action="version", version=_version(),
+                        help="show nvc's version, the stream format it writes and its base model")
     subs = parser.add_subparsers(dest="command", required=True)
 
     p = _sub(subs, "encode", "encode a video into an .nvc stream",

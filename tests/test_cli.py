@@ -1153,3 +1153,14 @@ def test_an_anamorphic_sources_aspect_ratio_reaches_the_decoded_file(tmp_path, t
         main(["encode", str(tmp_path / "clip.y4m"), "-o", str(tmp_path / "o.nvc"),
               "--sample-aspect", "32x27", *w])
     assert "a sample aspect ratio looks like 32:27" in capsys.readouterr().err
+
+
+def test_version_names_the_format_and_the_base(capsys):
+    from nvc.bitstream import FORMAT_VERSION
+    from nvc.zoo import DEFAULT_MODEL
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith("nvc ") and out.count("\n") == 1
+    assert f"writes stream format {FORMAT_VERSION} " in out and out.endswith(f"{DEFAULT_MODEL}\n")
