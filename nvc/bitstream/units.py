@@ -436,8 +436,7 @@ def _misnumbered(count: int, missing: int) -> Misnumbered:
     means: frames lost whole, or (half the numbers or more ahead: behind) a unit repeated."""
     if missing >= FRAME_NUMBERS // 2:
         return Misnumbered(f"damaged stream: frame {count}'s place holds frame "
-                              f"{count - FRAME_NUMBERS + missing}'s unit (repeated or out of "
-                              "order)")
+                           f"{count - FRAME_NUMBERS + missing}'s unit (repeated or out of order)")
     lost = f"frame {count} is" if missing == 1 else f"frames {count}-{count + missing - 1} are"
     return Misnumbered(f"damaged stream: {lost} missing (no unit)")
 
