@@ -49,11 +49,11 @@ class ZooEntry:
 
 ZOO: dict[str, ZooEntry] = {
     e.name: e for e in [
-        ZooEntry(8, "ssf-small-v8", "ssf-small-v8.safetensors",
-                 "02597e8185e48f1133757c899031ff322624ec3779b57571c73b29a8091b6eeb"),
+        ZooEntry(9, "ssf-small-v9", "ssf-small-v9.safetensors",
+                 "5ee5e2403a6eef7614925b68079c2ee3dde018beb6c30fa554eceee45bf53495"),
     ]
 }
-DEFAULT_MODEL = "ssf-small-v8"
+DEFAULT_MODEL = "ssf-small-v9"
 # Ids once shipped and since withdrawn: never reused, named in errors.
 RETIRED: dict[int, str] = {1: "ssf-small-v1 (qualities 1-4 at lambda 0.0018-0.013)",
                            2: "ssf-small-v2 (qualities 1-4 at lambda 0.013-0.0932)",
@@ -61,7 +61,8 @@ RETIRED: dict[int, str] = {1: "ssf-small-v1 (qualities 1-4 at lambda 0.0018-0.01
                            4: "ssf-small-v4 (sha256 55d1db16...; ssf-small-v5 continues it)",
                            5: "ssf-small-v5 (sha256 52a614f5...; ssf-small-v6 continues it)",
                            6: "ssf-small-v6 (sha256 6a029ec5...; ssf-small-v7 continues it)",
-                           7: "ssf-small-v7 (sha256 bb9a4e2c...; ssf-small-v8 continues it)"}
+                           7: "ssf-small-v7 (sha256 bb9a4e2c...; ssf-small-v8 continues it)",
+                           8: "ssf-small-v8 (sha256 02597e81...; ssf-small-v9 continues it)"}
 
 
 def entry_by_id(model_id: int) -> ZooEntry | None:
