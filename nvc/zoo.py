@@ -117,7 +117,8 @@ def read_weights(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
     """Config and float32 state from a .safetensors file or a Lightning/torch checkpoint."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: no such weights file")
+        raise InputError(f"{path}: " + ("not a weights file (a folder, or not a regular file)"
+                                        if path.exists() else "no such weights file"))
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open

@@ -201,7 +201,7 @@ def test_bad_inputs_to_encode(make, message, tmp_path, tiny_weights, capsys):
     (lambda d: d / "missing.safetensors", "no such weights file"),
     (lambda d: _bytes(d / "w.safetensors", b"\x00junk" * 50), "not an nvc weights file"),
     (lambda d: _bytes(d / "w.pt", b"\x00junk" * 50), "not an nvc weights file"),
-    (lambda d: d, "no such weights file"),  # a folder
+    (lambda d: d, "not a weights file (a folder, or not a regular file)"),
 ])
 def test_bad_weights_files(make, message, tmp_path, clip_y4m, capsys):
     out_path = tmp_path / "out.nvc"
