@@ -490,6 +490,8 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file, no video")
     _refuse_nvc_stream(path)
     suffix = path.suffix.lower()
     if suffix in RAW_SUFFIXES:

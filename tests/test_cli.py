@@ -187,7 +187,7 @@ def test_stream_for_a_model_not_shipped(model_id, message, stream_file, tmp_path
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.y4m", "no such file"),
     (lambda d: _bytes(d / "junk.mp4", b"\x00junk" * 50), "cannot decode"),
-    (lambda d: _bytes(d / "zero_16x16_25.yuv", b""), "no frames"),
+    (lambda d: _bytes(d / "zero_16x16_25.yuv", b""), "empty file, no video"),
 ])
 def test_bad_inputs_to_encode(make, message, tmp_path, tiny_weights, capsys):
     out_path = tmp_path / "out.nvc"

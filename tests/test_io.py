@@ -131,7 +131,8 @@ def test_frame_range(tmp_path):
 @pytest.mark.parametrize("setup, message", [
     (lambda d: d / "missing.y4m", "no such file"),
     (lambda d: d, "directory"),
-    (lambda d: _write(d / "empty_16x16_25.yuv", b""), "no frames"),
+    (lambda d: _write(d / "empty_16x16_25.yuv", b""), "empty file, no video"),
+    (lambda d: _write(d / "empty.mp4", b""), "empty file, no video"),
     (lambda d: _write(d / "noname.yuv", b"\0" * 100), "frame size"),
     (lambda d: _write(d / "c_16x16_25.yuv", b"\0" * 100), "not a whole number"),
     (lambda d: _write(d / "junk.mp4", b"not a video at all" * 10), "cannot decode"),
