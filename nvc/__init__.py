@@ -8,7 +8,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 
 
 def decode(data: bytes, **kwargs):
-    """Decode an .nvc stream's bytes to frames (see nvc.codec.decode for the options)."""
+    """Decode an .nvc stream's bytes to frames (see nvc.decoding.decode for the options)."""
     from .decoding import decode as _decode
 
     return _decode(data, **kwargs)
