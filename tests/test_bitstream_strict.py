@@ -776,7 +776,11 @@ def test_salvage_passes_a_damaged_adapter_unit_and_takes_a_damaged_frame_0_for_l
     data[_at(0) + 10] ^= 8
     stream, units = open_units(Reader(bytes(data)), salvage=True)
     assert list(units) == [None, *CLIP[1:]] and units.damage.lost == [0]
-    for damaged in (_stream(seq[:-1] + bytes([seq[-1] ^ 1]), *UNITS),
-                    _stream(seq, _unit(UnitType.QUALITY_MAP, b"q" * 9)[:-1] + b"\x00", *UNITS)):
-        with pytest.raises(BitstreamError, match="checksum mismatch in unit [01]$"):
+    for damaged, what in ((_stream(seq[:-1] + bytes([seq[-1] ^ 1]), *UNITS), "0, the sequence header"),
+                          (_stream(seq, _unit(UnitType.QUALITY_MAP, b"q" * 9)[:-1] + b"\x00", *UNITS),
+                           "1, the quality map")):
+        with pytest.raises(BitstreamError, match=f"checksum mismatch in unit {what}: no frame "
+                                                 "decodes without it$"):
             list(open_units(Reader(damaged), salvage=True)[1])
+        with pytest.raises(BitstreamError, match=f"checksum mismatch in unit {what[0]}$"):
+            list(open_units(Reader(damaged))[1])

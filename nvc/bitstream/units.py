@@ -298,7 +298,9 @@ def open_units(r: Reader, salvage: bool = False) -> tuple[Stream, FrameUnits]:
         if kind is None:  # salvaging
             if stream is None or _kind_code(payload) in (UnitType.SEQUENCE_HEADER,
                                                          UnitType.QUALITY_MAP):
-                raise payload
+                what = "quality map" if _kind_code(payload) == UnitType.QUALITY_MAP and \
+                    stream is not None else "sequence header"
+                raise BitstreamError(f"{payload}, the {what}: no frame decodes without it")
             if _kind_code(payload) == UnitType.ADAPTERS and stream.adapters is None and \
                     stream.quality_map is None and damage.adapters is None:
                 damage.adapters = payload
