@@ -758,6 +758,29 @@ def test_a_lost_live_stream_end_is_a_cut_not_a_lost_frame():
     assert list(units) == CLIP[:4] and isinstance(units.cut, StreamCut)
 
 
+@pytest.mark.parametrize("version", [NUMBERED_SINCE - 1, NUMBERED_SINCE])
+def test_a_live_streams_end_unit_counts_the_frames_lost_before_it(version):
+    """A live stream whose last two frame units fail their checksums: their frames are lost
+    before the end unit, whose count (5) the numbered stream checks them against; two adjacent
+    units with damaged framing there: two frames lost where frames are numbered, one before
+    (and then the end unit's count no longer matches: the stream ends as damaged)."""
+    data = _clip(live=True, version=version)
+    for k in (3, 4):
+        data[_at(k, live=True) + 10] ^= 8
+    frames, lost, _, cut, _ = _salvaged(bytes(data), Reader)
+    assert frames == [*CLIP[:3], None, None] and lost == [3, 4] and cut == "None"
+    data = _clip(live=True, version=version)
+    for k in (3, 4):  # each length one too large: both framings damaged, searched past
+        at, size = _at(k, live=True) + 1, len(write_frame(CLIP[k]))
+        data[at:at + len(write_varint(size))] = write_varint(size + 1)
+    frames, lost, _, cut, _ = _salvaged(bytes(data), Reader)
+    if version >= NUMBERED_SINCE:
+        assert frames == [*CLIP[:3], None, None] and lost == [3, 4] and cut == "None"
+    else:
+        assert frames == [*CLIP[:3], None] and lost == [3]
+        assert cut == "damaged stream: an end unit after 4 frames that does not count them"
+
+
 def test_salvage_passes_a_damaged_adapter_unit_and_takes_a_damaged_frame_0_for_lost():
     """The head salvaged: an adapter unit that fails its checksum is passed over (the frames
     decode with the base; `damage.adapters` says so), a first frame unit that fails its checksum
