@@ -320,9 +320,9 @@ def cmd_decode(args) -> None:
         except BitstreamError as e:
             if e is not frames.cut:  # not a unit that could not be read
                 raise
-            if isinstance(e, bitstream.Misnumbered) or isinstance(e, bitstream.ChecksumError) \
-                    and not (stream.live and e.kind_code == bitstream.UnitType.END):  # (a live
-                # stream's end unit: its frames all came)
+            end_of_live = stream.live and isinstance(e, bitstream.ChecksumError) and \
+                e.kind_code == bitstream.UnitType.END  # (its frames all came)
+            if isinstance(e, (bitstream.Misnumbered, bitstream.ChecksumError)) and not end_of_live:
                 raise BitstreamError(f"{e} {SALVAGE_HINT}") from None
             if frames.count <= args.start:
                 raise

@@ -6,6 +6,7 @@ themselves are `cli.py`, which dispatches on `args.command`.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from . import argtypes
 
@@ -141,12 +142,20 @@ def _version() -> str:
            f"base model {DEFAULT_MODEL}"
 
 
+class _Version(argparse.Action):
+    """--version, its text read (package metadata) only when asked, not at every start."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser._print_message(_version() + "\n", sys.stdout)  # as argparse's own does
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nvc", description="nvc: an instance-adaptive neural video codec",
         epilog="example:\n  nvc demo", formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log details (and tracebacks)")
-    parser.add_argument("--version", action="version", version=_version(),
+    parser.add_argument("--version", action=_Version, nargs=0,
                         help="show nvc's version, the stream format it writes and its base model")
     subs = parser.add_subparsers(dest="command", required=True)
 

@@ -225,11 +225,11 @@ def _whole_unit(buf: bytes, at: int, ended: bool, checksum: bool = True) -> bool
 
 @dataclass
 class Damage:
-    """What a reader with `salvage` on passed over: the frames whose units could not be read
-    (each comes out as None: bitstream.LOST), the first such error, a damaged adapter unit, and
-    what the decoder made of them (decoding.iter_decoded): the frames it concealed (those before the
-    first it decoded, too, `filled`), and the P-frames it decoded from a concealed one, up to the
-    next whole I-frame (drift)."""
+    """What a reader with `salvage` on passed over: the frames lost, their units damaged or (a
+    numbered stream's) missing (each comes out as None: bitstream.LOST), the first such error, a
+    damaged adapter unit, and what the decoder made of them (decoding.iter_decoded): the frames it
+    concealed (those before the first it decoded, too, `filled`), and the P-frames it decoded from
+    a concealed one, up to the next whole I-frame (drift)."""
 
     salvage: bool = False
     lost: list[int] = field(default_factory=list)
@@ -368,10 +368,11 @@ def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None
                 raise payload
             damage.first = damage.first or payload
             _count(stream, "lost", size)
-            passed += 1
-            if not numbered:
+            if numbered:
+                passed += 1
+            else:
                 yield from _lose(damage, count, 1)
-                count, passed = count + 1, 0
+                count += 1
             continue
         if kind == UnitType.FRAME:
             missing = (frame_number(payload) - count) % FRAME_NUMBERS if numbered else 0
