@@ -23,12 +23,22 @@ def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
+def _replaced(path: Path) -> Path:
+    """The file a write of `path` replaces: where `path` is a link, the file it names (the link
+    is kept, as a shell's `>` keeps it)."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 class AtomicFile:
-    """Write to a temporary sibling, rename over the target on success, delete it on failure."""
+    """Write to a temporary sibling, rename over the target on success, delete it on failure.
+    A target that exists and is not a regular file (a device such as /dev/null, a named pipe a
+    player reads) is written in place: renaming over it would replace the device node or the pipe
+    with a file (before: `nvc encode clip.y4m -o /dev/null`, run as root, did)."""
 
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.tmp = _atomic_path(self.path)
+        self.path = _replaced(Path(path))
+        self.in_place = self.path.exists() and not self.path.is_file()
+        self.tmp = self.path if self.in_place else _atomic_path(self.path)
 
     def __enter__(self) -> Path:
         if not self.path.parent.exists():
@@ -36,6 +46,8 @@ class AtomicFile:
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if self.in_place:
+            return
         if exc_type is None:
             os.replace(self.tmp, self.path)
         elif self.tmp.exists():
@@ -143,7 +155,7 @@ def write_png_frames(pattern: str, video: Video) -> list[Path]:
     matrix = video.matrix or ColourMatrix.BT709
     try:  # every frame to a temporary sibling first; renamed only once all are written
         for i, frame in enumerate(video.frames):
-            paths.append(Path(pattern % i))
+            paths.append(_replaced(Path(pattern % i)))
             temps.append(_atomic_path(paths[-1]))
             Image.fromarray(np.round(yuv_to_rgb(frame, matrix) * 255).astype(np.uint8)).save(
                 temps[-1], format="PNG")

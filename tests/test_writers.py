@@ -106,3 +106,37 @@ def test_a_videos_sample_aspect_ratio_is_written_and_read_back(tmp_path, suffix)
     for aspect in (Fraction(32, 27), None):
         write_video(tmp_path / f"c{suffix}", replace(video, aspect=aspect))
         assert read_video(tmp_path / f"c{suffix}").aspect == (None if suffix == ".mkv" else aspect)
+
+
+def test_a_link_is_kept_and_the_file_it_names_replaced(tmp_path):
+    (tmp_path / "real.y4m").write_bytes(b"old")
+    (tmp_path / "link.y4m").symlink_to("real.y4m")
+    write_video(tmp_path / "link.y4m", make_video(frames=2, hw=(16, 16)))
+    assert (tmp_path / "link.y4m").is_symlink()
+    assert len(read_video(tmp_path / "real.y4m").frames) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.y4m", "real.y4m"]
+
+
+def test_a_named_pipe_is_written_in_place_not_replaced(tmp_path):
+    import os
+    import stat
+    import threading
+
+    from nvc.writers import open_output
+
+    pipe = tmp_path / "player.y4m"
+    os.mkfifo(pipe)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    video = make_video(frames=2, hw=(16, 16))
+    write_video(pipe, video)
+    reader.join(timeout=10)
+    assert got and got[0].startswith(b"YUV4MPEG2") and got[0].count(b"FRAME\n") == 2
+    reader = threading.Thread(target=lambda: got.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    with open_output(pipe) as f:  # encode's output
+        f.write(b"NVC bytes")
+    reader.join(timeout=10)
+    assert got[1] == b"NVC bytes"
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and [p.name for p in tmp_path.iterdir()] == ["player.y4m"]
