@@ -38,10 +38,10 @@ def _load(args):
 
 
 def _read_input(args, lazy: bool = False, live: bool = False, stop=None):
-    from .io import read_video, sample_aspect
+    from .io import input_name, read_video, sample_aspect
 
-    video = read_video(args.input, size=args.size, fps=args.fps, start=args.start,
-                       frames=args.frames, lazy=lazy, progress=_progress("reading stdin"),
+    video = read_video(args.input, size=args.size, fps=args.fps, start=args.start, frames=args.frames,
+                       lazy=lazy, progress=_progress(f"reading {input_name(args.input)}"),
                        live=live, stop=stop, samples=args.pix_fmt)
     if args.sample_aspect is None:
         return video
@@ -126,12 +126,14 @@ def _json_safe(value):
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_encode(args) -> None:
+    from .io import is_pipe
+
     _check_output(args, stream=True)
     options.check_roi(args)
     # coding streams the clip (a pipe as it arrives, a live stream); the fit reads it a window at
     # a time, a region or task map may need every frame first: from a pipe those are spooled
     options.check_bitrate(args)
-    live = args.input == "-" and not (args.adapt or args.roi or args.task_model or args.bitrate)
+    live = is_pipe(args.input) and not (args.adapt or args.roi or args.task_model or args.bitrate)
     with _interrupt_ends_input(live) as stop:
         _encode(args, _read_input(args, lazy=True, live=live, stop=stop))
 
@@ -294,6 +296,7 @@ def cmd_decode(args) -> None:
     from . import bitstream
     from .decoding import decoded_video, open_stream
     from .errors import BitstreamError, InputError, StreamCut
+    from .io import input_name
     from .writers import write_video
 
     _check_output(args)
@@ -328,7 +331,7 @@ def cmd_decode(args) -> None:
                 raise
             raise BitstreamError(f"{e} (--salvage writes the {frames.count - args.start} frames "
                                  "before it)") from None
-    damage, log, name = frames.damage, logging.getLogger("nvc"), _input_name(args.input)
+    damage, log, name = frames.damage, logging.getLogger("nvc"), input_name(args.input)
     if damage.adapters is not None:
         log.warning("%s: %s, the adapter unit: decoded with the base decoder (the frames differ "
                     "from the encoder's)", name, damage.adapters)
@@ -381,26 +384,20 @@ def _stream_input(path: str):
     raised under the input's name."""
     from .bitstream import FileReader
     from .errors import InputError
-    from .io import STDIO, stdin_piped
+    from .io import input_name, is_pipe, open_pipe
 
     with ExitStack() as files:
-        if path == STDIO:  # unbuffered, so that FileReader.ready sees every byte that has arrived
-            stdin_piped("an nvc stream", "nvc encode IN -o - | nvc decode - -o OUT.y4m")
-            reader = FileReader(getattr(sys.stdin.buffer, "raw", sys.stdin.buffer))
+        if is_pipe(path):  # unbuffered, so that FileReader.ready sees every byte that has arrived
+            reader = FileReader(open_pipe(path, "an nvc stream",
+                                          "nvc encode IN -o - | nvc decode - -o OUT.y4m", raw=True))
             if reader.done:
-                raise InputError("stdin: no nvc stream (nothing was read)")
+                raise InputError(f"{input_name(path)}: no nvc stream (nothing was read)")
         else:
             if not Path(path).is_file():
                 raise InputError(f"{path}: no such file")
             reader = FileReader(files.enter_context(open(path, "rb")))
-        with _named(_input_name(path)):
+        with _named(input_name(path)):
             yield reader
-
-
-def _input_name(path: str) -> str:
-    from .io import STDIO
-
-    return "stdin" if path == STDIO else path
 
 
 @contextmanager
@@ -416,9 +413,10 @@ def _named(name: str):
 
 def cmd_info(args) -> None:
     from .info import describe
+    from .io import input_name
 
     data = _read_stream(args.input)
-    with _named(_input_name(args.input)):
+    with _named(input_name(args.input)):
         info, lines = describe(data, str(args.input))
     _emit(args, info, lines)
     if info["damage"]:

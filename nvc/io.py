@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -300,11 +301,36 @@ def warn_converted(path: Path | str, samples: Layout) -> None:
                     samples.description)
 
 
-def stdin_piped(what: str, example: str) -> None:
-    """Refuse `-` when standard input is a terminal (nothing was piped in: reading would wait for
-    keystrokes)."""
-    if getattr(sys.stdin, "isatty", lambda: False)():
-        raise InputError(f"stdin: is a terminal; pipe {what} into nvc, e.g. {example}")
+def is_pipe(path: str | os.PathLike) -> bool:
+    """`-` (standard input), or a path that names a pipe or a device rather than a file (a named
+    pipe made with mkfifo, a shell's `<(...)`, /dev/stdin): read once, in order, as its bytes
+    arrive, as standard input is."""
+    if str(path) == STDIO:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
+def input_name(path: str | os.PathLike) -> str:
+    """How messages name an input: `stdin` for `-`."""
+    return "stdin" if str(path) == STDIO else str(path)
+
+
+def open_pipe(path: str | os.PathLike, what: str, example: str, raw: bool = False) -> BinaryIO:
+    """A pipe input (is_pipe) opened for reading, buffered or (`raw`) not: standard input for
+    `-`. A terminal is refused (reading would wait for keystrokes)."""
+    if str(path) == STDIO:
+        terminal = getattr(sys.stdin, "isatty", lambda: False)()
+        f = sys.stdin.buffer
+    else:
+        f = open(path, "rb", buffering=0 if raw else -1)
+        terminal = f.isatty()
+    if terminal:
+        raise InputError(f"{input_name(path)}: is a terminal; pipe {what} into nvc, e.g. {example}")
+    return getattr(f, "raw", f) if raw else f
 
 
 def frame_count(video: Video) -> int | None:
@@ -478,12 +504,12 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
     from . import y4m  # y4m builds on this module's frames
 
     _check_range(start, frames)
-    if samples is not None and (str(path) == STDIO or Path(path).suffix.lower() not in RAW_SUFFIXES):
+    if samples is not None and (is_pipe(path) or Path(path).suffix.lower() not in RAW_SUFFIXES):
         raise InputError(f"{path}: --pix-fmt is for raw .yuv input (y4m and other files say "
                          "their own)")
-    if str(path) == STDIO:
-        stdin_piped("y4m", "ffmpeg -i IN -f yuv4mpegpipe - | nvc encode - -o OUT.nvc")
-        video = y4m.read_pipe(sys.stdin.buffer, "stdin", start, frames, progress, live, stop)
+    if is_pipe(path):
+        f = open_pipe(path, "y4m", "ffmpeg -i IN -f yuv4mpegpipe - | nvc encode - -o OUT.nvc")
+        video = y4m.read_pipe(f, input_name(path), start, frames, progress, live, stop)
         return _checked(video, size, fps, start)
     path = Path(path)
     if not path.exists():

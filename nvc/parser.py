@@ -165,8 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
              "\n  ffmpeg -i clip.mp4 -f yuv4mpegpipe - | nvc encode - -o clip.nvc"
              "\n  ffmpeg -i CAMERA -f yuv4mpegpipe - | nvc encode - -o - | nvc decode - -o - | ffplay -")
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads (mp4, mkv, avi, .264); "
-                                 "-: y4m from standard input, coded as it arrives (a live stream; "
-                                 "with --adapt, --roi or --task-model spooled to TMPDIR first)")
+                                 "-: y4m from standard input (a named pipe, <(...), likewise), coded "
+                                 "as it arrives (a live stream; with --adapt, --roi or --task-model "
+                                 "spooled to TMPDIR first)")
     p.add_argument("-o", "--output", required=True,
                    help="the .nvc file to write (-: standard output)")
     _coding_options(p, argtypes.quality, None, "rate point: 1 (the smallest file) to 4 (the largest), the "
@@ -182,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "decode", "decode an .nvc stream to y4m, yuv, mp4, mkv or PNG frames",
              "nvc decode clip.nvc -o clip_decoded.y4m\n  nvc decode clip.nvc -o - | ffplay -\n"
              "  nvc decode partial_download.nvc -o what_came.y4m --salvage")
-    p.add_argument("input", help="an .nvc file (-: standard input)")
+    p.add_argument("input", help="an .nvc file (-: standard input; a named pipe likewise)")
     p.add_argument("--start", type=int, default=0,
                    help="first frame to write (default 0); decoding starts at the I-frame at or "
                         "before it, the frames before that are read, not decoded")
@@ -204,13 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "info", "show an .nvc stream's header and bytes per unit type",
              "nvc info clip.nvc --json")
-    p.add_argument("input", help="an .nvc file (-: standard input)")
+    p.add_argument("input", help="an .nvc file (-: standard input; a named pipe likewise)")
     _common(p, reading=False, model=False)
 
     p = _sub(subs, "eval", "encode, decode and report bytes, bpp, PSNR, MS-SSIM and seconds",
              "nvc eval clip_416x240_50.yuv --quality 1,2,3,4 --frames 12")
     p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads; -: y4m from standard "
-                                 "input")
+                                 "input (a named pipe likewise)")
     _coding_options(p, argtypes.qualities, [2], "rate point N or a list like 1,2,3,4 or 0.5,1.5 (see "
                     "encode; default 2)")
 

@@ -349,6 +349,43 @@ def test_pipes_code_the_same_bytes_and_frames_as_files(tmp_path, clip_y4m, tiny_
         assert code == 0 and y4m == (tmp_path / "f.y4m").read_bytes(), err
 
 
+def _fed(fifo: Path, data: bytes) -> threading.Thread:
+    """A writer that feeds `data` into the named pipe `fifo` once a reader opens it."""
+    thread = threading.Thread(target=fifo.write_bytes, args=(data,), daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.timeout(120)  # a regression waits on a pipe nobody writes again
+def test_named_pipes_are_read_as_standard_input_is(tmp_path, clip_y4m, tiny_weights, capsys):
+    """A named pipe (mkfifo, a shell's `<(...)`) carries y4m to encode and eval and a stream to
+    decode and info, read as it arrives (before: encode and eval handed it to FFmpeg, which read
+    nothing, and decode and info said 'no such file')."""
+    w = ["--weights", str(tiny_weights)]
+    assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "f.nvc"), *w]) == 0
+    assert main(["decode", str(tmp_path / "f.nvc"), "-o", str(tmp_path / "f.y4m"), *w]) == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    _fed(fifo, clip_y4m.read_bytes())
+    assert main(["encode", str(fifo), "-o", str(tmp_path / "p.nvc"), *w]) == 0
+    live = bitstream.unpack((tmp_path / "p.nvc").read_bytes())
+    assert live.live and live.frames == bitstream.unpack((tmp_path / "f.nvc").read_bytes()).frames
+    _fed(fifo, (tmp_path / "p.nvc").read_bytes())
+    assert main(["decode", str(fifo), "-o", str(tmp_path / "p.y4m"), *w]) == 0
+    assert (tmp_path / "p.y4m").read_bytes() == (tmp_path / "f.y4m").read_bytes()
+    _fed(fifo, (tmp_path / "f.nvc").read_bytes())
+    capsys.readouterr()
+    assert main(["info", str(fifo), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == len(live.frames)
+    _fed(fifo, clip_y4m.read_bytes())
+    assert main(["eval", str(fifo), "--quality", "1", "--json", *w]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["frames"] == len(live.frames)
+    _fed(fifo, b"junk\n")
+    assert main(["encode", str(fifo), "-o", str(tmp_path / "junk.nvc"), *w]) == 1
+    assert capsys.readouterr().err == f"nvc: error: {fifo}: not a y4m stream (nvc reads y4m " \
+        "from a pipe, e.g. ffmpeg -i IN -f yuv4mpegpipe -)\n"
+
+
 @pytest.mark.parametrize("args, data, message", [
     (["encode", "-", "-o", "OUT"], b"junk\n", "stdin: not a y4m stream"),
     (["encode", "-", "-o", "OUT"], b"YUV4MPEG2 W16 H16\nFRAME\n" + bytes(100),
