@@ -25,6 +25,7 @@ from torch import Tensor
 from . import bitstream, memory
 from .bitstream import (
     DEFAULT_PROFILE,
+    FORMAT_VERSION,
     HASH_PREFIX_BYTES,
     CodedFrame,
     NumericProfile,
@@ -168,6 +169,7 @@ def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     synthesis: Synthesis = Synthesis.FLOAT32,
                     schedule: GopSchedule = FLAT) -> SequenceHeader:
     fps = Fraction(video.fps).limit_denominator(1 << 20)
+    model.tables_for(FORMAT_VERSION)  # the stream is coded with, and records, its format's tables
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, frame_count(video) or 0,  # 0: live
                           intra_period, quality, int(matrix), profile, model.tables_crc(),

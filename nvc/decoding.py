@@ -125,6 +125,7 @@ def iter_decoded(stream: Stream, model: SSF, entry: ZooEntry, progress: Progress
     if not 1 <= header.quality <= model.cfg.num_qualities:
         raise BitstreamError(f"damaged stream: quality {header.quality} out of range")
     profile = NumericProfile(header.numeric_profile)
+    model.tables_for(stream.version)
     if stream.version >= 3 and header.tables_crc != model.tables_crc():
         raise BitstreamError(
             f"cannot decode here: this machine builds other range-coder tables from the weights "

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nvc.models.entropy import scale_table
+from nvc.models.entropy import SCALE_TABLE
 from nvc.models.exact import ACT_LIMIT, FRAC_OUT, SCALE_THRESHOLDS, ExactHyperSynthesis, _run
 from nvc.models.layers import deconv, hyper_synthesis
 
@@ -59,7 +59,10 @@ def test_result_does_not_depend_on_threads_or_batch_order():
 
 
 def test_scale_thresholds_are_the_scale_table_in_fixed_point():
-    table = scale_table()
+    table = torch.tensor(SCALE_TABLE, dtype=torch.float32).tolist()  # each entry a float32
+    computed = torch.exp(torch.linspace(torch.log(torch.tensor(0.11)), torch.log(torch.tensor(256.0)),
+                                        64))  # CompressAI's, as this machine computes it
+    assert torch.equal(computed, torch.tensor(SCALE_TABLE, dtype=torch.float32))
     assert list(SCALE_THRESHOLDS) == [round(s * 2 ** FRAC_OUT) for s in table[:-1]]
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import nvc.codec
 from nvc import bitstream
 from nvc.bitstream import CodedFrame, FrameType, LatentStrings
 from nvc.codec import Candidates, encode
@@ -84,14 +85,19 @@ def test_cheaper_i_frames_are_coded_and_decode_bit_exactly(tiny_model, tiny_weig
     assert all(np.array_equal(a, b) for a, b in zip(auto.reconstruction, out.frames))
 
 
-def test_an_i_frame_between_the_periods_is_refused_before_format_8(tiny_model, small_video):
+def test_an_i_frame_between_the_periods_is_refused_before_format_8(tiny_model, small_video,
+                                                                   monkeypatch):
     model, entry = tiny_model
-    data = relabelled(encode(small_video, model, entry, 1, intra_period=2,
-                              adaptive_intra=False).data, intra_period=12)
+
+    def coded() -> bytes:
+        return relabelled(encode(small_video, model, entry, 1, intra_period=2,
+                                 adaptive_intra=False).data, intra_period=12)
+    data = coded()
     assert _kinds(data) == "IPIP"
     decode_stream(bitstream.unpack(data), model, entry)  # format 8: an I-frame anywhere
+    monkeypatch.setattr(nvc.codec, "FORMAT_VERSION", 7)  # coded with format 7's tables
     with pytest.raises(BitstreamError, match="frame 2 has the wrong type"):
-        decode_stream(bitstream.unpack(relabelled(data, version=7)), model, entry)
+        decode_stream(bitstream.unpack(relabelled(coded(), version=7)), model, entry)
 
 
 def test_a_p_frame_that_starts_a_gop_is_refused(tiny_model, small_video):

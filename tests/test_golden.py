@@ -66,6 +66,9 @@ WEIGHTS, EXPECTED = GOLDEN / "tiny.safetensors", GOLDEN / "expected.json"
 # in its header; the same frames as stream-rans.nvc's.
 # stream-numbered.nvc (format 13): stream-rans.nvc's clip with its frames numbered in their type
 # bytes; the same symbols and frames as stream-rans.nvc's.
+# stream-tables.nvc (format 14): stream-numbered.nvc's clip, coded with the range coder's tables
+# built in float64 (nvc.models.priors); every older stream decodes with the float32 tables it was
+# coded with.
 # stream-map-format4.nvc: stream-map.nvc as format 4 wrote it (no synthesis precision field).
 # Regenerating writes only the streams of the current format (and the weights only when absent):
 # the older ones record what an older nvc wrote.
@@ -80,7 +83,8 @@ STREAMS = {"": (GOLDEN / "stream.nvc", NumericProfile.EXACT_HYPER, 5),
            "live_": (GOLDEN / "stream-live.nvc", NumericProfile.SUBSTREAMS, 10),
            "cycle_": (GOLDEN / "stream-cycle.nvc", NumericProfile.SUBSTREAMS, 11),
            "aspect_": (GOLDEN / "stream-aspect.nvc", NumericProfile.SUBSTREAMS, 12),
-           "numbered_": (GOLDEN / "stream-numbered.nvc", NumericProfile.SUBSTREAMS, 13)}
+           "numbered_": (GOLDEN / "stream-numbered.nvc", NumericProfile.SUBSTREAMS, 13),
+           "tables_": (GOLDEN / "stream-tables.nvc", NumericProfile.SUBSTREAMS, 14)}
 ASPECTS = {"aspect_": (32, 27)}  # the sample aspect ratio of stream-aspect.nvc
 ADAPTED = ("adapted8_", "adapted_")
 MAPPED = ("map_", "sched_", "cycle_")
@@ -297,8 +301,9 @@ def test_other_coder_tables_are_refused(monkeypatch):
         decode_stream(stream, model, entry)
 
 
-def test_format_2_streams_decode_with_the_float_profile(tiny_model, small_video):
+def test_format_2_streams_decode_with_the_float_profile(tiny_model, small_video, monkeypatch):
     model, entry = tiny_model
+    monkeypatch.setattr(nvc.codec, "FORMAT_VERSION", 2)  # coded with format 2's tables
     new = bitstream.unpack(encode(small_video, model, entry, 1, profile=NumericProfile.FLOAT,
                                   schedule=FLAT).data)
     old = bitstream.Stream(new.header, new.frames, version=2)

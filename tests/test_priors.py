@@ -14,7 +14,7 @@ from compressai.layers import GDN as TheirGDN
 
 from nvc.errors import NvcError
 from nvc.models import rans
-from nvc.models.entropy import scale_table
+from nvc.models.entropy import SCALE_TABLE
 from nvc.models.layers import GDN
 from nvc.models.priors import FactorizedPrior, GaussianConditional
 
@@ -41,22 +41,23 @@ def _tables(model) -> list[torch.Tensor]:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_factorized_tables_are_compressais(seed):
     ours, theirs = _pair(seed=seed)
-    ours.update(force=True)
+    ours.update(force=True, dtype=torch.float32)  # the tables of streams before format 14
     theirs.update(force=True)
     assert all(torch.equal(a, b) for a, b in zip(_tables(ours), _tables(theirs)))
 
 
 def test_gaussian_tables_are_compressais():
     ours, theirs = GaussianConditional(), TheirGaussian(None)
-    ours.update_scale_table(scale_table(), force=True)
-    theirs.update_scale_table(scale_table(), force=True)
+    ours.update_scale_table(SCALE_TABLE, force=True, dtype=torch.float32)
+    theirs.update_scale_table(list(SCALE_TABLE), force=True)
     assert set(ours.state_dict()) == set(theirs.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(_tables(ours) + [ours.scale_table],
                                                  _tables(theirs) + [theirs.scale_table]))
     other = GaussianConditional()  # the second model's tables come from the cache, as copies
-    other.update_scale_table(scale_table(), force=True)
+    other.update_scale_table(SCALE_TABLE, force=True, dtype=torch.float32)
     other._quantized_cdf.zero_()
-    assert torch.equal(GaussianConditional._build(ours, scale_table())[1], ours._quantized_cdf)
+    assert torch.equal(GaussianConditional._build(ours, SCALE_TABLE, torch.float32)[1],
+                       ours._quantized_cdf)
     assert ours._quantized_cdf.any()
 
 
@@ -164,3 +165,41 @@ def test_the_codec_does_not_import_compressai(tmp_path):
                          text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _rebuilt_with_noise(model, dtype: torch.dtype, eps: float, monkeypatch) -> int:
+    """The tables' crc after rebuilding them in `dtype` with every transcendental function the
+    build evaluates off by a relative `eps` (another machine's rounding, much exaggerated)."""
+    import nvc.models.priors as priors
+
+    gen = torch.Generator().manual_seed(0)
+
+    def noisy(f):
+        return lambda x, *a, **k: f(x, *a, **k) * (1 + eps * torch.randn(x.shape, generator=gen,
+                                                                          dtype=x.dtype))
+    with monkeypatch.context() as m:
+        for owner, name in ((torch, "sigmoid"), (torch, "tanh"), (torch, "erfc"),
+                            (priors.F, "softplus")):
+            m.setattr(owner, name, noisy(getattr(owner, name)))
+        priors._GAUSSIAN_TABLES.clear()  # built afresh, under the noise
+        model.update(dtype)
+    priors._GAUSSIAN_TABLES.clear()
+    return model.tables_crc()
+
+
+def test_float64_tables_are_the_same_on_any_machine(monkeypatch):
+    """The shipped model's tables, built in float64 (format 14), do not change when every function
+    the build evaluates errs by 1e-12 (float64's own error on a machine: ~1e-16), and lie farther
+    than that from changing (`margin`, in counts); built in float32 (earlier formats), one float32
+    unit of error changes them."""
+    from nvc.zoo import DEFAULT_MODEL, load_model
+
+    model = load_model(DEFAULT_MODEL)[0]
+    assert model.table_dtype == torch.float64
+    exact, margin = model.tables_crc(), model.table_margin()
+    assert margin > 1e-6  # counts of 2^-16; an error of 1e-12 moves a count by < 7e-8
+    assert _rebuilt_with_noise(model, torch.float64, 1e-12, monkeypatch) == exact
+    model.update(torch.float32)
+    legacy = model.tables_crc()
+    assert legacy != exact
+    assert _rebuilt_with_noise(model, torch.float32, 2 ** -23, monkeypatch) != legacy

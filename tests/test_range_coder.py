@@ -9,22 +9,22 @@ from nvc.bitstream import NumericProfile, SequenceHeader
 from nvc.codec import encode
 from nvc.decoding import decode_stream
 from nvc.errors import NvcError
-from nvc.models.entropy import scale_table
+from nvc.models.entropy import SCALE_TABLE
 from nvc.models.priors import GaussianConditional
 from nvc.models.range_coder import PAD_BELOW, TableCoder, padded_count
 
 
 @pytest.fixture(scope="module")
 def gc() -> GaussianConditional:
-    gc = GaussianConditional()
-    gc.update_scale_table(scale_table(), force=True)
+    gc = GaussianConditional()  # the tables of streams before format 14, CompressAI's
+    gc.update_scale_table(SCALE_TABLE, force=True, dtype=torch.float32)
     return gc
 
 
 def _symbols_and_indexes(seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     indexes = torch.randint(0, 64, (1, 6, 9, 11), generator=g, dtype=torch.int32)
-    scales = torch.tensor(scale_table())[indexes.long()]
+    scales = torch.tensor(SCALE_TABLE)[indexes.long()]
     symbols = (torch.randn(indexes.shape, generator=g) * scales).round()
     symbols[0, 0, 0, :3] = torch.tensor([5000.0, -7000.0, 40.0])  # beyond the tables: escapes
     indexes[0, 0, 0, :3] = torch.tensor([0, 3, 0], dtype=torch.int32)
@@ -37,7 +37,7 @@ def test_without_skip_the_bytes_are_compressais(gc):
     from compressai.entropy_models import GaussianConditional as Theirs
 
     model = Theirs(None)
-    model.update_scale_table(scale_table(), force=True)
+    model.update_scale_table(list(SCALE_TABLE), force=True)
     ours = TableCoder(gc).encode(symbols, indexes)
     theirs = model.compress(symbols, indexes, means=torch.zeros_like(symbols))[0]
     assert ours == theirs
@@ -134,11 +134,11 @@ CRAFTED = """
 import sys, torch
 from nvc.models.priors import GaussianConditional
 import nvc.models.range_coder as rc
-from nvc.models.entropy import scale_table
+from nvc.models.entropy import SCALE_TABLE
 if sys.argv[1] == "unpadded":
     rc.readable = lambda string, symbols: string
 gc = GaussianConditional()
-gc.update_scale_table(scale_table(), force=True)
+gc.update_scale_table(SCALE_TABLE, force=True)
 coder = rc.TableCoder(gc)
 gen = torch.Generator().manual_seed(0)
 for string, index in [(b"\\xff" * 12, 63), (b"\\x00" * 8, 40), (b"\\xff" * 4 + b"\\x0f" * 60, 20),

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from nvc.errors import BitstreamError, NvcError
 from nvc.models import rans
-from nvc.models.entropy import scale_table
+from nvc.models.entropy import SCALE_TABLE
 from nvc.models.priors import GaussianConditional
 from nvc.models.range_coder import TableCoder
 
@@ -23,14 +23,14 @@ from nvc.models.range_coder import TableCoder
 @pytest.fixture(scope="module")
 def coder() -> TableCoder:
     gc = GaussianConditional()
-    gc.update_scale_table(scale_table(), force=True)
+    gc.update_scale_table(SCALE_TABLE, force=True)
     return TableCoder(gc)
 
 
 def _gaussian(n: int, seed: int = 0, low: int = 0) -> tuple[np.ndarray, np.ndarray]:
     g = torch.Generator().manual_seed(seed)
     indexes = torch.randint(low, 64, (n,), generator=g, dtype=torch.int32)
-    scales = torch.tensor(scale_table())[indexes.long()]
+    scales = torch.tensor(SCALE_TABLE)[indexes.long()]
     return (torch.randn(n, generator=g) * scales).round().int().numpy(), indexes.numpy()
 
 
@@ -122,11 +122,11 @@ FUZZ = """
 import numpy as np, torch
 from nvc.models.priors import GaussianConditional
 from nvc.models import rans
-from nvc.models.entropy import scale_table
+from nvc.models.entropy import SCALE_TABLE
 from nvc.models.range_coder import TableCoder
 gc = GaussianConditional()
-gc.update_scale_table(scale_table(), force=True)
-tables, scales = TableCoder(gc).tables, np.array(scale_table())
+gc.update_scale_table(SCALE_TABLE, force=True)
+tables, scales = TableCoder(gc).tables, np.array(SCALE_TABLE)
 rng = np.random.default_rng(0)
 for it in range(400):
     n = int(rng.integers(1, 2000))

@@ -10,8 +10,8 @@ from typing import BinaryIO
 from ..errors import BitstreamError
 
 __all__ = ["MAGIC", "FORMAT_VERSION", "ANY_INTRA_SINCE", "NVC_ADAPTER_CODER_SINCE", "LIVE_SINCE",
-           "CYCLE_SINCE", "ASPECT_SINCE", "NUMBERED_SINCE", "FRAME_NUMBERS", "MAX_GOP_CYCLE",
-           "HASH_PREFIX_BYTES", "Limits", "LIMITS",
+           "CYCLE_SINCE", "ASPECT_SINCE", "NUMBERED_SINCE", "FLOAT64_TABLES_SINCE", "FRAME_NUMBERS",
+           "MAX_GOP_CYCLE", "HASH_PREFIX_BYTES", "Limits", "LIMITS",
            "NumericProfile", "SKIP_BELOW_INDEX", "DEFAULT_PROFILE", "Synthesis",
            "SYNTHESIS_NAMES", "FrameType", "LatentStrings", "CodedFrame", "UnitType",
            "write_varint", "ChecksumError", "Truncated", "Reader", "READ_CHUNK", "FileReader"]
@@ -41,13 +41,17 @@ MAGIC = b"NVC\x89"
 # 13: a frame unit's first byte numbers the frame as well as typing it: type + 2 * (index mod
 #    FRAME_NUMBERS), no byte more; a reader tells whole units lost, repeated or out of order, and
 #    how many frames a damaged stretch held (earlier formats: the type alone).
-FORMAT_VERSION = 13
+# 14: the range coder's tables are built in float64 (nvc.models.priors: every machine builds the
+#    same ones); earlier formats' tables, in float32, as CompressAI builds them (a machine whose
+#    float32 functions round otherwise builds others, and refuses the stream by its tables' crc).
+FORMAT_VERSION = 14
 ANY_INTRA_SINCE = 8
 NVC_ADAPTER_CODER_SINCE = 9
 LIVE_SINCE = 10
 CYCLE_SINCE = 11
 ASPECT_SINCE = 12
 NUMBERED_SINCE = 13
+FLOAT64_TABLES_SINCE = 14
 FRAME_NUMBERS = 128  # the frame type byte's other 7 bits
 MAX_GOP_CYCLE = 16  # nvc.schedule.MAX_CYCLE
 HASH_PREFIX_BYTES = 8

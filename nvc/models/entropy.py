@@ -22,15 +22,18 @@ from .layers import hyper_analysis, hyper_synthesis
 from .priors import FactorizedPrior, GaussianConditional
 from .range_coder import TableCoder, legacy_decode, legacy_encode
 
-SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64  # CompressAI's default scale table
-
-
-def scale_table() -> list[float]:
-    return torch.exp(torch.linspace(torch.log(torch.tensor(SCALE_MIN)),
-                                    torch.log(torch.tensor(SCALE_MAX)), SCALE_LEVELS)).tolist()
-
-
-_SCALE_TABLE = scale_table()  # built once: `_skipped` runs in every training step
+# CompressAI's default scale table, exp(linspace(log(0.11), log(256), 64)) in float32, written out
+# (each float32 exactly): exp and log need not round alike on every machine, and the tables the
+# coder reads are built from these (tests check that torch computes the same values here)
+SCALE_TABLE = (
+    0.11, 0.124404095, 0.14069438, 0.1591178, 0.1799537, 0.20351797, 0.23016793, 0.2603076,
+    0.29439393, 0.33294374, 0.37654155, 0.4258483, 0.4816116, 0.5446769, 0.6160004, 0.69666344,
+    0.787889, 0.89106023, 1.0077413, 1.1397015, 1.2889413, 1.4577235, 1.6486071, 1.8644862,
+    2.108634, 2.384752, 2.6970267, 3.0501928, 3.4496043, 3.9013174, 4.4121814, 4.9899406, 5.643354,
+    6.382331, 7.218075, 8.163255, 9.2322035, 10.441129, 11.808356, 13.354617, 15.103355, 17.081085,
+    19.317795, 21.84739, 24.708223, 27.943682, 31.602804, 35.741077, 40.421238, 45.714252, 51.70038,
+    58.470337, 66.12683, 74.78591, 84.578835, 95.654144, 108.17973, 122.34544, 138.36617, 156.48474,
+    176.9758, 200.15018, 226.35905, 256.0)
 
 
 def initial_log_gains(lambdas: tuple[float, ...], latent: int) -> Tensor:
@@ -238,10 +241,11 @@ class LatentCodec(nn.Module):
         _, ig = self._gains(q, symbols)
         return (symbols + means) * ig
 
-    def update(self, force: bool = True) -> None:
-        """Build the CDF tables the range coder needs (call after loading weights)."""
-        self.gaussian_conditional.update_scale_table(scale_table(), force=force)
-        self.entropy_bottleneck.update(force=force)
+    def update(self, force: bool = True, dtype: torch.dtype = torch.float64) -> None:
+        """Build the CDF tables the range coder needs (call after loading weights), their masses
+        computed in `dtype` (float32: the tables of streams before format 14; nvc.models.priors)."""
+        self.gaussian_conditional.update_scale_table(SCALE_TABLE, force=force, dtype=dtype)
+        self.entropy_bottleneck.update(force=force, dtype=dtype)
         self.exact_h_s = ExactHyperSynthesis(self.h_s)
         self.coder = TableCoder(self.gaussian_conditional)
         self.z_tables = rans.Tables.of(self.entropy_bottleneck)
@@ -272,7 +276,7 @@ def _skipped(y_hat: Tensor, y_lik: Tensor, means: Tensor, scales: Tensor, skip_b
     if not skip_below:
         return y_hat, y_lik
     # index < k <=> the (lower-bounded) scale is at most the table's entry k - 1
-    skip = scales.detach() <= _SCALE_TABLE[skip_below - 1]
+    skip = scales.detach() <= SCALE_TABLE[skip_below - 1]
     return torch.where(skip, means, y_hat), y_lik.masked_fill(skip, 1.0)
 
 

@@ -35,7 +35,7 @@ WEIGHT_BITS = 16  # |integer weight| <= 2^WEIGHT_BITS, per output channel
 ACT_LIMIT = float(2 ** 22)  # activations are clamped to +-ACT_LIMIT (+-1024 in real units)
 EXACT_LIMIT = 2.0 ** 53  # float64 holds every integer below this exactly
 
-# The scale table of entropy.scale_table() (CompressAI's: 64 steps from 0.11 to 256, log-spaced)
+# The scale table entropy.SCALE_TABLE (CompressAI's: 64 steps from 0.11 to 256, log-spaced)
 # times 2^FRAC_OUT, rounded: fixed integers, so no device computes them. An element takes index i
 # when its scale exceeds the first i of them (CompressAI's build_indexes, on integers).
 SCALE_THRESHOLDS = (

@@ -4,9 +4,16 @@ conditional for y (Balle et al., "Variational image compression with a scale hyp
 nvc's own, so that the codec does not import CompressAI: its package imports torch_geometric and
 torch._dynamo, 2.6 s of every command's start. The parameters and buffers carry the names of
 CompressAI's EntropyBottleneck and GaussianConditional (and GDN's in nvc.models.layers), so
-weights and checkpoints trained with either load in the other, and update() builds the same CDF
-tables bit for bit: the same float32 operations, then the same quantisation (rans.quantized_cdf;
-tests compare both with CompressAI's). The tables are what streams depend on (SSF.tables_crc).
+weights and checkpoints trained with either load in the other.
+
+The CDF tables are what streams depend on (SSF.tables_crc). update() builds them in float64 (format
+14 on): an entry changes only where a mass lies within the evaluation's error of a rounding
+boundary, and float64's error on any machine (a few units in the 16th digit) is far inside the
+`margin` every build measures (the shipped model's: tests), so every machine builds the same
+tables. With `dtype=torch.float32` it builds the tables of earlier formats, which are CompressAI's
+bit for bit (the same float32 operations, then the same quantisation; tests compare both), but
+which an error of one float32 unit changes (measured: in 14 of 20 draws of such noise, SSF's three
+factorized priors' tables changed in 6 entries).
 """
 from __future__ import annotations
 
@@ -49,11 +56,15 @@ class LowerBound(nn.Module):
 
 
 class _Tabled(nn.Module):
-    """An entropy model with CDF tables for the range coder, built by update()."""
+    """An entropy model with CDF tables for the range coder, built by update(); `margin`: how far
+    the build's values lay from the nearest value that would have changed the tables (in counts
+    of 2^-CODER_PRECISION, or of a table length), the error a machine may make and build the same
+    tables."""
 
     _offset: Tensor
     _quantized_cdf: Tensor
     _cdf_length: Tensor
+    margin: float = math.inf
 
     def __init__(self, likelihood_bound: float = 1e-9):
         super().__init__()
@@ -69,14 +80,20 @@ class _Tabled(nn.Module):
         return self.likelihood_lower_bound(likelihood) if self.use_likelihood_bound else likelihood
 
     @staticmethod
-    def _tables(pmf: Tensor, tail: Tensor, lengths: Tensor, max_length: int) -> Tensor:
-        """One quantised CDF a row: row i's first lengths[i] masses and its tail's, zero-padded."""
+    def _tables(pmf: Tensor, tail: Tensor, lengths: Tensor, max_length: int) -> tuple[Tensor, float]:
+        """One quantised CDF a row: row i's first lengths[i] masses and its tail's, zero-padded;
+        and the masses' margin. Each mass is rounded to a count of 2^-CODER_PRECISION here, from
+        its own precision (a float32 mass exactly as the coder's roundf(mass * 2^16) rounds it),
+        so that the coder's table (rans.quantized_cdf) depends on the counts alone."""
         cdf = torch.zeros((len(lengths), max_length + 2), dtype=torch.int32)
+        margin = math.inf
         for i, n in enumerate(lengths.tolist()):
-            row = rans.quantized_cdf(torch.cat((pmf[i, :n], tail[i])).detach().cpu().numpy(),
-                                     CODER_PRECISION)
+            scaled = torch.cat((pmf[i, :n], tail[i])).detach().cpu().double() * 2 ** CODER_PRECISION
+            counts = torch.floor(scaled + 0.5)
+            margin = min(margin, float((scaled - counts).abs().sub(0.5).abs().min()))
+            row = rans.quantized_cdf((counts / 2 ** CODER_PRECISION).float().numpy(), CODER_PRECISION)
             cdf[i, :len(row)] = torch.from_numpy(row)
-        return cdf.to(pmf.device)
+        return cdf.to(pmf.device), margin
 
 
 def _noisy_or_rounded(x: Tensor, training: bool, means: Tensor) -> Tensor:
@@ -117,9 +134,9 @@ class FactorizedPrior(_Tabled):
         return self.quantiles[:, :, 1:2]
 
     def _logits_cumulative(self, x: Tensor, stop_gradient: bool) -> Tensor:
-        """The CDF's logits at x, (C, 1, N) -> (C, 1, N)."""
+        """The CDF's logits at x, (C, 1, N) -> (C, 1, N), in x's precision."""
         def param(p: Tensor) -> Tensor:
-            return p.detach() if stop_gradient else p
+            return (p.detach() if stop_gradient else p).to(x.dtype)
 
         logits = x
         for i, matrix in enumerate(self.matrices):
@@ -150,9 +167,11 @@ class FactorizedPrior(_Tabled):
         return torch.abs(self._logits_cumulative(self.quantiles, stop_gradient=True)
                          - self.target).sum()
 
-    def update(self, force: bool = False) -> bool:
+    def update(self, force: bool = False, dtype: torch.dtype = torch.float64) -> bool:
         """Build the tables: per channel, the integers from the lower quantile to the upper one
-        around the median (rounded outwards), then the tails' mass as the escape symbol."""
+        around the median (rounded outwards), then the tails' mass as the escape symbol; the
+        masses computed in `dtype` (the range's ends in float32: correctly rounded operations
+        alone, the same on every machine)."""
         if self._offset.numel() > 0 and not force:
             return False
         medians = self.quantiles[:, 0, 1]
@@ -162,10 +181,10 @@ class FactorizedPrior(_Tabled):
         max_length = int(lengths.max())
         samples = torch.arange(max_length, device=medians.device)[None, :] \
             + (medians - minima)[:, None, None]
-        pmf, lower, upper = self.likelihood(samples, stop_gradient=True)
+        pmf, lower, upper = self.likelihood(samples.to(dtype), stop_gradient=True)
         tail = torch.sigmoid(lower[:, 0, :1]) + torch.sigmoid(-upper[:, 0, -1:])
         self._offset = -minima
-        self._quantized_cdf = self._tables(pmf[:, 0, :], tail, lengths, max_length)
+        self._quantized_cdf, self.margin = self._tables(pmf[:, 0, :], tail, lengths, max_length)
         self._cdf_length = lengths + 2
         return True
 
@@ -199,34 +218,38 @@ class GaussianConditional(_Tabled):
         outputs = _noisy_or_rounded(x, self.training, means)
         return outputs, self.bounded(self.likelihood(outputs, scales, means))
 
-    def update_scale_table(self, table: list[float], force: bool = False) -> bool:
-        """Build the tables for these scales (ascending): each covers the values within the
-        tail mass's quantile of its scale, plus the escape."""
+    def update_scale_table(self, table: tuple[float, ...], force: bool = False,
+                           dtype: torch.dtype = torch.float64) -> bool:
+        """Build the tables for these scales (ascending), computed in `dtype`: each covers the
+        values within the tail mass's quantile of its scale, plus the escape."""
         if self._offset.numel() > 0 and not force:
             return False
         device = self.scale_table.device
-        key = (tuple(table), self.tail_mass)
+        key = (tuple(table), self.tail_mass, dtype)
         if key not in _GAUSSIAN_TABLES:  # the same for every codec of a model: built once
-            _GAUSSIAN_TABLES[key] = self._build(table)
-        for name, value in zip(("scale_table", "_quantized_cdf", "_offset", "_cdf_length"),
-                               _GAUSSIAN_TABLES[key]):
+            _GAUSSIAN_TABLES[key] = self._build(table, dtype)
+        *tables, self.margin = _GAUSSIAN_TABLES[key]
+        for name, value in zip(("scale_table", "_quantized_cdf", "_offset", "_cdf_length"), tables):
             setattr(self, name, value.clone().to(device))
         return True
 
-    def _build(self, table: list[float]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _build(self, table: tuple[float, ...], dtype: torch.dtype
+               ) -> tuple[Tensor, Tensor, Tensor, Tensor, float]:
         scale_table = torch.tensor(table, dtype=torch.float32)
         # the quantile of tail_mass / 2, in float64 (what scipy.stats.norm.ppf gives)
         multiplier = -float(torch.special.ndtri(torch.tensor(self.tail_mass / 2,
                                                              dtype=torch.float64)))
-        centre = torch.ceil(scale_table * multiplier).int()
+        reach = scale_table.to(dtype) * multiplier
+        centre = torch.ceil(reach).int()
         lengths = 2 * centre + 1
         max_length = int(lengths.max())
-        samples = torch.abs(torch.arange(max_length).int() - centre[:, None]).float()
-        scales = scale_table.unsqueeze(1)
+        samples = torch.abs(torch.arange(max_length).int() - centre[:, None]).to(dtype)
+        scales = scale_table.to(dtype).unsqueeze(1)
         upper = _standard_cdf((0.5 - samples) / scales)
         lower = _standard_cdf((-0.5 - samples) / scales)
-        cdf = self._tables(upper - lower, 2 * lower[:, :1], lengths, max_length)
-        return scale_table, cdf, -centre, lengths + 2
+        cdf, margin = self._tables(upper - lower, 2 * lower[:, :1], lengths, max_length)
+        ends = float((reach.double() - torch.round(reach.double())).abs().min())  # ceil's steps
+        return scale_table, cdf, -centre, lengths + 2, min(margin, ends)
 
 
-_GAUSSIAN_TABLES: dict[tuple, tuple[Tensor, Tensor, Tensor, Tensor]] = {}
+_GAUSSIAN_TABLES: dict[tuple, tuple[Tensor, Tensor, Tensor, Tensor, float]] = {}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ..bitstream import DEFAULT_PROFILE, CodedFrame, FrameType, NumericProfile
+from ..bitstream import DEFAULT_PROFILE, FLOAT64_TABLES_SINCE, CodedFrame, FrameType, NumericProfile
 from ..rd import ladder_lambda
 from .config import ModelConfig
 from .entropy import LatentCodec
@@ -75,6 +75,7 @@ class SSF(nn.Module):
         self.motion = MotionCodec(cfg)
         self.residual = ResidualCodec(cfg)
         self._synthesis_dtype: torch.dtype | None = None  # None: as the caller runs (training)
+        self.table_dtype: torch.dtype | None = None  # the coder's tables' build (update)
 
     # -- shared decoder path ------------------------------------------------------------------
     @contextmanager
@@ -228,9 +229,26 @@ class SSF(nn.Module):
     def latent_codecs(self) -> list[LatentCodec]:
         return [self.intra.latent, self.motion.latent, self.residual.latent]
 
-    def update(self) -> None:
+    def update(self, dtype: torch.dtype = torch.float64) -> None:
+        """Build the range coder's tables, their masses computed in `dtype` (float32: those of
+        streams before format 14)."""
         for codec in self.latent_codecs():
-            codec.update()
+            codec.update(dtype=dtype)
+        self.table_dtype = dtype
+
+    def tables_for(self, version: int) -> None:
+        """The range coder's tables as streams of format `version` are coded with (float64 from
+        format 14, float32 before), rebuilt if they are not (the encoder asks for its own
+        format's, a decoder for its stream's)."""
+        dtype = torch.float64 if version >= FLOAT64_TABLES_SINCE else torch.float32
+        if self.table_dtype != dtype:
+            self.update(dtype)
+
+    def table_margin(self) -> float:
+        """How far this build's values lay from changing a table (nvc.models.priors): the error
+        a machine may make and build the same tables."""
+        return min(m.margin for codec in self.latent_codecs()
+                   for m in (codec.entropy_bottleneck, codec.gaussian_conditional))
 
     def tables_crc(self) -> int:
         """crc32 of every table the range coder reads. update() builds them in float arithmetic
