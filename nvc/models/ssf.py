@@ -231,10 +231,14 @@ class SSF(nn.Module):
 
     def update(self, dtype: torch.dtype = torch.float64) -> None:
         """Build the range coder's tables, their masses computed in `dtype` (float32: those of
-        streams before format 14)."""
+        streams before format 14), on the CPU as every model is loaded (one on another device is
+        moved there and back: float32 tables a GPU built could differ from the encoder's)."""
+        device = next(self.parameters()).device
+        self.cpu()
         for codec in self.latent_codecs():
             codec.update(dtype=dtype)
         self.table_dtype = dtype
+        self.to(device)
 
     def tables_for(self, version: int) -> None:
         """The range coder's tables as streams of format `version` are coded with (float64 from
