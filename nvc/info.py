@@ -41,6 +41,7 @@ def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
         "coded_quality": coded_quality(h.quality, qmap_info), "colour_matrix": matrix,
         "numeric_profile": bitstream.NumericProfile(h.numeric_profile).name.lower(),
         "coder_tables_crc32": f"{h.tables_crc:08x}",
+        "coder_tables": "float64" if stream.version >= bitstream.FLOAT64_TABLES_SINCE else "float32",
         "synthesis": {v: k for k, v in bitstream.SYNTHESIS_NAMES.items()}[bitstream.Synthesis(h.synthesis)],
         "gop_schedule": str(of_header(h)),
         "extra_i_frames": [i for i, t in enumerate(types) if t == "I" and i % h.intra_period],

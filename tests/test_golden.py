@@ -301,6 +301,22 @@ def test_other_coder_tables_are_refused(monkeypatch):
         decode_stream(stream, model, entry)
 
 
+def test_each_stream_decodes_with_the_tables_its_format_built(monkeypatch):
+    """Format 14's tables (float64) and format 13's (float32) differ, and a decoder builds the
+    ones the stream's format names, whichever it holds; `nvc info` says which."""
+    from nvc.info import describe
+
+    model, entry = load_model(path=WEIGHTS)
+    crcs = {}
+    for key in ("numbered_", "tables_", "numbered_"):
+        data = STREAMS[key][0].read_bytes()
+        decode_stream(bitstream.unpack(data), model, entry)
+        crcs[key] = model.tables_crc()
+        assert crcs[key] == bitstream.unpack(data).header.tables_crc
+        assert describe(data, key)[0]["coder_tables"] == ("float64" if key == "tables_" else "float32")
+    assert crcs["numbered_"] != crcs["tables_"]
+
+
 def test_format_2_streams_decode_with_the_float_profile(tiny_model, small_video, monkeypatch):
     model, entry = tiny_model
     monkeypatch.setattr(nvc.codec, "FORMAT_VERSION", 2)  # coded with format 2's tables
