@@ -326,7 +326,10 @@ def open_pipe(path: str | os.PathLike, what: str, example: str, raw: bool = Fals
         terminal = getattr(sys.stdin, "isatty", lambda: False)()
         f = sys.stdin.buffer
     else:
-        f = open(path, "rb", buffering=0 if raw else -1)
+        try:
+            f = open(path, "rb", buffering=0 if raw else -1)
+        except OSError as e:  # a socket, a terminal this process has none of
+            raise InputError(f"{path}: cannot be read ({e.strerror or e})") from None
         terminal = f.isatty()
     if terminal:
         raise InputError(f"{input_name(path)}: is a terminal; pipe {what} into nvc, e.g. {example}")

@@ -386,6 +386,21 @@ def test_named_pipes_are_read_as_standard_input_is(tmp_path, clip_y4m, tiny_weig
         "from a pipe, e.g. ffmpeg -i IN -f yuv4mpegpipe -)\n"
 
 
+@pytest.mark.parametrize("command", [["encode", "IN", "-o", "OUT.nvc"], ["decode", "IN", "-o", "OUT.y4m"],
+                                     ["info", "IN"], ["eval", "IN"]])
+def test_a_socket_for_input_is_one_line(command, tmp_path, tiny_weights, capsys):
+    import socket
+
+    path = tmp_path / "sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        args = [str(path) if a == "IN" else str(tmp_path / a) if a.startswith("OUT") else a
+                for a in command]
+        code = main(args + (["--weights", str(tiny_weights)] if command[0] != "info" else []))
+    err = capsys.readouterr().err
+    assert code == 1 and err == f"nvc: error: {path}: cannot be read (No such device or address)\n"
+
+
 @pytest.mark.parametrize("args, data, message", [
     (["encode", "-", "-o", "OUT"], b"junk\n", "stdin: not a y4m stream"),
     (["encode", "-", "-o", "OUT"], b"YUV4MPEG2 W16 H16\nFRAME\n" + bytes(100),
