@@ -572,7 +572,8 @@ def _log_like_errors(verbose: bool) -> None:
 
 # What the system refuses that a user can mend (space, permissions, limits): one line, exit 1.
 _REFUSED_BY_THE_SYSTEM = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS,
-                          errno.EMFILE, errno.ENFILE, errno.EFBIG, errno.EIO}
+                          errno.EMFILE, errno.ENFILE, errno.EFBIG, errno.EIO,
+                          errno.ENXIO, errno.ENODEV}  # a socket or a device named for a file
 
 
 def _system_refusal(e: OSError) -> str:

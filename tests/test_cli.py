@@ -401,6 +401,22 @@ def test_a_socket_for_input_is_one_line(command, tmp_path, tiny_weights, capsys)
     assert code == 1 and err == f"nvc: error: {path}: cannot be read (No such device or address)\n"
 
 
+@pytest.mark.parametrize("output", ["out.nvc", "out.y4m"])
+def test_a_socket_for_output_is_one_line(output, tmp_path, clip_y4m, tiny_weights, capsys):
+    """Written in place, as a device is (nvc.writers.AtomicFile), which a socket refuses."""
+    w = ["--weights", str(tiny_weights)]
+    assert main(["encode", str(clip_y4m), "-o", str(tmp_path / "in.nvc"), *w]) == 0
+    capsys.readouterr()
+    import socket
+
+    path = tmp_path / output
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))
+        source = clip_y4m if output.endswith(".nvc") else tmp_path / "in.nvc"
+        code = main(["encode" if output.endswith(".nvc") else "decode", str(source), "-o", str(path), *w])
+    assert code == 1 and capsys.readouterr().err == f"nvc: error: {path}: no such device or address\n"
+
+
 @pytest.mark.parametrize("args, data, message", [
     (["encode", "-", "-o", "OUT"], b"junk\n", "stdin: not a y4m stream"),
     (["encode", "-", "-o", "OUT"], b"YUV4MPEG2 W16 H16\nFRAME\n" + bytes(100),
