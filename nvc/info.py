@@ -53,16 +53,29 @@ def describe(data: bytes, name: str) -> tuple[dict, list[str]]:
         "frame_types": types, "frame_bytes": sizes,
     }
     per_frame = ("frame_types", "frame_bytes")
-    lines = [f"{k:>16}: {v}" for k, v in info.items()
-             if k not in ("bytes_per_unit_type", *per_frame)]
+    shown = {k: _shown(k, v) for k, v in info.items() if k not in ("bytes_per_unit_type", *per_frame)}
+    width = max(map(len, shown))
+    lines = [f"{k:>{width}}: {v}" for k, v in shown.items()]
     lines.append("bytes per unit type:")
-    lines += [f"{k:>16}: {v}" for k, v in stream.unit_bytes.items()]
+    lines += [f"{k:>{width}}: {v}" for k, v in stream.unit_bytes.items()]
     lines.append("frames by type (--json lists every frame):")
     for kind in sorted(set(types) - {"?"}):
         of_kind = [n for t, n in zip(types, sizes) if t == kind and n is not None]
-        lines.append(f"{kind:>16}: {len(of_kind)}, {min(of_kind)}-{max(of_kind)} bytes, mean "
+        lines.append(f"{kind:>{width}}: {len(of_kind)}, {min(of_kind)}-{max(of_kind)} bytes, mean "
                      f"{sum(of_kind) / len(of_kind):.0f}")
     return info, lines
+
+
+def _shown(key: str, value):
+    """A field as the text summary shows it (--json keeps every digit): bpp to 4 places, the bit
+    rate in kb/s."""
+    if value is None:
+        return value
+    if key == "bpp":
+        return f"{value:.4f}"
+    if key == "bitrate":
+        return f"{value / 1000:.1f} kb/s"
+    return value
 
 
 def coded_quality(rung: int, qmap_info: dict | None) -> float | None:

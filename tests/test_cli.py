@@ -42,6 +42,12 @@ def test_encode_info_decode(tmp_path, clip_y4m, tiny_weights, capsys):
     info = json.loads(out)
     assert code == 0 and (info["width"], info["height"], info["frames"]) == (56, 40, 3)
     assert sum(info["bytes_per_unit_type"].values()) == info["bytes"]
+    code, text, _ = _run(["info", str(tmp_path / "c.nvc")], capsys)  # aligned, rounded for a person
+    keys, values = zip(*(line.split(": ", 1) for line in text.splitlines() if ": " in line))
+    assert code == 0 and len({len(k) for k in keys}) == 1  # right-aligned on the longest
+    fields = dict(zip((k.strip() for k in keys), values))
+    assert fields["bpp"] == f"{info['bpp']:.4f}"
+    assert fields["bitrate"] == f"{info['bitrate'] / 1000:.1f} kb/s"
     for suffix in ("y4m", "yuv", "mp4"):
         code, _, err = _run(["decode", str(tmp_path / "c.nvc"), "-o", str(tmp_path / f"d.{suffix}"),
                              *w], capsys)
