@@ -429,9 +429,10 @@ def _or_dash(value: float | None, width: int, digits: int) -> str:
 
 
 def _eval_lines(rows) -> list[str]:
-    head = f"{'q':>2} {'bytes':>9} {'bpp':>7} {'PSNR-RGB':>8} {'PSNR-YUV':>8} {'MS-SSIM':>7} " \
+    q = max([2] + [len(f"{r.quality:g}") for r in rows])  # fractional qualities: 2.5, 2.53125
+    head = f"{'q':>{q}} {'bytes':>9} {'bpp':>7} {'PSNR-RGB':>8} {'PSNR-YUV':>8} {'MS-SSIM':>7} " \
            f"{'enc s':>6} {'dec s':>6}"
-    return [head] + [f"{r.quality:>2g} {r.bytes:>9} {r.bpp:>7.4f} {r.psnr_rgb_db:>8.2f} "
+    return [head] + [f"{r.quality:>{q}g} {r.bytes:>9} {r.bpp:>7.4f} {r.psnr_rgb_db:>8.2f} "
                      f"{r.psnr_yuv_db:>8.2f} {_or_dash(r.ms_ssim, 7, 4)} {r.encode_seconds:>6.1f} "
                      f"{r.decode_seconds:>6.1f}" for r in rows]
 

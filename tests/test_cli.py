@@ -91,6 +91,13 @@ def test_eval_reports_every_quality(clip_y4m, tiny_weights, capsys):
         assert key in rows[0]
 
 
+def test_eval_table_aligns_fractional_qualities(clip_y4m, tiny_weights, capsys):
+    code, out, err = _run(["eval", str(clip_y4m), "--quality", "1,1.53125", "--weights",
+                         str(tiny_weights)], capsys)
+    table = out.splitlines()[-3:]  # the header and a row a quality
+    assert code == 0 and table[0].split()[0] == "q" and len({len(line) for line in table}) == 1, err
+
+
 def test_demo_runs_offline(tmp_path, tiny_weights, capsys):
     code, out, err = _run(["demo", "--out-dir", str(tmp_path), "--frames", "2", "--weights",
                            str(tiny_weights)], capsys)
