@@ -128,7 +128,8 @@ FLAT = GopSchedule()
 GAP, SLOPE = 0.75, 0.5
 # and, in GOPs of CYCLE_FROM frames or more, the cycle over the P-frames (format 11), in rungs:
 # chosen at 32 on the training clips (-2.9% BD-rate there, -1.7% on the evaluation clips); -1.3% at
-# 24, +1.6% at 12 (benchmarks/RESULTS.md, "A cycle over the P-frames")
+# 24, -0.6% at 20 (+0.1% on the evaluation clips), +0.1% at 16, +1.6% at 12 (benchmarks/RESULTS.md,
+# "A cycle over the P-frames")
 CYCLE: tuple[float, ...] = (0.5, 0.5, 0.5, 0.0)
 CYCLE_FROM = 24
 
