@@ -50,26 +50,28 @@ def _read_input(args, lazy: bool = False, live: bool = False, stop=None):
 
 
 @contextmanager
-def _interrupt_ends_input(live: bool):
+def _interrupt_ends_input(live: bool, file: bool = False):
     """While a pipe is coded live: the first Ctrl-C ends the input there, as its end would (the
     frames read so far are coded and the stream closed, nothing lost), also while the reader
-    waits for a source that has stalled; a second one stops at once. Yields the reader's
-    InputStop."""
+    waits for a source that has stalled; while a `file` is coded (its frames made to stop with
+    nvc.io.until), the first ends it after the frame being coded, as x264 and FFmpeg keep what
+    they coded. A second one stops at once. Yields the reader's InputStop."""
     import signal
     import threading
 
     from .y4m import InputStop
 
     stop = InputStop()
-    if not live or threading.current_thread() is not threading.main_thread():
+    if not (live or file) or threading.current_thread() is not threading.main_thread():
         yield stop
         return
+    what = "the input ends here; coding the frames read so far" if live else \
+        "stopping after the frame being coded; the frames coded so far are kept"
 
     def first_ends_input(signum, frame) -> None:
         if stop.ended:
             raise KeyboardInterrupt
-        print("nvc: interrupted: the input ends here; coding the frames read so far (Ctrl-C "
-              "again to stop at once)", file=sys.stderr)
+        print(f"nvc: interrupted: {what} (Ctrl-C again to stop at once)", file=sys.stderr)
         stop.end()  # raises into a read that waits for bytes, ending it
     previous = signal.signal(signal.SIGINT, first_ends_input)
     try:
@@ -126,7 +128,8 @@ def _json_safe(value):
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_encode(args) -> None:
-    from .io import is_pipe
+    from .io import STDIO, is_pipe, until
+    from .writers import AtomicFile
 
     _check_output(args, stream=True)
     options.check_roi(args)
@@ -134,8 +137,13 @@ def cmd_encode(args) -> None:
     # a time, a region or task map may need every frame first: from a pipe those are spooled
     options.check_bitrate(args)
     live = is_pipe(args.input) and not (args.adapt or args.roi or args.task_model or args.bitrate)
-    with _interrupt_ends_input(live) as stop:
-        _encode(args, _read_input(args, lazy=True, live=live, stop=stop))
+    # a file's coding ends early into a file only: the count in the head is rewritten there
+    file = not (live or args.adapt or args.bitrate is not None or args.output == STDIO
+                or AtomicFile(args.output).in_place)
+    with _interrupt_ends_input(live, file) as stop:
+        video = _read_input(args, lazy=True, live=live, stop=stop)
+        _encode(args, dataclasses.replace(video, frames=until(video.frames, stop)) if file
+                else video)
 
 
 def _encode(args, video) -> None:

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, replace
 from fractions import Fraction
 from functools import partial
 from typing import BinaryIO
@@ -33,7 +33,7 @@ from .bitstream import (
     SequenceHeader,
     Synthesis,
 )
-from .errors import InputError, env_int
+from .errors import InputError, NvcError, env_int
 from .io import (
     ColourMatrix,
     Video,
@@ -411,14 +411,16 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
     A video whose frame count is not known in advance (a pipe read live: `frame_count` None) is
     written as a live stream (format 10: the count follows the last frame in an end unit).
-    Returns (bytes written, seconds, frames)."""
+    A video whose frames end before its count (nvc encode's first Ctrl-C ends a file's input)
+    has the count in the head rewritten, which needs a sink open for reading too (a file:
+    nvc.writers.open_output). Returns (bytes written, seconds, frames)."""
     _check_settings(video, model, quality, intra_period)
     schedule = resolve(schedule, quality, model.cfg.num_qualities, intra_period)
     t0 = time.perf_counter()
-    head = bitstream.pack_head(
-        sequence_header(video, model, entry, quality, intra_period, matrix, profile, synthesis,
-                        schedule),
-        quality_map=None if qmap is None else qmap.write())
+    header = sequence_header(video, model, entry, quality, intra_period, matrix, profile,
+                             synthesis, schedule)
+    quality_map = None if qmap is None else qmap.write()
+    head = bitstream.pack_head(header, quality_map=quality_map)
     written = count = 0
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
                                qmap, synthesis, schedule, adaptive_intra, refine, objective):
@@ -433,4 +435,19 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
         raise InputError(f"{video.source or 'the input'}: no frames to read")
     if frame_count(video) is None:
         written += sink.write(bitstream.pack_end(count))
+    elif count < header.frame_count:  # the input ended early: the head says how many came
+        written = _recount(sink, head, bitstream.pack_head(replace(header, frame_count=count),
+                                                           quality_map=quality_map))
     return written, time.perf_counter() - t0, count
+
+
+def _recount(sink: BinaryIO, head: bytes, shorter: bytes) -> int:
+    """The stream in `sink` with its `head` replaced by `shorter` (a smaller frame count); its
+    new length."""
+    from .writers import shorten_head
+
+    try:
+        return shorten_head(sink, len(head), shorter)
+    except (OSError, AttributeError, ValueError):  # io.UnsupportedOperation is an OSError
+        raise NvcError("the input ended before its frame count and the output cannot be "
+                       "rewritten (a pipe, a device): no stream was finished") from None

@@ -336,6 +336,14 @@ def open_pipe(path: str | os.PathLike, what: str, example: str, raw: bool = Fals
     return getattr(f, "raw", f) if raw else f
 
 
+def until(frames: list[YUVFrame] | LazyFrames, stop: Callable[[], bool]) -> LazyFrames:
+    """`frames` with their count, a pass ending early once `stop()` says so (asked as each frame
+    is handed on): what nvc encode's first Ctrl-C ends a file's input with."""
+    def open_frames() -> Iterator[YUVFrame]:
+        return itertools.takewhile(lambda _: not stop(), iter(frames))
+    return LazyFrames(len(frames), open_frames, frames.__getitem__)
+
+
 def frame_count(video: Video) -> int | None:
     """How many frames `video` has; None for a pipe read live (PipeFrames) until it has ended."""
     return None if isinstance(video.frames, PipeFrames) else len(video.frames)

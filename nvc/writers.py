@@ -62,8 +62,31 @@ def open_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    with AtomicFile(path) as tmp, open(tmp, "wb") as f:
+    atomic = AtomicFile(path)
+    # the temporary file is read back where its start is rewritten (shorten_head); a device or a
+    # named pipe written in place is opened for writing only, as a shell's `>` opens it
+    with atomic as tmp, open(tmp, "wb" if atomic.in_place else "w+b") as f:
         yield f
+
+
+def shorten_head(f: BinaryIO, old_length: int, head: bytes) -> int:
+    """Replace the first `old_length` bytes of the file `f` (written from its start, open for
+    reading too) with `head`, no longer than they were, moving what follows down a chunk at a
+    time; returns the file's new length."""
+    if len(head) > old_length:
+        raise ValueError("the new head is longer than the old one")
+    end = f.seek(0, os.SEEK_END)
+    f.seek(0)
+    f.write(head)
+    read_at, write_at = old_length, len(head)
+    while read_at < end:
+        f.seek(read_at)
+        chunk = f.read(min(1 << 20, end - read_at))
+        f.seek(write_at)
+        f.write(chunk)
+        read_at, write_at = read_at + len(chunk), write_at + len(chunk)
+    f.truncate(write_at)
+    return write_at
 
 
 def write_y4m(path: Path, video: Video) -> None:

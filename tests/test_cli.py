@@ -890,6 +890,44 @@ def test_ctrl_c_ends_a_live_input_and_keeps_the_stream(tmp_path, tiny_weights):
     enc.stdin.close()
 
 
+def test_ctrl_c_ends_a_file_encode_and_keeps_what_was_coded(tmp_path, tiny_weights):
+    """Encoding a file, the first Ctrl-C stops after the frame being coded and the stream keeps
+    the frames coded so far, its head saying how many (exit 0, as x264 and FFmpeg keep what they
+    coded; before, exit 130 and no file); into standard output, where the head cannot be
+    rewritten, Ctrl-C still stops at once."""
+    import signal
+    import time
+
+    clip = tmp_path / "clip.y4m"
+    write_video(clip, make_video(frames=40, hw=(48, 64)))
+    out = tmp_path / "rec.nvc"
+    enc = subprocess.Popen([sys.executable, "-m", "nvc.cli", "encode", str(clip), "-o", str(out),
+                            "--weights", str(tiny_weights), "--refine", "3"],  # slow enough
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any(p.stat().st_size for p in tmp_path.glob(".rec.nvc.partial-*")):
+        assert time.monotonic() < deadline and enc.poll() is None
+        time.sleep(0.05)  # the head and frame 0 are written
+    enc.send_signal(signal.SIGINT)
+    assert enc.wait(timeout=120) == 0
+    summary, err = enc.stdout.read().decode(), enc.stderr.read().decode()
+    assert err.startswith("nvc: interrupted: stopping after the frame being coded")
+    coded = bitstream.unpack(out.read_bytes())
+    assert not coded.live and 1 <= coded.header.frame_count == len(coded.frames) < 40
+    assert summary.startswith(f"{out}: {len(coded.frames)} frames")
+    assert main(["decode", str(out), "-o", str(tmp_path / "rec.y4m"), "--weights",
+                 str(tiny_weights)]) == 0
+
+    enc = subprocess.Popen([sys.executable, "-m", "nvc.cli", "encode", str(clip), "-o", "-",
+                            "--weights", str(tiny_weights), "--refine", "3"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert enc.stdout is not None
+    enc.stdout.read(1)  # coding has begun
+    enc.send_signal(signal.SIGINT)
+    assert enc.wait(timeout=120) == 130
+    assert enc.stderr.read().decode() == "nvc: interrupted\n"
+
+
 def test_ctrl_c_ends_a_live_input_that_has_stalled(tmp_path, tiny_weights):
     """A camera that stops sending (the pipe stays open): the first Ctrl-C ends the input at once,
     not when a next frame or the pipe's end comes; the frames read so far are kept (exit 0)."""

@@ -97,6 +97,37 @@ def test_streaming_encode_writes_the_same_bytes(tiny_model, small_video, tmp_pat
     assert size == len(sink.getvalue()) and frames == len(small_video.frames)
 
 
+def test_an_input_that_ends_early_has_its_count_rewritten(tiny_model, small_video, tmp_path):
+    """Frames that end before the count the head was written with (nvc encode's first Ctrl-C on a
+    file): the head is rewritten with the frames coded, a shorter varint moving every byte after
+    it (200 -> 3), and the file is what coding those frames alone writes; a sink that cannot be
+    read back is an error, not a stream whose head promises frames it lacks."""
+    from dataclasses import replace
+
+    from nvc.codec import encode_to
+    from nvc.errors import NvcError
+    from nvc.io import LazyFrames, until
+    from nvc.writers import open_output
+
+    model, entry = tiny_model
+    frames = small_video.frames[:3]
+    promised = replace(small_video, frames=LazyFrames(200, lambda: iter(frames)))
+    out = tmp_path / "short.nvc"
+    with open_output(out) as sink:
+        size, _, count = encode_to(sink, promised, model, entry, 2, intra_period=2)
+    want = encode(replace(small_video, frames=frames), model, entry, 2, intra_period=2).data
+    assert out.read_bytes() == want and size == len(want) and count == 3
+    assert bitstream.unpack(want).header.frame_count == 3
+
+    stopped = []  # until(): a pass ends once asked to, the count kept
+    cut = until(small_video.frames, lambda: len(stopped) >= 2)
+    assert len(cut) == len(small_video.frames)
+    got = [stopped.append(f) or f for f in cut]
+    assert len(got) == 2 and all(a is b for a, b in zip(got, small_video.frames))
+    with open(tmp_path / "write-only.nvc", "wb") as sink, pytest.raises(NvcError, match="rewritten"):
+        encode_to(sink, promised, model, entry, 2, intra_period=2)
+
+
 def test_coding_runs_on_the_pinned_thread_count(tiny_model, small_video, monkeypatch):
     """Encoder and decoder run the network (the decoder: its synthesis) on CODING_THREADS threads
     whatever the caller set."""
