@@ -49,24 +49,27 @@ def _read_input(args, lazy: bool = False, live: bool = False, stop=None):
     return dataclasses.replace(video, aspect=sample_aspect(ratio.numerator, ratio.denominator))
 
 
+LIVE_INTERRUPT = "the input ends here; coding the frames read so far"
+FILE_INTERRUPT = "stopping after the frame being {}; the frames {} so far are kept"
+
+
 @contextmanager
-def _interrupt_ends_input(live: bool, file: bool = False):
-    """While a pipe is coded live: the first Ctrl-C ends the input there, as its end would (the
-    frames read so far are coded and the stream closed, nothing lost), also while the reader
-    waits for a source that has stalled; while a `file` is coded (its frames made to stop with
-    nvc.io.until), the first ends it after the frame being coded, as x264 and FFmpeg keep what
-    they coded. A second one stops at once. Yields the reader's InputStop."""
+def _interrupt_ends_input(what: str | None):
+    """With `what` (LIVE_INTERRUPT, FILE_INTERRUPT), the first Ctrl-C ends the input, saying so:
+    a pipe coded live ends there, as its end would (the frames read so far are coded and the
+    stream closed, nothing lost), also while the reader waits for a source that has stalled; the
+    frames of a file coded, or of a stream decoded, into a file (made to stop with nvc.io.Until)
+    end after the frame in hand, as x264 and FFmpeg keep what they wrote. A second Ctrl-C stops at
+    once. Yields the reader's InputStop."""
     import signal
     import threading
 
     from .y4m import InputStop
 
     stop = InputStop()
-    if not (live or file) or threading.current_thread() is not threading.main_thread():
+    if what is None or threading.current_thread() is not threading.main_thread():
         yield stop
         return
-    what = "the input ends here; coding the frames read so far" if live else \
-        "stopping after the frame being coded; the frames coded so far are kept"
 
     def first_ends_input(signum, frame) -> None:
         if stop.ended:
@@ -78,6 +81,15 @@ def _interrupt_ends_input(live: bool, file: bool = False):
         yield stop
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _written_in_place(output: str) -> bool:
+    """Whether `output` is standard output or a device or named pipe (nvc.writers.AtomicFile),
+    where what is written stays written: no file to finish or rewrite."""
+    from .io import STDIO
+    from .writers import AtomicFile
+
+    return output == STDIO or AtomicFile(output).in_place
 
 
 def _check_output(args, stream: bool = False) -> None:
@@ -128,8 +140,7 @@ def _json_safe(value):
 
 # -- commands -------------------------------------------------------------------------------------
 def cmd_encode(args) -> None:
-    from .io import STDIO, is_pipe, until
-    from .writers import AtomicFile
+    from .io import Until, is_pipe
 
     _check_output(args, stream=True)
     options.check_roi(args)
@@ -138,11 +149,11 @@ def cmd_encode(args) -> None:
     options.check_bitrate(args)
     live = is_pipe(args.input) and not (args.adapt or args.roi or args.task_model or args.bitrate)
     # a file's coding ends early into a file only: the count in the head is rewritten there
-    file = not (live or args.adapt or args.bitrate is not None or args.output == STDIO
-                or AtomicFile(args.output).in_place)
-    with _interrupt_ends_input(live, file) as stop:
+    file = not (live or args.adapt or args.bitrate is not None or _written_in_place(args.output))
+    with _interrupt_ends_input(LIVE_INTERRUPT if live else FILE_INTERRUPT.format(
+            "coded", "coded") if file else None) as stop:
         video = _read_input(args, lazy=True, live=live, stop=stop)
-        _encode(args, dataclasses.replace(video, frames=until(video.frames, stop)) if file
+        _encode(args, dataclasses.replace(video, frames=Until(video.frames, stop)) if file
                 else video)
 
 
@@ -304,7 +315,7 @@ def cmd_decode(args) -> None:
     from . import bitstream
     from .decoding import decoded_video, open_stream
     from .errors import BitstreamError, InputError, StreamCut
-    from .io import input_name
+    from .io import Until, input_name
     from .writers import write_video
 
     _check_output(args)
@@ -325,9 +336,15 @@ def cmd_decode(args) -> None:
             raise InputError(f"{args.input}: --start {args.start} is past its end ({h.frame_count} "
                              "frames)")
         frames.keep_cut = True  # a live recording whose writer was stopped: keep what came
+        video = decoded_video(stream, model, entry, _progress("decode"), frames, args.start,
+                              args.frames)
+        file = not stream.live and not _written_in_place(args.output)  # a live one has no count
         try:
-            write_video(args.output, decoded_video(stream, model, entry, _progress("decode"),
-                                                   frames, args.start, args.frames))
+            with _interrupt_ends_input(FILE_INTERRUPT.format("decoded", "decoded") if file
+                                       else None) as interrupt:
+                handed = Until(video.frames, interrupt) if file else None
+                write_video(args.output, video if handed is None else
+                            dataclasses.replace(video, frames=handed))
         except BitstreamError as e:
             if e is not frames.cut:  # not a unit that could not be read
                 raise
@@ -361,6 +378,8 @@ def cmd_decode(args) -> None:
                     "cut" if cut else "damage")
     stop = frames.count if args.frames is None else min(frames.count, args.start + args.frames)
     written, seconds = max(stop - args.start, 0), time.perf_counter() - t0
+    if handed is not None and interrupt.ended:  # not the frames decoded ahead of the last written
+        written = handed.handed
     _emit(args, {"output": str(args.output), "frames": written, "width": h.width,
                  "height": h.height, "seconds": seconds, "cut_short": frames.cut is not None,
                  "lost_frames": len(damage.lost), "concealed_frames": len(damage.concealed),

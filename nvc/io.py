@@ -336,12 +336,24 @@ def open_pipe(path: str | os.PathLike, what: str, example: str, raw: bool = Fals
     return getattr(f, "raw", f) if raw else f
 
 
-def until(frames: list[YUVFrame] | LazyFrames, stop: Callable[[], bool]) -> LazyFrames:
+class Until(LazyFrames):
     """`frames` with their count, a pass ending early once `stop()` says so (asked as each frame
-    is handed on): what nvc encode's first Ctrl-C ends a file's input with."""
-    def open_frames() -> Iterator[YUVFrame]:
-        return itertools.takewhile(lambda _: not stop(), iter(frames))
-    return LazyFrames(len(frames), open_frames, frames.__getitem__)
+    is handed on; `handed` counts those handed on), or, where no frame was handed on yet, raising
+    KeyboardInterrupt (there is nothing to keep): what the first Ctrl-C ends a file's encoding and
+    a stream's decoding into a file with (nvc.cli)."""
+
+    def __init__(self, frames: list[YUVFrame] | LazyFrames, stop: Callable[[], bool]):
+        super().__init__(len(frames), self._pass, frames.__getitem__)
+        self.frames, self.stop, self.handed = frames, stop, 0
+
+    def _pass(self) -> Iterator[YUVFrame]:
+        for frame in self.frames:
+            if self.stop():
+                if not self.handed:
+                    raise KeyboardInterrupt
+                return
+            self.handed += 1
+            yield frame
 
 
 def frame_count(video: Video) -> int | None:

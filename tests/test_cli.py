@@ -928,6 +928,38 @@ def test_ctrl_c_ends_a_file_encode_and_keeps_what_was_coded(tmp_path, tiny_weigh
     assert enc.stderr.read().decode() == "nvc: interrupted\n"
 
 
+def test_ctrl_c_ends_a_decode_into_a_file_and_keeps_what_was_written(tmp_path, tiny_weights,
+                                                                    capsys, monkeypatch):
+    """Decoding into a file, the first Ctrl-C stops after the frame in hand: the output holds the
+    frames written so far, the summary counts them (exit 0; before, exit 130 and no file)."""
+    import signal
+
+    from nvc import writers
+    from nvc.io import LazyFrames, read_video
+
+    clip = tmp_path / "clip.y4m"
+    write_video(clip, make_video(frames=8, hw=(48, 64)))
+    stream = tmp_path / "clip.nvc"
+    assert main(["encode", str(clip), "-o", str(stream), "--weights", str(tiny_weights)]) == 0
+    real = writers.write_video
+
+    def interrupted(path, video):  # Ctrl-C while frame 3 is in hand
+        def frames():
+            for i, frame in enumerate(video.frames):
+                if i == 3:
+                    os.kill(os.getpid(), signal.SIGINT)
+                yield frame
+        real(path, replace(video, frames=LazyFrames(len(video.frames), frames)))
+    monkeypatch.setattr(writers, "write_video", interrupted)
+    out = tmp_path / "rec.y4m"
+    capsys.readouterr()
+    assert main(["decode", str(stream), "-o", str(out), "--weights", str(tiny_weights)]) == 0
+    printed = capsys.readouterr()
+    assert printed.err.startswith("nvc: interrupted: stopping after the frame being decoded")
+    assert printed.out.startswith(f"{out}: 4 frames")
+    assert len(read_video(out).frames) == 4
+
+
 def test_ctrl_c_ends_a_live_input_that_has_stalled(tmp_path, tiny_weights):
     """A camera that stops sending (the pipe stays open): the first Ctrl-C ends the input at once,
     not when a next frame or the pipe's end comes; the frames read so far are kept (exit 0)."""
