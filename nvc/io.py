@@ -337,8 +337,8 @@ def open_pipe(path: str | os.PathLike, what: str, example: str, raw: bool = Fals
 
 
 class Until(LazyFrames):
-    """`frames` with their count, a pass ending early once `stop()` says so (asked as each frame
-    is handed on; `handed` counts those handed on), or, where no frame was handed on yet, raising
+    """`frames` with their count, a pass ending early once `stop()` says so (asked before each
+    frame is drawn; `handed` counts those handed on), or, where no frame was handed on yet, raising
     KeyboardInterrupt (there is nothing to keep): what the first Ctrl-C ends a file's encoding and
     a stream's decoding into a file with (nvc.cli)."""
 
@@ -347,13 +347,15 @@ class Until(LazyFrames):
         self.frames, self.stop, self.handed = frames, stop, 0
 
     def _pass(self) -> Iterator[YUVFrame]:
-        for frame in self.frames:
-            if self.stop():
-                if not self.handed:
-                    raise KeyboardInterrupt
+        frames = iter(self.frames)
+        while not self.stop():  # asked before the next frame is drawn (a decode waits for it)
+            frame = next(frames, None)
+            if frame is None:
                 return
             self.handed += 1
             yield frame
+        if not self.handed:
+            raise KeyboardInterrupt
 
 
 def frame_count(video: Video) -> int | None:
