@@ -285,10 +285,16 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['symbols']} symbols in {r['substreams']} substreams, {r['bytes']} B; "
                       f"encode {r['encode_msymbols_per_s']:.1f}, decode "
                       f"{r['decode_msymbols_per_s']:.1f} M symbols/s", flush=True)
-        if args.out:
-            Path(args.out).write_text(json.dumps({"coders": coder_rows}, indent=1))
+            if args.out:  # after every size, as the rows below
+                Path(args.out).write_text(json.dumps({"coders": coder_rows}, indent=1))
         return 0
     rows, adapt_rows = [], []
+
+    def save() -> None:  # after every row: a run stopped midway (device.sh's deadline) keeps them
+        if args.out:
+            Path(args.out).write_text(json.dumps({"torch_threads": torch.get_num_threads(),
+                                                  "rows": rows, "adaptation": adapt_rows},
+                                                 indent=1))
     for dev in args.devices.split(","):
         if dev == "cuda" and not torch.cuda.is_available():
             print("cuda: not available, skipped", file=sys.stderr)
@@ -317,15 +323,15 @@ def main(argv: list[str] | None = None) -> int:
                       f"{r['host_yuv_ms']:.1f} ms to YUV; range coder {r['encode_msymbols_per_s']:.1f} / "
                       f"{r['decode_msymbols_per_s']:.1f} M symbols/s on {t} range-coder "
                       f"thread(s), {CODING_THREADS} network thread(s)", flush=True)
+                save()
         if args.adapt_steps:
             a = adaptation_speed(model, entry, (416, 240), args.frames, args.adapt_steps, 256)
             a["device"] = str(device)
             adapt_rows.append(a)
             print(f"{a['device']:>5} adaptation at {a['size']}, {a['frames']} frames, window "
                   f"{a['window']}: {a['seconds_per_step']:.2f} s/step", flush=True)
-    if args.out:
-        Path(args.out).write_text(json.dumps({"torch_threads": torch.get_num_threads(),
-                                              "rows": rows, "adaptation": adapt_rows}, indent=1))
+            save()
+    save()
     return 0
 
 
