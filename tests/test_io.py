@@ -366,3 +366,24 @@ def test_interlaced_and_hdr_sources_are_coded_with_a_warning(tmp_path, monkeypat
     read_video(tmp_path / "c.mkv")
     assert [m for m in caplog.messages if "c.mkv" in m] == ([] if warned is None else [
         next(m for m in caplog.messages if warned in m)])
+
+
+def test_until_ends_a_pass_once_asked_and_keeps_the_count(small_video):
+    """nvc.io.Until (the first Ctrl-C of encode and decode): the count stays the clip's, a pass
+    ends before drawing the frame after the stop, and a stop before any frame is handed on is an
+    interrupt (nothing to keep)."""
+    from nvc.io import LazyFrames, Until
+
+    drawn = []
+
+    def frames():
+        for f in small_video.frames:
+            drawn.append(f)
+            yield f
+    cut = Until(LazyFrames(len(small_video.frames), frames), lambda: len(drawn) >= 2)
+    assert len(cut) == len(small_video.frames)
+    got = list(cut)
+    assert cut.handed == 2 and len(drawn) == 2  # the third never drawn
+    assert all(a is b for a, b in zip(got, small_video.frames))
+    with pytest.raises(KeyboardInterrupt):
+        list(Until(small_video.frames, lambda: True))
