@@ -16,6 +16,7 @@ from . import options
 from .parser import build_parser
 
 EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130
+EXIT_PIPE = 128 + 13  # a report's reader closed it: the status a shell gives a tool SIGPIPE ends
 
 
 def _frames(count: int) -> str:
@@ -566,9 +567,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nvc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except BrokenPipeError:  # the reader of -o - went away (a player closed)
+    except BrokenPipeError:  # standard output's reader went away
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
-        print("nvc: error: the output pipe was closed by its reader", file=sys.stderr)
+        if getattr(args, "output", None) != "-":  # a report (info, a summary) read in part, as
+            return EXIT_PIPE  # `nvc info IN | head` reads it: quiet, as a shell's tools are
+        print("nvc: error: the output pipe was closed by its reader", file=sys.stderr)  # a player
         return EXIT_ERROR
     except OSError as e:
         if e.errno not in _REFUSED_BY_THE_SYSTEM:

@@ -648,6 +648,22 @@ def test_a_closed_output_pipe_is_one_line_and_no_traceback(tmp_path, tiny_weight
     err = proc.communicate(timeout=300)[1].decode()
     assert proc.returncode == 1 and err == "nvc: error: the output pipe was closed by its reader\n"
 
+
+def test_a_report_read_in_part_ends_quietly(tmp_path, tiny_weights):
+    """`nvc info IN --json | head`: the report's reader closes the pipe early; nvc ends with no
+    line on stderr and the status a shell's tools end with there (141: before, an error line
+    and exit 1)."""
+    clip = tmp_path / "long.y4m"
+    write_video(clip, make_video(frames=40, hw=(32, 32)))
+    stream = tmp_path / "long.nvc"
+    assert main(["encode", str(clip), "-o", str(stream), "--weights", str(tiny_weights)]) == 0
+    proc = subprocess.Popen([sys.executable, "-m", "nvc.cli", "info", str(stream), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()  # before nvc writes: its write meets a closed pipe
+    err = proc.communicate(timeout=120)[1].decode()
+    assert proc.returncode == 141 and err == ""
+
 # -- hostile inputs: refused at once, one line, exit 1, no output ----------------------------------
 def _with_header(stream_file, tmp_path, **fields):
     import dataclasses
