@@ -569,8 +569,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # standard output's reader went away
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
-        if getattr(args, "output", None) != "-":  # a report (info, a summary) read in part, as
-            return EXIT_PIPE  # `nvc info IN | head` reads it: quiet, as a shell's tools are
+        from .io import STDIO
+
+        if getattr(args, "output", None) != STDIO:  # a report (info, a summary) read in part,
+            return EXIT_PIPE  # as `nvc info IN | head` reads it: quiet, as a shell's tools are
         print("nvc: error: the output pipe was closed by its reader", file=sys.stderr)  # a player
         return EXIT_ERROR
     except OSError as e:
