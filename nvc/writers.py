@@ -82,6 +82,9 @@ def shorten_head(f: BinaryIO, old_length: int, head: bytes) -> int:
     while read_at < end:
         f.seek(read_at)
         chunk = f.read(min(1 << 20, end - read_at))
+        if not chunk:  # the file shrank under us: stop rather than spin
+            raise OSError(f"the output shrank while its head was rewritten ({read_at} of {end} "
+                          "bytes read)")
         f.seek(write_at)
         f.write(chunk)
         read_at, write_at = read_at + len(chunk), write_at + len(chunk)
