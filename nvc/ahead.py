@@ -14,6 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, Generic, TypeVar
 
+from .workers import let_go
+
 T = TypeVar("T")
 R = TypeVar("R")
 _END: Any = object()  # the end of the items
@@ -63,9 +65,7 @@ class Ahead(Generic[T, R]):
                 item, future = pending.popleft()
                 yield item, future.result
         finally:  # a consumer that stops early (or an error) leaves no work running
-            for _, future in pending:
-                future.cancel()
-            pool.shutdown(wait=True)
+            let_go(pool)
 
 
 def mapped_ahead(items: Iterable[T], fn: Callable[[T], R], depth: int,

@@ -47,6 +47,7 @@ from .objective import PLAIN, PLAIN_STREAM, FrameObjective, Objective
 from .rd import rd_cost
 from .refine import Effort, Refinement, Target, as_refinement, refined_inter, refined_intra
 from .schedule import FLAT, GopSchedule, header_fields, resolve
+from .workers import let_go
 from .zoo import ZooEntry
 
 Progress = Callable[[Iterable], Iterable]
@@ -304,7 +305,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             yield out(held.kept())
     finally:  # a consumer that stops early leaves no trial running
         if pool is not None:
-            pool.shutdown(wait=True)
+            let_go(pool)
 
 
 def frame_coders(model: SSF, how: Refinement, lam: float | Tensor, src: np.ndarray,

@@ -63,7 +63,6 @@ def test_the_bytes_do_not_depend_on_the_thread_count(coder, monkeypatch, threads
     monkeypatch.setattr(rans, "THREADS", 1)
     reference = rans.encode(coder.tables, values, indexes)
     monkeypatch.setattr(rans, "THREADS", threads)
-    monkeypatch.setattr(rans, "_pool", None)
     assert rans.encode(coder.tables, values, indexes) == reference
     assert np.array_equal(rans.decode(coder.tables, reference, indexes), values)
 

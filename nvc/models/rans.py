@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import workers
 from ..bitstream import join_substreams, split_substreams
 from ..errors import BitstreamError, NvcError, env_int
 
@@ -79,20 +78,11 @@ def library() -> ctypes.CDLL:
     return _lib
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
 def _map(fn: Callable[[int], bytes | None], count: int) -> list:
     """fn(0), ..., fn(count - 1), on the coder's threads when there is more than one run."""
-    global _pool
     if count == 1 or THREADS == 1:
         return [fn(i) for i in range(count)]
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="nvc-rans")
-        pool = _pool
-    return list(pool.map(fn, range(count)))
+    return list(workers.shared("nvc-rans", THREADS).map(fn, range(count)))
 
 
 def _ptr(a: np.ndarray, kind):

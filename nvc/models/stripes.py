@@ -16,22 +16,19 @@ benchmarks/RESULTS.md, "Memory of large frames, and stripes on threads".
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
+from .. import workers
 from ..errors import env_int
 
 T = TypeVar("T")
 STRIPE_ROWS = 256
 # Threads the stripes of one transform run on; NVC_STRIPE_THREADS overrides it (1: in turn).
 STRIPE_THREADS = env_int("NVC_STRIPE_THREADS", os.cpu_count() or 1, minimum=1)
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()  # the intra trial's thread and the main one may both start it
 
 
 def analyze(g_a: nn.Sequential, x: Tensor, kernel: int, stripe_rows: int | None = None
@@ -94,15 +91,7 @@ def in_parallel(fn: Callable[[T], Tensor], items: Iterable[T], device: torch.dev
     items = list(items)
     if STRIPE_THREADS == 1 or len(items) < 2 or not striped(device):
         return [fn(item) for item in items]
-    return list(_workers().map(_as_caller(fn), items))
-
-
-def _workers() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(STRIPE_THREADS, thread_name_prefix="nvc-stripe")
-        return _pool
+    return list(workers.shared("nvc-stripe", STRIPE_THREADS).map(_as_caller(fn), items))
 
 
 def _as_caller(fn: Callable[[T], Tensor]) -> Callable[[T], Tensor]:
