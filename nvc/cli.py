@@ -466,8 +466,7 @@ def _eval_lines(rows) -> list[str]:
 
 
 def cmd_eval(args) -> None:
-    from .codec import encode
-    from .evaluate import check_bit_exact, evaluate, evaluate_coded
+    from .evaluate import check_bit_exact
     from .io import random_access
 
     # coding, decoding and scoring stream the clip; adaptation reads it a window at a time
@@ -478,32 +477,26 @@ def cmd_eval(args) -> None:
     model, entry = _load(args)
     rows, adapted, notes = [], [], []
     regions: dict[tuple[str, float], dict] = {}
-    for q in args.quality:
-        if not (args.adapt or args.roi or args.task_model):
-            rows.append(evaluate(video, model, entry, intra_period=args.intra_period,
-                                 progress=_progress(f"q{q:g}"), label=q,
-                                 **options.coding(args, video, model, q)))
-            regions[("base", q)] = {}
-            continue
-        r = _encode_adaptive(args, video, model, entry, quality=q) if args.adapt else None
-        base = r.base if r is not None else encode(  # the adaptive encoder's base is this file
-            video, model, entry, intra_period=args.intra_period, progress=_progress(f"q{q:g}"),
-            objective=options.objective(args, video), keep=False,
-            **options.coding(args, video, model, q))
-        on_frame, figures = options.region_scores(args, video)
-        matrix = options.colour_matrix(args, video)
-        rows.append(evaluate_coded(video, base, model, entry, q, matrix,
-                                   progress=_progress(f"q{q:g}"), on_frame=on_frame))
-        regions[("base", q)] = figures()
-        if r is not None:
-            on_frame, figures = options.region_scores(args, video)
-            adapted.append((evaluate_coded(video, r.coded, model, entry, q, matrix,
-                                           on_frame=on_frame), r))
-            regions[("adapted", q)] = figures()
-            notes.append(f"q{q}: " + _adapt_line(r))
+    left: list[float] = []  # the qualities a Ctrl-C left unmeasured
+    try:
+        for q in args.quality:  # each quality whole, or not at all
+            row, region, more = _eval_quality(args, video, model, entry, q)
+            rows.append(row)
+            regions[("base", q)] = region
+            if more is not None:
+                adapted.append(more[:2])
+                regions[("adapted", q)] = more[2]
+                notes.append(f"q{q}: " + _adapt_line(more[1]))
+    except KeyboardInterrupt:  # the qualities measured are reported; none: nothing to keep
+        if not rows:
+            raise
+        left = args.quality[len(rows):]
+        print(f"nvc: interrupted: reporting {_qualities(args.quality[:len(rows)])}; "
+              f"{_qualities(left)} not measured", file=sys.stderr)
     check_bit_exact(rows + [row for row, _ in adapted])
     payload = {"input": str(args.input), "model": entry.name,
-               "results": [{**r.as_dict(), **regions[("base", r.quality)]} for r in rows]}
+               "results": [{**r.as_dict(), **regions[("base", r.quality)]} for r in rows],
+               **({"not_measured": left} if left else {})}
     lines = [f"{args.input}: {_frames(len(video.frames))} {video.width}x{video.height}, "
              f"model {entry.name}, intra period {args.intra_period}", "base:"] + _eval_lines(rows)
     if args.adapt:
@@ -519,6 +512,37 @@ def cmd_eval(args) -> None:
         if any(parts):
             lines.append(f"{kind} q{q:g}: " + "; ".join(x for x in parts if x))
     _emit(args, payload, lines)
+
+
+def _qualities(qs: list[float]) -> str:
+    return ", ".join(f"q{q:g}" for q in qs)
+
+
+def _eval_quality(args, video, model, entry, q: float):
+    """eval's figures at quality `q`: the base row, its region and task figures, and with --adapt
+    (the adapted row, the adaptive encode, its figures), else None."""
+    from .codec import encode
+    from .evaluate import evaluate, evaluate_coded
+
+    if not (args.adapt or args.roi or args.task_model):
+        return evaluate(video, model, entry, intra_period=args.intra_period,
+                        progress=_progress(f"q{q:g}"), label=q,
+                        **options.coding(args, video, model, q)), {}, None
+    r = _encode_adaptive(args, video, model, entry, quality=q) if args.adapt else None
+    base = r.base if r is not None else encode(  # the adaptive encoder's base is this file
+        video, model, entry, intra_period=args.intra_period, progress=_progress(f"q{q:g}"),
+        objective=options.objective(args, video), keep=False,
+        **options.coding(args, video, model, q))
+    on_frame, figures = options.region_scores(args, video)
+    matrix = options.colour_matrix(args, video)
+    row = evaluate_coded(video, base, model, entry, q, matrix, progress=_progress(f"q{q:g}"),
+                         on_frame=on_frame)
+    region = figures()
+    if r is None:
+        return row, region, None
+    on_frame, figures = options.region_scores(args, video)
+    return row, region, (evaluate_coded(video, r.coded, model, entry, q, matrix,
+                                        on_frame=on_frame), r, figures())
 
 
 def cmd_demo(args) -> None:

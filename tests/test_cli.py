@@ -91,6 +91,30 @@ def test_eval_reports_every_quality(clip_y4m, tiny_weights, capsys):
         assert key in rows[0]
 
 
+def test_ctrl_c_during_eval_reports_the_qualities_measured(clip_y4m, tiny_weights, capsys,
+                                                           monkeypatch):
+    """A Ctrl-C while eval measures a quality reports the qualities measured before it, naming
+    those left (exit 0, as an interrupted encode keeps its frames); during the first, nothing is
+    measured: interrupted, exit 130."""
+    from nvc import evaluate
+
+    real = evaluate.evaluate
+
+    def interrupted_at_q2(*args, label, **kwargs):
+        if label == 2:
+            raise KeyboardInterrupt
+        return real(*args, label=label, **kwargs)
+    monkeypatch.setattr(evaluate, "evaluate", interrupted_at_q2)
+    w = ["--weights", str(tiny_weights)]
+    code, out, err = _run(["eval", str(clip_y4m), "--quality", "1,2,3", "--json", *w], capsys)
+    report = json.loads(out)
+    assert code == 0 and [r["quality"] for r in report["results"]] == [1]
+    assert report["not_measured"] == [2, 3]
+    assert err == "nvc: interrupted: reporting q1; q2, q3 not measured\n"
+    code, out, err = _run(["eval", str(clip_y4m), "--quality", "2,1", *w], capsys)
+    assert (code, out, err) == (130, "", "nvc: interrupted\n")
+
+
 def test_eval_table_aligns_fractional_qualities(clip_y4m, tiny_weights, capsys):
     code, out, err = _run(["eval", str(clip_y4m), "--quality", "1,1.53125", "--weights",
                          str(tiny_weights)], capsys)
