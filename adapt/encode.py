@@ -110,14 +110,16 @@ class BaseChoice:
 
 
 def best_base(rung: BaseChoice, encode_at: Callable[[float], BaseChoice], step: float,
-              lowest: float, highest: float) -> BaseChoice:
+              lowest: float, highest: float, stop: Callable[[], bool] = lambda: False
+              ) -> BaseChoice:
     """The base's file of lowest RD cost among ladder positions `step` apart from the rung's, within
     [lowest, highest]: up while the cost falls, else down (the cost is taken to have one minimum
-    along the ladder); one base encode a position, two when the rung is already the best."""
+    along the ladder); one base encode a position, two when the rung is already the best. Once
+    `stop()` says so, the best so far (asked before each encode)."""
     best = rung
     for direction in (1, -1):
         p = rung.position + direction * step
-        while lowest - 1e-9 <= p <= highest + 1e-9:
+        while lowest - 1e-9 <= p <= highest + 1e-9 and not stop():
             tried = encode_at(p)
             if tried.cost >= best.cost:
                 break
@@ -134,8 +136,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     synthesis: Synthesis = Synthesis.FLOAT32,
                     schedule: GopSchedule | None = None,
                     adaptive_intra: bool = True, refine: Effort = 0,
-                    progress: Callable[[str], Progress] = lambda what: iter
-                    ) -> AdaptiveResult:
+                    progress: Callable[[str], Progress] = lambda what: iter,
+                    stop: Callable[[], bool] = lambda: False) -> AdaptiveResult:
     """`progress(what)`: wraps the frames of each candidate file's coding (what: "base", "base at
     quality 2.25", "adapted", "encoder-only"), e.g. in a progress bar.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model
@@ -155,7 +157,9 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     `adaptive_intra`: every candidate may code frames between the GOP's I-frames as I-frames
     (nvc.codec.code_frames; the fit codes intra the frames the base's best file codes intra);
     `refine`: gradient steps on every candidate's latents before they are coded (nvc.refine; the
-    fit itself fits to the analysis transforms' latents)."""
+    fit itself fits to the analysis transforms' latents). `stop`: True ends the adaptation where
+    it is (a Ctrl-C, nvc.cli): the search for the base's position keeps the best tried, the fit
+    the best adapters probed, and the candidates are coded and the cheapest kept as ever."""
     t0 = time.perf_counter()
     video = random_access(video)  # the fit reads windows of any GOP (a no-op where it can already)
     # A quality between the rungs (nvc.roi.rate_point: the nearest rung and a uniform map) codes the
@@ -206,7 +210,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
             return BaseChoice(position, moved, *code(f"base at quality {position + 1:g}", model,
                                                      moved, schedule_at(position)))
         choice = best_base(choice, encode_at, cfg.position_step,
-                           max(rung - 1, -LADDER_BELOW), min(rung + 1, qualities - 1))
+                           max(rung - 1, -LADDER_BELOW), min(rung + 1, qualities - 1), stop)
         if choice.position != rung:
             log.info("the base's best position for the lambda of quality %g: quality %.2f (RD "
                      "cost %.4f)", rung + 1, choice.position + 1, choice.cost)
@@ -219,7 +223,8 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                  weights=None if weights is None else MapWindows(weights, multiple, device),
                  position=None if choice.position == quality - 1 else choice.position,
                  schedule=schedule,
-                 intra=[f.kind == FrameType.I for f in bitstream.unpack(base.data).frames])
+                 intra=[f.kind == FrameType.I for f in bitstream.unpack(base.data).frames],
+                 stop=stop)
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)

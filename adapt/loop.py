@@ -225,7 +225,8 @@ def fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCon
         on_step: Callable[[StepStats], None] | None = None,
         weights: Clip | None = None, task: TaskTerm | None = None,
         position: float | None = None, schedule: GopSchedule = FLAT,
-        intra: Sequence[bool] | None = None, lam: float | None = None) -> Fitted:
+        intra: Sequence[bool] | None = None, lam: float | None = None,
+        stop: Callable[[], bool] = lambda: False) -> Fitted:
     """frames: (T, 3, H, W) padded clip in [0, 1], or a VideoWindows reading it; the objective's
     lambda is `lam` (None: the rung `quality`'s), its gains those of `position` on the ladder (0 =
     quality 1; None: the rung), each frame moved from there by the GOP `schedule` as the coder
@@ -233,7 +234,8 @@ def fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCon
     MapWindows reading them) or None for plain MSE; task: a task model's term of the distortion
     (nvc.task.TaskTerm) or None;
     intra: (T,) whether the coder codes each frame as an I-frame (the base's stream says; adaptive
-    I-frames), None: only each GOP's first.
+    I-frames), None: only each GOP's first; stop: asked before each step, True ends the fit there
+    as its time budget would (the step just taken probed; a Ctrl-C, nvc.cli).
     The same clip and settings give the same adapters: the rate proxy's noise is drawn from the
     global generator, seeded here from cfg.seed (its state outside is restored); torch seeds it
     anew in every process, and two runs of one benchmark kept different files (measured: 3,527 and
@@ -242,13 +244,13 @@ def fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCon
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(cfg.seed)
         return _fit(model, frames, quality, intra_period, cfg, on_step, weights, task, position,
-                    schedule, intra, model.cfg.lambdas[quality - 1] if lam is None else lam)
+                    schedule, intra, model.cfg.lambdas[quality - 1] if lam is None else lam, stop)
 
 
 def _fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptConfig,
          on_step: Callable[[StepStats], None] | None, weights: Clip | None,
          task: TaskTerm | None, position: float | None, schedule: GopSchedule,
-         intra: Sequence[bool] | None, lam: float) -> Fitted:
+         intra: Sequence[bool] | None, lam: float, stop: Callable[[], bool]) -> Fitted:
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     work.requires_grad_(False)
@@ -299,8 +301,11 @@ def _fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCo
     best_encoder = {n: p.detach().clone() for n, p in encoder.items()}
     best_step = -1
     t0 = time.perf_counter()
+
+    def out_of_time() -> bool:
+        return stop() or cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds
     for step in range(cfg.steps):
-        if cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds:
+        if out_of_time():
             break
         g0, y0, x0 = sample_window(gen, t, hp, wp, win, intra_period)
         window = _crop(frames, g0, intra_period, y0, x0, win)  # one GOP
@@ -322,8 +327,7 @@ def _fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCo
         if on_step:
             on_step(stats)
         plateau.update(stats.objective)
-        last = step == cfg.steps - 1 or plateau.stalled or (
-            cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds)
+        last = step == cfg.steps - 1 or plateau.stalled or out_of_time()
         if (step + 1) % cfg.probe_every == 0 or last:
             score = probe(step)
             if score < best_probe and math.isfinite(score):

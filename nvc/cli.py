@@ -9,6 +9,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def _read_input(args, lazy: bool = False, live: bool = False, stop=None):
 
 LIVE_INTERRUPT = "the input ends here; coding the frames read so far"
 FILE_INTERRUPT = "stopping after the frame being {}; the frames {} so far are kept"
+ADAPT_INTERRUPT = "the adaptation ends here; coding the clip with what it has fitted so far"
 
 
 @contextmanager
@@ -60,8 +62,9 @@ def _interrupt_ends_input(what: str | None):
     a pipe coded live ends there, as its end would (the frames read so far are coded and the
     stream closed, nothing lost), also while the reader waits for a source that has stalled; the
     frames of a file coded, or of a stream decoded, into a file (made to stop with nvc.io.Until)
-    end after the frame in hand, as x264 and FFmpeg keep what they wrote. A second Ctrl-C stops at
-    once. Yields the reader's InputStop."""
+    end after the frame in hand, as x264 and FFmpeg keep what they wrote; an adaptation
+    (ADAPT_INTERRUPT) ends where it is and codes with what it fitted. A second Ctrl-C stops at
+    once. Yields the reader's InputStop (what ends the input, asked whether it has ended)."""
     import signal
     import threading
 
@@ -151,15 +154,16 @@ def cmd_encode(args) -> None:
     live = is_pipe(args.input) and not (args.adapt or args.roi or args.task_model or args.bitrate)
     # a file's coding ends early into a file only: the count in the head is rewritten there
     file = not (live or args.adapt or args.bitrate is not None or _written_in_place(args.output))
-    with _interrupt_ends_input(LIVE_INTERRUPT if live else FILE_INTERRUPT.format(
-            "coded", "coded") if file else None) as stop:
-        video = _read_input(args, lazy=True, live=live, stop=stop)
+    with _interrupt_ends_input(ADAPT_INTERRUPT if args.adapt else LIVE_INTERRUPT if live else
+                               FILE_INTERRUPT.format("coded", "coded") if file else None) as stop:
+        video = _read_input(args, lazy=True, live=live, stop=None if args.adapt else stop)
         _encode(args, dataclasses.replace(video, frames=Until(video.frames, stop)) if file
-                else video)
+                else video, stop)
 
 
-def _encode(args, video) -> None:
-    """Code `video` as the encode command's options say, into its output, and print the summary."""
+def _encode(args, video, stop: Callable[[], bool]) -> None:
+    """Code `video` as the encode command's options say, into its output, and print the summary;
+    `stop`: True ends an adaptation where it is (adapt.encode_adaptive)."""
     from .codec import encode_to
     from .io import random_access
     from .metrics import bitrate, bpp
@@ -177,7 +181,7 @@ def _encode(args, video) -> None:
         if rated is not None and rated.whole_clip is not None:  # the probe was the clip
             size, seconds, frames = sink.write(rated.whole_clip), 0.0, len(video.frames)
         elif args.adapt:  # the fit reads windows of any GOP in any order
-            result = _encode_adaptive(args, random_access(video), model, entry)
+            result = _encode_adaptive(args, random_access(video), model, entry, stop=stop)
             sink.write(result.coded.data)
             size, seconds = len(result.coded.data), result.coded.seconds
             extra = _adapt_summary(result)
@@ -249,14 +253,15 @@ def _quality_for_bitrate(args, video, model, entry) -> _Rated:
                   None if kept is None else kept[found.quality])
 
 
-def _encode_adaptive(args, video, model, entry, quality=None):
+def _encode_adaptive(args, video, model, entry, quality=None,
+                     stop: Callable[[], bool] = lambda: False):
     from tqdm import tqdm
 
     from adapt import encode_adaptive
 
     cfg = options.adapt_config(args)
     q = args.quality if quality is None else quality
-    fit_bar = []  # the fit's bar, from its first step until the next file is coded
+    fit_bar: list = []  # the fit's bar, from its first step until the next file is coded
 
     def on_step(stats, base_cost):
         if not fit_bar:
@@ -282,7 +287,7 @@ def _encode_adaptive(args, video, model, entry, quality=None):
                     **({"schedule": None} if args.gop_schedule is None else {})}
         result = encode_adaptive(video, model, entry, intra_period=args.intra_period, cfg=cfg,
                                  on_step=on_step, weights=weights, task=options.task_model(args),
-                                 progress=coding, **settings)
+                                 progress=coding, stop=stop, **settings)
     finally:
         while fit_bar:
             fit_bar.pop().close()

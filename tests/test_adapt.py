@@ -243,6 +243,16 @@ def test_best_base_walks_the_ladder_to_the_lowest_cost(minimum, expected, encode
     assert best.position == pytest.approx(expected) and len(tried) == encodes
 
 
+def test_best_base_stopped_keeps_the_best_tried():
+    tried: list[float] = []
+
+    def encode_at(p: float) -> BaseChoice:
+        tried.append(p)
+        return _choice(p, (p - 1.0) ** 2)
+    best = best_base(_choice(0.0, 1.0), encode_at, 0.25, -1.0, 1.0, stop=lambda: len(tried) >= 2)
+    assert tried == [0.25, 0.5] and best.position == 0.5
+
+
 def test_forced_adapters_are_sent_and_decoded_by_a_fresh_model(tiny_model, tiny_weights):
     """With the keep-or-drop decision overridden the stream must carry the adapters, and a fresh
     decoder, merging them from the bytes, must reproduce the encoder's frames bit for bit."""

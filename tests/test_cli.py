@@ -968,6 +968,34 @@ def test_ctrl_c_ends_a_file_encode_and_keeps_what_was_coded(tmp_path, tiny_weigh
     assert enc.stderr.read().decode() == "nvc: interrupted\n"
 
 
+def test_ctrl_c_ends_an_adaptation_and_the_clip_is_coded_with_what_was_fitted(
+        tmp_path, clip_y4m, tiny_weights, capsys, monkeypatch):
+    """`nvc encode --adapt`: the first Ctrl-C ends the fit after the step in hand (and a search
+    for the base's position) and the clip is coded with what was fitted; before, exit 130 and
+    minutes of fitting lost."""
+    import signal
+
+    from adapt import encode as adaptive
+
+    real = adaptive.fit
+
+    def fit_interrupted(*args, on_step, **kwargs):
+        def step(stats):
+            if stats.step == 1:  # Ctrl-C during the second step
+                os.kill(os.getpid(), signal.SIGINT)
+            on_step(stats)
+        return real(*args, on_step=step, **kwargs)
+    monkeypatch.setattr(adaptive, "fit", fit_interrupted)
+    out = tmp_path / "a.nvc"
+    code, text, err = _run(["encode", str(clip_y4m), "-o", str(out), "--adapt", "--adapt-steps",
+                            "50", "--json", "--weights", str(tiny_weights)], capsys)
+    assert code == 0 and err.startswith("nvc: interrupted: the adaptation ends here"), err
+    report = json.loads(text)
+    assert report["adapt_steps"] == 2 and report["bytes"] == out.stat().st_size
+    assert main(["decode", str(out), "-o", str(tmp_path / "a.y4m"), "--weights",
+                 str(tiny_weights)]) == 0
+
+
 def test_ctrl_c_ends_a_decode_into_a_file_and_keeps_what_was_written(tmp_path, tiny_weights,
                                                                     capsys, monkeypatch):
     """Decoding into a file, the first Ctrl-C stops after the frame in hand: the output holds the

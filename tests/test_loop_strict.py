@@ -189,6 +189,16 @@ def test_time_budget_ends_the_fit(tiny_model, clip):
     assert fitted.history == [] and fitted.probes == [(-1, fitted.probes[0][1])]
 
 
+def test_stop_ends_the_fit_after_the_step_in_hand_and_probes_it(tiny_model, clip):
+    """A Ctrl-C (nvc.cli) ends the fit as its time budget would: the step taken is probed, so the
+    adapters it reached can be the ones kept."""
+    model, _ = tiny_model
+    steps: list[int] = []
+    fitted = fit(model, clip, 1, IP, AdaptConfig(steps=1000, window=WIN, probe_every=100),
+                 on_step=lambda stats: steps.append(stats.step), stop=lambda: len(steps) >= 2)
+    assert len(fitted.history) == 2 and [s for s, _ in fitted.probes] == [-1, 1]
+
+
 def test_encoder_learning_rate_is_its_own(tiny_model, clip):
     model, _ = tiny_model
     frozen = fit(model, clip, 1, IP, AdaptConfig(steps=3, window=WIN, encoder_lr=0.0,
