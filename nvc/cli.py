@@ -189,7 +189,7 @@ def _encode(args, video, stop: Callable[[], bool]) -> None:
         else:
             size, seconds, frames = encode_to(
                 sink, video, model, entry, intra_period=args.intra_period,
-                progress=_progress("encode"), objective=options.objective(args, video),
+                progress=_progress("encode"), objective=options.objective(args, video), stop=stop,
                 **options.coding(args, video, model, args.quality))
     frames = len(video.frames) if args.adapt else frames
     seconds += rated.seconds if rated is not None else 0.0  # the probes are encoding time

@@ -219,7 +219,8 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 profile: NumericProfile = DEFAULT_PROFILE,
                 qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32,
                 schedule: GopSchedule = FLAT, adaptive_intra: bool = True, refine: Effort = 0,
-                objective: Objective = PLAIN_STREAM) -> Iterator[tuple[CodedFrame, np.ndarray]]:
+                objective: Objective = PLAIN_STREAM, stop: Callable[[], bool] = lambda: False
+                ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frames are kept, so memory does not grow with the clip. `qmap`: a quality
     per latent position (nvc.roi.quality_map) instead of one for the frame; `synthesis`: the
@@ -232,7 +233,9 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
     I-frame is also the better reference); `refine`: gradient steps on each coding's latents
     before it is coded (nvc.refine; 0: none), or a Refinement; `objective`: what the refinement
     and the frame-type choice minimise besides bits (nvc.objective: MSE, or a region's weights and
-    a task model's term; a task's scale is set from frame 0 where unset)."""
+    a task model's term; a task's scale is set from frame 0 where unset); `stop`: True ends the
+    refinement of the frame in hand at the step in hand (nvc.refine.Target; a Ctrl-C ending a
+    file's coding after that frame, nvc.cli)."""
     device = model_device(model)
     q, h, w = quality_argument(quality, qmap, device), video.height, video.width
     ref: Tensor | None = None
@@ -261,7 +264,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             if i == 0:
                 objective = scaled_objective(objective, model, src, q_i, synthesis, profile)
             goal = objective.frame(i)
-            intra, inter = frame_coders(model, how, lam, src, goal)
+            intra, inter = frame_coders(model, how, lam, src, goal, stop)
             ready: list[tuple[CodedFrame, Tensor]] = []  # frames decided, yielded outside `coding`
             with coding(model, synthesis):
                 if i % intra_period == 0 or not adaptive_intra:
@@ -309,14 +312,15 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
 
 
 def frame_coders(model: SSF, how: Refinement, lam: float | Tensor, src: np.ndarray,
-                 goal: FrameObjective = PLAIN
+                 goal: FrameObjective = PLAIN, stop: Callable[[], bool] = lambda: False
                  ) -> tuple[Callable[..., tuple[CodedFrame, Tensor]], ...]:
     """compress_intra and compress_inter for the frame `src`, refined where `how` asks (nvc.refine,
     priced by frame_cost at `lam` under `goal`); each runs without gradients unless refining (grad
     mode is per thread, and the intra trial runs on another)."""
     if not how.steps:
         return torch.no_grad()(model.compress_intra), torch.no_grad()(model.compress_inter)
-    at = Target(lam, (src.shape[0], src.shape[1]), partial(frame_cost, lam, src, goal=goal), goal)
+    at = Target(lam, (src.shape[0], src.shape[1]), partial(frame_cost, lam, src, goal=goal), goal,
+                stop)
     return (torch.no_grad()(partial(refined_intra, model, how, at)),
             torch.no_grad()(partial(refined_inter, model, how, at)))
 
@@ -407,14 +411,16 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               on_reconstruction: Callable[[np.ndarray], None] | None = None,
               synthesis: Synthesis = Synthesis.FLOAT32,
               schedule: GopSchedule | None = None, adaptive_intra: bool = True, refine: Effort = 0,
-              objective: Objective = PLAIN_STREAM) -> tuple[int, float, int]:
+              objective: Objective = PLAIN_STREAM, stop: Callable[[], bool] = lambda: False
+              ) -> tuple[int, float, int]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.
     A video whose frame count is not known in advance (a pipe read live: `frame_count` None) is
     written as a live stream (format 10: the count follows the last frame in an end unit).
     A video whose frames end before its count (nvc encode's first Ctrl-C ends a file's input)
     has the count in the head rewritten, which needs a sink open for reading too (a file:
-    nvc.writers.open_output). Returns (bytes written, seconds, frames)."""
+    nvc.writers.open_output); `stop`: see code_frames. Returns (bytes written, seconds, frames).
+    """
     _check_settings(video, model, quality, intra_period)
     schedule = resolve(schedule, quality, model.cfg.num_qualities, intra_period)
     t0 = time.perf_counter()
@@ -424,7 +430,7 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
     head = bitstream.pack_head(header, quality_map=quality_map)
     written = count = 0
     for cf, rgb in code_frames(video, model, quality, intra_period, matrix, progress, profile,
-                               qmap, synthesis, schedule, adaptive_intra, refine, objective):
+                               qmap, synthesis, schedule, adaptive_intra, refine, objective, stop):
         # the head goes out with the first frame: a pipe that brings none leaves nothing written
         written += sink.write((b"" if count else head) + bitstream.pack_frame(cf, count))
         if hasattr(sink, "flush"):  # a pipe's reader gets each frame as it is coded

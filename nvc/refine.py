@@ -78,11 +78,15 @@ class Target:
     size: tuple[int, int]  # its (h, w) before padding
     price: Callable[[Coded], float]  # the RD cost of a coding of it (codec.frame_cost)
     goal: FrameObjective = PLAIN  # its distortion beyond MSE: a region's weights, a task's term
+    # asked after each step: True ends the refinement there, the iterate coded and priced with
+    # the others (a Ctrl-C ending a file's coding after the frame in hand: nvc.cli)
+    stop: Callable[[], bool] = lambda: False
 
 
 def refined(model: SSF, how: Refinement, at: Target, kind: FrameType, x: Tensor,
             x_ref: Tensor | None, q: int | Tensor, profile: NumericProfile) -> Coded:
-    """The cheapest coding of frame x (padded, (1, 3, H, W)) found in `how.steps` steps."""
+    """The cheapest coding of frame x (padded, (1, 3, H, W)) found in `how.steps` steps (fewer
+    where `at.stop()` ends them)."""
     start = model.start_latents(kind, x, x_ref, q, profile)
     best = model.code_latents(kind, start, x_ref, q, profile)
     if how.steps == 0:
@@ -102,13 +106,16 @@ def refined(model: SSF, how: Refinement, at: Target, kind: FrameType, x: Tensor,
         for y, g in zip(latents, grads):
             y.grad = g
         step.step()
-        if i % how.check_every == 0 or i == how.steps:
+        last = i == how.steps or at.stop()
+        if i % how.check_every == 0 or last:
             with torch.no_grad():
                 candidate = model.code_latents(kind, [y.detach() for y in latents], x_ref, q,
                                                profile)
             cost = at.price(candidate)
             if cost < best_cost:
                 best, best_cost = candidate, cost
+        if last:
+            break
     return best
 
 

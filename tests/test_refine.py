@@ -52,6 +52,23 @@ def test_no_steps_codes_what_compress_codes(tiny_model, small_video):
                        bitstream.DEFAULT_PROFILE)[0] == p_frame[0]
 
 
+def test_stop_ends_the_steps_and_prices_the_iterate_reached(tiny_model, small_video):
+    """A Ctrl-C ending a file's coding (nvc.cli) cuts the refinement of the frame in hand short:
+    the step taken when `stop` says so is the last, its iterate coded and priced with the start."""
+    model, _ = tiny_model
+    src, x = _frame(model, small_video, 0)
+    priced: list[float] = []
+    asked = iter(range(1, 100))
+
+    def price(coded) -> float:
+        priced.append(frame_cost(model.lambda_at(1), src, coded))
+        return priced[-1]
+    at = Target(model.lambda_at(1), src.shape[:2], price, stop=lambda: next(asked) >= 3)
+    with torch.no_grad():
+        refined(model, Refinement(40), at, FrameType.I, x, None, 1, bitstream.DEFAULT_PROFILE)
+    assert len(priced) == 2 and next(asked) == 4  # the start and step 3's iterate; 3 steps
+
+
 @pytest.fixture(scope="module")
 def shipped():
     return load_model()  # a trained model: an untrained one has little for the gradient to find
