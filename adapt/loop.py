@@ -302,10 +302,10 @@ def _fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCo
     best_step = -1
     t0 = time.perf_counter()
 
-    def out_of_time() -> bool:
+    def ended() -> bool:  # a Ctrl-C, or the time budget spent
         return stop() or cfg.seconds is not None and time.perf_counter() - t0 > cfg.seconds
     for step in range(cfg.steps):
-        if out_of_time():
+        if ended():
             break
         g0, y0, x0 = sample_window(gen, t, hp, wp, win, intra_period)
         window = _crop(frames, g0, intra_period, y0, x0, win)  # one GOP
@@ -327,7 +327,7 @@ def _fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCo
         if on_step:
             on_step(stats)
         plateau.update(stats.objective)
-        last = step == cfg.steps - 1 or plateau.stalled or out_of_time()
+        last = step == cfg.steps - 1 or plateau.stalled or ended()
         if (step + 1) % cfg.probe_every == 0 or last:
             score = probe(step)
             if score < best_probe and math.isfinite(score):
