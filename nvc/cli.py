@@ -344,13 +344,13 @@ def cmd_decode(args) -> None:
         frames.keep_cut = True  # a live recording whose writer was stopped: keep what came
         video = decoded_video(stream, model, entry, _progress("decode"), frames, args.start,
                               args.frames)
-        file = not stream.live and not _written_in_place(args.output)  # a live one has no count
+        file = not _written_in_place(args.output)
         try:
             with _interrupt_ends_input(FILE_INTERRUPT.format("decoded", "decoded") if file
                                        else None) as interrupt:
                 handed = Until(video.frames, interrupt) if file else None
                 write_video(args.output, video if handed is None else
-                            dataclasses.replace(video, frames=handed))
+                            dataclasses.replace(video, frames=handed.as_frames()))
         except BitstreamError as e:
             if e is not frames.cut:  # not a unit that could not be read
                 raise

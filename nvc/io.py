@@ -340,11 +340,18 @@ class Until(LazyFrames):
     """`frames` with their count, a pass ending early once `stop()` says so (asked before each
     frame is drawn; `handed` counts those handed on), or, where no frame was handed on yet, raising
     KeyboardInterrupt (there is nothing to keep): what the first Ctrl-C ends a file's encoding and
-    a stream's decoding into a file with (nvc.cli)."""
+    a stream's decoding into a file with (nvc.cli). A live pipe's frames (PipeFrames) have no
+    count: `as_frames()` is what a Video holds then."""
 
     def __init__(self, frames: list[YUVFrame] | LazyFrames, stop: Callable[[], bool]):
-        super().__init__(len(frames), self._pass, frames.__getitem__)
+        self.live = isinstance(frames, PipeFrames)
+        super().__init__(0 if self.live else len(frames), self._pass,
+                         None if self.live else frames.__getitem__)
         self.frames, self.stop, self.handed = frames, stop, 0
+
+    def as_frames(self) -> LazyFrames:
+        """These frames, or over a live pipe's, the one pass as a live pipe's frames."""
+        return PipeFrames(self._pass()) if self.live else self
 
     def _pass(self) -> Iterator[YUVFrame]:
         frames = iter(self.frames)

@@ -996,19 +996,25 @@ def test_ctrl_c_ends_an_adaptation_and_the_clip_is_coded_with_what_was_fitted(
                  str(tiny_weights)]) == 0
 
 
+@pytest.mark.parametrize("live", [False, True])
 def test_ctrl_c_ends_a_decode_into_a_file_and_keeps_what_was_written(tmp_path, tiny_weights,
-                                                                    capsys, monkeypatch):
+                                                                    capsys, monkeypatch, live):
     """Decoding into a file, the first Ctrl-C stops after the frame in hand: the output holds the
-    frames written so far, the summary counts them (exit 0; before, exit 130 and no file)."""
+    frames written so far, the summary counts them (exit 0; before, exit 130 and no file); a live
+    stream's too, which has no frame count (a recording from a live pipe stopped with Ctrl-C)."""
     import signal
 
-    from nvc import writers
-    from nvc.io import LazyFrames, read_video
+    from nvc import bitstream, writers
+    from nvc.io import LazyFrames, PipeFrames, read_video
 
     clip = tmp_path / "clip.y4m"
     write_video(clip, make_video(frames=8, hw=(48, 64)))
     stream = tmp_path / "clip.nvc"
-    assert main(["encode", str(clip), "-o", str(stream), "--weights", str(tiny_weights)]) == 0
+    coder = [sys.executable, "-m", "nvc.cli", "encode", "-" if live else str(clip), "-o",
+             str(stream), "--weights", str(tiny_weights)]
+    subprocess.run(coder, input=clip.read_bytes() if live else None, check=True,
+                   capture_output=True, timeout=300)  # from a pipe: coded live
+    assert bitstream.unpack(stream.read_bytes()).live == live
     real = writers.write_video
 
     def interrupted(path, video):  # Ctrl-C while frame 3 is in hand
@@ -1017,7 +1023,8 @@ def test_ctrl_c_ends_a_decode_into_a_file_and_keeps_what_was_written(tmp_path, t
                 if i == 3:
                     os.kill(os.getpid(), signal.SIGINT)
                 yield frame
-        real(path, replace(video, frames=LazyFrames(len(video.frames), frames)))
+        real(path, replace(video, frames=PipeFrames(frames()) if live else
+                           LazyFrames(len(video.frames), frames)))
     monkeypatch.setattr(writers, "write_video", interrupted)
     out = tmp_path / "rec.y4m"
     capsys.readouterr()
