@@ -611,10 +611,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except Exception as e:
         return _internal_error(e, args.verbose)
-    finally:  # an idle thread that a Ctrl-C left unregistered would hold the exit (nvc.workers)
-        from .workers import release
-
-        release()
     return 0
 
 

@@ -10,8 +10,10 @@ threads and run the queued work as the interpreter finalizes, which aborts the p
 torch call cannot take the interpreter back: "terminate called without an active exception").
 So a pool is let go with `let_go`: the work not yet started is cancelled and the pool shut down,
 which wakes every thread, counted or not, to find nothing to run. The codec's own pools do so
-as they end; `release()` does so for the shared ones, without waiting, and nvc.cli.main calls it
-as a command ends, however it ends. A shared pool asked for after that is a new one.
+as they end; `release()` does so for the shared ones, without waiting, and runs as the
+interpreter exits, before it joins its threads (where ThreadPoolExecutor's own wake-up runs:
+threading._register_atexit), so every entry point is covered, nvc's commands, the benchmarks and
+training alike. A shared pool asked for after a release is a new one.
 """
 from __future__ import annotations
 
@@ -44,3 +46,9 @@ def let_go(pool: ThreadPoolExecutor, wait: bool = True) -> None:
     """Cancel the work `pool` has not started and shut it down (waiting for the work running where
     `wait`): no thread of it is left idle or starts work later (see above)."""
     pool.shutdown(wait=wait, cancel_futures=True)
+
+
+# CPython's hook for what runs before the threads are joined at exit (concurrent.futures uses it)
+_before_joining = getattr(threading, "_register_atexit", None)
+if _before_joining is not None:
+    _before_joining(release)
