@@ -163,7 +163,8 @@ def cmd_encode(args) -> None:
 
 def _encode(args, video, stop: Callable[[], bool]) -> None:
     """Code `video` as the encode command's options say, into its output, and print the summary;
-    `stop`: True ends an adaptation where it is (adapt.encode_adaptive)."""
+    `stop`: True ends an adaptation where it is (adapt.encode_adaptive), or the refinement of
+    the frame in hand (nvc.codec.code_frames)."""
     from .codec import encode_to
     from .io import random_access
     from .metrics import bitrate, bpp
