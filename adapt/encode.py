@@ -46,9 +46,9 @@ class AdaptiveResult:
     adapted: bool  # False: adapters did not pay for themselves and were dropped
     mode: str  # what the kept file used: "adapters", "encoder-only" or "base"
     base_cost: float  # lambda * 255^2 * MSE + bpp, every byte counted
-    adapted_cost: float
+    adapted_cost: float | None  # None: not coded (the fit found nothing better than the base)
     base_bytes: int
-    adapted_bytes: int
+    adapted_bytes: int | None
     adapter_bytes: int
     steps: int
     fit_seconds: float
@@ -228,6 +228,21 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     fit_seconds = time.perf_counter() - t_fit
     unit = make_unit(fitted.spec, fitted.sent, cfg.prior)
     payload = unit.write(LAYER_TABLE)
+
+    def result(mode: str, kept: CodedVideo, adapted: CodedVideo | None, adapted_cost: float | None,
+               candidates: list[tuple[str, CodedVideo, float]]) -> AdaptiveResult:
+        return AdaptiveResult(kept, mode == "adapters", mode, base_cost, adapted_cost, len(base.data),
+                              None if adapted is None else len(adapted.data), len(payload),
+                              len(fitted.history), fit_seconds, time.perf_counter() - t0,
+                              choice.position, {name: (len(c.data), cost) for name, c, cost in
+                                                candidates}, at_rung.coded)
+    if fitted.best_step < 0 and not cfg.force:
+        # No probe beat the base's (a fit stopped before its first probe, or one that never
+        # helped): the adapters sent would be zeros and the encoder the base's, so the adapted
+        # file is the base's with an adapter unit more, and the encoder-only one is the base's.
+        log.info("adapters dropped: the fit found none better than the base (%d steps)",
+                 len(fitted.history))
+        return result("base", base, None, None, [("base", base, base_cost)])
     merged = _with_encoder(apply_unit(model, unit), fitted.encoder)  # the decoder's own path
     adapted, adapted_cost = code("adapted", merged, qmap, schedule, payload)
     candidates = [("base", base, base_cost), ("adapters", adapted, adapted_cost)]  # ties: base
@@ -239,11 +254,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
     mode, kept, kept_cost = candidates[1] if cfg.force else min(candidates, key=lambda c: c[2])
     if mode != "adapters":
         log.info("adapters dropped (RD cost %.4f): kept %s (%.4f)", adapted_cost, mode, kept_cost)
-    return AdaptiveResult(kept, mode == "adapters", mode, base_cost, adapted_cost, len(base.data),
-                          len(adapted.data), len(payload), len(fitted.history), fit_seconds,
-                          time.perf_counter() - t0, choice.position,
-                          {name: (len(c.data), cost) for name, c, cost in candidates},
-                          at_rung.coded)
+    return result(mode, kept, adapted, adapted_cost, candidates)
 
 
 def _with_encoder(model: SSF, encoder: dict[str, torch.Tensor]) -> SSF:

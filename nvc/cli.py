@@ -54,6 +54,8 @@ def _read_input(args, lazy: bool = False, live: bool = False, stop=None):
 LIVE_INTERRUPT = "the input ends here; coding the frames read so far"
 FILE_INTERRUPT = "stopping after the frame being {}; the frames {} so far are kept"
 ADAPT_INTERRUPT = "the adaptation ends here; coding the clip with what it has fitted so far"
+EVAL_ADAPT_INTERRUPT = "the adaptation ends here; this quality is measured with what it has " \
+    "fitted so far, the ones after it are not"
 
 
 @contextmanager
@@ -63,8 +65,9 @@ def _interrupt_ends_input(what: str | None):
     stream closed, nothing lost), also while the reader waits for a source that has stalled; the
     frames of a file coded, or of a stream decoded, into a file (made to stop with nvc.io.Until)
     end after the frame in hand, as x264 and FFmpeg keep what they wrote; an adaptation
-    (ADAPT_INTERRUPT) ends where it is and codes with what it fitted. A second Ctrl-C stops at
-    once. Yields the reader's InputStop (what ends the input, asked whether it has ended)."""
+    (ADAPT_INTERRUPT, EVAL_ADAPT_INTERRUPT) ends where it is and codes with what it fitted. A
+    second Ctrl-C stops at once. Yields the reader's InputStop (what ends the input, asked
+    whether it has ended)."""
     import signal
     import threading
 
@@ -307,11 +310,15 @@ def _adapt_summary(r) -> dict:
 
 
 def _adapt_line(r) -> str:
+    coded = r.adapted_cost is not None
     verdict = {"adapters": "kept",
                "encoder-only": "dropped; the free encoder-only fine-tuning kept",
-               "base": "dropped: they did not lower the clip's RD cost"}[r.mode]
-    return (f"adapters {verdict} ({r.adapter_bytes} bytes, {r.steps} steps in {r.fit_seconds:.1f} s; "
-            f"RD cost: base {r.base_cost:.4f}, adapters {r.adapted_cost:.4f}, kept "
+               "base": "dropped: they did not lower the clip's RD cost" if coded else
+               "not coded: the fit found none better than the base"}[r.mode]
+    size, adapted = (f"{r.adapter_bytes} bytes, ", f"adapters {r.adapted_cost:.4f}, ") if coded \
+        else ("", "")
+    return (f"adapters {verdict} ({size}{r.steps} steps in {r.fit_seconds:.1f} s; "
+            f"RD cost: base {r.base_cost:.4f}, {adapted}kept "
             f"{r.candidates[r.mode][1]:.4f}; coded at ladder quality {r.position + 1:g})")
 
 
@@ -483,20 +490,25 @@ def cmd_eval(args) -> None:
     model, entry = _load(args)
     rows, adapted, notes = [], [], []
     regions: dict[tuple[str, float], dict] = {}
-    left: list[float] = []  # the qualities a Ctrl-C left unmeasured
-    try:
-        for q in args.quality:  # each quality whole, or not at all
-            row, region, more = _eval_quality(args, video, model, entry, q)
-            rows.append(row)
-            regions[("base", q)] = region
-            if more is not None:
-                adapted.append(more[:2])
-                regions[("adapted", q)] = more[2]
-                notes.append(f"q{q}: " + _adapt_line(more[1]))
-    except KeyboardInterrupt:  # the qualities measured are reported; none: nothing to keep
-        if not rows:
-            raise
-        left = args.quality[len(rows):]
+    # each quality whole, or not at all; with --adapt the first Ctrl-C ends the quality's fit and
+    # it is measured with what was fitted, the ones after it not
+    with _interrupt_ends_input(EVAL_ADAPT_INTERRUPT if args.adapt else None) as stop:
+        try:
+            for q in args.quality:
+                row, region, more = _eval_quality(args, video, model, entry, q, stop)
+                rows.append(row)
+                regions[("base", q)] = region
+                if more is not None:
+                    adapted.append(more[:2])
+                    regions[("adapted", q)] = more[2]
+                    notes.append(f"q{q}: " + _adapt_line(more[1]))
+                if stop():
+                    break
+        except KeyboardInterrupt:  # the qualities measured are reported; none: nothing to keep
+            if not rows:
+                raise
+    left = args.quality[len(rows):]  # the qualities a Ctrl-C left unmeasured
+    if left:
         print(f"nvc: interrupted: reporting {_qualities(args.quality[:len(rows)])}; "
               f"{_qualities(left)} not measured", file=sys.stderr)
     check_bit_exact(rows + [row for row, _ in adapted])
@@ -524,9 +536,10 @@ def _qualities(qs: list[float]) -> str:
     return ", ".join(f"q{q:g}" for q in qs)
 
 
-def _eval_quality(args, video, model, entry, q: float):
+def _eval_quality(args, video, model, entry, q: float, stop: Callable[[], bool]):
     """eval's figures at quality `q`: the base row, its region and task figures, and with --adapt
-    (the adapted row, the adaptive encode, its figures), else None."""
+    (the adapted row, the adaptive encode, its figures), else None. `stop`: True ends the
+    adaptation where it is (adapt.encode_adaptive)."""
     from .codec import encode
     from .evaluate import evaluate, evaluate_coded
 
@@ -534,7 +547,8 @@ def _eval_quality(args, video, model, entry, q: float):
         return evaluate(video, model, entry, intra_period=args.intra_period,
                         progress=_progress(f"q{q:g}"), label=q,
                         **options.coding(args, video, model, q)), {}, None
-    r = _encode_adaptive(args, video, model, entry, quality=q) if args.adapt else None
+    r = _encode_adaptive(args, video, model, entry, quality=q, stop=stop) if args.adapt \
+        else None
     base = r.base if r is not None else encode(  # the adaptive encoder's base is this file
         video, model, entry, intra_period=args.intra_period, progress=_progress(f"q{q:g}"),
         objective=options.objective(args, video), keep=False,

@@ -173,6 +173,20 @@ def test_adaptive_stream_decodes_bit_exactly(tiny_model, tiny_weights):
     assert (kept.quality_map is not None) == (r.position != 1.0)
 
 
+def test_a_fit_that_beats_no_probe_codes_no_candidate(tiny_model):
+    """Where no probe of the fit beats the base's (here a fit stopped before its first step, as a
+    Ctrl-C can), the adapters sent would be zeros and the encoder the base's: nothing more is
+    coded (before, two more files, each the base's or worse) and the base's file is kept."""
+    model, entry = tiny_model
+    video = make_video(frames=3, hw=(64, 64))
+    coded: list[str] = []
+    r = encode_adaptive(video, model, entry, 2, 12, AdaptConfig(steps=3, window=64),
+                        progress=lambda what: coded.append(what) or iter, stop=lambda: True)
+    assert coded == ["base"] and r.mode == "base" and not r.adapted and r.steps == 0
+    assert r.adapted_cost is None and r.adapted_bytes is None and list(r.candidates) == ["base"]
+    assert r.coded.data == encode(video, model, entry, 2, 12).data
+
+
 def test_video_windows_are_the_padded_clips_slices(small_video):
     from nvc.codec import pad_to, rgb_tensor, source_rgb
 

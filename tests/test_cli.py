@@ -996,6 +996,33 @@ def test_ctrl_c_ends_an_adaptation_and_the_clip_is_coded_with_what_was_fitted(
                  str(tiny_weights)]) == 0
 
 
+def test_ctrl_c_ends_evals_adaptation_and_measures_what_was_fitted(clip_y4m, tiny_weights,
+                                                                  capsys, monkeypatch):
+    """`nvc eval --adapt`: the first Ctrl-C ends the quality's fit after the step in hand; that
+    quality is measured with what was fitted and those after it are named, not measured (before,
+    the quality and its minutes of fitting were dropped)."""
+    import signal
+
+    from adapt import encode as adaptive
+
+    real = adaptive.fit
+
+    def fit_interrupted(*args, on_step, **kwargs):
+        def step(stats):
+            if stats.step == 1:  # Ctrl-C during the second step of the first quality's fit
+                os.kill(os.getpid(), signal.SIGINT)
+            on_step(stats)
+        return real(*args, on_step=step, **kwargs)
+    monkeypatch.setattr(adaptive, "fit", fit_interrupted)
+    code, out, err = _run(["eval", str(clip_y4m), "--quality", "1,2", "--adapt", "--adapt-steps",
+                           "50", "--json", "--weights", str(tiny_weights)], capsys)
+    assert code == 0 and err.startswith("nvc: interrupted: the adaptation ends here"), err
+    assert err.endswith("nvc: interrupted: reporting q1; q2 not measured\n"), err
+    report = json.loads(out)
+    assert [r["quality"] for r in report["results"]] == [1] and report["not_measured"] == [2]
+    assert [r["adapt_steps"] for r in report["adapted"]] == [2]
+
+
 @pytest.mark.parametrize("live", [False, True])
 def test_ctrl_c_ends_a_decode_into_a_file_and_keeps_what_was_written(tmp_path, tiny_weights,
                                                                     capsys, monkeypatch, live):
