@@ -447,6 +447,7 @@ def _av_frames(path: Path, start: int, frames: int | None, turns: int) -> Iterat
 # FFmpeg's (H.273's) matrix coefficients: 1 BT.709; 5 BT.470BG and 6 SMPTE 170M, both BT.601's
 _AV_MATRICES = {1: ColourMatrix.BT709, 5: ColourMatrix.BT601, 6: ColourMatrix.BT601}
 _AV_UNSPECIFIED = 2
+RGB_SOURCE_MATRIX = ColourMatrix.BT709  # what an RGB source's frames are converted to YUV with
 INTERLACED = "interlaced; each frame is coded as one progressive picture"  # y4m's warning too
 _AV_HDR_TRANSFERS = {16: "PQ", 18: "HLG"}  # FFmpeg's (H.273's) transfer characteristics
 
@@ -470,7 +471,8 @@ def _av_probe(path: Path) -> _AvSource:
         sar = stream.sample_aspect_ratio or Fraction(0)  # FFmpeg's guess from container and codec
     code = getattr(first, "colorspace", _AV_UNSPECIFIED)
     aspect = sample_aspect(sar.numerator, sar.denominator)
-    if code not in _AV_MATRICES and code != _AV_UNSPECIFIED:
+    rgb = first is not None and _is_rgb(first)  # converted to YUV by nvc (_av_frame_to_yuv)
+    if code not in _AV_MATRICES and code != _AV_UNSPECIFIED and not rgb:
         log.warning("%s: tagged with colour matrix %s, not one nvc codes (BT.709, BT.601); read as "
                     "untagged (--colour-matrix picks one)", path, code)
     if getattr(first, "interlaced_frame", False):
@@ -484,7 +486,7 @@ def _av_probe(path: Path) -> _AvSource:
         log.info("%s: turned %d degrees, as its display matrix asks", path, 90 * turns)
     if aspect is not None and turns % 2:  # a pixel on its side
         aspect = 1 / aspect
-    return _AvSource(rate, _AV_MATRICES.get(code), turns, aspect)
+    return _AvSource(rate, RGB_SOURCE_MATRIX if rgb else _AV_MATRICES.get(code), turns, aspect)
 
 
 def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
@@ -509,10 +511,22 @@ def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = 
 _AV_FULL_RANGE = 2  # FFmpeg's AVCOL_RANGE_JPEG
 
 
+def _is_rgb(frame) -> bool:
+    """Whether a decoded frame holds RGB (or palette) samples: a PNG's, an RGB FFV1's, ..."""
+    return frame.format.is_rgb or frame.format.has_palette
+
+
 def _av_frame_to_yuv(frame, full_range: bool) -> YUVFrame:
-    """A decoded frame's 8-bit 4:2:0 limited-range samples: other layouts through FFmpeg's
-    conversion (which keeps the range), full range rescaled as a y4m's is (limited_range), with
-    no colour conversion either way."""
+    """A decoded frame's 8-bit 4:2:0 limited-range samples: RGB converted as nvc converts
+    (rgb_to_yuv, BT.709: what the frames are tagged with, _av_probe; FFmpeg's conversion would
+    use BT.601 while the stream recorded BT.709, shifting every colour), other layouts through
+    FFmpeg's conversion (which keeps the range), full range rescaled as a y4m's is
+    (limited_range), with no colour conversion either way."""
+    if _is_rgb(frame):
+        deep = any(c.bits > 8 for c in frame.format.components)
+        rgb = frame.to_ndarray(format="rgb48le" if deep else "rgb24").astype(np.float32)
+        rgb /= 65535 if deep else 255
+        return rgb_to_yuv(rgb, RGB_SOURCE_MATRIX)
     if frame.format.name not in ("yuv420p", "yuvj420p"):  # any size
         frame = frame.reformat(format="yuv420p", src_color_range=_AV_FULL_RANGE if full_range
                                else None, dst_color_range=_AV_FULL_RANGE if full_range else None)

@@ -264,6 +264,39 @@ def test_a_files_colour_matrix_tag_is_read(tmp_path, colorspace, matrix, caplog)
         assert len(caplog.messages) == (colorspace == 9)
 
 
+@pytest.mark.parametrize("pix_fmt, codec, suffix", [("rgb24", "png", "mov"),
+                                                    ("rgb48le", "ffv1", "mkv"),
+                                                    ("rgba", "png", "mov")])
+def test_an_rgb_file_reads_as_nvc_converts_rgb(tmp_path, pix_fmt, codec, suffix, caplog):
+    """RGB sources (a PNG sequence's, an RGB FFV1's) are converted to 4:2:0 as nvc converts RGB
+    (rgb_to_yuv at BT.709) and tagged with that matrix, so that the RGB the model is given, and
+    the decoder's RGB output, are the source's colours (before: FFmpeg's BT.601 conversion, read
+    back at BT.709, moved a saturated colour by 26 code values; and a warning about
+    'colour matrix 0')."""
+    import av
+
+    rgb = np.zeros((16, 24, 3), np.float32)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 0.8, 0.15, 0.35  # a saturated colour, flat
+    rgb[4:, 8:] = (0.1, 0.7, 0.9)  # and a second one, on whole chroma blocks
+    deep = pix_fmt == "rgb48le"
+    samples = np.round(rgb * (65535 if deep else 255)).astype(np.uint16 if deep else np.uint8)
+    if pix_fmt == "rgba":  # opaque
+        samples = np.concatenate([samples, np.full_like(samples[..., :1], 255)], axis=-1)
+    path = tmp_path / f"c.{suffix}"
+    with av.open(str(path), "w") as out:
+        s = out.add_stream(codec, rate=25)
+        s.width, s.height, s.pix_fmt = 24, 16, pix_fmt
+        out.mux(s.encode(av.VideoFrame.from_ndarray(samples, format=pix_fmt)))
+        out.mux(s.encode())
+    for lazy in (False, True):
+        caplog.clear()
+        v = read_video(path, lazy=lazy)
+        assert not caplog.messages
+        got = yuv_to_rgb(v.frames[0], v.matrix)
+        error = np.abs(got - rgb).max() * 255  # 8-bit 4:2:0 of flat 2x2 blocks: rounding only
+        assert error < 1.5 and v.matrix == ColourMatrix.BT709, error
+
+
 def test_a_full_range_file_is_rescaled_as_a_full_range_y4m_is(tmp_path):
     """Full-range 4:2:0 from FFmpeg: its samples rescaled to the limited range in YUV (as a y4m's
     with XCOLORRANGE=FULL), not through FFmpeg's RGB, whose matrix is not nvc's."""
