@@ -472,7 +472,8 @@ def _av_probe(path: Path) -> _AvSource:
     code = getattr(first, "colorspace", _AV_UNSPECIFIED)
     aspect = sample_aspect(sar.numerator, sar.denominator)
     rgb = first is not None and _is_rgb(first)  # converted to YUV by nvc (_av_frame_to_yuv)
-    if code not in _AV_MATRICES and code != _AV_UNSPECIFIED and not rgb:
+    grey = first is not None and sum(not c.is_alpha for c in first.format.components) == 1
+    if code not in _AV_MATRICES and code != _AV_UNSPECIFIED and not (rgb or grey):  # no matrix
         log.warning("%s: tagged with colour matrix %s, not one nvc codes (BT.709, BT.601); read as "
                     "untagged (--colour-matrix picks one)", path, code)
     if getattr(first, "interlaced_frame", False):

@@ -297,6 +297,22 @@ def test_an_rgb_file_reads_as_nvc_converts_rgb(tmp_path, pix_fmt, codec, suffix,
         assert error < 1.5 and v.matrix == ColourMatrix.BT709, error
 
 
+def test_a_grey_file_reads_without_a_matrix_warning(tmp_path, caplog):
+    """A grey PNG's samples (full range) read as limited-range luma with neutral chroma, and its
+    'colour matrix 0' tag draws no warning: no matrix applies to grey."""
+    import av
+
+    grey = np.repeat(np.array([[0, 128, 255]], np.uint8), 8, axis=1).repeat(16, axis=0)
+    with av.open(str(tmp_path / "g.mov"), "w") as out:
+        s = out.add_stream("png", rate=25)
+        s.width, s.height, s.pix_fmt = 24, 16, "gray"
+        out.mux(s.encode(av.VideoFrame.from_ndarray(grey, format="gray")))
+        out.mux(s.encode())
+    f = read_video(tmp_path / "g.mov").frames[0]
+    assert f.y[0, ::8].tolist() == [16, 126, 235] and (f.u == 128).all() and (f.v == 128).all()
+    assert not caplog.messages
+
+
 def test_a_full_range_file_is_rescaled_as_a_full_range_y4m_is(tmp_path):
     """Full-range 4:2:0 from FFmpeg: its samples rescaled to the limited range in YUV (as a y4m's
     with XCOLORRANGE=FULL), not through FFmpeg's RGB, whose matrix is not nvc's."""
