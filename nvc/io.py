@@ -25,6 +25,7 @@ import numpy as np
 
 from .errors import InputError
 from .sampling import NATIVE, Layout, named_layout
+from .sequences import first_number
 
 if TYPE_CHECKING:
     from . import y4m
@@ -401,13 +402,15 @@ def read_frame(path: Path | int, offset: int, w: int, h: int,
 
 
 @contextmanager
-def _av_opened(path: Path) -> Iterator:
-    """The PyAV container of `path`; every failure of the file inside the block, decoding included,
-    is an InputError."""
+def _av_opened(path: Path, first: int | None = None) -> Iterator:
+    """The PyAV container of `path` (with `first`, the number of an image sequence's first file:
+    nvc.sequences); every failure of the file inside the block, decoding included, is an
+    InputError."""
     import av  # PyAV bundles FFmpeg
 
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), "r", format=None if first is None else "image2",
+                     options=None if first is None else {"start_number": str(first)}) as container:
             if not container.streams.video:
                 raise InputError(f"{path}: no video stream")
             yield container
@@ -417,10 +420,10 @@ def _av_opened(path: Path) -> Iterator:
         raise InputError(f"{path}: cannot decode video ({type(e).__name__}: {e})") from None
 
 
-def _av_decoded(path: Path, start: int, frames: int | None) -> Iterator:
+def _av_decoded(path: Path, start: int, frames: int | None, first: int | None) -> Iterator:
     """PyAV's decoded frames `start` .. `start + frames` of the first video stream, every one of
     the first one's size (a stream whose size changes is an InputError: a stream codes one)."""
-    with _av_opened(path) as container:
+    with _av_opened(path, first) as container:
         stop = None if frames is None else start + frames
         size = None
         for index, frame in enumerate(itertools.islice(container.decode(video=0), start, stop)):
@@ -433,10 +436,11 @@ def _av_decoded(path: Path, start: int, frames: int | None) -> Iterator:
             yield frame
 
 
-def _av_frames(path: Path, start: int, frames: int | None, turns: int) -> Iterator[YUVFrame]:
+def _av_frames(path: Path, start: int, frames: int | None, turns: int,
+               first: int | None) -> Iterator[YUVFrame]:
     """The frames as nvc codes them, each turned `turns` quarter turns counterclockwise."""
     full_range = False
-    for frame in _av_decoded(path, start, frames):
+    for frame in _av_decoded(path, start, frames, first):
         full_range = full_range or frame.format.name.startswith("yuvj") or \
             getattr(frame, "color_range", 1) == 2
         yuv = _av_frame_to_yuv(frame, full_range)
@@ -459,12 +463,12 @@ class _AvSource(NamedTuple):
     aspect: Fraction | None
 
 
-def _av_probe(path: Path) -> _AvSource:
+def _av_probe(path: Path, first: int | None) -> _AvSource:
     """The frame rate, the colour matrix the first frame is tagged with (None: untagged, or a
     matrix nvc does not code, with a warning), the quarter turns counterclockwise its display
     matrix asks for (a phone's portrait video is stored on its side: FFmpeg turns it upright) and
     its sample aspect ratio (sample_aspect)."""
-    with _av_opened(path) as container:
+    with _av_opened(path, first) as container:
         stream = container.streams.video[0]
         rate = Fraction(stream.average_rate or stream.guessed_rate or Fraction(25))
         first = next(container.decode(video=0), None)
@@ -490,22 +494,24 @@ def _av_probe(path: Path) -> _AvSource:
     return _AvSource(rate, RGB_SOURCE_MATRIX if rgb else _AV_MATRICES.get(code), turns, aspect)
 
 
-def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False) -> Video:
-    """Anything PyAV (FFmpeg) decodes, upright as a player shows it (_av_probe). With `lazy`, a
+def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = False,
+            first: int | None = None) -> Video:
+    """Anything PyAV (FFmpeg) decodes, upright as a player shows it (_av_probe); with `first`,
+    the image sequence `path` names from that number on (nvc.sequences). With `lazy`, a
     first pass decodes the frames only to count them (a stream header's frame count cannot be
     trusted), and the frames are decoded again, one at a time, while iterated: memory bounded by a
     frame, for twice the (FFmpeg) decoding time."""
-    src = _av_probe(path)
+    src = _av_probe(path, first)
     if not lazy:
-        return Video(list(_av_frames(path, start, frames, src.turns)), src.rate, str(path),
+        return Video(list(_av_frames(path, start, frames, src.turns, first)), src.rate, str(path),
                      matrix=src.matrix, aspect=src.aspect)
     count, size = 0, None
-    for frame in _av_decoded(path, start, frames):
+    for frame in _av_decoded(path, start, frames, first):
         if size is None:
             size = (frame.height, frame.width) if src.turns % 2 else (frame.width, frame.height)
             check_frame_size(*size, path)
         count += 1
-    return Video(LazyFrames(count, lambda: _av_frames(path, start, frames, src.turns)), src.rate,
+    return Video(LazyFrames(count, lambda: _av_frames(path, start, frames, src.turns, first)), src.rate,
                  str(path), size, src.matrix, src.aspect)
 
 
@@ -559,6 +565,9 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         video = y4m.read_pipe(f, input_name(path), start, frames, progress, live, stop)
         return _checked(video, size, fps, start)
     path = Path(path)
+    first = None if path.exists() else first_number(path)  # frame_%04d.png
+    if first is not None:
+        return _checked(read_av(path, start, frames, lazy, first), size, fps, start)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():

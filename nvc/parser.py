@@ -16,7 +16,10 @@ def _common(p: argparse.ArgumentParser, reading: bool = True, model: bool = True
         p.add_argument("--frames", type=argtypes.positive, default=None, help="code at most N frames")
         p.add_argument("--start", type=int, default=0, help="first frame to read (default 0)")
         p.add_argument("--size", type=argtypes.size, default=None, help="WxH of a raw .yuv input")
-        p.add_argument("--fps", type=argtypes.fps, default=None, help="frame rate of a raw .yuv input")
+        p.add_argument("--fps", type=argtypes.fps, default=None,
+                       help="frame rate of a raw .yuv input (default: from its name, else 30) or "
+                            "of numbered images (default 25); another file's own rate is "
+                            "overridden")
         p.add_argument("--sample-aspect", type=argtypes.aspect, default=None, metavar="W:H",
                        help="the input's pixel shape, width to height, where its file does not say "
                             "it or says it wrong (anamorphic SD video: 32:27, 8:9, ...; 1:1 "
@@ -164,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
              "\n  nvc encode clip.mp4 -o clip.nvc --bitrate 500k"
              "\n  ffmpeg -i clip.mp4 -f yuv4mpegpipe - | nvc encode - -o clip.nvc"
              "\n  ffmpeg -i CAMERA -f yuv4mpegpipe - | nvc encode - -o - | nvc decode - -o - | ffplay -")
-    p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads (mp4, mkv, avi, .264); "
+    p.add_argument("input", help="y4m, raw .yuv, numbered images (frame_%%04d.png), or anything "
+                                 "FFmpeg reads (mp4, mkv, avi, .264); "
                                  "-: y4m from standard input (a named pipe, <(...), likewise), coded "
                                  "as it arrives (a live stream; with --adapt, --roi or --task-model "
                                  "spooled to TMPDIR first)")
@@ -210,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "eval", "encode, decode and report bytes, bpp, PSNR, MS-SSIM and seconds",
              "nvc eval clip_416x240_50.yuv --quality 1,2,3,4 --frames 12")
-    p.add_argument("input", help="y4m, raw .yuv, or anything FFmpeg reads; -: y4m from standard "
+    p.add_argument("input", help="y4m, raw .yuv, numbered images (frame_%%04d.png), or anything "
+                                 "FFmpeg reads; -: y4m from standard "
                                  "input (a named pipe likewise)")
     _coding_options(p, argtypes.qualities, [2], "rate point N or a list like 1,2,3,4 or 0.5,1.5 (see "
                     "encode; default 2)")

@@ -1,0 +1,71 @@
+"""Numbered image files read as a video (nvc.sequences, nvc.io.read_video)."""
+import numpy as np
+import pytest
+
+from nvc.errors import InputError
+from nvc.io import ColourMatrix, read_video
+from nvc.sequences import first_number
+from nvc.writers import write_video
+
+from .conftest import make_video
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_decoded_png_frames_read_back_as_the_video(tmp_path, lazy):
+    """The PNG frames `nvc decode -o frame_%04d.png` writes read back, as a pattern, to the same
+    frames, in order (8-bit RGB both ways: within a code value or two of RGB)."""
+    video = make_video(frames=3, hw=(32, 48))
+    write_video(tmp_path / "f_%04d.png", video)
+    got = read_video(tmp_path / "f_%04d.png", lazy=lazy)
+    assert len(got.frames) == 3 and (got.width, got.height) == (48, 32)
+    for a, b in zip(video.frames, got.frames):  # 8-bit RGB, chroma up- and down-sampled
+        assert all(np.abs(getattr(a, n).astype(int) - getattr(b, n)).max() <= 4 for n in "yuv")
+    assert got.matrix == ColourMatrix.BT709
+
+
+def _numbered(tmp_path, numbers, name="g_{:04d}.png"):
+    video = make_video(frames=1, hw=(16, 16))
+    write_video(tmp_path / "one_%d.png", video)
+    for n in numbers:
+        (tmp_path / name.format(n)).write_bytes((tmp_path / "one_0.png").read_bytes())
+    (tmp_path / "one_0.png").unlink()
+
+
+def test_a_sequence_starts_where_its_numbers_do(tmp_path):
+    """Numbered from 10 (beyond the 0-4 FFmpeg looks at by itself): read from there."""
+    _numbered(tmp_path, [10, 11, 12])
+    assert first_number(tmp_path / "g_%04d.png") == 10
+    v = read_video(tmp_path / "g_%04d.png", start=1, fps=30)
+    assert len(v.frames) == 2 and v.fps == 30
+
+
+def test_a_sequence_with_a_gap_is_refused_naming_the_number_missing(tmp_path):
+    """FFmpeg would open it and fail at the missing file, midway (an internal error)."""
+    _numbered(tmp_path, [10, 11, 12, 14])
+    with pytest.raises(InputError, match=r"number 13 is missing, between 12 and the next file; "
+                                         r"a sequence is read from its first number \(10\) to "
+                                         r"its last \(14\)"):
+        read_video(tmp_path / "g_%04d.png")
+
+
+def test_an_unpadded_field_matches_unpadded_numbers_only(tmp_path):
+    _numbered(tmp_path, [0, 1], name="u{}.png")
+    (tmp_path / "u002.png").write_bytes((tmp_path / "u1.png").read_bytes())  # not %d's 2
+    assert first_number(tmp_path / "u%d.png") == 0
+    assert len(read_video(tmp_path / "u%d.png").frames) == 2
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("g_%04d.png", r"g_%04d.png: no file matches it \(a numbered image sequence"),
+    ("missing/g_%04d.png", r"no such folder"),
+])
+def test_a_pattern_that_names_nothing_is_refused_in_a_line(tmp_path, pattern, message):
+    with pytest.raises(InputError, match=message):
+        read_video(tmp_path / pattern)
+
+
+def test_a_name_without_one_field_is_no_pattern(tmp_path):
+    assert first_number(tmp_path / "plain.png") is None
+    assert first_number(tmp_path / "a_%d_%d.png") is None
+    with pytest.raises(InputError, match="no such file"):
+        read_video(tmp_path / "plain.png")
