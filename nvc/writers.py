@@ -4,6 +4,7 @@ the target once whole), so a failure leaves no half-written output.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -17,7 +18,9 @@ import numpy as np
 
 from .errors import InputError
 from .io import STDIO, ColourMatrix, Video, YUVFrame, _planes, frame_count, yuv_to_rgb
+from .sequences import Pattern, left_after, pattern
 
+log = logging.getLogger(__name__)
 
 def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
@@ -170,18 +173,20 @@ write_mp4 = partial(_write_av, container="mp4", codec="libx264", options={"crf":
 write_mkv = partial(_write_av, container="matroska", codec="ffv1", options={}, even=False)
 
 
-def write_png_frames(pattern: str, video: Video) -> list[Path]:
-    """pattern holds one printf field, e.g. `out/frame_%04d.png`; frames are numbered from 0."""
+def write_png_frames(named: Pattern, video: Video) -> list[Path]:
+    """The frames as PNG files named by `named` (nvc.sequences: `out/frame_%04d.png`), numbered
+    from 0; files of the pattern numbered after the last, left from an earlier sequence (which a
+    reader of the pattern would take for this one's frames), are named in a warning."""
     from PIL import Image
 
-    if not Path(pattern % 0).parent.exists():
-        raise InputError(f"{Path(pattern % 0).parent}: output folder does not exist")
+    if not named.folder.is_dir():
+        raise InputError(f"{named.folder}: output folder does not exist")
     paths: list[Path] = []
     temps: list[Path] = []
     matrix = video.matrix or ColourMatrix.BT709
     try:  # every frame to a temporary sibling first; renamed only once all are written
         for i, frame in enumerate(video.frames):
-            paths.append(_replaced(Path(pattern % i)))
+            paths.append(_replaced(named.name(i)))
             temps.append(_atomic_path(paths[-1]))
             Image.fromarray(np.round(yuv_to_rgb(frame, matrix) * 255).astype(np.uint8)).save(
                 temps[-1], format="PNG")
@@ -191,6 +196,11 @@ def write_png_frames(pattern: str, video: Video) -> list[Path]:
         raise
     for t, p in zip(temps, paths):
         os.replace(t, p)
+    left = left_after(named, len(paths))
+    if left:
+        log.warning("%s: %d file%s after it (%s on) left from before: a reader of the pattern "
+                    "takes %s for frames of this sequence", named.name(len(paths) - 1), left,
+                    "s" * (left > 1), named.name(len(paths)).name, "them" if left > 1 else "it")
     return paths
 
 
@@ -208,9 +218,10 @@ def write_video(path: str | os.PathLike, video: Video) -> None:
         y4m_to(sys.stdout.buffer, video, flush=True)
         return
     if path_s.lower().endswith(".png"):
-        if "%" not in path_s:
+        named = pattern(path_s)
+        if named is None:
             raise InputError(f"{path}: PNG output needs a frame-number pattern such as out_%04d.png")
-        write_png_frames(path_s, video)
+        write_png_frames(named, video)
         return
     writer = WRITERS.get(Path(path_s).suffix.lower())
     if writer is None:

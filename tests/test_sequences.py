@@ -69,3 +69,34 @@ def test_a_name_without_one_field_is_no_pattern(tmp_path):
     assert first_number(tmp_path / "a_%d_%d.png") is None
     with pytest.raises(InputError, match="no such file"):
         read_video(tmp_path / "plain.png")
+
+
+@pytest.mark.parametrize("name, message", [
+    ("x_%s.png", "takes %d or %04d"), ("x_%.png", "takes %d or %04d"),
+    ("x_%5.2f.png", "takes %d or %04d"), ("x_%d_%d.png", "one number field"),
+    ("x_%%.png", "one number field"),
+])
+def test_a_malformed_png_output_pattern_is_refused_before_anything_is_written(tmp_path, name,
+                                                                              message):
+    """Before: Python's own % formatting named the files ('%s', '%x' and '%5.2f' wrote files
+    named otherwise than FFmpeg reads them) or failed with an internal error ('%d_%d', '%.')."""
+    with pytest.raises(InputError, match=message):
+        write_video(tmp_path / name, make_video(frames=2, hw=(16, 16)))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_literal_percent_is_written_and_read_as_ffmpeg_names_it(tmp_path):
+    write_video(tmp_path / "x_%02d%%.png", make_video(frames=2, hw=(16, 16)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_00%.png", "x_01%.png"]
+    assert len(read_video(tmp_path / "x_%02d%%.png").frames) == 2
+
+
+def test_files_left_after_the_last_frame_written_are_named(tmp_path, caplog):
+    """A shorter sequence decoded over a longer one: the longer one's later files would be read
+    as this one's frames; the write names them."""
+    write_video(tmp_path / "f_%03d.png", make_video(frames=4, hw=(16, 16)))
+    assert not caplog.messages
+    write_video(tmp_path / "f_%03d.png", make_video(frames=2, hw=(16, 16)))
+    assert caplog.messages == [f"{tmp_path / 'f_001.png'}: 2 files after it (f_002.png on) left "
+                               "from before: a reader of the pattern takes them for frames of "
+                               "this sequence"]
