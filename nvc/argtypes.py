@@ -135,7 +135,11 @@ def quality(text: str) -> int | float:
 
 def qualities(text: str) -> list[int | float]:
     try:
-        return [number(v) for v in text.split(",")]
+        values = [number(v) for v in text.split(",")]
     except (ValueError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"quality must be N or a list like 1,2,3 or 1.5,2.5, got {text!r}") from None
+    again = next((v for k, v in enumerate(values) if v in values[:k]), None)
+    if again is not None:  # each would be coded and measured again, to the same figures
+        raise argparse.ArgumentTypeError(f"quality {again:g} is listed twice in {text!r}")
+    return values

@@ -51,3 +51,16 @@ def test_the_adaptation_fits_on_the_window_asked(given, window, capsys):
         assert "expected a positive multiple of 64 pixels" in capsys.readouterr().err
         return
     assert options.adapt_config(build_parser().parse_args(argv)).window == window
+
+
+@pytest.mark.parametrize("given, qualities", [("1,2.5,4", [1, 2.5, 4]), ("1,2,1", None),
+                                              ("2,2.0", None)])
+def test_a_quality_listed_twice_is_refused(given, qualities, capsys):
+    """eval would code and measure it again, to the same figures (before: it did)."""
+    argv = ["eval", "clip.y4m", "--quality", given]
+    if qualities is None:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+        assert "is listed twice in" in capsys.readouterr().err
+        return
+    assert build_parser().parse_args(argv).quality == qualities
