@@ -98,22 +98,22 @@ def _av_probe(path: Path, first: int | None) -> _AvSource:
     with _av_opened(path, first) as container:
         stream = container.streams.video[0]
         rate = Fraction(stream.average_rate or stream.guessed_rate or Fraction(25))
-        first = next(container.decode(video=0), None)
+        head = next(container.decode(video=0), None)  # the first frame
         sar = stream.sample_aspect_ratio or Fraction(0)  # FFmpeg's guess from container and codec
-    code = getattr(first, "colorspace", _AV_UNSPECIFIED)
+    code = getattr(head, "colorspace", _AV_UNSPECIFIED)
     aspect = sample_aspect(sar.numerator, sar.denominator)
-    rgb = first is not None and _is_rgb(first)  # converted to YUV by nvc (_av_frame_to_yuv)
-    grey = first is not None and sum(not c.is_alpha for c in first.format.components) == 1
+    rgb = head is not None and _is_rgb(head)  # converted to YUV by nvc (_av_frame_to_yuv)
+    grey = head is not None and sum(not c.is_alpha for c in head.format.components) == 1
     if code not in _AV_MATRICES and code != _AV_UNSPECIFIED and not (rgb or grey):  # no matrix
         log.warning("%s: tagged with colour matrix %s, not one nvc codes (BT.709, BT.601); read as "
                     "untagged (--colour-matrix picks one)", path, code)
-    if getattr(first, "interlaced_frame", False):
+    if getattr(head, "interlaced_frame", False):
         log.warning("%s: %s", path, INTERLACED)
-    hdr = _AV_HDR_TRANSFERS.get(getattr(first, "color_trc", 0))
+    hdr = _AV_HDR_TRANSFERS.get(getattr(head, "color_trc", 0))
     if hdr:
         log.warning("%s: HDR (%s transfer); coded as 8-bit SDR video: it will look washed out",
                     path, hdr)
-    turns = round((getattr(first, "rotation", 0) or 0) / 90) % 4
+    turns = round((getattr(head, "rotation", 0) or 0) / 90) % 4
     if turns:
         log.info("%s: turned %d degrees, as its display matrix asks", path, 90 * turns)
     if aspect is not None and turns % 2:  # a pixel on its side
