@@ -38,11 +38,12 @@ def pattern(path: str | os.PathLike) -> Pattern | None:
     path = Path(path)
     if "%" not in path.name:
         return None
-    parts: list[str] = []
-    fields: list[tuple[int, int]] = []  # (index in parts, width)
+    parts: list[str] = []  # the name's text, `%%` read as `%`, split where the field is
+    fields: list[tuple[int, int]] = []  # (where in parts, width)
     at = 0
     for m in _TOKEN.finditer(path.name):
         parts.append(path.name[at:m.start()])
+        at = m.end()
         if m.group(0) == "%%":
             parts.append("%")
         elif m.group(0) == "%":
@@ -50,14 +51,12 @@ def pattern(path: str | os.PathLike) -> Pattern | None:
                              f"'%'), not {path.name[m.start():m.start() + 2]!r}")
         else:
             fields.append((len(parts), int(m.group(1)) if m.group(1) else 0))
-            parts.append("")
-        at = m.end()
     parts.append(path.name[at:])
     if len(fields) != 1:
         raise InputError(f"{path}: a frame-number pattern holds one number field (%d, %04d), "
                          f"not {len(fields)}")
-    index, width = fields[0]
-    return Pattern("".join(parts[:index]), width, "".join(parts[index + 1:]), path.parent)
+    split, width = fields[0]
+    return Pattern("".join(parts[:split]), width, "".join(parts[split:]), path.parent)
 
 
 def first_number(path: Path) -> int | None:

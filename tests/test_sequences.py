@@ -49,14 +49,15 @@ def test_a_sequence_with_a_gap_is_refused_naming_the_number_missing(tmp_path):
 
 
 def test_an_unpadded_field_matches_unpadded_numbers_only(tmp_path):
-    _numbered(tmp_path, [0, 1], name="u{}.png")
-    (tmp_path / "u002.png").write_bytes((tmp_path / "u1.png").read_bytes())  # not %d's 2
-    assert first_number(tmp_path / "u%d.png") == 0
+    _numbered(tmp_path, [1, 2], name="u{}.png")
+    (tmp_path / "u000.png").write_bytes((tmp_path / "u1.png").read_bytes())  # not %d's 0
+    assert first_number(tmp_path / "u%d.png") == 1
     assert len(read_video(tmp_path / "u%d.png").frames) == 2
 
 
 @pytest.mark.parametrize("pattern, message", [
-    ("g_%04d.png", r"g_%04d.png: no file matches it \(a numbered image sequence"),
+    ("g_%04d.png", r"g_%04d.png: no file matches it \(a numbered image sequence, e.g. "
+                   r"frame_%04d.png for frame_0000.png, frame_0001.png, ...\)$"),
     ("missing/g_%04d.png", r"no such folder"),
 ])
 def test_a_pattern_that_names_nothing_is_refused_in_a_line(tmp_path, pattern, message):
@@ -72,31 +73,34 @@ def test_a_name_without_one_field_is_no_pattern(tmp_path):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("x_%s.png", "takes %d or %04d"), ("x_%.png", "takes %d or %04d"),
-    ("x_%5.2f.png", "takes %d or %04d"), ("x_%d_%d.png", "one number field"),
-    ("x_%%.png", "one number field"),
+    ("x_%s.png", "takes %d or %04d (and %% for a '%'), not '%s'"),
+    ("x_%.png", "takes %d or %04d (and %% for a '%'), not '%.'"),
+    ("x_%5.2f.png", "takes %d or %04d (and %% for a '%'), not '%5'"),
+    ("x_%d_%d.png", "holds one number field (%d, %04d), not 2"),
+    ("x_%%.png", "holds one number field (%d, %04d), not 0"),
 ])
 def test_a_malformed_png_output_pattern_is_refused_before_anything_is_written(tmp_path, name,
                                                                               message):
     """Before: Python's own % formatting named the files ('%s', '%x' and '%5.2f' wrote files
     named otherwise than FFmpeg reads them) or failed with an internal error ('%d_%d', '%.')."""
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(InputError) as refused:
         write_video(tmp_path / name, make_video(frames=2, hw=(16, 16)))
+    assert str(refused.value) == f"{tmp_path / name}: a frame-number pattern {message}"
     assert not list(tmp_path.iterdir())
 
 
 def test_a_literal_percent_is_written_and_read_as_ffmpeg_names_it(tmp_path):
-    write_video(tmp_path / "x_%02d%%.png", make_video(frames=2, hw=(16, 16)))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x_00%.png", "x_01%.png"]
-    assert len(read_video(tmp_path / "x_%02d%%.png").frames) == 2
+    write_video(tmp_path / "5%%_x_%02d%%.png", make_video(frames=2, hw=(16, 16)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["5%_x_00%.png", "5%_x_01%.png"]
+    assert len(read_video(tmp_path / "5%%_x_%02d%%.png").frames) == 2
 
 
 def test_files_left_after_the_last_frame_written_are_named(tmp_path, caplog):
     """A shorter sequence decoded over a longer one: the longer one's later files would be read
     as this one's frames; the write names them."""
-    write_video(tmp_path / "f_%03d.png", make_video(frames=4, hw=(16, 16)))
+    write_video(tmp_path / "f_%03d.png", make_video(frames=5, hw=(16, 16)))
     assert not caplog.messages
     write_video(tmp_path / "f_%03d.png", make_video(frames=2, hw=(16, 16)))
-    assert caplog.messages == [f"{tmp_path / 'f_001.png'}: 2 files after it (f_002.png on) left "
+    assert caplog.messages == [f"{tmp_path / 'f_001.png'}: 3 files after it (f_002.png on) left "
                                "from before: a reader of the pattern takes them for frames of "
                                "this sequence"]
