@@ -278,6 +278,7 @@ def test_an_rgb_file_reads_as_nvc_converts_rgb(tmp_path, pix_fmt, codec, suffix,
     rgb = np.zeros((16, 24, 3), np.float32)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 0.8, 0.15, 0.35  # a saturated colour, flat
     rgb[4:, 8:] = (0.1, 0.7, 0.9)  # and a second one, on whole chroma blocks
+    rgb[:2, :2] = (0.30001, 0.5, 0.69999)  # a block apart from 8-bit values only in 16 bits
     deep = pix_fmt == "rgb48le"
     samples = np.round(rgb * (65535 if deep else 255)).astype(np.uint16 if deep else np.uint8)
     if pix_fmt == "rgba":  # opaque
@@ -293,8 +294,11 @@ def test_an_rgb_file_reads_as_nvc_converts_rgb(tmp_path, pix_fmt, codec, suffix,
         v = read_video(path, lazy=lazy)
         assert not caplog.messages
         got = yuv_to_rgb(v.frames[0], v.matrix)
-        error = np.abs(got - rgb).max() * 255  # 8-bit 4:2:0 of flat 2x2 blocks: rounding only
+        stored = samples[..., :3].astype(np.float32) / (65535 if deep else 255)
+        error = np.abs(got - stored).max() * 255  # 8-bit 4:2:0 of flat 2x2 blocks: rounding only
         assert error < 1.5 and v.matrix == ColourMatrix.BT709, error
+        want = rgb_to_yuv(stored)  # exactly nvc's conversion of the samples, at their own depth
+        assert all(np.array_equal(getattr(v.frames[0], n), getattr(want, n)) for n in "yuv")
 
 
 def test_a_grey_file_reads_without_a_matrix_warning(tmp_path, caplog):
@@ -329,6 +333,34 @@ def test_a_full_range_file_is_rescaled_as_a_full_range_y4m_is(tmp_path):
     for path in ("full.mkv", "full.y4m"):
         got = read_video(tmp_path / path).frames[1]
         assert all(np.array_equal(getattr(got, n), getattr(want, n)) for n in "yuv"), path
+
+
+def test_a_full_range_file_not_in_420_is_rescaled_too(tmp_path):
+    """Full-range 4:2:2 (a camera's MJPEG as FFV1, say): FFmpeg's conversion to 4:2:0 keeps the
+    range, then the samples are rescaled as a full-range 4:2:0 file's (chroma the same down each
+    column, so that 4:2:0 loses nothing and the expected frame is exact)."""
+    import av
+
+    from nvc.io import YUVFrame, limited_range
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 256, (16, 24), np.uint8)
+    u, v = (np.repeat(rng.integers(0, 256, (1, 12), np.uint8), 16, axis=0) for _ in range(2))
+    with av.open(str(tmp_path / "full422.mkv"), "w", format="matroska") as out:
+        s = out.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 24, 16, "yuv422p"
+        s.codec_context.color_range = 2
+        f = av.VideoFrame(24, 16, "yuv422p")
+        for plane, data in zip(f.planes, (y, u, v)):
+            rows = np.zeros((plane.height, plane.line_size), np.uint8)
+            rows[:, :data.shape[1]] = data
+            plane.update(rows.tobytes())
+        f.color_range = 2
+        out.mux(s.encode(f))
+        out.mux(s.encode())
+    got = read_video(tmp_path / "full422.mkv").frames[0]
+    want = limited_range(YUVFrame(y, u[::2], v[::2]))
+    assert all(np.array_equal(getattr(got, n), getattr(want, n)) for n in "yuv")
 
 
 @pytest.mark.parametrize("rotation", [90, -90, 180])
