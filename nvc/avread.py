@@ -50,12 +50,15 @@ def _av_opened(path: Path, first: int | None = None) -> Iterator:
 
 def _av_decoded(path: Path, start: int, frames: int | None, first: int | None) -> Iterator:
     """PyAV's decoded frames `start` .. `start + frames` of the first video stream, every one of
-    the first one's size (a stream whose size changes is an InputError: a stream codes one)."""
+    the first one's size, which nvc's limits allow (else an InputError, as for a stream whose
+    size changes: a stream codes one)."""
     with _av_opened(path, first) as container:
         stop = None if frames is None else start + frames
         size = None
         for index, frame in enumerate(itertools.islice(container.decode(video=0), start, stop)):
-            size = size or (frame.width, frame.height)
+            if size is None:
+                size = (frame.width, frame.height)
+                check_frame_size(*size, path)
             if (frame.width, frame.height) != size:
                 raise InputError(f"{path}: frame {start + index} is {frame.width}x{frame.height}, "
                                  f"the first {size[0]}x{size[1]}: an nvc stream has one size "
@@ -136,7 +139,6 @@ def read_av(path: Path, start: int = 0, frames: int | None = None, lazy: bool = 
     for frame in _av_decoded(path, start, frames, first):
         if size is None:
             size = (frame.height, frame.width) if src.turns % 2 else (frame.width, frame.height)
-            check_frame_size(*size, path)
         count += 1
     return Video(LazyFrames(count, lambda: _av_frames(path, start, frames, src.turns, first)), src.rate,
                  str(path), size, src.matrix, src.aspect)

@@ -259,6 +259,7 @@ def test_a_files_colour_matrix_tag_is_read(tmp_path, colorspace, matrix, caplog)
     for lazy in (False, True):
         caplog.clear()
         v = read_video(tmp_path / "c.mkv", lazy=lazy)
+        assert v.fps == 25 and v.source == str(tmp_path / "c.mkv")
         assert v.matrix == (None if matrix is None else ColourMatrix[matrix])
         assert np.array_equal(v.frames[0].y, planes[0]) and np.array_equal(v.frames[1].v, planes[2])
         assert len(caplog.messages) == (colorspace == 9)
@@ -333,6 +334,21 @@ def test_a_full_range_file_is_rescaled_as_a_full_range_y4m_is(tmp_path):
     for path in ("full.mkv", "full.y4m"):
         got = read_video(tmp_path / path).frames[1]
         assert all(np.array_equal(getattr(got, n), getattr(want, n)) for n in "yuv"), path
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_file_too_wide_is_refused_before_its_frames_are_read(tmp_path, lazy):
+    """nvc's limit on a side (8192), from the first frame FFmpeg decodes, however it is read
+    (before: read whole without lazy)."""
+    import av
+
+    with av.open(str(tmp_path / "wide.mkv"), "w") as out:
+        s = out.add_stream("ffv1", rate=25)
+        s.width, s.height, s.pix_fmt = 8200, 16, "yuv420p"
+        out.mux(s.encode(av.VideoFrame.from_ndarray(np.zeros((24, 8200), np.uint8), "yuv420p")))
+        out.mux(s.encode())
+    with pytest.raises(InputError, match="frame size 8200x16 exceeds nvc's limit"):
+        read_video(tmp_path / "wide.mkv", lazy=lazy)
 
 
 def test_a_full_range_file_not_in_420_is_rescaled_too(tmp_path):

@@ -31,12 +31,13 @@ def _numbered(tmp_path, numbers, name="g_{:04d}.png"):
     (tmp_path / "one_0.png").unlink()
 
 
-def test_a_sequence_starts_where_its_numbers_do(tmp_path):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_sequence_starts_where_its_numbers_do(tmp_path, lazy):
     """Numbered from 10 (beyond the 0-4 FFmpeg looks at by itself): read from there."""
     _numbered(tmp_path, [10, 11, 12])
     assert first_number(tmp_path / "g_%04d.png") == 10
-    v = read_video(tmp_path / "g_%04d.png", start=1, fps=30)
-    assert len(v.frames) == 2 and v.fps == 30
+    v = read_video(tmp_path / "g_%04d.png", start=1, fps=30, lazy=lazy)
+    assert len(list(v.frames)) == 2 and v.fps == 30
 
 
 def test_a_sequence_with_a_gap_is_refused_naming_the_number_missing(tmp_path):
