@@ -149,3 +149,39 @@ def test_the_a_field_is_the_sample_aspect_ratio(tmp_path, field, aspect):
     head = f"YUV4MPEG2 W4 H2 F25:1 Ip {field} C420jpeg\n".encode()
     (tmp_path / "c.y4m").write_bytes(head + b"FRAME\n" + bytes(12))
     assert read_video(tmp_path / "c.y4m").aspect == (None if aspect is None else Fraction(*aspect))
+
+
+@pytest.mark.parametrize("fields, expect", [
+    ("W4 H2", (4, 2, 30, False)),  # no F: 30 frames a second
+    ("W1 H1 F1:1", (1, 1, 1, False)),  # the smallest size and rate there are
+    ("Ib W4 H2 F25:1", (4, 2, 25, True)),  # an interlace field first
+    ("W4 H2 F25:1 It", (4, 2, 25, True)), ("W4 H2 F25:1 Im", (4, 2, 25, True)),
+    ("W4 H2 F25:1 Ip", (4, 2, 25, False)), ("W4 H2 F25:1 ib", (4, 2, 25, False)),
+    ("W0 H2", "has no valid size"), ("W4 H0", "has no valid size"), ("H2", "has no valid size"),
+    ("W4 H2 F0:1", "frame rate 0 is not positive"), ("W4 H2 F-1:1", "is not positive"),
+    ("W4 H2 F25:0", "malformed y4m header field 'F25:0'"),
+])
+def test_a_y4m_headers_fields(tmp_path, caplog, fields, expect):
+    """Each field of the stream header read as the y4m format says, or refused naming it; an
+    interlaced one ('It', 'Ib', 'Im', in any place) read with a warning, a progressive one ('Ip')
+    without."""
+    path = tmp_path / "h.y4m"
+    w, h = (4, 2) if isinstance(expect, str) else expect[:2]
+    samples = w * h + 2 * ((w + 1) // 2) * ((h + 1) // 2)
+    path.write_bytes(f"YUV4MPEG2 {fields}\n".encode() + b"FRAME\n" + bytes(samples))
+    if isinstance(expect, str):
+        with pytest.raises(InputError, match=expect):
+            read_video(path)
+        return
+    fps, interlaced = expect[2:]
+    v = read_video(path)
+    assert (v.width, v.height, v.fps, v.source) == (w, h, fps, str(path))
+    assert ("interlaced" in caplog.text) == interlaced
+
+
+def test_a_damaged_frame_header_in_a_file_is_refused_naming_the_frame(tmp_path):
+    path = tmp_path / "d.y4m"
+    frame = bytes(6 * 4 * 3 // 2)
+    path.write_bytes(b"YUV4MPEG2 W4 H4 F25:1\nFRAME\n" + frame[:24] + b"GARBAGE\n" + frame[:24])
+    with pytest.raises(InputError, match="damaged y4m frame header at frame 1"):
+        read_video(path)
