@@ -6,7 +6,7 @@ from nvc.ratecontrol import MAX_PROBES, STEP, TOLERANCE, find_quality, parse_bit
 
 
 @pytest.mark.parametrize("text, rate", [("500k", 5e5), ("1.5M", 1.5e6), ("250000", 2.5e5),
-                                        (".5k", 500), ("2m", 2e6)])
+                                        (".5k", 500), ("2m", 2e6), ("1", 1)])
 def test_parse_bitrate(text, rate):
     assert parse_bitrate(text) == rate
 
@@ -23,6 +23,7 @@ def test_probe_frames_are_whole_gops_spread_through_the_clip():
     assert frames == list(range(12)) + list(range(48, 60)) + list(range(84, 96))
     assert probe_frames(100, 12)[-4:] == [96, 97, 98, 99]  # the last GOP, short as it is
     assert probe_frames(1000, 1) == [0, 500, 999]
+    assert probe_frames(96, 12, gops=1) == list(range(12))  # one GOP: the first
 
 
 def _ladder(wobble: float = 0.05):
@@ -52,3 +53,20 @@ def test_find_quality_stops_at_the_ladders_ends():
     rate = _ladder(0)
     assert find_quality(rate, 10 ** 9, -1, 4).quality == 4  # the top cannot reach it
     assert find_quality(rate, 10, -1, 4).quality == -1  # nor the bottom come down to it
+
+
+@pytest.mark.parametrize("per_rung", [1.3, 1.87, 2.5, 4.0])
+@pytest.mark.parametrize("quality", [-0.5, 0.75, 3.25])
+def test_the_secant_is_exact_on_a_log_linear_ladder(per_rung, quality):
+    """Bytes exactly exponential in the quality: the first step (along nvc's usual slope) lands on
+    the target where the ladder has that slope, else the second, along the slope the probes
+    measured or across the bracket they span, lands on it: at most three probes, the target's
+    quality found."""
+    calls = []
+
+    def rate(q):
+        calls.append(q)
+        return round(1000 * per_rung ** q)
+    found = find_quality(rate, round(1000 * per_rung ** quality), -1, 4)
+    assert found.quality == quality and calls[0] == 2
+    assert len(calls) == (2 if per_rung == 1.87 else 3)
