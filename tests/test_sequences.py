@@ -96,12 +96,32 @@ def test_a_literal_percent_is_written_and_read_as_ffmpeg_names_it(tmp_path):
     assert len(read_video(tmp_path / "5%%_x_%02d%%.png").frames) == 2
 
 
-def test_files_left_after_the_last_frame_written_are_named(tmp_path, caplog):
+@pytest.mark.parametrize("before, message", [
+    (5, "3 files after it (f_002.png on) left from before: a reader of the pattern takes them"),
+    (3, "1 file after it (f_002.png on) left from before: a reader of the pattern takes it"),
+])
+def test_files_left_after_the_last_frame_written_are_named(tmp_path, caplog, before, message):
     """A shorter sequence decoded over a longer one: the longer one's later files would be read
     as this one's frames; the write names them."""
-    write_video(tmp_path / "f_%03d.png", make_video(frames=5, hw=(16, 16)))
+    write_video(tmp_path / "f_%03d.png", make_video(frames=before, hw=(16, 16)))
     assert not caplog.messages
     write_video(tmp_path / "f_%03d.png", make_video(frames=2, hw=(16, 16)))
-    assert caplog.messages == [f"{tmp_path / 'f_001.png'}: 3 files after it (f_002.png on) left "
-                               "from before: a reader of the pattern takes them for frames of "
-                               "this sequence"]
+    assert caplog.messages == [f"{tmp_path / 'f_001.png'}: {message} for frames of this sequence"]
+
+
+def test_a_failed_png_write_leaves_no_frame_and_says_why(tmp_path, monkeypatch):
+    """Every frame goes to a temporary file first, renamed once all are written: a failure on the
+    third (a full disk) leaves the folder as it was, and its own error, not the cleanup's."""
+    from PIL import Image
+
+    real, calls = Image.Image.save, []
+
+    def save(self, fp, *args, **kwargs):
+        calls.append(fp)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(self, fp, *args, **kwargs)
+    monkeypatch.setattr(Image.Image, "save", save)
+    with pytest.raises(OSError, match="No space left"):
+        write_video(tmp_path / "f_%03d.png", make_video(frames=4, hw=(16, 16)))
+    assert not list(tmp_path.iterdir())

@@ -23,6 +23,20 @@ def test_mkv_is_lossless_and_containers_of_odd_sizes_are_read(tmp_path, hw):
         assert (back.width, back.height) == (hw[1] + hw[1] % 2 * even, hw[0] + hw[0] % 2 * even)
     for a, b in zip(video.frames, read_video(tmp_path / "c.mkv").frames):
         assert np.array_equal(a.y, b.y) and np.array_equal(a.u, b.u) and np.array_equal(a.v, b.v)
+    h, w = hw  # mp4: the picture where it was, the added row and column repeating the last ones
+    for a, b in zip(video.frames, read_video(tmp_path / "c.mp4").frames):
+        assert psnr_db(b.y[:h, :w], a.y, 255) > 38
+        assert psnr_db(b.y[h - 1:, :w], np.repeat(a.y[-1:], b.y.shape[0] - h + 1, 0), 255) > 30
+        assert psnr_db(b.y[:h, w - 1:], np.repeat(a.y[:, -1:], b.y.shape[1] - w + 1, 1), 255) > 30
+
+
+@pytest.mark.parametrize("fps", [Fraction(50), Fraction(30000, 1001), Fraction(12)])
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_a_containers_frame_rate_is_the_videos(tmp_path, fps, suffix):
+    video = make_video(frames=3, hw=(16, 16))
+    video.fps = fps
+    write_video(tmp_path / f"c{suffix}", video)
+    assert read_video(tmp_path / f"c{suffix}").fps == fps
 
 
 def test_mp4_round_trip_is_high_quality(tmp_path):
