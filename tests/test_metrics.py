@@ -84,3 +84,38 @@ def test_bd_rate_refuses_disjoint_curves():
 ])
 def test_bd_rate_matches_the_published_pchip_example(anchor, test, expected):
     assert bd_rate(*anchor, *test) == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("anchor, test, message", [
+    (([100.0], [30.0]), (RATES, PSNRS), "needs at least two"),  # one point
+    ((RATES, PSNRS[:3]), (RATES, PSNRS), "needs at least two"),  # rates and PSNRs unpaired
+    ((RATES, PSNRS), ([0.0, 180.0, 330.0, 600.0], PSNRS), "rates must be positive"),
+    ((RATES, PSNRS), ([1.0, 180.0, 330.0, 600.0], PSNRS), None),  # a rate of 1 is a rate
+    ((RATES, PSNRS), (RATES, [p + 7.0 for p in PSNRS]), "do not overlap"),  # touching: 37 = 37
+])
+def test_bd_rate_refuses_what_it_cannot_integrate_in_a_line(anchor, test, message):
+    if message is None:
+        assert math.isfinite(bd_rate(*anchor, *test))
+        return
+    with pytest.raises(ValueError, match=message):
+        bd_rate(*anchor, *test)
+
+
+def test_bd_rate_of_curves_with_other_counts_and_two_points():
+    """A codec measured at fewer points than its anchor (a point that failed), or at two: the
+    integral over their common PSNR range all the same (half the rates at three of the four
+    points: near -50%, the curve through three points not quite the one through four)."""
+    assert bd_rate(RATES, PSNRS, [r * 0.5 for r in RATES[:3]], PSNRS[:3]) == pytest.approx(
+        -50.0, abs=0.5)
+    assert bd_rate([100, 200], [30, 33], [90, 180], [30, 33]) == pytest.approx(-10.0)
+
+
+def test_a_psnr_over_unpaired_frames_is_refused():
+    """A decode one frame short must not be scored on the frames it has."""
+    frames = [np.zeros((4, 4, 3)), np.ones((4, 4, 3))]
+    planes = [YUVFrame(np.zeros((4, 4), np.uint8), np.zeros((2, 2), np.uint8),
+                       np.zeros((2, 2), np.uint8))] * 2
+    with pytest.raises(ValueError):
+        psnr_rgb_db(frames, frames[:1])
+    with pytest.raises(ValueError):
+        psnr_yuv_db(planes, planes[:1])
