@@ -22,6 +22,7 @@ from .sequences import Pattern, left_after, pattern
 
 log = logging.getLogger(__name__)
 
+
 def _atomic_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
