@@ -425,11 +425,11 @@ def read_video(path: str | os.PathLike, size: tuple[int, int] | None = None,
         video = y4m.read_pipe(f, input_name(path), start, frames, progress, live, stop)
         return _checked(video, size, fps, start)
     path = Path(path)
-    first = None if path.exists() else first_number(path)  # frame_%04d.png
-    if first is not None:
+    if not path.exists():  # no file by that name: numbered images (frame_%04d.png), or nothing
+        first = first_number(path)
+        if first is None:
+            raise InputError(f"{path}: no such file")
         return _checked(avread.read_av(path, start, frames, lazy, first), size, fps, start)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video")
     if path.is_file() and path.stat().st_size == 0:
