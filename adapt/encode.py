@@ -22,6 +22,7 @@ from nvc.adapted import apply_unit, make_unit
 from nvc.adapters import LAYER_TABLE
 from nvc.bitstream import FrameType, QualityMap, Synthesis
 from nvc.codec import CodedVideo, Progress, encode, padded_hw, quality_argument, scaled_objective, source_rgb
+from nvc.errors import Stop, never
 from nvc.io import ColourMatrix, Video, random_access
 from nvc.metrics import bpp
 from nvc.models.config import LADDER_BELOW
@@ -110,7 +111,7 @@ class BaseChoice:
 
 
 def best_base(rung: BaseChoice, encode_at: Callable[[float], BaseChoice], step: float,
-              lowest: float, highest: float, stop: Callable[[], bool] = lambda: False
+              lowest: float, highest: float, stop: Stop = never
               ) -> BaseChoice:
     """The base's file of lowest RD cost among ladder positions `step` apart from the rung's, within
     [lowest, highest]: up while the cost falls, else down (the cost is taken to have one minimum
@@ -137,7 +138,7 @@ def encode_adaptive(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     schedule: GopSchedule | None = None,
                     adaptive_intra: bool = True, refine: Effort = 0,
                     progress: Callable[[str], Progress] = lambda what: iter,
-                    stop: Callable[[], bool] = lambda: False) -> AdaptiveResult:
+                    stop: Stop = never) -> AdaptiveResult:
     """`progress(what)`: wraps the frames of each candidate file's coding (what: "base", "base at
     quality 2.25", "adapted", "encoder-only"), e.g. in a progress bar.
     `weights`: per-pixel distortion weights (frames, H, W) from nvc.roi, and `task`: a task model

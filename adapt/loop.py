@@ -37,6 +37,7 @@ from nvc.adapters import (
     sent_tensors,
 )
 from nvc.codec import padded_hw, quantize_8bit
+from nvc.errors import Stop, never
 from nvc.io import ColourMatrix, Video, yuv_to_rgb
 from nvc.models.ssf import SSF
 from nvc.rd import likelihood_bits, mse_per_sample, psnr_db, rd_cost
@@ -226,7 +227,7 @@ def fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCon
         weights: Clip | None = None, task: TaskTerm | None = None,
         position: float | None = None, schedule: GopSchedule = FLAT,
         intra: Sequence[bool] | None = None, lam: float | None = None,
-        stop: Callable[[], bool] = lambda: False) -> Fitted:
+        stop: Stop = never) -> Fitted:
     """frames: (T, 3, H, W) padded clip in [0, 1], or a VideoWindows reading it; the objective's
     lambda is `lam` (None: the rung `quality`'s), its gains those of `position` on the ladder (0 =
     quality 1; None: the rung), each frame moved from there by the GOP `schedule` as the coder
@@ -250,7 +251,7 @@ def fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptCon
 def _fit(model: SSF, frames: Clip, quality: int, intra_period: int, cfg: AdaptConfig,
          on_step: Callable[[StepStats], None] | None, weights: Clip | None,
          task: TaskTerm | None, position: float | None, schedule: GopSchedule,
-         intra: Sequence[bool] | None, lam: float, stop: Callable[[], bool]) -> Fitted:
+         intra: Sequence[bool] | None, lam: float, stop: Stop) -> Fitted:
     spec = make_spec(model, cfg)
     work = copy.deepcopy(model)
     work.requires_grad_(False)

@@ -9,11 +9,11 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from . import options
+from .errors import Stop, never
 from .parser import build_parser
 
 EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 1, 3, 130
@@ -164,7 +164,7 @@ def cmd_encode(args) -> None:
                 else video, stop)
 
 
-def _encode(args, video, stop: Callable[[], bool]) -> None:
+def _encode(args, video, stop: Stop) -> None:
     """Code `video` as the encode command's options say, into its output, and print the summary;
     `stop`: True ends an adaptation where it is (adapt.encode_adaptive), or the refinement of
     the frame in hand (nvc.codec.code_frames)."""
@@ -258,7 +258,7 @@ def _quality_for_bitrate(args, video, model, entry) -> _Rated:
 
 
 def _encode_adaptive(args, video, model, entry, quality=None,
-                     stop: Callable[[], bool] = lambda: False):
+                     stop: Stop = never):
     from tqdm import tqdm
 
     from adapt import encode_adaptive
@@ -536,7 +536,7 @@ def _qualities(qs: list[float]) -> str:
     return ", ".join(f"q{q:g}" for q in qs)
 
 
-def _eval_quality(args, video, model, entry, q: float, stop: Callable[[], bool]):
+def _eval_quality(args, video, model, entry, q: float, stop: Stop):
     """eval's figures at quality `q`: the base row, its region and task figures, and with --adapt
     (the adapted row, the adaptive encode, its figures), else None. `stop`: True ends the
     adaptation where it is (adapt.encode_adaptive)."""

@@ -33,7 +33,7 @@ from .bitstream import (
     SequenceHeader,
     Synthesis,
 )
-from .errors import InputError, NvcError, env_int
+from .errors import InputError, NvcError, Stop, env_int, never
 from .io import (
     ColourMatrix,
     Video,
@@ -219,7 +219,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
                 profile: NumericProfile = DEFAULT_PROFILE,
                 qmap: QualityMap | None = None, synthesis: Synthesis = Synthesis.FLOAT32,
                 schedule: GopSchedule = FLAT, adaptive_intra: bool = True, refine: Effort = 0,
-                objective: Objective = PLAIN_STREAM, stop: Callable[[], bool] = lambda: False
+                objective: Objective = PLAIN_STREAM, stop: Stop = never
                 ) -> Iterator[tuple[CodedFrame, np.ndarray]]:
     """Code frame by frame, yielding each coded frame and the decoder's reconstruction of it;
     only the reference frames are kept, so memory does not grow with the clip. `qmap`: a quality
@@ -312,7 +312,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
 
 
 def frame_coders(model: SSF, how: Refinement, lam: float | Tensor, src: np.ndarray,
-                 goal: FrameObjective = PLAIN, stop: Callable[[], bool] = lambda: False
+                 goal: FrameObjective = PLAIN, stop: Stop = never
                  ) -> tuple[Callable[..., tuple[CodedFrame, Tensor]], ...]:
     """compress_intra and compress_inter for the frame `src`, refined where `how` asks (nvc.refine,
     priced by frame_cost at `lam` under `goal`); each runs without gradients unless refining (grad
@@ -411,7 +411,7 @@ def encode_to(sink: BinaryIO, video: Video, model: SSF, entry: ZooEntry, quality
               on_reconstruction: Callable[[np.ndarray], None] | None = None,
               synthesis: Synthesis = Synthesis.FLOAT32,
               schedule: GopSchedule | None = None, adaptive_intra: bool = True, refine: Effort = 0,
-              objective: Objective = PLAIN_STREAM, stop: Callable[[], bool] = lambda: False
+              objective: Objective = PLAIN_STREAM, stop: Stop = never
               ) -> tuple[int, float, int]:
     """Stream: read, code and write one frame at a time (memory bounded by the model and one
     reference frame); `on_reconstruction` sees each frame's reconstruction (RGB) as it is made.

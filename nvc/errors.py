@@ -1,7 +1,16 @@
-"""Errors a user can cause. The CLI turns each into one line on stderr and a non-zero exit."""
+"""Errors a user can cause. The CLI turns each into one line on stderr and a non-zero exit.
+And how long work hears of a Ctrl-C: a `Stop`, asked between steps whether to end early."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+
+Stop = Callable[[], bool]  # asked between steps of long work: end it early (a Ctrl-C came)?
+
+
+def never() -> bool:
+    """The Stop of work that no Ctrl-C ends early (the library's default)."""
+    return False
 
 
 class NvcError(Exception):

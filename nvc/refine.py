@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .bitstream import CodedFrame, FrameType, NumericProfile
+from .errors import Stop, never
 from .models.ssf import SSF
 from .objective import PLAIN, FrameObjective
 from .rd import likelihood_bits, rd_cost
@@ -80,7 +81,7 @@ class Target:
     goal: FrameObjective = PLAIN  # its distortion beyond MSE: a region's weights, a task's term
     # asked after each step: True ends the refinement there, the iterate coded and priced with
     # the others (a Ctrl-C ending a file's coding after the frame in hand: nvc.cli)
-    stop: Callable[[], bool] = lambda: False
+    stop: Stop = never
 
 
 def refined(model: SSF, how: Refinement, at: Target, kind: FrameType, x: Tensor,
