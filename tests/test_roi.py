@@ -49,6 +49,8 @@ def test_a_mask_video_is_read_a_frame_at_a_time(tmp_path):
     assert np.allclose(maps.mean(axis=0), stack.mean(axis=0), rtol=0, atol=1e-6)
     assert quality_map(maps, 2, 1, 4, (64, 64)) == quality_map(stack, 2, 1, 4, (64, 64))
     assert np.array_equal(np.stack(list(FrameMaps.spooled(stack, 40, 56))), stack)
+    wide = FrameMaps.spooled(stack.astype(np.float64), 40, 56)  # kept as float32 whatever it came as
+    assert wide.shape == (3, 40, 56) and wide[1].dtype == np.float32 and np.array_equal(wide[1], stack[1])
     with pytest.raises(InputError, match="the mask video has 3 frames, the clip 5"):
         load_mask(path, frames=5, width=56, height=40)
 
@@ -219,12 +221,15 @@ def test_encode_with_a_region_decodes_and_favours_it(tmp_path, capsys):
 
 
 def test_uniform_quality_map_holds_one_position_and_refuses_the_unwritable():
-    from nvc.roi import map_positions, uniform_quality_map
+    from nvc.bitstream import QUALITY_MAP_STEPS
+    from nvc.roi import MAP_ORIGIN, map_positions, uniform_quality_map
 
     qm = uniform_quality_map(0.25, (64, 128))
     assert (qm.height, qm.width) == (4, 8) and (map_positions(qm) == 0.25).all()
     assert (map_positions(uniform_quality_map(-2.0, (64, 64))) == -2.0).all()
-    for position in (-2.1, 6.0):
+    top = (255 - MAP_ORIGIN) / QUALITY_MAP_STEPS  # the byte's last value: written, one step more not
+    assert (map_positions(uniform_quality_map(top, (64, 64))) == top).all()
+    for position in (-2.1, 6.0, top + 1 / QUALITY_MAP_STEPS):
         with pytest.raises(ValueError, match="ladder position"):
             uniform_quality_map(position, (64, 64))
 
