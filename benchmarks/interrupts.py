@@ -38,7 +38,9 @@ def _run_once(clip: Path, delay: float, timeout: float) -> str:
     """'exit N' for a run that exited with status N after its SIGINT, else 'hang'."""
     enc = subprocess.Popen([sys.executable, "-m", "nvc.cli", "encode", str(clip), "-o", "-",
                             "--refine", "3"],
-                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                           # SIGINT as at a terminal, whether or not this runs in the background
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert enc.stdout is not None
     enc.stdout.read(1)  # coding has begun
     time.sleep(delay)

@@ -958,9 +958,12 @@ def test_ctrl_c_ends_a_file_encode_and_keeps_what_was_coded(tmp_path, tiny_weigh
     assert main(["decode", str(out), "-o", str(tmp_path / "rec.y4m"), "--weights",
                  str(tiny_weights)]) == 0
 
+    # Ctrl-C at its default (Python's KeyboardInterrupt): a suite started in the background by a
+    # shell without job control ignores SIGINT, and a child would inherit that and run to the end
     enc = subprocess.Popen([sys.executable, "-m", "nvc.cli", "encode", str(clip), "-o", "-",
                             "--weights", str(tiny_weights), "--refine", "3"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert enc.stdout is not None
     enc.stdout.read(1)  # coding has begun
     enc.send_signal(signal.SIGINT)
