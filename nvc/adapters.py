@@ -162,6 +162,8 @@ def inject(model: nn.Module, spec: AdapterSpec) -> list[AdaptedConv]:
         base = getattr(parent, child)
         if not isinstance(base, (nn.Conv2d, nn.ConvTranspose2d)):
             raise ValueError(f"{path} is a {type(base).__name__}, not a convolution")
+        if rank < 1:
+            raise ValueError(f"{path}: rank {rank}, where an adapter's rank is at least 1")
         a = None if spec.kind == AdapterKind.FULL else \
             regenerate_a(AdaptedConv.a_shape(base, rank), spec.seed, index)
         wrapper = AdaptedConv(base, rank, spec.kind, a, spec.alpha)

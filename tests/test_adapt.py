@@ -392,6 +392,41 @@ def test_adapter_unit_codes_layer_indices_and_reads_format_1(tiny_model):
         bitstream.AdapterUnit.read(v2, LAYER_TABLE[:3])
 
 
+def test_an_adapter_unit_that_does_not_fit_is_refused_in_one_line(tiny_model, tmp_path, capsys):
+    """A unit that reads but cannot be merged (its checksum intact: another encoder's or another
+    model's) is a BitstreamError naming what is wrong; `nvc info` reports a unit that fits."""
+    from nvc.cli import main
+
+    model, entry = tiny_model
+    spec = make_spec(model, AdaptConfig())
+    work = __import__("copy").deepcopy(model)
+    sent = [torch.full_like(t, 0.05) for t in sent_tensors(inject(work, spec))]
+    unit = make_unit(spec, sent, SpikeSlabPrior())
+    for bad, message in ((replace(unit, kind=9), "unknown adapter type 9"),
+                         (replace(unit, symbol_count=unit.symbol_count + 1),
+                          f"{unit.symbol_count + 1} values, layers need {unit.symbol_count}"),
+                         (replace(unit, ranks=(0,) + unit.ranks[1:]),
+                          f"does not fit this model: {unit.layers[0]}: rank 0"),
+                         (replace(unit, layers=("intra.g_s.99",) + unit.layers[1:]),
+                          "does not fit this model"),
+                         (replace(unit, layers=("intra.g_s.1",) + unit.layers[1:]),
+                          "does not fit this model: intra.g_s.1 is a"),
+                         (replace(unit, coded=b""), "damaged adapter parameters")):
+        with pytest.raises(BitstreamError, match=message) as e:
+            apply_unit(model, bad)
+        assert "\n" not in str(e.value)
+
+    coded = encode(make_video(frames=2, hw=(64, 64)), model, entry, 2, 12)
+    stream = replace(bitstream.unpack(coded.data), adapters=unit.write(LAYER_TABLE))
+    path = tmp_path / "a.nvc"
+    path.write_bytes(bitstream.pack(stream))
+    assert main(["info", str(path), "--json"]) == 0
+    info = __import__("json").loads(capsys.readouterr().out)["adapters"]
+    assert info["type"] == "lora" and info["values"] == unit.symbol_count
+    assert info["layers"] == dict(zip(unit.layers, unit.ranks)) and info["seed"] == unit.seed
+    assert info["bytes"] == len(stream.adapters) and info["coded_parameter_bytes"] == len(unit.coded)
+
+
 def test_adapter_parameters_of_format_8_still_decode():
     """Before format 9 CompressAI's rANS coded the adapter parameters under the same table: such
     units decode to their symbols, and nvc's coder spends about the same bytes on them."""
