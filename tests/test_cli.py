@@ -1271,6 +1271,11 @@ def test_bitrate_chooses_the_quality(tmp_path, clip_y4m, tiny_weights, capsys):
         code, _, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / "x.nvc"), "--bitrate",
                              "100k"] + extra + w, capsys)
         assert code == 1 and message in err and not (tmp_path / "x.nvc").exists()
+    for rate, end in (("1", "lowest"), ("1000M", "top")):  # what no quality reaches: the ladder's end
+        code, out, err = _run(["encode", str(clip_y4m), "-o", str(tmp_path / f"{end}.nvc"),
+                               "--bitrate", rate] + w, capsys)
+        assert code == 0 and f"(the ladder's {end} quality: the target lies beyond its reach)" \
+            in out + err, err
 
 
 def test_decode_a_range_of_frames(tmp_path, clip_y4m, tiny_weights, capsys):
@@ -1294,6 +1299,9 @@ def test_decode_a_range_of_frames(tmp_path, clip_y4m, tiny_weights, capsys):
     code, _, err = _run(["decode", str(stream), "-o", str(tmp_path / "no.y4m"), "--start", str(n)]
                         + w, capsys)
     assert code == 1 and f"--start {n} is past its end ({n} frames)" in err
+    code, _, err = _run(["decode", str(stream), "-o", str(tmp_path / "no.y4m"), "--start", "-1"]
+                        + w, capsys)
+    assert code == 1 and err == "nvc: error: --start must be >= 0, got -1\n"
     assert not (tmp_path / "no.y4m").exists()
 
 
