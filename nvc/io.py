@@ -153,11 +153,11 @@ def sample_aspect(num: int, den: int) -> Fraction | None:
 
 # -- colour ---------------------------------------------------------------------------------------
 def yuv_to_rgb(frame: YUVFrame, matrix: ColourMatrix = ColourMatrix.BT709,
-               full_range: bool = False, rows: np.ndarray | None = None,
-               cols: np.ndarray | None = None) -> np.ndarray:
-    """4:2:0 limited-range YUV -> RGB float32 (H, W, 3) in [0, 1] (chroma upsampled by repetition);
-    with `rows` and `cols` (indexes into the frame), only those pixels: the same values as the
-    whole frame's conversion indexed there, for their share of the work."""
+               rows: np.ndarray | None = None, cols: np.ndarray | None = None) -> np.ndarray:
+    """4:2:0 limited-range YUV (every source is made so as it is read: `limited_range`) -> RGB
+    float32 (H, W, 3) in [0, 1] (chroma upsampled by repetition); with `rows` and `cols` (indexes
+    into the frame), only those pixels: the same values as the whole frame's conversion indexed
+    there, for their share of the work."""
     kr, kb = _KR_KB[matrix]
     kg = 1 - kr - kb
     if rows is None or cols is None:
@@ -169,10 +169,7 @@ def yuv_to_rgb(frame: YUVFrame, matrix: ColourMatrix = ColourMatrix.BT709,
         half = np.ix_(rows // 2, cols // 2)
         y = frame.y[np.ix_(rows, cols)].astype(np.float32)
         u, v = frame.u[half].astype(np.float32), frame.v[half].astype(np.float32)
-    if full_range:
-        y, u, v = y / 255, (u - 128) / 255, (v - 128) / 255
-    else:
-        y, u, v = (y - 16) / 219, (u - 128) / 224, (v - 128) / 224
+    y, u, v = (y - 16) / 219, (u - 128) / 224, (v - 128) / 224
     r = y + 2 * (1 - kr) * v
     b = y + 2 * (1 - kb) * u
     g = (y - kr * r - kb * b) / kg

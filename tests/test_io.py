@@ -106,6 +106,21 @@ def test_raw_yuv_in_another_layout_needs_pix_fmt(tmp_path):
                    samples=pixel_format("yuv420p"))
 
 
+def test_a_range_of_raw_frames_and_the_ranges_refused(tmp_path):
+    path = tmp_path / "c.yuv"  # three 4:2:0 frames of 4x2 (12 bytes), each its own value
+    path.write_bytes(bytes(np.repeat(np.arange(3, dtype=np.uint8), 12)))
+    frames = read_video(path, (4, 2), start=1, frames=5).frames  # all there are after the start
+    assert [int(f.y[0, 0]) for f in frames] == [1, 2]
+    for start, count, message in ((3, None, r"no frames to read \(file has 3, start 3\)"),
+                                  (-1, None, "start frame must be >= 0, got -1"),
+                                  (0, 0, "frame count must be positive, got 0")):
+        with pytest.raises(InputError, match=message):
+            read_video(path, (4, 2), start=start, frames=count)
+    (tmp_path / "c_00x16.yuv").write_bytes(bytes(24))  # a size from the name that no frame has
+    with pytest.raises(InputError, match="invalid frame size 0x16"):
+        read_video(tmp_path / "c_00x16.yuv")
+
+
 
 
 @pytest.mark.parametrize("suffix", [".y4m", ".yuv"])
