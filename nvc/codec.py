@@ -268,9 +268,7 @@ def code_frames(video: Video, model: SSF, quality: int, intra_period: int,
             ready: list[tuple[CodedFrame, Tensor]] = []  # frames decided, yielded outside `coding`
             with coding(model, synthesis):
                 if i % intra_period == 0 or not adaptive_intra:
-                    if held is not None:  # a GOP's last frame: no P-frame follows it
-                        ready.append(held.kept())
-                        held = None
+                    assert held is None  # a frame is held only where a P-frame follows it
                     if i % intra_period == 0:
                         coded = intra(x, q_i, profile)
                     else:
