@@ -364,7 +364,8 @@ def cmd_decode(args) -> None:
                 raise
             end_of_live = stream.live and isinstance(e, bitstream.ChecksumError) and \
                 e.kind_code == bitstream.UnitType.END  # (its frames all came)
-            if isinstance(e, (bitstream.Misnumbered, bitstream.ChecksumError)) and not end_of_live:
+            if isinstance(e, (bitstream.Misnumbered, bitstream.ChecksumError, bitstream.Unreadable)) \
+                    and not end_of_live:
                 raise BitstreamError(f"{e} {SALVAGE_HINT}") from None
             if frames.count <= args.start:
                 raise

@@ -373,6 +373,8 @@ FRAME_I, FRAME_P = _f(I_FRAME, 0), _f(P_FRAME, 1)  # frames 0 and 1
      "damaged frame 1: unknown frame type 2"),
     (_stream(SEQ, FRAME_I, _unit(UnitType.FRAME, bytes([3, 1]))),  # P, numbered 1
      "damaged frame 1: P-frame with 1 latents"),
+    (_stream(SEQ, FRAME_I, _unit(UnitType.FRAME, b"")),
+     "truncated frame 1: frame type needs 1 bytes, 0 left"),
     (_stream(SEQ, FRAME_I[:-4] + b"\x00\x00\x00\x00"), "damaged stream: checksum mismatch in unit 1"),
     (_stream(SEQ, _unit(9, b"x")), "damaged stream: unknown unit type 9 in unit 1"),
     (_stream(SEQ, SEQ), "damaged stream: two sequence headers"),

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import threading
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -525,7 +526,8 @@ def _flip(data: bytes, at: int) -> bytes:
     ("checksums of frames 2 and 4", 5, [2, 4], [3]), ("length of frame 2", 5, [2], [3]),
     ("cut inside frame 0", None, [], []), ("checksum of frame 0", 5, [0, 1], []),
     ("unit of frame 1 dropped", 5, [1], []), ("unit of frame 2 dropped", 5, [2], [3]),
-    ("unit of frame 3 repeated", 5, [], []), ("junk after frame 2", 5, [], [])])
+    ("unit of frame 3 repeated", 5, [], []), ("junk after frame 2", 5, [], []),
+    ("unreadable frame 2", 5, [2], [3])])
 def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, drift, tmp_path,
                                                      tiny_weights, capsys, caplog):
     """A file of known length cut short, or with frame units that fail their checksum, fails with
@@ -557,6 +559,11 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
             bad[at[k] + units[k]:]
     if damage.startswith("junk"):
         bad = bad[:at[3]] + b"\x03junk" * 4 + bad[at[3]:]
+    if damage.startswith("unreadable"):  # a whole unit (its checksum holds) that is no frame's
+        payload = bytes([2 * 2 + 1, 1])  # frame 2, a P-frame, with one latent where it has two
+        unit = bytes([bitstream.UnitType.FRAME, len(payload)]) + payload
+        bad = bad[:at[2]] + unit + zlib.crc32(unit[:1] + payload).to_bytes(4, "little") + \
+            bad[at[2] + units[2]:]
     if damage.startswith("length"):  # one too large: its checksum fails, and the next unit's
         size = len(bitstream.write_frame(bitstream.unpack(data).frames[2]))
         field = bitstream.write_varint(size + 1)
@@ -578,7 +585,8 @@ def test_salvage_decodes_what_a_damaged_stream_holds(damage, frames, concealed, 
     code = main(["info", str(tmp_path / "bad.nvc"), "--json"])
     if frames is not None:  # what --salvage will find, and a warning that says so
         info = json.loads(capsys.readouterr().out)
-        lost = [k for k in range(5) if damage[:6] in ("checks", "length") and str(k) in damage[-9:]
+        lost = [k for k in range(5) if damage[:6] in ("checks", "length", "unread")
+                and str(k) in damage[-9:]
                 or damage.endswith(f"{k} dropped")]
         assert code == 0 and (info["frames"], info["lost_frames"]) == (frames, lost)
         assert info["cut_short"] == (frames < 5) and len(info["damage"]) == 1
@@ -720,6 +728,16 @@ def test_hostile_headers_are_refused_fast(fields, message, command, stream_file,
     assert time.perf_counter() - t0 < 2
     assert code == 1 and message in err and len(err.strip().splitlines()) == 1 and not out
     assert not out_path.exists()
+
+
+@pytest.mark.parametrize("quality", [0, 9])
+def test_a_quality_the_model_has_not_is_refused(quality, stream_file, tmp_path, tiny_weights, capsys):
+    path = _with_header(stream_file, tmp_path, quality=quality)
+    out_path = tmp_path / "out.y4m"
+    code, out, err = _run(["decode", str(path), "-o", str(out_path), "--weights", str(tiny_weights)],
+                          capsys)
+    assert code == 1 and err.endswith(f"damaged stream: quality {quality} out of range\n")
+    assert err.count("\n") == 1 and not out_path.exists()
 
 
 @pytest.mark.parametrize("command", ["encode", "decode"])

@@ -31,7 +31,7 @@ from .primitives import (
     write_varint,
 )
 
-__all__ = ["SequenceHeader", "write_frame", "read_frame", "frame_number", "join_substreams",
+__all__ = ["SequenceHeader", "write_frame", "read_frame", "frame_number", "Unreadable", "join_substreams",
            "split_substreams", "AdapterUnit", "QualityMap", "QUALITY_MAP_STEPS"]
 
 
@@ -169,10 +169,21 @@ def write_frame(frame: CodedFrame, number: int | None = None) -> bytes:
     return b"".join(parts)
 
 
+class Unreadable(BitstreamError):
+    """A frame unit whose bytes are whole (its checksum holds) but not a frame's: an encoder's
+    fault, or damage the checksum missed. A salvaging reader takes its frame for lost."""
+
+
 def read_frame(payload: bytes, index: int, numbered: bool = False) -> CodedFrame:
     """A frame unit's payload (`numbered`: of format 13 on, whose type byte also numbers it:
-    frame_number)."""
-    r = Reader(payload, f"frame {index}")
+    frame_number); Unreadable where it is not one."""
+    try:
+        return _frame(Reader(payload, f"frame {index}"), index, numbered)
+    except BitstreamError as e:
+        raise Unreadable(str(e)) from None
+
+
+def _frame(r: Reader, index: int, numbered: bool) -> CodedFrame:
     kind_code = r.u8("frame type") % (2 if numbered else 256)
     if kind_code not in FrameType._value2member_map_:
         raise BitstreamError(f"damaged frame {index}: unknown frame type {kind_code}")
@@ -183,14 +194,13 @@ def read_frame(payload: bytes, index: int, numbered: bool = False) -> CodedFrame
         raise BitstreamError(f"damaged frame {index}: {kind.name}-frame with {count} latents")
     latents = [LatentStrings(r.blob("y string"), r.blob("z string")) for _ in range(count)]
     if not r.done:
-        raise BitstreamError(f"damaged frame {index}: {len(payload) - r.pos} trailing bytes")
+        raise BitstreamError(f"damaged frame {index}: {len(r.data) - r.pos} trailing bytes")
     return CodedFrame(kind, latents)
 
 
 def frame_number(payload: bytes) -> int:
-    """The index, modulo FRAME_NUMBERS, that a numbered frame unit's payload gives its frame."""
-    if not payload:
-        raise BitstreamError("damaged stream: an empty frame unit")
+    """The index, modulo FRAME_NUMBERS, that a numbered frame unit's payload gives its frame (one
+    read_frame has read)."""
     return payload[0] // 2
 
 

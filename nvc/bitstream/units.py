@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
 from ..errors import BitstreamError, StreamCut
-from .headers import SequenceHeader, frame_number, read_frame, write_frame
+from .headers import SequenceHeader, Unreadable, frame_number, read_frame, write_frame
 from .primitives import (
     FORMAT_VERSION,
     FRAME_NUMBERS,
@@ -27,7 +27,7 @@ from .primitives import (
 )
 
 __all__ = ["Stream", "pack_head", "pack_frame", "pack_end", "pack", "Damage", "LOST",
-           "FrameUnits", "open_units", "unpack", "Misnumbered"]
+           "FrameUnits", "open_units", "unpack", "Misnumbered", "Unreadable"]
 
 
 # -- the stream -----------------------------------------------------------------------------------
@@ -248,9 +248,10 @@ class FrameUnits(Iterator[CodedFrame | None]):
     """The frames of a stream as they are read (open_units), how many so far (`count`), and
     whether the next one's bytes have begun to arrive (`ready`: Reader.ready). With `keep_cut`,
     a live stream cut short ends at the cut instead of raising. With `salvage`, a frame unit
-    whose checksum fails comes out as LOST (`damage` lists them), and any stream ends at its first
-    unit that cannot be read after a whole one (a file of known length cut short) instead of
-    raising; `cut` is that unit's error, raised or not."""
+    whose checksum fails, or whose bytes are not a frame's (Unreadable), comes out as LOST
+    (`damage` lists them), and any stream ends at its first unit that cannot be read after a
+    whole one (a file of known length cut short) instead of raising; `cut` is that unit's error,
+    raised or not."""
 
     def __init__(self, frames: Iterator[CodedFrame | None], r: Reader, damage: Damage):
         """`damage`: the one `frames` reports to (and reads `salvage` from)."""
@@ -359,6 +360,13 @@ def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None
     for kind, payload, size in _cut_short(stream, units):
         if ended:
             raise BitstreamError("damaged stream: a unit after the end unit")
+        if kind == UnitType.FRAME:
+            try:
+                frame = read_frame(payload, count, numbered)
+            except Unreadable as e:  # whole, but not a frame: lost, as a damaged unit is
+                if not damage.salvage:
+                    raise
+                kind, payload = None, e
         if kind is None:  # taken for a frame's, where one may still come
             if stream.live and _kind_code(payload) == UnitType.END:  # the frames before it
                 # are whole
@@ -389,7 +397,6 @@ def _frames(stream: Stream, units, damage: Damage) -> Iterator[CodedFrame | None
                 raise BitstreamError(f"damaged stream: more frames than the header's {declared}")
             yield from _lose(damage, count, missing)
             count, passed = count + missing, 0
-            frame = read_frame(payload, count, numbered)
             if frame.kind == FrameType.P and count == 0:
                 raise BitstreamError("damaged stream: first frame is a P-frame")
             _count(stream, f"frame_{frame.kind.name}", size)
