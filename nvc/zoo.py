@@ -158,6 +158,10 @@ def load_state_into(model: SSF, path: str | Path) -> None:
     log.info("initialised %d of %d tensors from %s", len(matched), len(own), path)
 
 
+def _shape(t: torch.Tensor) -> str:
+    return "x".join(map(str, t.shape)) or "a scalar"
+
+
 def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> SSF:
     import torch
     from torch import nn
@@ -165,6 +169,13 @@ def build_model(cfg: ModelConfig, state: dict[str, torch.Tensor]) -> SSF:
     from .models.ssf import SSF
 
     model = SSF(cfg)
+    own = model.state_dict()
+    wrong = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    if wrong:  # load_state_dict would raise on it, a RuntimeError of many lines
+        k = wrong[0]
+        raise NvcError(f"weights do not fit the model: {k} is {_shape(state[k])} where the file's "
+                       f"config makes it {_shape(own[k])}"
+                       + (f" ({len(wrong)} tensors differ)" if len(wrong) > 1 else ""))
     missing, unexpected = nn.Module.load_state_dict(model, state, strict=False)
     missing = [k for k in missing if not _is_cdf_key(k)]
     if missing or unexpected:

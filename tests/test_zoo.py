@@ -53,6 +53,33 @@ def test_damaged_weights_are_refused(tmp_path, monkeypatch):
         load_model(DEFAULT_MODEL)
 
 
+def test_weights_that_do_not_fit_their_config_are_refused_in_one_line(tmp_path):
+    """A file whose tensors are not what its config builds (a hand-edited or foreign export):
+    one line naming the first that differs, not load_state_dict's RuntimeError of many lines."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    save_weights(SSF(TINY), tmp_path / "w.safetensors", dtype=torch.float32)
+    with safe_open(str(tmp_path / "w.safetensors"), "pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    grown = {k: torch.zeros(v.shape[0] + 1, *v.shape[1:]) if v.ndim == 4 else v
+             for k, v in state.items()}
+    save_file(grown, tmp_path / "grown.safetensors", metadata=meta)
+    first = next(k for k, v in state.items() if v.ndim == 4)
+    shape = "x".join(map(str, state[first].shape))
+    more = sum(v.ndim == 4 for v in state.values())
+    with pytest.raises(NvcError) as e:
+        load_model(path=tmp_path / "grown.safetensors")
+    assert str(e.value) == (f"weights do not fit the model: {first} is {int(shape.split('x')[0]) + 1}"
+                            f"x{shape.split('x', 1)[1]} where the file's config makes it {shape} "
+                            f"({more} tensors differ)")
+    save_file({**state, "extra.weight": torch.zeros(3)}, tmp_path / "extra.safetensors", metadata=meta)
+    with pytest.raises(NvcError, match=r"weights do not fit the model: missing \[\], unexpected "
+                                       r"\['extra.weight'\]"):
+        load_model(path=tmp_path / "extra.safetensors")
+
+
 def test_unknown_model_name():
     with pytest.raises(NvcError, match="unknown model"):
         load_model("nope")
