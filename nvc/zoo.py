@@ -124,17 +124,21 @@ def read_weights(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor]]:
             from safetensors import safe_open
 
             with safe_open(str(path), "pt") as f:
-                cfg = ModelConfig.from_json(f.metadata()["config"])
+                text = f.metadata()["config"]
                 state = {k: f.get_tensor(k) for k in f.keys()}
         else:
             import torch
 
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            cfg = ModelConfig.from_json(ckpt["nvc_config"])
+            text = ckpt["nvc_config"]
             state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items()}
     except Exception as e:  # any parser's error on a file the user named: one line (-v: the cause)
         raise InputError(f"{path}: not an nvc weights file (a .safetensors file from train.export "
                          "or a checkpoint of nvc's trainer)") from e
+    try:
+        cfg = ModelConfig.from_json(text)
+    except ValueError as e:
+        raise InputError(f"{path}: {e}") from None
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()
              if not _is_cdf_key(k)}
     return cfg, state

@@ -80,6 +80,52 @@ def test_weights_that_do_not_fit_their_config_are_refused_in_one_line(tmp_path):
         load_model(path=tmp_path / "extra.safetensors")
 
 
+@pytest.mark.parametrize("fields, message", [
+    ({"intra_mid": 10**7}, "intra_mid 10000000 outside 1..1024"),
+    ({"inter_latent": 0}, "inter_latent 0 outside 1..1024"),
+    ({"hyper_channels": 64.0}, "hyper_channels must be an integer, got 64.0"),
+    ({"kernel": 4}, "kernel 4 is not odd and 1..15"),
+    ({"res_blocks": -1}, "res_blocks -1 outside 0..16"),
+    ({"scale_levels": 1}, "scale_levels 1 outside 2..8"),
+    ({"sigma0": 40.0}, "sigma0 40.0 puts the coarsest blur outside (0, 64] pixels"),  # 80 px
+    ({"sigma0": "wide"}, "sigma0 'wide' puts the coarsest blur"),
+    ({"lambdas": []}, "lambdas must be 1 to 16 numbers above 0, got ()"),
+    ({"lambdas": [0.01, -1]}, "lambdas must be 1 to 16 numbers above 0"),
+    ({"lambdas": [True]}, "lambdas must be 1 to 16 numbers above 0"),
+    ({"name": 7}, "name must be text, got 7"),
+    ({"colour": 1}, "unknown model config fields: ['colour']"),
+])
+def test_a_weights_file_whose_config_nvc_would_not_build_is_refused_before_building(
+        fields, message, tmp_path):
+    """The config comes from the file: one line naming what is out of range, before any layer is
+    allocated (a width of ten million would ask for terabytes)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from nvc.errors import InputError
+
+    save_weights(SSF(TINY), tmp_path / "w.safetensors", dtype=torch.float32)
+    with safe_open(str(tmp_path / "w.safetensors"), "pt") as f:
+        meta, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta["config"] = json.dumps({**json.loads(meta["config"]), **fields})
+    save_file(state, tmp_path / "bad.safetensors", metadata=meta)
+    with pytest.raises(InputError) as e:
+        load_model(path=tmp_path / "bad.safetensors")
+    assert str(e.value).startswith(f"{tmp_path / 'bad.safetensors'}: ") and message in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_model_config_text_that_is_no_config():
+    from nvc.models.config import ModelConfig
+
+    for text, message in (("[1, 2]", "model config: not a JSON object"),
+                          ("{", "model config: not JSON"), ("", "model config: not JSON")):
+        with pytest.raises(ValueError, match=message):
+            ModelConfig.from_json(text)
+
+
 def test_unknown_model_name():
     with pytest.raises(NvcError, match="unknown model"):
         load_model("nope")
