@@ -26,7 +26,7 @@ def aspect(text: str) -> Fraction:
     w, _, h = text.partition(":")
     top = LIMITS.max_aspect_term
     if not (w.isdecimal() and h.isdecimal() and 1 <= int(w) <= top and 1 <= int(h) <= top
-            and 1 / MAX_ASPECT <= Fraction(int(w), int(h)) <= MAX_ASPECT):
+            and Fraction(1, MAX_ASPECT) <= Fraction(int(w), int(h)) <= MAX_ASPECT):
         raise argparse.ArgumentTypeError(f"a sample aspect ratio looks like 32:27 (terms 1 to "
                                          f"{top}, at most {MAX_ASPECT}:1 either way), got {text!r}")
     return Fraction(int(w), int(h))

@@ -45,6 +45,7 @@ def test_fps():
     assert argtypes.fps("50") == 50
     assert argtypes.fps("30000/1001") == Fraction(30000, 1001)
     assert argtypes.fps("29.97") == Fraction(2997, 100)
+    assert argtypes.fps("1") == 1 and argtypes.fps("1/2") == Fraction(1, 2)  # a time-lapse's
     for text in ("fifty", "1/0", "inf", "nan", ""):
         assert "30000/1001" in refused(argtypes.fps, text)
     for text in ("0", "-25", "0/1"):
@@ -56,7 +57,9 @@ def test_pix_fmt():
 
     assert argtypes.pix_fmt("yuv420p10le") == pixel_format("yuv420p10le") is not None
     for text in ("yuv420p10be", "rgb24", ""):
-        assert "yuv420p, yuv422p" in refused(argtypes.pix_fmt, text)
+        assert refused(argtypes.pix_fmt, text) == (
+            f"pixel format {text!r} is not one nvc reads: yuv420p, yuv422p, yuv444p, yuv411p, "
+            "gray, yuva444p, and those of 9 to 16 bits little-endian (yuv420p10le, gray12le)")
 
 
 def test_whole_numbers():

@@ -234,6 +234,17 @@ def test_uniform_quality_map_holds_one_position_and_refuses_the_unwritable():
             uniform_quality_map(position, (64, 64))
 
 
+def test_uniform_position_reads_a_uniform_map_and_only_one():
+    from nvc.bitstream import QualityMap
+    from nvc.roi import MAP_ORIGIN, uniform_position, uniform_quality_map
+
+    assert uniform_position(uniform_quality_map(1.25, (64, 64)), 9.0) == 1.25
+    assert uniform_position(uniform_quality_map(-1.5, (64, 128)), 9.0) == -1.5
+    varied = QualityMap(1, 2, bytes([MAP_ORIGIN, MAP_ORIGIN + 1]), MAP_ORIGIN)
+    assert uniform_position(varied, 9.0) == 9.0  # a region's map: no one position
+    assert uniform_position(QualityMap(0, 0, b"", MAP_ORIGIN), 9.0) == 9.0
+
+
 def test_shifted_quality_map_moves_every_position_within_the_ladder():
     from nvc.roi import map_positions, quality_map, shifted_quality_map
 
