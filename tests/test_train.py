@@ -390,11 +390,12 @@ def test_every_config_parses(config, tmp_path):
     assert len(cli.model.cfg.lambdas) == cli.model.cfg.num_qualities >= 2
 
 
-@pytest.mark.parametrize("argv", [["fit", "--help"]])
-def test_training_help_has_an_example(argv, capsys):
+@pytest.mark.parametrize("argv", [["--help"], ["fit", "--help"], ["validate", "--help"]])
+def test_training_help_ends_with_an_example(argv, capsys):
     with pytest.raises(SystemExit):
         cli_main(argv)
-    assert "example:" in capsys.readouterr().out
+    lines = capsys.readouterr().out.rstrip().splitlines()
+    assert lines[-2] == "example:" and lines[-1].strip().startswith("python -m train fit --config")
 
 
 def test_export_help_has_an_example(capsys):

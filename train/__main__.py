@@ -36,8 +36,8 @@ def main(args=None) -> None:
     try:
         LightningCLI(VideoCodecModule, subclass_mode_data=True, args=args,
                      save_config_kwargs={"overwrite": True},
-                     parser_kwargs={"fit": example, "validate": example, "test": example,
-                                    "predict": example})
+                     parser_kwargs={**example, "fit": example, "validate": example,
+                                    "test": example, "predict": example})
     except Exception as e:
         cause = user_error(e)
         if cause is None:
