@@ -57,7 +57,8 @@ def _run_once(clip: Path, delay: float, timeout: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                epilog="example: python -m benchmarks.interrupts --runs 60 --busy 2")
+                                epilog="example:\n  python -m benchmarks.interrupts --runs 60 --busy 2",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=30, help="encodes to interrupt (default 30)")
     p.add_argument("--delay", type=float, default=0.05,
                    help="SIGINT up to this many seconds after the first byte (default 0.05)")

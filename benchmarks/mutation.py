@@ -31,7 +31,8 @@ def tally(meta: Path) -> Counter:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.mutation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example:\n  python -m benchmarks.mutation --root mutants")
     p.add_argument("--root", type=Path, default=Path("mutants"), help="mutmut's work folder")
     args = p.parse_args(argv)
     metas = sorted(args.root.rglob("*.py.meta"))

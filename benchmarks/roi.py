@@ -71,7 +71,9 @@ def at_size(curve: list[dict], size: int, key: str) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.roi", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example:\n  python -m benchmarks.roi clip_416x240_50.yuv "
+                                       "--frames 12 --out out/roi")
     p.add_argument("input", type=Path)
     p.add_argument("--size", default=None, help="WxH of a raw .yuv input")
     p.add_argument("--fps", type=Fraction, default=None)

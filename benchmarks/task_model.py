@@ -51,7 +51,8 @@ def build(kind: str, seed: int = 0) -> torch.jit.ScriptModule:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.task_model", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example:\n  python -m benchmarks.task_model -o out/task-features.pt")
     p.add_argument("-o", "--output", type=Path, required=True, help="TorchScript file to write")
     p.add_argument("--kind", choices=("features", "logits"), default="features")
     p.add_argument("--seed", type=int, default=0)

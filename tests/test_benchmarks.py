@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,15 +86,25 @@ def test_rd_refuses_missing_files(tmp_path, capsys):
     assert code == 1 and "missing 4 sequence file(s)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["benchmarks.rd", "benchmarks.speed", "benchmarks.capacity",
-                                    "benchmarks.portability"])
+BENCHMARK_COMMANDS = sorted(f"benchmarks.{p.stem}" for p in Path(__file__).parents[1].glob(
+    "benchmarks/*.py") if "def main(" in p.read_text())
+
+
+def test_every_benchmark_command_is_found():
+    assert {"benchmarks.rd", "benchmarks.speed", "benchmarks.compare"} <= set(BENCHMARK_COMMANDS)
+
+
+@pytest.mark.parametrize("module", BENCHMARK_COMMANDS)
 def test_help_ends_with_an_example(module, capsys):
     import importlib
 
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as done:
         importlib.import_module(module).main(["--help"])
+    assert done.value.code == 0
     lines = capsys.readouterr().out.rstrip().splitlines()
-    assert lines[-2] == "example:" and lines[-1].strip().startswith(f"python -m {module}")
+    at = max(i for i, line in enumerate(lines) if line.strip().lower() in ("example:", "examples:"))
+    assert lines[at + 1:] and all(line.strip().startswith(f"python -m {module} ")
+                                  for line in lines[at + 1:])
 
 
 def test_speed_reports_network_entropy_and_adaptation(tmp_path):
