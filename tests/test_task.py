@@ -40,6 +40,21 @@ class _Scaled(torch.nn.Module):
         return self.inner(x) * self.k
 
 
+class _Failing(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(-1, 7)  # 3 * 64 * 64 values: no view of 7 columns
+
+
+class _Integer(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * 255).long()
+
+
+class _Two(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x
+
+
 def test_contract_is_checked_when_loading(tmp_path, models):
     assert not TaskModel(models["features"]).returns_logits
     assert TaskModel(models["logits"]).returns_logits
@@ -54,6 +69,15 @@ def test_contract_is_checked_when_loading(tmp_path, models):
     with pytest.raises(InputError, match=r"must return \(B, C, h, w\) features or \(B, classes\) "
                                          r"logits, got shape \(1, 64, 64\)"):
         TaskModel(flat)
+    for module, message in ((_Failing(), r"the task model failed on a \(1, 3, 64, 64\) input "
+                                         r"\(RuntimeError\)"),
+                            (_Integer(), "the task model must return one float tensor"),
+                            (_Two(), "the task model must return one float tensor")):
+        path = tmp_path / f"{type(module).__name__}.pt"
+        torch.jit.script(module).save(str(path))
+        with pytest.raises(InputError, match=message) as e:
+            TaskModel(path)
+        assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
 
 
 def test_fmse_is_zero_on_the_source_and_scale_free(models):
