@@ -52,6 +52,17 @@ def test_png_pattern(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f_000.png", "f_001.png"]
 
 
+@pytest.mark.parametrize("name, message", [
+    ("out.png", "PNG output needs a frame-number pattern such as out_%04d.png"),
+    ("out.avi", "unknown output type; use .y4m, .yuv, .mp4, .mkv or a %d .png pattern"),
+    ("out", "unknown output type"),
+    ("none/out.y4m", "output folder does not exist")])
+def test_an_output_nvc_cannot_write_is_refused_before_writing(tmp_path, name, message):
+    with pytest.raises(InputError, match=message.replace(".", r"\.")):
+        write_video(tmp_path / name, make_video(frames=1, hw=(16, 16)))
+    assert not list(tmp_path.iterdir())
+
+
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     import nvc.writers
 
