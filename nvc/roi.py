@@ -84,9 +84,9 @@ def load_mask(path: str | Path, frames: int, width: int, height: int) -> Masks:
     if path.suffix.lower() in IMAGE_SUFFIXES:
         from PIL import Image, UnidentifiedImageError
 
-        try:
+        try:  # a picture of more than twice PIL's MAX_IMAGE_PIXELS (89 M) is refused as a bomb
             img = Image.open(path).convert("L").resize((width, height), Image.Resampling.BILINEAR)
-        except (UnidentifiedImageError, OSError) as e:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
             raise InputError(f"{path}: cannot read the mask image ({e})") from None
         # one map for every frame: a read-only view, not `frames` copies (4.6 GiB for 600 of 1080p)
         return np.broadcast_to((np.asarray(img, np.float32) / 255)[None], (frames, height, width))

@@ -55,12 +55,19 @@ def test_a_mask_video_is_read_a_frame_at_a_time(tmp_path):
         load_mask(path, frames=5, width=56, height=40)
 
 
-def test_mask_errors_are_input_errors(tmp_path):
+def test_mask_errors_are_input_errors(tmp_path, monkeypatch):
+    from PIL import Image
+
     with pytest.raises(InputError, match="no such mask"):
         load_mask(tmp_path / "none.png", 1, 8, 8)
     (tmp_path / "bad.png").write_bytes(b"not a png")
     with pytest.raises(InputError, match="cannot read the mask"):
         load_mask(tmp_path / "bad.png", 1, 8, 8)
+    Image.new("L", (32, 32)).save(tmp_path / "bomb.png")  # a bomb once the limit is 100 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(InputError, match="cannot read the mask image .Image size .1024 pixels. "
+                                         "exceeds limit"):
+        load_mask(tmp_path / "bomb.png", 1, 8, 8)
     with pytest.raises(InputError, match="positive"):
         pixel_weights(np.zeros((1, 4, 4)), 0)
 
