@@ -33,6 +33,8 @@ def aspect(text: str) -> Fraction:
 
 
 def fps(text: str) -> Fraction:
+    from .bitstream import LIMITS
+
     try:
         value = Fraction(text)
     except (ValueError, ZeroDivisionError):
@@ -40,6 +42,8 @@ def fps(text: str) -> Fraction:
             f"fps must be a number like 50 or 30000/1001, got {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"fps must be positive, got {text!r}")
+    if value > LIMITS.max_fps:
+        raise argparse.ArgumentTypeError(f"fps must be at most {LIMITS.max_fps}, got {text!r}")
     return value
 
 

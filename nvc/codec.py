@@ -27,6 +27,7 @@ from .bitstream import (
     DEFAULT_PROFILE,
     FORMAT_VERSION,
     HASH_PREFIX_BYTES,
+    LIMITS,
     CodedFrame,
     NumericProfile,
     QualityMap,
@@ -170,6 +171,10 @@ def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                     synthesis: Synthesis = Synthesis.FLOAT32,
                     schedule: GopSchedule = FLAT) -> SequenceHeader:
     fps = Fraction(video.fps).limit_denominator(1 << 20)
+    if not 0 < fps <= LIMITS.max_fps:  # a stream nvc decode would refuse: none is written
+        raise InputError(f"{video.source or 'the input'}: a frame rate of {float(video.fps):.3g} "
+                         f"fps lies outside the format's range (1/{1 << 20} to {LIMITS.max_fps}); "
+                         "set one with --fps")
     model.tables_for(FORMAT_VERSION)  # the stream is coded with, and records, its format's tables
     return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
                           fps.numerator, fps.denominator, frame_count(video) or 0,  # 0: live

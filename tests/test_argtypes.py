@@ -50,6 +50,9 @@ def test_fps():
         assert "30000/1001" in refused(argtypes.fps, text)
     for text in ("0", "-25", "0/1"):
         assert "positive" in refused(argtypes.fps, text)
+    assert argtypes.fps(str(LIMITS.max_fps)) == LIMITS.max_fps  # what a stream carries, no more
+    for text in (f"{LIMITS.max_fps}.001", "1e400"):
+        assert f"at most {LIMITS.max_fps}" in refused(argtypes.fps, text)
 
 
 def test_pix_fmt():

@@ -730,6 +730,23 @@ def test_hostile_headers_are_refused_fast(fields, message, command, stream_file,
     assert not out_path.exists()
 
 
+@pytest.mark.parametrize("header_rate, option, shown", [
+    ("F100000:1", [], "1e+05"), ("F1:3000000", [], "3.33e-07"), ("F25:1", ["--fps", "1e-300"], "1e-300")])
+def test_a_frame_rate_no_stream_carries_is_refused_before_coding(header_rate, option, shown, tmp_path,
+                                                                 tiny_weights, capsys):
+    """The encoder writes no stream its decoder would refuse (nvc decode reads at most 1000 fps,
+    and a rate that rounds to 0 is no rate)."""
+    clip = tmp_path / "clip.y4m"
+    clip.write_bytes(f"YUV4MPEG2 W64 H48 {header_rate} C420jpeg\n".encode() +
+                     (b"FRAME\n" + bytes(64 * 48 * 3 // 2)) * 2)
+    out = tmp_path / "out.nvc"
+    code, _, err = _run(["encode", str(clip), "-o", str(out), "--weights", str(tiny_weights)] + option,
+                        capsys)
+    assert code == 1 and err == (f"nvc: error: {clip}: a frame rate of {shown} fps lies outside the "
+                                 "format's range (1/1048576 to 1000); set one with --fps\n")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("quality", [0, 9])
 def test_a_quality_the_model_has_not_is_refused(quality, stream_file, tmp_path, tiny_weights, capsys):
     path = _with_header(stream_file, tmp_path, quality=quality)
