@@ -72,6 +72,17 @@ def positive(text: str) -> int:
     return value
 
 
+def intra_period(text: str) -> int:
+    """--intra-period: 1 up to the longest clip a stream holds (a GOP that long is the whole clip)."""
+    from .bitstream import LIMITS
+
+    value = positive(text)
+    if value > LIMITS.max_frames:
+        raise argparse.ArgumentTypeError(f"expected at most {LIMITS.max_frames} frames (a day at "
+                                         f"60 fps: one GOP for any clip), got {text!r}")
+    return value
+
+
 def positive_real(text: str) -> float:
     """--adapt-seconds, --roi-weight: a finite number above 0."""
     try:

@@ -162,8 +162,8 @@ def _check_settings(video: Video, model: SSF, quality: int, intra_period: int) -
         raise InputError("no frames to encode")
     if not 1 <= quality <= model.cfg.num_qualities:
         raise InputError(f"quality must be 1..{model.cfg.num_qualities}, got {quality}")
-    if intra_period < 1:
-        raise InputError(f"intra period must be >= 1, got {intra_period}")
+    if not 1 <= intra_period <= LIMITS.max_frames:  # a longer one would not read back
+        raise InputError(f"intra period must be 1..{LIMITS.max_frames}, got {intra_period}")
 
 
 def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, intra_period: int,

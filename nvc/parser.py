@@ -48,7 +48,7 @@ def _coding_options(p: argparse.ArgumentParser, quality_type, quality_default, q
     from .schedule import CYCLE, CYCLE_FROM, FIELDS, GAP, SLOPE
 
     p.add_argument("--quality", type=quality_type, default=quality_default, help=quality_help)
-    p.add_argument("--intra-period", type=argtypes.positive, default=DEFAULT_INTRA_PERIOD,
+    p.add_argument("--intra-period", type=argtypes.intra_period, default=DEFAULT_INTRA_PERIOD,
                    help=f"frames per GOP: an I-frame starts each (default {DEFAULT_INTRA_PERIOD})")
     p.add_argument("--gop-schedule", type=argtypes.gop_schedule, default=None,
                    metavar=FIELDS,
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="nvc-demo", help="where the demo files go (default nvc-demo)")
     p.add_argument("--frames", type=argtypes.positive, default=12, help="clip length (default 12)")
     p.add_argument("--quality", type=int, default=2, help="rate point (default 2)")
-    p.add_argument("--intra-period", type=argtypes.positive, default=12,
+    p.add_argument("--intra-period", type=argtypes.intra_period, default=12,
                    help="frames per I-frame (default 12)")
     _common(p, reading=False)
     return parser

@@ -73,6 +73,14 @@ def test_whole_numbers():
         assert "positive" in refused(argtypes.positive, text)
 
 
+def test_intra_period():
+    assert argtypes.intra_period("1") == 1
+    assert argtypes.intra_period(str(LIMITS.max_frames)) == LIMITS.max_frames
+    assert "positive" in refused(argtypes.intra_period, "0")
+    for text in (str(LIMITS.max_frames + 1), "99999999999999999999999"):
+        assert f"at most {LIMITS.max_frames} frames" in refused(argtypes.intra_period, text)
+
+
 def test_positive_real():
     assert argtypes.positive_real("0.25") == 0.25 and argtypes.positive_real("3") == 3.0
     for text in ("0", "-1", "inf", "nan", "x", ""):

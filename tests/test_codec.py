@@ -52,7 +52,9 @@ def test_other_weights_are_refused(tiny_model, small_video):
 
 
 @pytest.mark.parametrize("kwargs, message", [({"quality": 0}, "quality"), ({"quality": 9}, "quality"),
-                                             ({"quality": 1, "intra_period": 0}, "intra period")])
+                                             ({"quality": 1, "intra_period": 0}, "intra period"),
+                                             ({"quality": 1, "intra_period": 10**23},
+                                              "intra period must be 1..5184000")])
 def test_bad_encode_arguments(tiny_model, small_video, kwargs, message):
     model, entry = tiny_model
     with pytest.raises(InputError, match=message):
