@@ -160,6 +160,9 @@ def weights_hash(entry: ZooEntry) -> bytes:
 def _check_settings(video: Video, model: SSF, quality: int, intra_period: int) -> None:
     if frame_count(video) == 0:
         raise InputError("no frames to encode")
+    if (frame_count(video) or 0) > LIMITS.max_frames:
+        raise InputError(f"{frame_count(video)} frames are more than a stream holds "
+                         f"({LIMITS.max_frames}, a day at 60 fps); code part of it with --frames")
     if not 1 <= quality <= model.cfg.num_qualities:
         raise InputError(f"quality must be 1..{model.cfg.num_qualities}, got {quality}")
     if not 1 <= intra_period <= LIMITS.max_frames:  # a longer one would not read back

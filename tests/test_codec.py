@@ -61,6 +61,20 @@ def test_bad_encode_arguments(tiny_model, small_video, kwargs, message):
         encode(small_video, model, entry, **kwargs)
 
 
+def test_a_clip_longer_than_a_stream_holds_is_refused(tiny_model, small_video):
+    from dataclasses import replace
+
+    from nvc.bitstream import LIMITS
+    from nvc.io import LazyFrames
+
+    model, entry = tiny_model
+    endless = replace(small_video, frames=LazyFrames.indexed(LIMITS.max_frames + 1,
+                                                             lambda i: small_video.frames[0]))
+    with pytest.raises(InputError, match=f"{LIMITS.max_frames + 1} frames are more than a stream "
+                                         f"holds .{LIMITS.max_frames}, a day at 60 fps.; code part"):
+        encode(endless, model, entry, 2)
+
+
 def test_pad_replicates_to_multiple():
     x = torch.arange(6.0).reshape(1, 1, 2, 3)
     y = pad_to(x, 4)
