@@ -34,7 +34,7 @@ from .bitstream import (
     SequenceHeader,
     Synthesis,
 )
-from .errors import InputError, NvcError, Stop, env_int, never
+from .errors import BitstreamError, InputError, NvcError, Stop, env_int, never
 from .io import (
     ColourMatrix,
     Video,
@@ -179,12 +179,18 @@ def sequence_header(video: Video, model: SSF, entry: ZooEntry, quality: int, int
                          f"fps lies outside the format's range (1/{1 << 20} to {LIMITS.max_fps}); "
                          "set one with --fps")
     model.tables_for(FORMAT_VERSION)  # the stream is coded with, and records, its format's tables
-    return SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
-                          fps.numerator, fps.denominator, frame_count(video) or 0,  # 0: live
-                          intra_period, quality, int(matrix), profile, model.tables_crc(),
-                          synthesis, **header_fields(schedule),
-                          sample_aspect=(video.aspect.numerator, video.aspect.denominator)
-                          if video.aspect else (1, 1))
+    header = SequenceHeader(entry.model_id, weights_hash(entry), video.width, video.height,
+                            fps.numerator, fps.denominator, frame_count(video) or 0,  # 0: live
+                            intra_period, quality, int(matrix), profile, model.tables_crc(),
+                            synthesis, **header_fields(schedule),
+                            sample_aspect=(video.aspect.numerator, video.aspect.denominator)
+                            if video.aspect else (1, 1))
+    try:  # what the checks above do not name: still no stream its decoder would refuse
+        SequenceHeader.read(header.write(FORMAT_VERSION), FORMAT_VERSION)
+    except BitstreamError as e:
+        raise InputError(f"{video.source or 'the input'}: its stream would not read back ({e})") \
+            from None
+    return header
 
 
 def quality_argument(quality: int, qmap: QualityMap | None, device: torch.device

@@ -61,6 +61,17 @@ def test_bad_encode_arguments(tiny_model, small_video, kwargs, message):
         encode(small_video, model, entry, **kwargs)
 
 
+def test_no_header_is_written_that_would_not_read_back(tiny_model, small_video):
+    from dataclasses import replace
+    from fractions import Fraction
+
+    model, entry = tiny_model
+    wide = replace(small_video, aspect=Fraction(100_000, 3))  # a term past the header's 16 bits
+    with pytest.raises(InputError, match=r"its stream would not read back \(damaged stream: "
+                                         r"sample aspect ratio 100000:3"):
+        encode(wide, model, entry, 2)
+
+
 def test_a_clip_longer_than_a_stream_holds_is_refused(tiny_model, small_video):
     from dataclasses import replace
 
