@@ -436,7 +436,8 @@ def _stream_input(path: str):
                 raise InputError(f"{input_name(path)}: no nvc stream (nothing was read)")
         else:
             if not Path(path).is_file():
-                raise InputError(f"{path}: no such file")
+                raise InputError(f"{path}: is a directory, not an nvc stream" if Path(path).is_dir()
+                                 else f"{path}: no such file")
             reader = FileReader(files.enter_context(open(path, "rb")))
         with _named(input_name(path)):
             yield reader

@@ -218,6 +218,18 @@ def test_bad_inputs_to_encode(make, message, tmp_path, tiny_weights, capsys):
     assert not out_path.exists()
 
 
+@pytest.mark.parametrize("command", ["decode", "info"])
+@pytest.mark.parametrize("make, message", [
+    (lambda d: d / "missing.nvc", "missing.nvc: no such file"),
+    (lambda d: d, ": is a directory, not an nvc stream")])
+def test_a_stream_that_is_not_there(command, make, message, tmp_path, tiny_weights, capsys):
+    out_path = tmp_path / "out.y4m"
+    code, out, err = _run([command, str(make(tmp_path))] + (
+        ["-o", str(out_path), "--weights", str(tiny_weights)] if command == "decode" else []), capsys)
+    assert code == 1 and err.endswith(message + "\n") and err.count("\n") == 1 and not out
+    assert not out_path.exists()
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda d: d / "missing.safetensors", "no such weights file"),
     (lambda d: _bytes(d / "w.safetensors", b"\x00junk" * 50), "not an nvc weights file"),
