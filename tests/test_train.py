@@ -233,6 +233,8 @@ def test_validation_can_follow_the_encoders_schedule_apart_from_training(monkeyp
     assert all(isinstance(p, torch.Tensor) and p.dim() == 1 for p in seen)  # training: flat indexes
     with pytest.raises(ConfigError, match="val_schedule must be one of"):
         VideoCodecModule(arch="ssf-tiny", stage="joint", val_schedule="hier")
+    with pytest.raises(ConfigError, match=r"model config: lambdas must be 1 to 16 numbers above 0"):
+        VideoCodecModule(arch="ssf-tiny", stage="joint", lambdas=[0.01, -1.0])
 
 
 def test_validation_measures_in_float32_under_bf16_training():

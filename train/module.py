@@ -109,7 +109,10 @@ class VideoCodecModule(L.LightningModule):
         self.save_hyperparameters()
         self.cfg: ModelConfig = ARCHITECTURES[arch]
         if lambdas:  # lambda per rate point, from the YAML config
-            self.cfg = dataclasses.replace(self.cfg, lambdas=tuple(lambdas))
+            try:
+                self.cfg = dataclasses.replace(self.cfg, lambdas=tuple(lambdas))
+            except ValueError as e:  # ModelConfig's own check: one line, as the others above
+                raise ConfigError(str(e)) from None
         self.model = SSF(self.cfg)
         for path in init_from or []:
             load_state_into(self.model, path)
