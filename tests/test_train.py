@@ -338,6 +338,13 @@ def test_containers_decode_through_opencv_where_pyav_is_missing(tmp_path, monkey
     ("--model.burn_in=2 --model.unroll=[[0,1]]", "burn_in 2 before 1 unrolled P-frames needs clips of 4 "
                                                 "frames; data.frames is 3"),
     ("--model.arch=ssf-huge", "unknown arch 'ssf-huge'"),
+    ("--data.init_args.batch_size=0", "batch_size must be at least 1, got 0"),
+    ("--data.init_args.frames=1", "stage joint codes P-frames: its clips need 2 frames or more"),
+    ("--model.lr=-1", "lr must be above 0, got -1.0"),
+    ("--model.aux_lr=0", "aux_lr must be above 0, got 0.0"),
+    ("--model.lr_drop_factor=2", "lr_drop_factor must lie in (0, 1], got 2.0"),
+    ("--model.unroll=[[0,0]]", "unroll entries are [from_step >= 0, p_frames >= 1], got [0, 0]"),
+    ("--model.lambdas=[0.01,-1]", "model config: lambdas must be 1 to 16 numbers above 0"),
     ("--model.init_from=[missing.safetensors]", "missing.safetensors: no such weights file"),
 ])
 def test_bad_settings_are_one_line_errors(setting, message, tmp_path, capsys):

@@ -230,6 +230,10 @@ class _ClipDataModule(L.LightningDataModule):
         super().__init__()
         if crop <= 0 or crop % CROP_MULTIPLE:
             raise ConfigError(f"crop must be a positive multiple of {CROP_MULTIPLE}, got {crop}")
+        for name, value in (("frames", frames), ("batch_size", batch_size),
+                            ("steps_per_epoch", steps_per_epoch), ("val_frames", val_frames)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
         self.frames, self.crop, self.batch_size = frames, crop, batch_size
         self.steps_per_epoch, self.num_workers, self.seed = steps_per_epoch, num_workers, seed
         self.val_roots, self.val_clips, self.val_frames = val_roots, val_clips, val_frames

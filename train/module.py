@@ -106,6 +106,15 @@ class VideoCodecModule(L.LightningModule):
             raise ConfigError(f"accumulate must be at least 1, got {accumulate}")
         if arch not in ARCHITECTURES:
             raise ConfigError(f"unknown arch {arch!r}; known: {sorted(ARCHITECTURES)}")
+        for name, rate in (("lr", lr), ("aux_lr", aux_lr), ("grad_clip", grad_clip),
+                           ("block_lr", block_lr or lr)):
+            if not rate > 0:  # NaN fails too
+                raise ConfigError(f"{name} must be above 0, got {rate}")
+        if not 0 < lr_drop_factor <= 1:
+            raise ConfigError(f"lr_drop_factor must lie in (0, 1], got {lr_drop_factor}")
+        bad = next((e for e in unroll or [] if len(e) != 2 or e[0] < 0 or e[1] < 1), None)
+        if bad is not None:
+            raise ConfigError(f"unroll entries are [from_step >= 0, p_frames >= 1], got {bad}")
         self.save_hyperparameters()
         self.cfg: ModelConfig = ARCHITECTURES[arch]
         if lambdas:  # lambda per rate point, from the YAML config
@@ -215,6 +224,9 @@ class VideoCodecModule(L.LightningModule):
         """clip: (B, T, 3, H, W) in [0, 1]."""
         b, t, _, h, w = clip.shape
         p_frames = burn = 0
+        if self.hparams.stage != "intra" and t < 2:
+            raise ConfigError(f"stage {self.hparams.stage} codes P-frames: its clips need 2 frames "
+                              f"or more (data.frames), got {t}")
         if self.hparams.stage != "intra":
             p_frames = p_frames_at(self.global_step, self.hparams.unroll, t - 1)
             if self.hparams.burn_in:
