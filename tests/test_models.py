@@ -99,6 +99,15 @@ def test_gains_move_to_a_new_rate_ladder():
     assert torch.allclose(moved[3], g[1] + (g[1] - g[0]))  # extrapolated with the last slope
 
 
+def test_weights_of_another_architecture_initialise_nothing_and_say_so():
+    from nvc.errors import ConfigError
+    from nvc.zoo import DEFAULT_MODEL, WEIGHTS_DIR, ZOO, load_state_into
+
+    with pytest.raises(ConfigError, match=r"0.01% of the model's parameters fit \(ssf-small weights, "
+                                          r"a ssf-tiny model\)"):
+        load_state_into(SSF(TINY), WEIGHTS_DIR / ZOO[DEFAULT_MODEL].file)
+
+
 def test_loading_weights_of_another_ladder_moves_the_gains(tmp_path):
     import dataclasses
 
