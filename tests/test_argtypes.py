@@ -99,6 +99,14 @@ def test_refinement_steps():
         assert f"0 to {MAX_STEPS} steps" in refused(argtypes.steps, text)
 
 
+def test_gop_schedule():
+    from nvc.schedule import FLAT, GopSchedule
+
+    assert argtypes.gop_schedule("0") == FLAT
+    assert argtypes.gop_schedule("0.75,0,0.5/0.5,0") == GopSchedule.parse("0.75,0,0.5/0.5,0")
+    assert "a GOP schedule is LIFT,DROP,SLOPE[/CYCLE] in rungs" in refused(argtypes.gop_schedule, "0.75,0")
+
+
 def test_bitrate():
     assert argtypes.bitrate("500k") == 500_000 and argtypes.bitrate("1.5M") == 1_500_000
     assert argtypes.bitrate("250000") == 250_000
