@@ -55,6 +55,20 @@ def test_a_mask_video_is_read_a_frame_at_a_time(tmp_path):
         load_mask(path, frames=5, width=56, height=40)
 
 
+def test_maps_that_cannot_be_spooled_say_how_large(monkeypatch):
+    import errno
+    import tempfile
+
+    from nvc.roi import FrameMaps
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
+    with pytest.raises(InputError, match=r"^cannot spool the maps \(1.0 MiB a frame\) to .*No space "
+                                         r"left on device\); set TMPDIR"):
+        FrameMaps.spooled([np.zeros((512, 512))], 512, 512)
+
+
 def test_mask_errors_are_input_errors(tmp_path, monkeypatch):
     from PIL import Image
 
