@@ -34,7 +34,7 @@ from .bitstream import (
     SequenceHeader,
     Synthesis,
 )
-from .errors import BitstreamError, InputError, NvcError, Stop, env_int, never
+from .errors import MAX_THREADS, BitstreamError, InputError, NvcError, Stop, env_int, never
 from .io import (
     ColourMatrix,
     Video,
@@ -56,11 +56,11 @@ Progress = Callable[[Iterable], Iterable]
 # their sums by thread count, so a decoder with another count than the encoder's drifts (measured:
 # BasketballPass decoded with 1 and with 2 threads differed in 5 of 6 frames). NVC_CODING_THREADS
 # overrides it; streams then decode bit-exactly only where both sides use the same value.
-CODING_THREADS = env_int("NVC_CODING_THREADS", 1, minimum=1)
+CODING_THREADS = env_int("NVC_CODING_THREADS", 1, minimum=1, maximum=MAX_THREADS)
 # Where a P-frame is also tried as an I-frame (adaptive I-frames), the trial runs on a second thread
 # beside it (each computes what it would alone, so the bytes do not depend on it); 0 runs them in
 # turn on one (the default on a one-core machine). NVC_PARALLEL_TRIAL overrides it.
-PARALLEL_TRIAL = env_int("NVC_PARALLEL_TRIAL", 1 if (os.cpu_count() or 1) > 1 else 0)
+PARALLEL_TRIAL = env_int("NVC_PARALLEL_TRIAL", 1 if (os.cpu_count() or 1) > 1 else 0, maximum=1)
 # Refinement keeps a frame's synthesis activations for its backward pass, so two candidates refined
 # side by side hold twice that: above this many pixels (or where nvc.memory says two do not fit) a
 # frame's refined candidates are coded in turn (measured, street scaled to 3840x2160, 2 frames,
@@ -70,7 +70,7 @@ REFINE_BESIDE_MAX_PIXELS = 1920 * 1088
 # Adaptive I-frames look one frame ahead: a frame whose I-frame costs less than (1 +
 # LOOK_AHEAD_GATE) times its P-frame is decided by what it and the next frame cost together
 # (code_frames). NVC_LOOK_AHEAD=0 decides each frame by its own cost alone.
-LOOK_AHEAD = env_int("NVC_LOOK_AHEAD", 1)
+LOOK_AHEAD = env_int("NVC_LOOK_AHEAD", 1, maximum=1)
 # A bound on time, not on the choice: the frames a look-ahead moved to intra had I-frames 1.05 to
 # 1.24 times their P-frames' cost (evaluation clips; 0.5 and 1.0 wrote the same files).
 LOOK_AHEAD_GATE = 0.5

@@ -42,7 +42,8 @@ from .zoo import DEFAULT_MODEL, ZooEntry, entry_by_id, load_model, missing_model
 # Frames whose entropy decoding runs ahead of the synthesis, on a second thread (nvc.ahead); 0 runs
 # both stages in turn on one (the default on a one-core machine). NVC_DECODE_AHEAD overrides it.
 # The exact profiles only: their entropy stage is thread-independent.
-DECODE_AHEAD = env_int("NVC_DECODE_AHEAD", 2 if (os.cpu_count() or 1) > 1 else 0)
+MAX_AHEAD = 64  # frames entropy-decoded ahead at most (each holds its latents until synthesised)
+DECODE_AHEAD = env_int("NVC_DECODE_AHEAD", 2 if (os.cpu_count() or 1) > 1 else 0, maximum=MAX_AHEAD)
 # Decoded frames converted to YUV on a worker while the next frame is synthesised (nvc decode's
 # output; 17 ms a 1080p frame on this project's CPU, which a GPU decoder would otherwise wait for).
 CONVERT_AHEAD = 1 if (os.cpu_count() or 1) > 1 else 0

@@ -34,9 +34,14 @@ class StreamCut(BitstreamError):
     the cut is whole (bitstream.FrameUnits.keep_cut decodes them and stops there)."""
 
 
-def env_int(name: str, default: int, minimum: int = 0) -> int:
+MAX_THREADS = 256  # a thread count nvc takes from the environment (torch's OpenMP crashed the
+# process at NVC_CODING_THREADS=100000, signal 11)
+
+
+def env_int(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     """An integer setting from the environment (NVC_CODING_THREADS and the like), or `default`
-    when unset; anything else is a one-line NvcError, not a traceback."""
+    when unset; anything else, or a value outside minimum..maximum, is a one-line NvcError, not
+    a traceback."""
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -44,6 +49,7 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
         value = int(text)
     except ValueError:
         value = minimum - 1
-    if value < minimum:
-        raise NvcError(f"{name} must be an integer >= {minimum} (got {text!r})")
+    if value < minimum or maximum is not None and value > maximum:
+        bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        raise NvcError(f"{name} must be an integer {bounds} (got {text!r})")
     return value

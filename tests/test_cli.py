@@ -267,14 +267,17 @@ def test_warnings_read_like_errors(verbose, line):
                                                  if verbose else [])
 
 
-@pytest.mark.parametrize("name, minimum", [("NVC_RANGE_THREADS", 0), ("NVC_CODING_THREADS", 1),
-                                           ("NVC_DECODE_AHEAD", 0), ("NVC_PARALLEL_TRIAL", 0)])
-def test_a_bad_thread_setting_is_one_line(tmp_path, name, minimum):
+@pytest.mark.parametrize("name, bounds, value", [
+    ("NVC_RANGE_THREADS", "0 to 256", "two"), ("NVC_CODING_THREADS", "1 to 256", "100000"),
+    ("NVC_STRIPE_THREADS", "1 to 256", "0"), ("NVC_DECODE_AHEAD", "0 to 64", "65"),
+    ("NVC_PARALLEL_TRIAL", "0 to 1", "2"), ("NVC_LOOK_AHEAD", "0 to 1", "-1")])
+def test_a_bad_thread_setting_is_one_line(tmp_path, name, bounds, value):
+    """Not a traceback, and not a crash: NVC_CODING_THREADS=100000 ended in signal 11 (OpenMP)."""
     proc = subprocess.run([sys.executable, "-m", "nvc.cli", "decode", str(tmp_path / "nope.nvc"),
                            "-o", str(tmp_path / "x.y4m")], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, name: "two"})
+                          timeout=120, env={**os.environ, name: value})
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"nvc: error: {name} must be an integer >= {minimum} (got 'two')"
+    assert proc.stderr.strip() == f"nvc: error: {name} must be an integer from {bounds} (got '{value}')"
 
 
 def test_env_int(monkeypatch):
@@ -288,6 +291,10 @@ def test_env_int(monkeypatch):
         monkeypatch.setenv("NVC_TEST_INT", bad)
         with pytest.raises(NvcError, match=f"NVC_TEST_INT must be an integer >= 0 .got '{bad}'"):
             env_int("NVC_TEST_INT", 7)
+    monkeypatch.setenv("NVC_TEST_INT", "9")
+    assert env_int("NVC_TEST_INT", 7, maximum=9) == 9
+    with pytest.raises(NvcError, match="NVC_TEST_INT must be an integer from 0 to 8 .got '9'"):
+        env_int("NVC_TEST_INT", 7, maximum=8)
 
 
 def test_adapted_encode_and_info(tmp_path, clip_y4m, tiny_weights, capsys):

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import workers
 from ..bitstream import join_substreams, split_substreams
-from ..errors import BitstreamError, NvcError, env_int
+from ..errors import MAX_THREADS, BitstreamError, NvcError, env_int
 
 # A run per SUBSTREAM_SYMBOLS coded elements, at most MAX_SUBSTREAMS: each run costs its 4-byte
 # final state and a 2-3 byte length, about 0.1% of what 65,536 elements take at the lowest rates.
@@ -37,7 +37,7 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-THREADS = env_int("NVC_RANGE_THREADS", 0) or _cores()
+THREADS = env_int("NVC_RANGE_THREADS", 0, maximum=MAX_THREADS) or _cores()
 
 DAMAGED = -3  # the C coder's code for data that ran out or did not end where the encoder's did
 _ERRORS = {-1: "a range-coder table is invalid", -2: "the coder's output buffer is too small",

@@ -23,12 +23,12 @@ import torch
 from torch import Tensor, nn
 
 from .. import workers
-from ..errors import env_int
+from ..errors import MAX_THREADS, env_int
 
 T = TypeVar("T")
 STRIPE_ROWS = 256
 # Threads the stripes of one transform run on; NVC_STRIPE_THREADS overrides it (1: in turn).
-STRIPE_THREADS = env_int("NVC_STRIPE_THREADS", os.cpu_count() or 1, minimum=1)
+STRIPE_THREADS = env_int("NVC_STRIPE_THREADS", os.cpu_count() or 1, minimum=1, maximum=MAX_THREADS)
 
 
 def analyze(g_a: nn.Sequential, x: Tensor, kernel: int, stripe_rows: int | None = None
