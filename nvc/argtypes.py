@@ -72,6 +72,18 @@ def positive(text: str) -> int:
     return value
 
 
+MAX_DEMO_FRAMES = 300  # the demo clip is rendered whole, 1.2 MB a frame (100,000 asked for 20 GB)
+
+
+def demo_frames(text: str) -> int:
+    """nvc demo --frames: 1 to MAX_DEMO_FRAMES."""
+    value = positive(text)
+    if value > MAX_DEMO_FRAMES:
+        raise argparse.ArgumentTypeError(f"the demo renders at most {MAX_DEMO_FRAMES} frames, "
+                                         f"got {text!r}")
+    return value
+
+
 def intra_period(text: str) -> int:
     """--intra-period: 1 up to the longest clip a stream holds (a GOP that long is the whole clip)."""
     from .bitstream import LIMITS

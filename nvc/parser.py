@@ -223,7 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "demo", "code the embedded offline clip end to end and print a summary",
              "nvc demo --out-dir nvc-demo")
     p.add_argument("--out-dir", default="nvc-demo", help="where the demo files go (default nvc-demo)")
-    p.add_argument("--frames", type=argtypes.positive, default=12, help="clip length (default 12)")
+    p.add_argument("--frames", type=argtypes.demo_frames, default=12,
+                   help=f"clip length, 1 to {argtypes.MAX_DEMO_FRAMES} (default 12)")
     p.add_argument("--quality", type=int, default=2, help="rate point (default 2)")
     p.add_argument("--intra-period", type=argtypes.intra_period, default=12,
                    help="frames per I-frame (default 12)")

@@ -73,6 +73,14 @@ def test_whole_numbers():
         assert "positive" in refused(argtypes.positive, text)
 
 
+def test_demo_frames():
+    assert argtypes.demo_frames("1") == 1
+    assert argtypes.demo_frames(str(argtypes.MAX_DEMO_FRAMES)) == argtypes.MAX_DEMO_FRAMES
+    assert "positive" in refused(argtypes.demo_frames, "0")
+    assert f"at most {argtypes.MAX_DEMO_FRAMES} frames" in refused(
+        argtypes.demo_frames, str(argtypes.MAX_DEMO_FRAMES + 1))
+
+
 def test_intra_period():
     assert argtypes.intra_period("1") == 1
     assert argtypes.intra_period(str(LIMITS.max_frames)) == LIMITS.max_frames
