@@ -72,27 +72,29 @@ def positive(text: str) -> int:
     return value
 
 
+def _positive_up_to(text: str, top: int, refusal: str) -> int:
+    """A whole number 1..top; above it, `refusal` and the text given."""
+    value = positive(text)
+    if value > top:
+        raise argparse.ArgumentTypeError(f"{refusal}, got {text!r}")
+    return value
+
+
 MAX_DEMO_FRAMES = 300  # the demo clip is rendered whole, 1.2 MB a frame (100,000 asked for 20 GB)
 
 
 def demo_frames(text: str) -> int:
     """nvc demo --frames: 1 to MAX_DEMO_FRAMES."""
-    value = positive(text)
-    if value > MAX_DEMO_FRAMES:
-        raise argparse.ArgumentTypeError(f"the demo renders at most {MAX_DEMO_FRAMES} frames, "
-                                         f"got {text!r}")
-    return value
+    return _positive_up_to(text, MAX_DEMO_FRAMES,
+                           f"the demo renders at most {MAX_DEMO_FRAMES} frames")
 
 
 def intra_period(text: str) -> int:
     """--intra-period: 1 up to the longest clip a stream holds (a GOP that long is the whole clip)."""
     from .bitstream import LIMITS
 
-    value = positive(text)
-    if value > LIMITS.max_frames:
-        raise argparse.ArgumentTypeError(f"expected at most {LIMITS.max_frames} frames (a day at "
-                                         f"60 fps: one GOP for any clip), got {text!r}")
-    return value
+    return _positive_up_to(text, LIMITS.max_frames, f"expected at most {LIMITS.max_frames} frames "
+                                                    "(a day at 60 fps: one GOP for any clip)")
 
 
 def positive_real(text: str) -> float:
